@@ -1,0 +1,110 @@
+"""Dataset examples: the images that activate a unit most, ranked, with a heatmap of *where* it fires.
+
+The reference lists the generations in which a unit was in the top-20 without ranking them; we rank by the unit's
+spatial-mean activation and keep its per-position map, upsampled onto the image as an overlay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from .activity import spatial_map
+from .errors import ActivityError
+from .hookpoints import check_sae_fits, resolve_hookpoint
+from .hooks import capture
+from .sae.model import SparseAutoencoder
+from .sampling import sample
+
+# A perceptually ordered dark-to-bright ramp (black → purple → orange → yellow), interpolated linearly.
+_RAMP = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32) / 255
+
+
+@dataclass
+class Example:
+    """One ranked dataset example of a unit."""
+
+    index: int
+    score: float
+    heatmap: np.ndarray  # [h, w] activation map at block resolution
+    timestep: int | None = None
+    prompt: str | None = None
+
+
+def colorize(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
+    """Map values ≥ 0 to RGB floats in [0, 1] with a dark-to-bright ramp; ``vmax`` fixes the top of the scale."""
+    v = np.clip(np.asarray(values, np.float32), 0, None)
+    top = float(vmax) if vmax is not None else float(v.max())
+    v = v / top if top > 0 else np.zeros_like(v)
+    pos = np.clip(v, 0, 1) * (len(_RAMP) - 1)
+    lo = np.floor(pos).astype(int).clip(0, len(_RAMP) - 2)
+    frac = (pos - lo)[..., None]
+    return _RAMP[lo] * (1 - frac) + _RAMP[lo + 1] * frac
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.55, vmax: float | None = None) -> np.ndarray:
+    """Blend a heatmap (any resolution, bilinear-upsampled by PIL) over an ``[H, W, 3]`` image in [0, 1]."""
+    img = np.asarray(image, np.float32)
+    if img.ndim != 3 or img.shape[-1] != 3:
+        raise ValueError(f"expected an [H, W, 3] image, got shape {img.shape}")
+    h, w = img.shape[:2]
+    resized = np.asarray(Image.fromarray(np.asarray(heatmap, np.float32), mode="F").resize((w, h), Image.BILINEAR))
+    color = colorize(resized, vmax)
+    weight = alpha * (np.clip(resized, 0, None) / (vmax or max(float(resized.max()), 1e-12)))[..., None]
+    return np.clip(img * (1 - weight) + color * weight, 0, 1)
+
+
+def rank_examples(maps: Tensor | np.ndarray, k: int = 8, by: str = "mean",
+                  prompts: Sequence[str] | None = None, timestep: int | None = None) -> list[Example]:
+    """Rank images by a unit's activation map ``[N, h, w]`` (spatial ``mean``, the paper's unit, or ``max``)."""
+    m = maps.detach().float().cpu().numpy() if isinstance(maps, Tensor) else np.asarray(maps, np.float32)
+    if m.ndim != 3 or not len(m):
+        raise ActivityError(f"expected activation maps of shape [N, h, w] with N ≥ 1, got {m.shape}")
+    if by not in ("mean", "max"):
+        raise ValueError(f"rank by 'mean' or 'max', got '{by}'")
+    scores = m.reshape(len(m), -1).mean(1) if by == "mean" else m.reshape(len(m), -1).max(1)
+    order = sorted(range(len(m)), key=lambda i: (-scores[i], i))[:k]
+    return [Example(i, float(scores[i]), m[i], timestep, prompts[i] if prompts else None) for i in order]
+
+
+@torch.no_grad()
+def generate_with_maps(unet: nn.Module, scheduler, hookpoint: str, prompts: Sequence[str],
+                       encode_prompt: Callable[[list[str]], Tensor], unit: int, timestep: int, *,
+                       sae: SparseAutoencoder | None = None, seeds: Sequence[int] | None = None, steps: int = 50,
+                       guidance: float = 7.5, latent_shape: Sequence[int] | None = None,
+                       batch_size: int = 4) -> tuple[Tensor, Tensor, int]:
+    """Generate from ``prompts`` and record ``unit``'s map at the sampled timestep nearest ``timestep``.
+
+    Returns the final latents ``[N, C, h, w]``, the maps ``[N, H, W]`` and the timestep actually used.
+    """
+    point = resolve_hookpoint(unet, hookpoint)
+    if sae is not None:
+        check_sae_fits(sae.d_in, point, unet)
+        sae.check_features([unit])
+    elif not 0 <= unit < point.channels:
+        raise ActivityError(f"channel {unit} is out of range: block '{point.diffusers_name}' has {point.channels}")
+    seeds = list(seeds) if seeds is not None else list(range(len(prompts)))
+    config = unet.config
+    size = latent_shape or (config.in_channels, config.sample_size, config.sample_size)
+    scheduler.set_timesteps(steps)
+    ts = [int(t) for t in scheduler.timesteps]
+    step_index = int(np.argmin([abs(t - timestep) for t in ts]))
+    uncond = encode_prompt([""]) if guidance != 1.0 else None
+    latents, maps = [], []
+    for start in range(0, len(prompts), batch_size):
+        chunk = list(prompts[start:start + batch_size])
+        with capture(unet, point, rows="cond" if guidance != 1.0 else None) as rec:
+            def on_step(i: int, _t: int, _x: Tensor) -> None:
+                if i == step_index:
+                    maps.append(spatial_map(rec.tokens[-1], rec.hw, unit, sae))
+                rec.clear()
+
+            latents.append(sample(unet, scheduler, encode_prompt(chunk), uncond=uncond, guidance=guidance,
+                                  steps=steps, seeds=seeds[start:start + len(chunk)], latent_shape=size,
+                                  on_step=on_step))
+    return torch.cat(latents), torch.cat(maps), ts[step_index]

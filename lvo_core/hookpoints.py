@@ -1,0 +1,316 @@
+"""Hookpoint names: resolve a block by its diffusers name (``up_blocks.1.attentions.1``) or its LDM/ComfyUI name
+(``output_blocks.4.1``) on either kind of UNet, and list what can be hooked.
+
+The correspondence between the two namings is not kept in a hand-written table. For an LDM-layout UNet it is read
+off diffusers' own checkpoint converter (``convert_ldm_unet_checkpoint``), run on the model's parameter *names*
+only. For a diffusers UNet we compute the inverse with the same index arithmetic the converter uses and check it by
+running the converter on the result: every block must map back to itself, or we refuse to guess.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterable
+
+from torch import nn
+
+from .errors import HookpointError, SAEMismatchError
+
+_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "unet.", "model.")
+_ALIAS = re.compile(r"^(down|mid|up)\.(\d+)(?:\.(\d+))?$")  # sdxl-unbox short names: down.2.1, mid.0, up.0.1
+_DIFFUSERS_BLOCK = re.compile(r"^(down_blocks\.\d+\.(?:resnets|attentions|downsamplers)\.\d+|"
+                              r"up_blocks\.\d+\.(?:resnets|attentions|upsamplers)\.\d+|"
+                              r"mid_block\.(?:resnets|attentions)\.\d+)(?:\.(.+))?$")
+_LDM_BLOCK = re.compile(r"^((?:input_blocks|output_blocks)\.\d+\.\d+|middle_block\.\d+)(?:\.(.+))?$")
+_RESNET_RENAMES = (("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"),
+                   ("conv2", "out_layers.3"), ("time_emb_proj", "emb_layers.1"), ("conv_shortcut", "skip_connection"))
+
+
+def strip_prefix(name: str) -> str:
+    """Drop the wrappers a hookpoint may carry (``unet.``, ``diffusion_model.``, ``model.diffusion_model.``)."""
+    name = name.strip()
+    for prefix in _PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def expand_alias(name: str) -> str:
+    """Expand sdxl-unbox style short names (``up.0.1`` → ``up_blocks.0.attentions.1``, ``mid.0``)."""
+    m = _ALIAS.match(name)
+    if not m:
+        return name
+    kind, a, b = m.groups()
+    if kind == "mid":
+        return f"mid_block.attentions.{a}"
+    if b is None:
+        return name
+    return f"{'down_blocks' if kind == 'down' else 'up_blocks'}.{a}.attentions.{b}"
+
+
+def unwrap_unet(model: nn.Module) -> nn.Module:
+    """The bare UNet inside common wrappers (a ComfyUI BaseModel's ``diffusion_model``, a pipeline's ``unet``)."""
+    for attr in ("diffusion_model", "unet"):
+        inner = getattr(model, attr, None)
+        if isinstance(inner, nn.Module):
+            return unwrap_unet(inner)
+    return model
+
+
+def layout_of(unet: nn.Module) -> str:
+    if hasattr(unet, "down_blocks") and hasattr(unet, "up_blocks"):
+        return "diffusers"
+    if hasattr(unet, "input_blocks") and hasattr(unet, "output_blocks"):
+        return "ldm"
+    raise HookpointError(f"{type(unet).__name__} is neither a diffusers UNet (down_blocks/up_blocks) nor an "
+                         f"LDM-layout UNet (input_blocks/output_blocks); cannot hook it")
+
+
+# ------------------------------------------------------------------------------------------- name correspondence
+def _ldm_to_diffusers_keys(ldm_keys: Iterable[str], layers_per_block: int) -> dict[str, str]:
+    """{diffusers key: LDM key} as diffusers' converter maps them (only names are passed through it)."""
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
+
+    probe = {"model.diffusion_model." + key: key for key in ldm_keys}
+    converted = convert_ldm_unet_checkpoint(probe, {"layers_per_block": layers_per_block})
+    return {d: l for d, l in converted.items() if isinstance(l, str)}
+
+
+def _diffusers_key_to_ldm(key: str, layers_per_block: int, attention_levels: set[int]) -> str | None:
+    """The LDM name of one diffusers parameter name, by the converter's own index arithmetic (inverted)."""
+    n = layers_per_block + 1
+    m = _DIFFUSERS_BLOCK.match(key)
+    if not m:
+        from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
+
+        return DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"].get(key)
+    block, rest = m.group(1), m.group(2) or ""
+    parts = block.split(".")
+    if parts[0] == "mid_block":
+        kind, j = parts[1], int(parts[2])
+        ldm = f"middle_block.{2 * j if kind == 'resnets' else 1}"
+    else:
+        level, kind, j = int(parts[1]), parts[2], int(parts[3])
+        if parts[0] == "down_blocks":
+            if kind == "downsamplers":
+                ldm, rest = f"input_blocks.{n * level + n}.0", rest.replace("conv", "op", 1)
+            else:
+                ldm = f"input_blocks.{n * level + j + 1}.{0 if kind == 'resnets' else 1}"
+        elif kind == "upsamplers":
+            ldm = f"output_blocks.{n * level + n - 1}.{2 if level in attention_levels else 1}"
+        else:
+            ldm = f"output_blocks.{n * level + j}.{0 if kind == 'resnets' else 1}"
+    if kind == "resnets":
+        for new, old in _RESNET_RENAMES:
+            if rest.startswith(new + "."):
+                rest = old + rest[len(new):]
+                break
+    return f"{ldm}.{rest}" if rest else ldm
+
+
+def _infer_layers_per_block(ldm_keys: list[str], num_input_blocks: int) -> int:
+    downsamplers = sorted(int(k.split(".")[1]) for k in ldm_keys if re.match(r"input_blocks\.\d+\.0\.op\.", k))
+    return downsamplers[0] - 1 if downsamplers else num_input_blocks - 1
+
+
+def _block(key: str, pattern: re.Pattern) -> str | None:
+    m = pattern.match(key)
+    return m.group(1) if m else None
+
+
+@dataclass(frozen=True)
+class NameMap:
+    """Block-level correspondence between diffusers and LDM names for one model."""
+
+    diffusers_to_ldm: dict[str, str]
+    layers_per_block: int
+
+    @property
+    def ldm_to_diffusers(self) -> dict[str, str]:
+        return {v: k for k, v in self.diffusers_to_ldm.items()}
+
+
+def _block_map(pairs: dict[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for d_key, l_key in pairs.items():
+        d_block, l_block = _block(d_key, _DIFFUSERS_BLOCK), _block(l_key, _LDM_BLOCK)
+        if d_block and l_block:
+            out.setdefault(d_block, l_block)
+    return out
+
+
+def name_map(unet: nn.Module) -> NameMap:
+    """The diffusers ↔ LDM block correspondence for ``unet`` (diffusers or LDM layout), derived as described above."""
+    unet = unwrap_unet(unet)
+    keys = tuple(unet.state_dict(keep_vars=True).keys())
+    if layout_of(unet) == "ldm":
+        lpb = _infer_layers_per_block(list(keys), len(unet.input_blocks))
+        return NameMap(_block_map(_ldm_to_diffusers_keys(keys, lpb)), lpb)
+    lpb = int(unet.config.layers_per_block if hasattr(unet, "config") else len(unet.down_blocks[0].resnets))
+    attention_levels = {i for i, b in enumerate(unet.up_blocks) if getattr(b, "attentions", None)}
+    return NameMap(_diffusers_name_map(keys, lpb, frozenset(attention_levels)), lpb)
+
+
+@lru_cache(maxsize=16)
+def _diffusers_name_map(keys: tuple[str, ...], lpb: int, attention_levels: frozenset[int]) -> dict[str, str]:
+    ldm = {k: _diffusers_key_to_ldm(k, lpb, set(attention_levels)) for k in keys}
+    back = _ldm_to_diffusers_keys([v for v in ldm.values() if v], lpb)
+    wrong = [k for k, v in ldm.items() if v and back.get(k) != v]
+    if wrong:
+        raise HookpointError(f"cannot derive LDM names for this UNet: diffusers' converter disagrees on {wrong[:3]}")
+    return _block_map({k: v for k, v in ldm.items() if v})
+
+
+def equivalent_names(name: str, layers_per_block: int = 2) -> list[str]:
+    """Spellings of the same block without a model at hand (SD1.x/SD2.x/SDXL all use 2 layers per block).
+
+    Used to match SAE folder names (``unet.up_blocks.1.attentions.1``) against any user spelling of a hookpoint.
+    Only attention and resnet blocks, whose LDM index does not depend on the level's other blocks, are mapped.
+    """
+    base = expand_alias(strip_prefix(name))
+    names = [base]
+    m = _DIFFUSERS_BLOCK.match(base)
+    if m and "samplers" not in m.group(1):
+        names.append(_diffusers_key_to_ldm(base, layers_per_block, set()) or base)
+    lm = _LDM_BLOCK.match(base)
+    if lm:
+        parts = lm.group(1).split(".")
+        n = layers_per_block + 1
+        if parts[0] == "output_blocks" and parts[2] in ("0", "1"):
+            i = int(parts[1])
+            kind = "resnets" if parts[2] == "0" else "attentions"
+            names.append(f"up_blocks.{i // n}.{kind}.{i % n}")
+        elif parts[0] == "input_blocks" and parts[2] == "1":
+            i = int(parts[1]) - 1
+            names.append(f"down_blocks.{i // n}.attentions.{i % n}")
+        elif parts[0] == "middle_block":
+            names.append({"0": "mid_block.resnets.0", "1": "mid_block.attentions.0", "2": "mid_block.resnets.1"}
+                         .get(parts[1], base))
+    return list(dict.fromkeys(names))
+
+
+# ------------------------------------------------------------------------------------------- resolution
+@dataclass(frozen=True)
+class Hookpoint:
+    """A resolved block: its names in both conventions, the module to hook, and its output channel count."""
+
+    diffusers_name: str
+    ldm_name: str
+    module_path: str
+    module: nn.Module
+    channels: int
+    kind: str
+
+    @property
+    def name(self) -> str:
+        return self.diffusers_name
+
+
+def _kind(diffusers_name: str) -> str:
+    for word, kind in (("attentions", "attention"), ("resnets", "resnet"), ("downsamplers", "downsampler"),
+                       ("upsamplers", "upsampler")):
+        if f".{word}." in f".{diffusers_name}.":
+            return kind
+    return "block"
+
+
+def output_channels(module: nn.Module) -> int:
+    """Channels of a block's output, read from its structure (no forward pass needed)."""
+    for attr in ("out_channels", "in_channels", "channels"):
+        value = getattr(module, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    last = [p for p in module.parameters() if p.ndim >= 1]
+    if not last:
+        raise HookpointError(f"cannot tell the output channels of {type(module).__name__}")
+    return int(last[-1].shape[0])
+
+
+def _get(unet: nn.Module, path: str) -> nn.Module | None:
+    try:
+        return unet.get_submodule(path)
+    except AttributeError:
+        return None
+
+
+def list_hookpoints(model: nn.Module) -> list[Hookpoint]:
+    """Every hookable block of ``model`` (resnets, attentions, samplers) in forward order, with its channels."""
+    unet = unwrap_unet(model)
+    nmap = name_map(unet)
+    layout = layout_of(unet)
+    points = []
+    for d_name, l_name in nmap.diffusers_to_ldm.items():
+        path = d_name if layout == "diffusers" else l_name
+        module = _get(unet, path)
+        if module is not None:
+            points.append(Hookpoint(d_name, l_name, path, module, output_channels(module), _kind(d_name)))
+    points.sort(key=lambda p: _forward_order(p.diffusers_name))
+    return points
+
+
+def _forward_order(diffusers_name: str) -> tuple[int, int, int, int]:
+    """Sort key that follows the UNet's forward pass: down levels, middle, up levels; resnet j before attention j."""
+    parts = diffusers_name.split(".")
+    section = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}[parts[0]]
+    if section == 1:
+        level, kind, j = 0, parts[1], int(parts[2])
+    else:
+        level, kind, j = int(parts[1]), parts[2], int(parts[3])
+    rank = {"resnets": 0, "attentions": 1, "downsamplers": 2, "upsamplers": 2}[kind]
+    if section == 1:
+        return section, level, j + (1 if kind == "resnets" and j else 0), rank
+    return section, level, j if rank < 2 else 1 << 10, rank
+
+
+def resolve_hookpoint(model: nn.Module, name: str) -> Hookpoint:
+    """Find the block ``name`` (either naming, optional ``unet.``/``diffusion_model.`` prefix) in ``model``.
+
+    Deeper paths inside an attention block (``up_blocks.1.attentions.1.transformer_blocks.0``) resolve too, since
+    attention internals share their names across layouts. Unknown names raise :class:`HookpointError` listing the
+    valid ones.
+    """
+    unet = unwrap_unet(model)
+    layout = layout_of(unet)
+    wanted = expand_alias(strip_prefix(name))
+    nmap = name_map(unet)
+    to_ldm, to_diffusers = nmap.diffusers_to_ldm, nmap.ldm_to_diffusers
+    m_d, m_l = _DIFFUSERS_BLOCK.match(wanted), _LDM_BLOCK.match(wanted)
+    block, rest = None, None
+    if m_d and m_d.group(1) in to_ldm:
+        block, rest = m_d.group(1), m_d.group(2)
+    elif m_l and m_l.group(1) in to_diffusers:
+        block, rest = to_diffusers[m_l.group(1)], m_l.group(2)
+    if block is not None:
+        path = block if layout == "diffusers" else to_ldm[block]
+        if rest:
+            if _kind(block) != "attention" and layout == "ldm":
+                raise HookpointError(f"'{name}': only attention blocks can be hooked below block level across "
+                                     f"namings; hook '{block}' or use the model's own names")
+            path = f"{path}.{rest}"
+        module = _get(unet, path)
+        if module is not None:
+            return Hookpoint(block if not rest else f"{block}.{rest}",
+                             to_ldm[block] if not rest else f"{to_ldm[block]}.{rest}",
+                             path, module, output_channels(module), _kind(block))
+    valid = [p.diffusers_name for p in list_hookpoints(unet) if p.kind == "attention"]
+    hint = ""
+    if m_d or m_l:
+        hint = (" The name has the right form but this model has no such block — is it a hookpoint of another "
+                "architecture (e.g. an SDXL name on an SD1.5 model)?")
+    raise HookpointError(f"unknown hookpoint '{name}'.{hint} Attention blocks of this model: {', '.join(valid)} "
+                         f"(LDM names such as 'output_blocks.4.1' work too; `python -m lvo_core info` lists all)")
+
+
+def check_sae_fits(sae_d_in: int, hookpoint: Hookpoint, model: nn.Module | None = None) -> None:
+    """Raise :class:`SAEMismatchError` when an SAE's input width differs from the block's channels."""
+    if sae_d_in == hookpoint.channels:
+        return
+    fits = ""
+    if model is not None:
+        same = [p.diffusers_name for p in list_hookpoints(model) if p.channels == sae_d_in]
+        fits = (f" Blocks of this model with {sae_d_in} channels: {', '.join(same)}." if same
+                else f" No block of this model has {sae_d_in} channels: the SAE was trained on another model.")
+    raise SAEMismatchError(f"the SAE reads {sae_d_in} channels but block '{hookpoint.diffusers_name}' "
+                           f"({hookpoint.ldm_name}) outputs {hookpoint.channels}.{fits}")

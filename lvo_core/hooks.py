@@ -1,0 +1,263 @@
+"""Forward hooks on one UNet block: capture its output, edit it, or stop the forward right after it.
+
+Every hook is a context manager whose exit removes it, also on exceptions and interrupts — a ComfyUI model lives
+on between prompts and must never keep a stray hook. Block outputs are handled as tokens ``[B, H·W, C]`` with
+``(H, W)`` kept alongside (no square-image assumption), whatever the block returns: a tensor (LDM), a tuple
+(diffusers blocks called with ``return_dict=False``) or an output object with ``.sample``.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .hookpoints import Hookpoint, check_sae_fits, resolve_hookpoint
+from .sae.model import SparseAutoencoder
+
+RowSelector = Callable[[int], Any]
+
+
+# ---------------------------------------------------------------------------------------------- tensor plumbing
+def split_output(output: Any) -> tuple[Tensor, Callable[[Tensor], Any]]:
+    """The block's main tensor and a function that puts a replacement back in the same container."""
+    if isinstance(output, Tensor):
+        return output, lambda new: new
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
+        return output[0], lambda new: type(output)([new, *output[1:]])
+    sample = getattr(output, "sample", None)
+    if isinstance(sample, Tensor):
+        def rewrap(new: Tensor) -> Any:
+            output.sample = new
+            return output
+        return sample, rewrap
+    raise TypeError(f"cannot read a tensor from a block output of type {type(output).__name__}")
+
+
+def to_tokens(x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+    """``[B, C, H, W]`` → ``[B, H·W, C]`` and ``(H, W)``."""
+    if x.ndim != 4:
+        raise ValueError(f"expected a [B, C, H, W] block output, got shape {tuple(x.shape)}")
+    b, c, h, w = x.shape
+    return x.permute(0, 2, 3, 1).reshape(b, h * w, c), (h, w)
+
+
+def from_tokens(tokens: Tensor, hw: tuple[int, int]) -> Tensor:
+    """Inverse of :func:`to_tokens`."""
+    b, n, c = tokens.shape
+    h, w = hw
+    return tokens.reshape(b, h, w, c).permute(0, 3, 1, 2)
+
+
+def cfg_rows(which: str) -> RowSelector | None:
+    """Row selector for a diffusers CFG batch laid out ``[uncond; cond]``: ``cond``, ``uncond`` or ``all``."""
+    if which == "all":
+        return None
+    if which == "cond":
+        return lambda batch: slice(batch // 2, batch)
+    if which == "uncond":
+        return lambda batch: slice(0, batch // 2)
+    raise ValueError(f"rows must be 'all', 'cond' or 'uncond', got '{which}'")
+
+
+@contextmanager
+def forward_hook(module: nn.Module, fn: Callable[[nn.Module, Any, Any], Any]) -> Iterator[None]:
+    """Register ``fn`` as a forward hook for the duration of the block; always removed."""
+    handle = module.register_forward_hook(fn)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _resolve(model: nn.Module, hookpoint: str | Hookpoint) -> Hookpoint:
+    return hookpoint if isinstance(hookpoint, Hookpoint) else resolve_hookpoint(model, hookpoint)
+
+
+# ---------------------------------------------------------------------------------------------- capture
+@dataclass
+class Capture:
+    """What a :func:`capture` hook recorded: one entry per forward call of the block.
+
+    ``tokens`` holds raw block outputs as ``[B, H·W, C]``; ``codes`` holds SAE values ``[B, H·W, U]`` when an SAE
+    was given (dense ReLU pre-activations of ``features`` by default, the sparse code with ``sparse=True``).
+    """
+
+    hookpoint: Hookpoint
+    hw: tuple[int, int] | None = None
+    tokens: list[Tensor] = field(default_factory=list)
+    codes: list[Tensor] = field(default_factory=list)
+
+    def last(self) -> Tensor:
+        return (self.codes or self.tokens)[-1]
+
+    def clear(self) -> None:
+        self.tokens.clear()
+        self.codes.clear()
+
+
+@contextmanager
+def capture(model: nn.Module, hookpoint: str | Hookpoint, *, sae: SparseAutoencoder | None = None,
+            features: Sequence[int] | None = None, sparse: bool = False, rows: str | RowSelector | None = None,
+            keep_tokens: bool = True, detach: bool = True) -> Iterator[Capture]:
+    """Record the block's output on every forward call while the context is open.
+
+    ``rows`` keeps part of the batch (``"cond"`` for the conditional half of a ``[uncond; cond]`` CFG batch, or a
+    callable ``batch_size -> index``). With ``detach=False`` the records stay in the autograd graph.
+    """
+    point = _resolve(model, hookpoint)
+    if sae is not None:
+        check_sae_fits(sae.d_in, point, model)
+        features = sae.check_features(features) if features is not None else None
+    select = cfg_rows(rows) if isinstance(rows, str) else rows
+    record = Capture(point)
+
+    def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        x, _ = split_output(output)
+        tokens, record.hw = to_tokens(x)
+        if select is not None:
+            tokens = tokens[select(tokens.shape[0])]
+        if detach:
+            tokens = tokens.detach()
+        if keep_tokens:
+            record.tokens.append(tokens)
+        if sae is not None:
+            values = sae.encode(tokens) if sparse else sae.dense_acts(tokens, features)
+            if sparse and features is not None:
+                values = values[..., features]
+            record.codes.append(values)
+
+    with forward_hook(point.module, hook):
+        yield record
+
+
+# ---------------------------------------------------------------------------------------------- edits
+class TokenEdit:
+    """An edit of a block's tokens ``[B, H·W, C]``; ``enabled`` lets a sampling loop switch it per step."""
+
+    enabled: bool = True
+
+    def __call__(self, tokens: Tensor) -> Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def _per_row(value: float | Tensor, like: Tensor) -> Tensor:
+    """A scalar or per-row strength as ``[B, 1, 1]`` (broadcast over tokens and channels)."""
+    v = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    return v.reshape(-1, 1, 1) if v.ndim else v
+
+
+@dataclass
+class AddDirection(TokenEdit):
+    """Add ``strength × direction`` to every token (steering along an SAE decoder direction)."""
+
+    direction: Tensor
+    strength: float | Tensor = 1.0
+    enabled: bool = True
+
+    def __call__(self, tokens: Tensor) -> Tensor:
+        d = self.direction.to(tokens.dtype).to(tokens.device)
+        d = d.reshape(-1, 1, d.shape[-1]) if d.ndim == 2 else d
+        return tokens + _per_row(self.strength, tokens) * d
+
+
+@dataclass
+class AddChannel(TokenEdit):
+    """Add a constant to one raw channel at every position (the raw-layer steering of the reference)."""
+
+    channel: int
+    value: float | Tensor = 1.0
+    enabled: bool = True
+
+    def __call__(self, tokens: Tensor) -> Tensor:
+        out = tokens.clone()
+        out[..., self.channel] = out[..., self.channel] + _per_row(self.value, tokens)[..., 0]
+        return out
+
+
+@dataclass
+class EditFeature(TokenEdit):
+    """Scale or clamp one SAE feature's code and write the change back with the SAE's error preserved:
+    ``x + (x̂(edited z) − x̂(z))``, so a no-op edit returns ``x`` exactly and the reconstruction error is untouched.
+    """
+
+    sae: SparseAutoencoder
+    feature: int
+    scale: float | Tensor = 1.0
+    clamp: float | None = None
+    enabled: bool = True
+
+    def __call__(self, tokens: Tensor) -> Tensor:
+        x = tokens.to(self.sae.dtype)
+        _, stats = self.sae.normalize_input(x)
+        z = self.sae.encode(x)
+        edited = z.clone()
+        if self.clamp is not None:
+            edited[..., self.feature] = self.clamp
+        else:
+            edited[..., self.feature] = z[..., self.feature] * _per_row(self.scale, z)[..., 0]
+        delta = self.sae.decode(edited, stats) - self.sae.decode(z, stats)
+        return (x + delta).to(tokens.dtype)
+
+
+@contextmanager
+def edit(model: nn.Module, hookpoint: str | Hookpoint, edit_fn: TokenEdit | Callable[[Tensor], Tensor],
+         rows: str | RowSelector | None = None) -> Iterator[Hookpoint]:
+    """Replace the block's output by ``edit_fn(tokens)`` while the context is open (only ``rows`` if given)."""
+    point = _resolve(model, hookpoint)
+    sae = getattr(edit_fn, "sae", None)
+    if sae is not None:
+        check_sae_fits(sae.d_in, point, model)
+    select = cfg_rows(rows) if isinstance(rows, str) else rows
+
+    def hook(_module: nn.Module, _inputs: Any, output: Any) -> Any:
+        if not getattr(edit_fn, "enabled", True):
+            return None
+        x, rewrap = split_output(output)
+        tokens, hw = to_tokens(x)
+        if select is None:
+            new = edit_fn(tokens)
+        else:
+            index = select(tokens.shape[0])
+            new = tokens.clone()
+            new[index] = edit_fn(tokens[index])
+        return rewrap(from_tokens(new, hw).contiguous(memory_format=torch.contiguous_format))
+
+    with forward_hook(point.module, hook):
+        yield point
+
+
+# ---------------------------------------------------------------------------------------------- early exit
+class StopForward(Exception):
+    """Raised by :func:`run_to_block`'s hook to end the forward pass right after the hooked block."""
+
+    def __init__(self, output: Tensor):
+        super().__init__("forward stopped after the hooked block")
+        self.output = output
+
+
+def run_to_block(model: nn.Module, hookpoint: str | Hookpoint, *args: Any, **kwargs: Any) -> Tensor:
+    """Call ``model(*args, **kwargs)`` but stop right after the block and return its output ``[B, C, H, W]``.
+
+    Nothing after the block is computed; the returned tensor stays in the autograd graph, so gradients flow from
+    it back to the model's inputs.
+    """
+    point = _resolve(model, hookpoint)
+
+    def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        raise StopForward(split_output(output)[0])
+
+    try:
+        with forward_hook(point.module, hook):
+            model(*args, **kwargs)
+    except StopForward as stop:
+        return stop.output
+    raise RuntimeError(f"the forward pass never reached block '{point.diffusers_name}'")
+
+
+def hook_count(model: nn.Module) -> int:
+    """Number of forward (pre-)hooks left anywhere in ``model``; 0 after every context of this module closed."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())

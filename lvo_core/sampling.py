@@ -1,0 +1,64 @@
+"""A plain diffusers sampling loop with classifier-free guidance and a per-step callback.
+
+Activity analysis and steering both need to run a whole generation while something watches or edits the hooked
+block at each timestep; this loop is that one place. Each batch row gets its own seeded generator, so a row's
+result does not depend on which other rows share its batch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+StepCallback = Callable[[int, int, Tensor], None]
+
+
+def seeded_noise(seeds: Sequence[int], shape: Sequence[int], device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> Tensor:
+    """One ``N(0, I)`` tensor of ``shape`` per seed, drawn on the CPU so every device gets the same numbers."""
+    rows = [torch.randn(tuple(shape), generator=torch.Generator("cpu").manual_seed(int(s))) for s in seeds]
+    return torch.stack(rows).to(device=device, dtype=dtype)
+
+
+def unet_eps(unet: nn.Module) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+    """ε-prediction of a diffusers UNet2DConditionModel as ``f(x, t, context)``."""
+    def eps(x: Tensor, t: Tensor, context: Tensor) -> Tensor:
+        return unet(x, t, encoder_hidden_states=context, return_dict=False)[0]
+    return eps
+
+
+@torch.no_grad()
+def sample(unet: nn.Module, scheduler, cond: Tensor, *, uncond: Tensor | None = None, guidance: float = 1.0,
+           steps: int = 50, seeds: Sequence[int], latent_shape: Sequence[int],
+           on_step: StepCallback | None = None, init_latents: Tensor | None = None) -> Tensor:
+    """Generate ``len(seeds)`` latents with ``scheduler`` (its own ``set_timesteps``/``step``).
+
+    ``cond`` is ``[B, L, D]`` (or ``[1, L, D]``, broadcast); with ``guidance != 1`` and ``uncond`` given, each UNet
+    call sees the batch ``[uncond; cond]`` (diffusers' layout). ``on_step(i, t, latents)`` runs after each UNet
+    call, before the scheduler step, so a hook's records for step ``i`` are complete when it is called.
+    """
+    if steps <= 0:
+        raise ValueError(f"steps must be positive, got {steps}")
+    device = next(unet.parameters()).device
+    dtype = next(unet.parameters()).dtype
+    batch = len(seeds)
+    cond = cond.to(device=device, dtype=dtype).expand(batch, -1, -1)
+    use_cfg = uncond is not None and guidance != 1.0
+    context = torch.cat([uncond.to(device=device, dtype=dtype).expand(batch, -1, -1), cond]) if use_cfg else cond
+    scheduler.set_timesteps(steps, device=device)
+    latents = (seeded_noise(seeds, latent_shape, device, dtype) * scheduler.init_noise_sigma
+               if init_latents is None else init_latents.to(device=device, dtype=dtype))
+    eps_fn = unet_eps(unet)
+    for i, t in enumerate(scheduler.timesteps):
+        x = torch.cat([latents, latents]) if use_cfg else latents
+        x = scheduler.scale_model_input(x, t)
+        eps = eps_fn(x, t, context)
+        if use_cfg:
+            eps_u, eps_c = eps.chunk(2)
+            eps = eps_u + guidance * (eps_c - eps_u)
+        if on_step is not None:
+            on_step(i, int(t), latents)
+        latents = scheduler.step(eps, t, latents, return_dict=False)[0]
+    return latents
