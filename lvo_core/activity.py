@@ -3,7 +3,8 @@
 Protocol of the reference: generate from a prompt set while recording every unit's spatial-mean activation at
 every scheduler timestep; for each generation and timestep take the top-N units (N = 20). A unit's *activity
 profile* at t is the fraction of generations in which it is among them. Profiles are interpolated onto the integer
-grid 0…1000; *active timesteps* are where the profile is > 0; *peaks* are local maxima at least 100 timesteps
+grid 0…1000 (units whose activation is not positive are never counted, so ties at zero cannot enter the
+top-N arbitrarily); *active timesteps* are where the profile is > 0; *peaks* are local maxima at least 100 timesteps
 apart, highest 3 kept. We also keep each unit's mean and maximum activation per timestep (the dataset maximum
 that LVO's metrics and steering strengths are relative to) and its top-activating generations (dataset examples).
 
@@ -219,8 +220,9 @@ class ActivityAccumulator:
             raise ActivityError(f"non-finite unit activations at timestep {self.timesteps[step]}; the model or "
                                 f"SAE produced NaN/inf")
         ids = np.asarray(generation_ids, dtype=np.int64)
-        top = np.argpartition(-a, self.top_n - 1, axis=1)[:, : self.top_n]
-        np.add.at(self.counts[step], top.ravel(), 1)
+        top = np.argsort(-a, axis=1, kind="stable")[:, : self.top_n]
+        positive = np.take_along_axis(a, top, 1) > 0  # a unit at zero is not "active", whatever its rank
+        np.add.at(self.counts[step], top[positive], 1)
         self.sums[step] += a.sum(0)
         self.maxima[step] = np.maximum(self.maxima[step], a.max(0))
         self.seen[step] += len(a)

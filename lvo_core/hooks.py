@@ -146,8 +146,7 @@ class TokenEdit:
 
 def _per_row(value: float | Tensor, like: Tensor) -> Tensor:
     """A scalar or per-row strength as ``[B, 1, 1]`` (broadcast over tokens and channels)."""
-    v = torch.as_tensor(value, dtype=like.dtype, device=like.device)
-    return v.reshape(-1, 1, 1) if v.ndim else v
+    return torch.as_tensor(value, dtype=like.dtype, device=like.device).reshape(-1, 1, 1)
 
 
 @dataclass

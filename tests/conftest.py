@@ -10,37 +10,21 @@ import pytest
 import torch
 from torch import nn
 
-from lvo_core.sae.model import SparseAutoencoder
+from lvo_core.tiny import CharPromptEncoder, random_sae, sd15_scheduler, tiny_unet
 
 torch.set_num_threads(int(os.environ.get("LVO_TEST_THREADS", "2")))
-
-SD15_BETAS = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
-
-
-def make_unet(levels: int = 2, seed: int = 0, **overrides):
-    """A tiny UNet2DConditionModel laid out like SD1.x: CrossAttn levels, then a plain bottom level; 2 layers per
-    block, so ``up_blocks.1.attentions.1`` ↔ ``output_blocks.4.1`` exactly as in SD1.5."""
-    from diffusers import UNet2DConditionModel
-
-    torch.manual_seed(seed)
-    widths = (32, 64, 64, 64)[:levels]
-    config = dict(sample_size=16, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=widths,
-                  down_block_types=("CrossAttnDownBlock2D",) * (levels - 1) + ("DownBlock2D",),
-                  up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (levels - 1),
-                  cross_attention_dim=32, attention_head_dim=2, norm_num_groups=32)
-    config.update(overrides)
-    return UNet2DConditionModel(**config).eval()
+__all__ = ["random_sae", "ldm_view"]
 
 
 @pytest.fixture(scope="session")
 def unet():
-    return make_unet()
+    return tiny_unet()
 
 
 @pytest.fixture(scope="session")
 def sd15_unet():
     """Four levels like SD1.5 (three with cross-attention), at tiny widths: for naming tests."""
-    return make_unet(levels=4)
+    return tiny_unet(levels=4)
 
 
 @pytest.fixture(scope="session")
@@ -57,53 +41,14 @@ def sdxl_unet():
         norm_num_groups=32).eval()
 
 
-def make_scheduler(kind: str = "ddim"):
-    from diffusers import DDIMScheduler, DDPMScheduler
-
-    if kind == "ddim":
-        return DDIMScheduler(**SD15_BETAS, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-    return DDPMScheduler(**SD15_BETAS, clip_sample=False)
-
-
 @pytest.fixture
 def scheduler():
-    return make_scheduler("ddim")
-
-
-class ToyTextEncoder(nn.Module):
-    """Prompt → ``[B, 6, 32]`` embedding from character codes: deterministic, different prompts differ."""
-
-    def __init__(self, dim: int = 32, length: int = 6, seed: int = 0):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.table = torch.randn(128, dim, generator=g)
-        self.length = length
-
-    @torch.no_grad()
-    def forward(self, prompts: list[str]) -> torch.Tensor:
-        out = torch.zeros(len(prompts), self.length, self.table.shape[1])
-        for i, prompt in enumerate(prompts):
-            codes = [ord(c) % 128 for c in prompt][: self.length]
-            for j, code in enumerate(codes):
-                out[i, j] = self.table[code]
-        return out
+    return sd15_scheduler("ddim")
 
 
 @pytest.fixture(scope="session")
 def encode_prompt():
-    return ToyTextEncoder()
-
-
-def random_sae(d_in: int = 32, d_sae: int = 128, k: int = 4, seed: int = 0, **kw) -> SparseAutoencoder:
-    g = torch.Generator().manual_seed(seed)
-    W_dec = torch.randn(d_sae, d_in, generator=g)
-    W_dec = W_dec / W_dec.norm(dim=-1, keepdim=True)
-    b_dec = torch.randn(d_in, generator=g) * 0.1
-    fields = dict(W_enc=W_dec.clone() + 0.1 * torch.randn(d_sae, d_in, generator=g),
-                  b_enc=torch.randn(d_sae, generator=g) * 0.1, W_dec=W_dec, b_dec=b_dec, pre_bias=b_dec,
-                  activation="topk", k=k, hookpoint="up_blocks.1.attentions.1")
-    fields.update(kw)
-    return SparseAutoencoder(**fields)
+    return CharPromptEncoder()
 
 
 @pytest.fixture(scope="session")
