@@ -243,6 +243,20 @@ class ActivityAccumulator:
             example_ids=self.ex_ids, example_values=np.where(self.ex_ids >= 0, self.ex_vals, -np.inf), **info)
 
 
+def analyze_captured(acts: Tensor | np.ndarray, timesteps: Sequence[int], *, hookpoint: str,
+                     units: Sequence[int] | None = None, sae: SparseAutoencoder | None = None, top_n: int = 20,
+                     keep_examples: int = 8, **info: Any) -> ActivityAnalysis:
+    """Activity analysis from spatial-mean activations captured elsewhere, ``[G generations, T timesteps, U]``."""
+    a = acts.detach().float().cpu().numpy() if isinstance(acts, Tensor) else np.asarray(acts, np.float32)
+    if a.ndim != 3 or a.shape[1] != len(timesteps):
+        raise ActivityError(f"expected activations [generations, {len(timesteps)} timesteps, units], got {a.shape}")
+    acc = ActivityAccumulator(timesteps, units if units is not None else range(a.shape[2]), top_n, keep_examples)
+    for step in range(a.shape[1]):
+        acc.update(step, a[:, step], range(a.shape[0]))
+    return acc.result(unit_kind="raw" if sae is None else "sae", hookpoint=hookpoint,
+                      sae_id=sae_fingerprint(sae) if sae is not None else None, **info)
+
+
 def unit_activations(tokens: Tensor, sae: SparseAutoencoder | None, units: Sequence[int] | None = None) -> Tensor:
     """Spatial-mean activation of each unit, ``[B, U]``, from block tokens ``[B, H·W, C]``.
 

@@ -8,8 +8,8 @@ import torch
 from safetensors.numpy import save_file
 
 from conftest import random_sae
-from lvo_core.activity import (ActivityAccumulator, ActivityAnalysis, analyze_activity, find_peaks,
-                               sae_fingerprint, unit_activations)
+from lvo_core.activity import (ActivityAccumulator, ActivityAnalysis, analyze_activity, analyze_captured,
+                               find_peaks, sae_fingerprint, unit_activations)
 from lvo_core.errors import ActivityError, SAEFormatError, UnitError
 from lvo_core.examples import colorize, generate_with_maps, overlay, rank_examples
 from lvo_core.hooks import capture, hook_count
@@ -136,6 +136,10 @@ def test_analysis_matches_an_independent_capture_loop(unet, encode_prompt, sae, 
         per_gen.append(torch.stack(steps))
     acts = torch.stack(per_gen).numpy()  # [G, T, U]
     assert hook_count(unet) == 0
+    from_captured = analyze_captured(acts, analysis.timesteps, hookpoint=HP, sae=sae, top_n=10, keep_examples=3)
+    np.testing.assert_allclose(from_captured.frequency, analysis.frequency, rtol=1e-6)
+    with pytest.raises(ActivityError, match="expected activations"):
+        analyze_captured(acts[:, :2], analysis.timesteps, hookpoint=HP)
     np.testing.assert_allclose(analysis.mean, acts.mean(0), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(analysis.max, acts.max(0), rtol=1e-5, atol=1e-6)
     ranks = np.argsort(-acts, axis=2)[..., :10]
