@@ -27,10 +27,11 @@ from safetensors.numpy import save_file
 from torch import Tensor, nn
 
 from .errors import ActivityError, SAEFormatError, UnitError
+from .fileio import atomic_write, check_safetensors_file
 from .hookpoints import Hookpoint, check_sae_fits, resolve_hookpoint
 from .hooks import capture
 from .sae.model import SparseAutoencoder
-from .sampling import sample
+from .sampling import default_latent_shape, sample
 
 GRID = np.arange(1001)
 FORMAT_VERSION = 1
@@ -163,21 +164,13 @@ class ActivityAnalysis:
         info = {"format_version": FORMAT_VERSION, "unit_kind": self.unit_kind, "hookpoint": self.hookpoint,
                 "top_n": self.top_n, "num_generations": self.num_generations, "sae_id": self.sae_id,
                 "prompts": self.prompts, "seeds": self.seeds, "meta": self.meta}
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            save_file(arrays, str(tmp), metadata={"lvo_activity": json.dumps(info)})
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        atomic_write(path, lambda tmp: save_file(arrays, str(tmp), metadata={"lvo_activity": json.dumps(info)}))
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ActivityAnalysis":
-        from .sae.formats import _check_safetensors_header
-
         path = Path(path)
-        _check_safetensors_header(path)
+        check_safetensors_file(path)
         try:
             with safe_open(str(path), framework="np") as fh:
                 raw = fh.metadata() or {}
@@ -296,8 +289,7 @@ def analyze_activity(unet: nn.Module, scheduler, hookpoint: str, prompts: Sequen
     seeds = list(seeds) if seeds is not None else list(range(len(prompts)))
     if len(seeds) != len(prompts):
         raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts; give one seed per prompt")
-    config = unet.config
-    size = latent_shape or (config.in_channels, config.sample_size, config.sample_size)
+    size = latent_shape or default_latent_shape(unet)
     units = np.arange(sae.d_sae if sae is not None else point.channels)
     scheduler.set_timesteps(steps)
     acc = ActivityAccumulator([int(t) for t in scheduler.timesteps], units, top_n, keep_examples)

@@ -19,7 +19,7 @@ from .errors import ActivityError
 from .hookpoints import check_sae_fits, resolve_hookpoint
 from .hooks import capture
 from .sae.model import SparseAutoencoder
-from .sampling import sample
+from .sampling import default_latent_shape, sample
 
 # A perceptually ordered dark-to-bright ramp (black → purple → orange → yellow), interpolated linearly.
 _RAMP = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32) / 255
@@ -89,8 +89,7 @@ def generate_with_maps(unet: nn.Module, scheduler, hookpoint: str, prompts: Sequ
     elif not 0 <= unit < point.channels:
         raise ActivityError(f"channel {unit} is out of range: block '{point.diffusers_name}' has {point.channels}")
     seeds = list(seeds) if seeds is not None else list(range(len(prompts)))
-    config = unet.config
-    size = latent_shape or (config.in_channels, config.sample_size, config.sample_size)
+    size = latent_shape or default_latent_shape(unet)
     scheduler.set_timesteps(steps)
     ts = [int(t) for t in scheduler.timesteps]
     step_index = int(np.argmin([abs(t - timestep) for t in ts]))

@@ -14,6 +14,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from .sampling import seeded_noise
+
 
 def alphas_from_scheduler(scheduler) -> Tensor:
     """ᾱ_t for t = 0…T−1 from any diffusers scheduler (its training schedule, not the inference subset)."""
@@ -57,8 +59,5 @@ def step_noise(seeds: Sequence[int], step: int, shape: Sequence[int], device: to
                dtype: torch.dtype = torch.float32) -> Tensor:
     """Fresh ε for optimization step ``step``: one row per seed, drawn on the CPU from a generator seeded by
     ``(seed, step)``, so the same seed and step give the same noise on every device and in every batch."""
-    rows = []
-    for seed in seeds:
-        g = torch.Generator("cpu").manual_seed((int(seed) * 1_000_003 + int(step) * 7919 + 17) % (2 ** 63 - 1))
-        rows.append(torch.randn(tuple(shape), generator=g))
-    return torch.stack(rows).to(device=device, dtype=dtype)
+    return seeded_noise([(int(seed) * 1_000_003 + int(step) * 7919 + 17) % (2 ** 63 - 1) for seed in seeds],
+                        shape, device, dtype)

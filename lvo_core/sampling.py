@@ -22,6 +22,12 @@ def seeded_noise(seeds: Sequence[int], shape: Sequence[int], device: torch.devic
     return torch.stack(rows).to(device=device, dtype=dtype)
 
 
+def default_latent_shape(unet: nn.Module) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the latents a diffusers UNet was configured for."""
+    config = unet.config
+    return config.in_channels, config.sample_size, config.sample_size
+
+
 def unet_eps(unet: nn.Module) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
     """ε-prediction of a diffusers UNet2DConditionModel as ``f(x, t, context)``."""
     def eps(x: Tensor, t: Tensor, context: Tensor) -> Tensor:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +19,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from ..errors import SAEFormatError, UnsafeFileError
+from ..fileio import atomic_write, check_safetensors_file
 from .model import SparseAutoencoder
 
 SPARSIFY = "sparsify"
@@ -30,7 +30,6 @@ SPARSIFY_ROOT = "sparsify-multi"
 BARE = "safetensors"
 
 MAX_JSON_BYTES = 1 << 20
-_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # protocol-2+ pickle opcode, zip container of torch.save
 
 
 # ---------------------------------------------------------------------------------------------------- file helpers
@@ -46,37 +45,10 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _looks_pickled(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        head = fh.read(4)
-    return any(head.startswith(m) for m in _PICKLE_MAGIC)
-
-
-def _check_safetensors_header(path: Path) -> None:
-    """Fail with an actionable message before safetensors' own, terser one (empty, truncated, pickled files)."""
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise SAEFormatError(f"cannot open SAE weights {path}: {exc}") from exc
-    if size < 8:
-        raise SAEFormatError(f"SAE weights file {path} is empty or truncated ({size} bytes); download it again")
-    if _looks_pickled(path):
-        raise UnsafeFileError(
-            f"{path} is a pickle (torch.save) file, not safetensors; pickles can run code, so it is not opened as "
-            f"safetensors. If it is a dictionary_learning or openai-style checkpoint, give it its usual name "
-            f"(ae.pt / state_dict.pth) so it is read with torch.load(weights_only=True), or convert it with "
-            f"`python -m lvo_core convert`")
-    with open(path, "rb") as fh:
-        (header_len,) = struct.unpack("<Q", fh.read(8))
-    if header_len > size - 8:
-        raise SAEFormatError(f"SAE weights file {path} is truncated: its header claims {header_len} bytes but the "
-                             f"file has {size - 8}; download it again")
-
-
 def read_safetensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, Tensor]:
     """All tensors of a safetensors file, with clear errors for empty, truncated, pickled or corrupt files."""
     path = Path(path)
-    _check_safetensors_header(path)
+    check_safetensors_file(path)
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as fh:
             return {key: fh.get_tensor(key) for key in fh.keys()}
@@ -87,7 +59,7 @@ def read_safetensors(path: str | os.PathLike, device: str | torch.device = "cpu"
 def safetensors_keys(path: str | os.PathLike) -> list[str]:
     """Tensor names from a safetensors header, without reading the tensors."""
     path = Path(path)
-    _check_safetensors_header(path)
+    check_safetensors_file(path)
     try:
         with safe_open(str(path), framework="pt") as fh:
             return list(fh.keys())
@@ -169,13 +141,6 @@ def detect_format(path: str | os.PathLike) -> str:
 
 def _is_sparsify_dir(p: Path) -> bool:
     return (p / "cfg.json").is_file() and (p / "sae.safetensors").is_file()
-
-
-def _strip_hookpoint(name: str) -> str:
-    for prefix in ("unet.", "model.diffusion_model.", "diffusion_model."):
-        if name.startswith(prefix):
-            return name[len(prefix):]
-    return name
 
 
 def list_sae_hookpoints(path: str | os.PathLike) -> list[str]:
@@ -403,16 +368,6 @@ def load_sae(path: str | os.PathLike, *, hookpoint: str | None = None, k: int | 
 
 
 # ---------------------------------------------------------------------------------------------------- writing
-def _atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save_sae(sae: SparseAutoencoder, folder: str | os.PathLike, *, hookpoint: str | None = None) -> Path:
     """Write ``sae`` to ``folder`` in the sparsify/SAeUron layout (``cfg.json`` + ``sae.safetensors``).
 
@@ -455,8 +410,8 @@ def save_sae(sae: SparseAutoencoder, folder: str | os.PathLike, *, hookpoint: st
             tensors["threshold"] = sae.threshold
         weights_name = "sae_weights.safetensors"
     tensors = {key: value.detach().contiguous().cpu() for key, value in tensors.items()}
-    _atomic_write_bytes(folder / weights_name, lambda tmp: save_file(tensors, str(tmp)))
-    _atomic_write_bytes(folder / "cfg.json", lambda tmp: tmp.write_text(json.dumps(cfg, indent=2)))
+    atomic_write(folder / weights_name, lambda tmp: save_file(tensors, str(tmp)))
+    atomic_write(folder / "cfg.json", lambda tmp: tmp.write_text(json.dumps(cfg, indent=2)))
     return folder
 
 
