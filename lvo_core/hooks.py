@@ -179,12 +179,14 @@ class AddChannel(TokenEdit):
 
 @dataclass
 class EditFeature(TokenEdit):
-    """Scale or clamp one SAE feature's code and write the change back with the SAE's error preserved:
+    """Scale or clamp SAE features' codes and write the change back with the SAE's error preserved:
     ``x + (x̂(edited z) − x̂(z))``, so a no-op edit returns ``x`` exactly and the reconstruction error is untouched.
+
+    ``feature`` is one index for all rows or one per row; ``scale`` a scalar or one per row.
     """
 
     sae: SparseAutoencoder
-    feature: int
+    feature: int | Sequence[int]
     scale: float | Tensor = 1.0
     clamp: float | None = None
     enabled: bool = True
@@ -193,13 +195,30 @@ class EditFeature(TokenEdit):
         x = tokens.to(self.sae.dtype)
         _, stats = self.sae.normalize_input(x)
         z = self.sae.encode(x)
-        edited = z.clone()
-        if self.clamp is not None:
-            edited[..., self.feature] = self.clamp
-        else:
-            edited[..., self.feature] = z[..., self.feature] * _per_row(self.scale, z)[..., 0]
+        feats = [self.feature] * len(z) if isinstance(self.feature, int) else list(self.feature)
+        index = torch.tensor(feats, device=z.device).reshape(-1, 1, 1).expand(-1, z.shape[1], 1)
+        current = z.gather(-1, index)
+        target = (torch.full_like(current, float(self.clamp)) if self.clamp is not None
+                  else current * _per_row(self.scale, z))
+        edited = z.scatter(-1, index, target)
         delta = self.sae.decode(edited, stats) - self.sae.decode(z, stats)
         return (x + delta).to(tokens.dtype)
+
+
+@dataclass
+class ReplaceWithDirection(TokenEdit):
+    """Replace every token by a direction (``[C]`` or per row ``[B, C]``) scaled to the tokens' mean norm: the
+    "feature icon" of a unit — what the rest of the network makes of that direction alone."""
+
+    direction: Tensor
+    enabled: bool = True
+
+    def __call__(self, tokens: Tensor) -> Tensor:
+        d = self.direction.to(tokens)
+        d = d.expand(tokens.shape[0], -1) if d.ndim == 1 else d
+        d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        norm = tokens.norm(dim=-1).mean(dim=1)
+        return (d * norm[:, None])[:, None, :].expand_as(tokens).contiguous()
 
 
 @contextmanager

@@ -38,12 +38,14 @@ def unet_eps(unet: nn.Module) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
 @torch.no_grad()
 def sample(unet: nn.Module, scheduler, cond: Tensor, *, uncond: Tensor | None = None, guidance: float = 1.0,
            steps: int = 50, seeds: Sequence[int], latent_shape: Sequence[int],
-           on_step: StepCallback | None = None, init_latents: Tensor | None = None) -> Tensor:
+           on_step: StepCallback | None = None, before_step: Callable[[int, int], None] | None = None,
+           init_latents: Tensor | None = None) -> Tensor:
     """Generate ``len(seeds)`` latents with ``scheduler`` (its own ``set_timesteps``/``step``).
 
     ``cond`` is ``[B, L, D]`` (or ``[1, L, D]``, broadcast); with ``guidance != 1`` and ``uncond`` given, each UNet
     call sees the batch ``[uncond; cond]`` (diffusers' layout). ``on_step(i, t, latents)`` runs after each UNet
-    call, before the scheduler step, so a hook's records for step ``i`` are complete when it is called.
+    call, before the scheduler step, so a hook's records for step ``i`` are complete when it is called;
+    ``before_step(i, t)`` runs before it (to switch or scale an edit per timestep).
     """
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}")
@@ -58,6 +60,8 @@ def sample(unet: nn.Module, scheduler, cond: Tensor, *, uncond: Tensor | None = 
                if init_latents is None else init_latents.to(device=device, dtype=dtype))
     eps_fn = unet_eps(unet)
     for i, t in enumerate(scheduler.timesteps):
+        if before_step is not None:
+            before_step(i, int(t))
         x = torch.cat([latents, latents]) if use_cfg else latents
         x = scheduler.scale_model_input(x, t)
         eps = eps_fn(x, t, context)

@@ -1,0 +1,218 @@
+"""The LVO loop: optimize clean latents so that each batch row's unit fires maximally.
+
+Each of ``steps`` steps: augment the latent (one seeded draw for the batch), noise it to the row's timestep with
+fresh seeded ε (schedule-matched), run the UNet up to the hooked block on the empty prompt, compute the objective
+per row, add the per-row penalties of the un-augmented latent, backpropagate to the latent only, precondition and
+blur the gradient, step AdamW. Every piece is switchable from :class:`LVOConfig`, which is how ablations run.
+
+Rows are independent: their losses are summed, never averaged with one another, so a row's latent follows the same
+trajectory whatever else shares its batch (up to floating-point batching effects).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .backend import Backend
+from .errors import LVOError
+from .noise import add_noise, check_timesteps, step_noise
+from .objectives import Objective
+from .transforms import (ROBUSTNESS_LEVELS, Augment, augment, blur_sigma, gaussian_blur, moment_penalty,
+                         range_penalty, spectral_precondition, total_variation)
+
+HISTORY_KEYS = ("activation", "tv", "range", "moment", "loss")
+
+
+class ConfigError(LVOError):
+    """An LVO setting is out of range."""
+
+
+@dataclass(frozen=True)
+class LVOConfig:
+    """Every knob of the LVO loop, defaulting to the reference's SAE settings (see :data:`PRESETS`)."""
+
+    steps: int = 100
+    lr: float = 0.05
+    optimizer: str = "adamw"
+    weight_decay: float = 0.01
+    noise: bool = True
+    augment: Augment = field(default_factory=Augment)
+    tv_weight: float = 0.0
+    range_weight: float = 0.5
+    range_tau: float = 3.0
+    moment_weight: float = 0.5
+    precondition: bool = True
+    blur_sigma: float = 0.0
+    maximize: bool = True
+    seed: int = 0
+    preview_every: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.steps, int) or self.steps <= 0:
+            raise ConfigError(f"steps must be a positive integer, got {self.steps}")
+        for name in ("lr", "weight_decay", "tv_weight", "range_weight", "range_tau", "moment_weight", "blur_sigma"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{name} must be a finite number ≥ 0, got {value}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.optimizer not in ("adam", "adamw"):
+            raise ConfigError(f"optimizer must be 'adam' or 'adamw', got '{self.optimizer}'")
+        if self.preview_every < 0:
+            raise ConfigError(f"preview_every must be ≥ 0, got {self.preview_every}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "LVOConfig":
+        data = dict(data)
+        if isinstance(data.get("augment"), dict):
+            data["augment"] = Augment(**data["augment"])
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown LVO setting(s): {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+PRESETS: dict[str, LVOConfig] = {
+    # the reference's SAE-feature settings: moment penalty, no TV, no gradient blur
+    "sae": LVOConfig(tv_weight=0.0, moment_weight=0.5, blur_sigma=0.0),
+    # the reference's raw-channel baseline: TV penalty and a decaying gradient blur instead of the moment penalty
+    "raw": LVOConfig(tv_weight=0.5, moment_weight=0.0, blur_sigma=0.5),
+}
+
+
+def preset(name: str, robustness: str | None = None, **overrides: Any) -> LVOConfig:
+    """A named preset, optionally with a robustness level (``L0``…``L3``) and any field overridden."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
+    config = PRESETS[name]
+    if robustness is not None:
+        if robustness not in ROBUSTNESS_LEVELS:
+            raise ConfigError(f"unknown robustness level '{robustness}'; choose one of {', '.join(ROBUSTNESS_LEVELS)}")
+        overrides.setdefault("augment", ROBUSTNESS_LEVELS[robustness])
+    return replace(config, **overrides)
+
+
+@dataclass
+class StepInfo:
+    """What a progress callback sees after each step (tensors on the device; no host sync is forced)."""
+
+    step: int
+    total: int
+    activation: Tensor
+    loss: Tensor
+    latents: Tensor
+
+
+@dataclass
+class LVOResult:
+    """Final clean latents, the per-step history ``[steps_done, B]`` per key, and how the run ended."""
+
+    latents: Tensor
+    init_latents: Tensor
+    timesteps: list[int]
+    seeds: list[int]
+    history: dict[str, np.ndarray]
+    steps_done: int
+    config: LVOConfig
+    objective: str
+    interrupted: bool = False
+    stopped: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return not self.interrupted and self.stopped is None and self.steps_done == self.config.steps
+
+
+class Interrupted(Exception):
+    """Raise from a callback to end the run; the partial result is returned, not lost."""
+
+
+def optimize(backend: Backend, objective: Objective, init_latents: Tensor, timesteps: Sequence[int] | Tensor,
+             seeds: Sequence[int], config: LVOConfig = PRESETS["sae"], *,
+             on_step: Callable[[StepInfo], None] | None = None,
+             on_preview: Callable[[int, Tensor], None] | None = None,
+             should_stop: Callable[[], bool] | None = None) -> LVOResult:
+    """Run LVO on ``init_latents`` ``[B, C, H, W]``, row b at timestep ``timesteps[b]`` with noise seed ``seeds[b]``.
+
+    Works under ``torch.inference_mode()`` (as ComfyUI runs nodes): the loop leaves it explicitly and optimizes a
+    fresh fp32 copy of the latents. Model weights are frozen for the duration and their flags restored. A callback
+    that raises :class:`Interrupted` (or ``should_stop()`` returning True) ends the run with the partial result;
+    a non-finite loss or latent ends it too, keeping the last finite latents and naming the step.
+    """
+    batch = init_latents.shape[0]
+    seeds = [int(s) for s in seeds]
+    if len(seeds) != batch:
+        raise LVOError(f"got {len(seeds)} seeds for {batch} latent rows; give one seed per row")
+    t = check_timesteps(timesteps, backend.alphas)
+    t = t.expand(batch).clone() if t.ndim == 0 or len(t) == 1 else t
+    if len(t) != batch:
+        raise LVOError(f"got {len(t)} timesteps for {batch} latent rows; give one per row or one for all")
+    if not torch.isfinite(init_latents).all():
+        raise LVOError("the initial latents contain NaN or inf; check the prior (steering strength too large?)")
+    device = backend.device
+    history: dict[str, list[Tensor]] = {k: [] for k in HISTORY_KEYS}
+    interrupted, stopped, done = False, None, 0
+    gen = torch.Generator("cpu").manual_seed(int(config.seed))
+    with torch.inference_mode(False), torch.enable_grad(), backend.frozen():
+        z = init_latents.detach().clone().to(device=device, dtype=torch.float32).requires_grad_(True)
+        alphas = backend.alphas.to(device=device, dtype=torch.float32)
+        t_dev = t.to(device)
+        context = backend.empty_context(batch).detach().clone()
+        opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+        opt = opt_cls([z], lr=config.lr, weight_decay=config.weight_decay)
+        try:
+            for step in range(config.steps):
+                if should_stop is not None and should_stop():
+                    raise Interrupted
+                draw = config.augment.draw(gen)
+                x = augment(z, draw)
+                if config.noise:
+                    x = add_noise(x, t_dev, alphas, step_noise(seeds, step, z.shape[1:], device, torch.float32))
+                tokens, hw = backend.block_tokens(x, t_dev, context)
+                act = objective(tokens, hw).float()
+                tv, rng, mom = total_variation(z), range_penalty(z, config.range_tau), moment_penalty(z)
+                loss = ((-act if config.maximize else act) + config.tv_weight * tv + config.range_weight * rng
+                        + config.moment_weight * mom)
+                if not torch.isfinite(loss).all():
+                    stopped = f"non-finite loss at step {step}; kept the latents from before it"
+                    break
+                opt.zero_grad(set_to_none=True)
+                loss.sum().backward()
+                grad = z.grad
+                if config.precondition:
+                    grad = spectral_precondition(grad)
+                sigma = blur_sigma(step, config.steps, config.blur_sigma)
+                if sigma > 0:
+                    grad = gaussian_blur(grad, sigma)
+                z.grad = grad
+                previous = z.detach().clone()
+                opt.step()
+                if not torch.isfinite(z).all():
+                    with torch.no_grad():
+                        z.copy_(previous)
+                    stopped = f"non-finite latents after step {step}; kept the latents from before it"
+                    break
+                for key, value in zip(HISTORY_KEYS, (act, tv, rng, mom, loss)):
+                    history[key].append(value.detach())
+                done = step + 1
+                if on_step is not None:
+                    on_step(StepInfo(done, config.steps, act.detach(), loss.detach(), z.detach()))
+                if on_preview is not None and config.preview_every and done % config.preview_every == 0:
+                    on_preview(done, z.detach().clone())
+        except (Interrupted, KeyboardInterrupt):
+            interrupted = True
+        final = z.detach().clone()
+    hist = {k: (torch.stack(v).cpu().numpy() if v else np.zeros((0, batch), np.float32)) for k, v in history.items()}
+    return LVOResult(latents=final.cpu(), init_latents=init_latents.detach().cpu(), timesteps=t.tolist(), seeds=seeds,
+                     history=hist, steps_done=done, config=config, objective=objective.name,
+                     interrupted=interrupted, stopped=stopped)

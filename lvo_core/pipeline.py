@@ -1,0 +1,173 @@
+"""Visualize units end to end: plan (unit, timestep, seed) rows, make priors, optimize in batches, decode, measure.
+
+Rows follow the reference protocol: for each unit, one run per timestep in {0} ∪ its activity peaks (or explicit
+timesteps), each with every seed; all timesteps of a unit start from the same prior per seed. Rows of different
+units share batches — each row carries its own unit, timestep and seed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .activity import ActivityAnalysis
+from .backend import Backend
+from .errors import LVOError, UnitError
+from .hookpoints import check_sae_fits
+from .metrics import display_images, unit_metrics
+from .objectives import Channel, SAEFeature
+from .optimize import PRESETS, LVOConfig, LVOResult, optimize
+from .sae.model import SparseAutoencoder
+from .sampling import seeded_noise
+from .steering import REFERENCE_SEEDS
+
+PriorFn = Callable[[list[int], list[int]], Tensor]
+
+
+@dataclass(frozen=True)
+class Row:
+    unit: int
+    timestep: int
+    seed: int
+
+
+def plan_rows(units: Sequence[int], seeds: Sequence[int], timesteps: str | Sequence[int] = "peaks",
+              analysis: ActivityAnalysis | None = None) -> list[Row]:
+    """Rows for every unit × timestep × seed; ``"peaks"`` means {0} ∪ the unit's activity peaks."""
+    if not len(units):
+        raise UnitError("no units given; name at least one feature or channel")
+    if len(set(units)) != len(units):
+        raise UnitError(f"unit {next(u for u in units if list(units).count(u) > 1)} is listed twice")
+    if not len(seeds):
+        raise LVOError("no seeds given; LVO needs at least one seed")
+    rows = []
+    for unit in units:
+        if isinstance(timesteps, str):
+            if timesteps != "peaks":
+                raise LVOError(f"timesteps must be 'peaks' or a list of integers, got '{timesteps}'")
+            if analysis is None:
+                raise LVOError("timesteps='peaks' needs an activity analysis; run `analyze` first or give explicit "
+                               "timesteps such as 0,500")
+            ts = [0] + [t for t in analysis.peaks(unit) if t != 0]
+        else:
+            ts = list(dict.fromkeys(int(t) for t in timesteps))
+        rows += [Row(int(unit), t, int(s)) for t in ts for s in seeds]
+    return rows
+
+
+def random_prior(units: list[int], seeds: list[int], shape: Sequence[int]) -> Tensor:
+    """The no-prior start: plain N(0, I) latents from the same seeds."""
+    return seeded_noise(seeds, shape)
+
+
+@dataclass
+class Visualization:
+    """Everything one LVO run produced, in row order."""
+
+    rows: list[Row]
+    latents: Tensor
+    init_latents: Tensor
+    images: Tensor | None
+    metrics: list[dict[str, Any]]
+    history: dict[str, np.ndarray]
+    config: LVOConfig
+    objective: str
+    unit_kind: str
+    prior: str
+    interrupted: bool = False
+    stopped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return not self.interrupted and not self.stopped
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly record of the run (history included), as written next to the images."""
+        return {"unit_kind": self.unit_kind, "objective": self.objective, "prior": self.prior,
+                "config": self.config.to_dict(), "rows": [r.__dict__ for r in self.rows], "metrics": self.metrics,
+                "history": {k: v.T.round(6).tolist() for k, v in self.history.items()},
+                "interrupted": self.interrupted, "stopped": self.stopped, "complete": self.complete,
+                "seconds": round(self.seconds, 3)}
+
+
+def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder | None = None,
+              analysis: ActivityAnalysis | None = None, timesteps: str | Sequence[int] = "peaks",
+              seeds: Sequence[int] = REFERENCE_SEEDS, prior: str | PriorFn = "random",
+              config: LVOConfig | None = None, value: str = "dense", batch_size: int = 20,
+              display: str = "per_image", eval_samples: int = 4, decode: bool = True,
+              on_progress: Callable[[int, int], None] | None = None,
+              on_preview: Callable[[list[Row], int, Tensor], None] | None = None,
+              should_stop: Callable[[], bool] | None = None) -> Visualization:
+    """LVO for ``units`` (SAE features when ``sae`` is given, raw channels otherwise); see the module docstring.
+
+    ``prior``: ``"random"`` or a function ``(units, seeds) -> latents`` (e.g. a steering prior). ``config``
+    defaults to the ``sae``/``raw`` preset. Progress is reported as ``on_progress(steps done, steps total)`` over
+    all batches; an interrupt returns the rows done so far plus the partial batch.
+    """
+    start = time.perf_counter()
+    kind = "sae" if sae is not None else "raw"
+    config = config or PRESETS[kind]
+    if batch_size <= 0:
+        raise LVOError(f"batch_size must be positive, got {batch_size}")
+    if sae is not None:
+        check_sae_fits(sae.d_in, backend.hookpoint)
+        sae.check_features(list(units))
+    elif any(not 0 <= u < backend.hookpoint.channels for u in units):
+        bad = next(u for u in units if not 0 <= u < backend.hookpoint.channels)
+        raise UnitError(f"channel {bad} is out of range: block '{backend.hookpoint.diffusers_name}' has "
+                        f"{backend.hookpoint.channels} channels (valid 0..{backend.hookpoint.channels - 1})")
+    if analysis is not None:
+        analysis.check_matches(backend.hookpoint.diffusers_name, sae)
+    rows = plan_rows(units, seeds, timesteps, analysis)
+    pairs = list(dict.fromkeys((r.unit, r.seed) for r in rows))
+    prior_fn: PriorFn = (lambda u, s: random_prior(u, s, backend.latent_shape)) if prior == "random" else prior
+    if not callable(prior_fn):
+        raise LVOError(f"prior must be 'random' or a function, got {prior!r}")
+    priors: dict[tuple[int, int], Tensor] = {}
+    for i in range(0, len(pairs), batch_size):
+        chunk = pairs[i:i + batch_size]
+        latents = prior_fn([u for u, _ in chunk], [s for _, s in chunk]).detach().float().cpu()
+        priors.update({pair: latents[j] for j, pair in enumerate(chunk)})
+    total = len(rows) * config.steps
+    results: list[LVOResult] = []
+    done_rows: list[Row] = []
+    metrics: list[dict[str, Any]] = []
+    images: list[Tensor] = []
+    for i in range(0, len(rows), batch_size):
+        batch = rows[i:i + batch_size]
+        init = torch.stack([priors[(r.unit, r.seed)] for r in batch])
+        objective = (SAEFeature(sae, [r.unit for r in batch], value=value) if sae is not None
+                     else Channel([r.unit for r in batch]))
+        offset = i * config.steps
+
+        def progress(info, offset=offset, n=len(batch)):
+            if on_progress is not None:
+                on_progress(offset + info.step * n, total)
+
+        preview = None if on_preview is None else (lambda step, z, batch=batch: on_preview(batch, step, z))
+        result = optimize(backend, objective, init, [r.timestep for r in batch], [r.seed for r in batch], config,
+                          on_step=progress, on_preview=preview, should_stop=should_stop)
+        results.append(result)
+        done_rows += batch
+        metrics += unit_metrics(backend, [r.unit for r in batch], result.latents, result.init_latents,
+                                result.timesteps, result.seeds, sae, analysis, samples=eval_samples)
+        if decode:
+            with torch.no_grad():
+                images.append(backend.decode(result.latents.to(backend.device)).float().cpu())
+        if result.interrupted:
+            break
+    steps_done = min(r.steps_done for r in results)
+    history = {k: np.concatenate([r.history[k][:steps_done] for r in results], axis=1) for k in results[0].history}
+    return Visualization(rows=done_rows, latents=torch.cat([r.latents for r in results]),
+                         init_latents=torch.cat([r.init_latents for r in results]),
+                         images=display_images(torch.cat(images), display) if images else None, metrics=metrics,
+                         history=history, config=config, objective=results[0].objective, unit_kind=kind,
+                         prior=prior if isinstance(prior, str) else getattr(prior, "label", "custom"),
+                         interrupted=results[-1].interrupted, stopped=[r.stopped for r in results if r.stopped],
+                         seconds=time.perf_counter() - start)

@@ -1,0 +1,143 @@
+"""Prior initialization by feature steering, and the "feature icon" baseline.
+
+The reference's prior: sample with the **empty prompt, no CFG, 50 steps**, seeds [1024, 1111, 4359, 3248, 1026],
+and at the unit's *active* timesteps push the hooked block towards the unit — SAE features by adding
+``strength · decoder direction`` to every token, raw channels by adding a constant to the channel — with
+``strength(t) = dataset max of the unit at t × scale`` (scale 500 for SAE features, 50 for raw channels) or a
+fixed strength. The final latents are LVO's starting points. A third mode scales the feature's code with the SAE
+error preserved (SAeUron's steering). Many (unit, seed) rows steer in one batch, each row with its own unit.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .activity import ActivityAnalysis
+from .errors import LVOError, UnitError
+from .hookpoints import check_sae_fits, resolve_hookpoint
+from .hooks import AddDirection, EditFeature, ReplaceWithDirection, TokenEdit, edit
+from .sae.model import SparseAutoencoder
+from .sampling import default_latent_shape, sample
+
+REFERENCE_SEEDS = (1024, 1111, 4359, 3248, 1026)
+DEFAULT_SCALE = {"sae": 500.0, "raw": 50.0}
+MODES = ("add", "scale")
+
+
+def unit_directions(units: Sequence[int], sae: SparseAutoencoder | None, channels: int) -> Tensor:
+    """Per-row steering directions ``[B, C]``: unit-norm decoder rows, or one-hot channels for raw units."""
+    if sae is not None:
+        return torch.stack([sae.direction(u) for u in units]).float()
+    bad = [u for u in units if not 0 <= u < channels]
+    if bad:
+        raise UnitError(f"channel {bad[0]} is out of range: the block has {channels} channels")
+    return torch.eye(channels)[list(units)]
+
+
+def check_strength(value: float, what: str = "strength") -> float:
+    value = float(value)
+    if not np.isfinite(value):
+        raise LVOError(f"steering {what} must be a finite number, got {value}")
+    return value
+
+
+class StrengthSchedule:
+    """Per-row steering strength at each sampling step.
+
+    With an activity analysis, a row steers only at its unit's active timesteps, with ``dataset max × scale``
+    (or the fixed ``strength`` there). Without one, it steers with the fixed strength inside the ``window`` of
+    sampling progress (fractions 0–1, like other packs' start/end percent).
+    """
+
+    def __init__(self, units: Sequence[int], *, analysis: ActivityAnalysis | None = None, scale: float | None = None,
+                 strength: float | None = None, window: tuple[float, float] = (0.0, 1.0)):
+        if analysis is None and strength is None:
+            raise LVOError("steering needs either an activity analysis (strength = dataset max × scale at active "
+                           "timesteps) or a fixed strength")
+        self.units = [int(u) for u in units]
+        self.analysis, self.scale = analysis, None if scale is None else check_strength(scale, "scale")
+        self.strength = None if strength is None else check_strength(strength)
+        if not 0.0 <= window[0] <= window[1] <= 1.0:
+            raise LVOError(f"steering window must satisfy 0 ≤ start ≤ end ≤ 1, got {window}")
+        self.window = window
+        if analysis is not None:
+            self._profiles = [analysis.profile(u) for u in self.units]
+
+    def __call__(self, step: int, steps: int, t: int) -> Tensor:
+        if self.analysis is None:
+            progress = step / max(1, steps - 1)
+            on = self.window[0] <= progress <= self.window[1]
+            return torch.full((len(self.units),), self.strength if on else 0.0)
+        values = []
+        for unit, profile in zip(self.units, self._profiles):
+            active = profile[int(t)] > 0
+            base = self.strength if self.strength is not None else self.analysis.max_at(unit, t) * self.scale
+            values.append(base if active else 0.0)
+        return torch.tensor(values, dtype=torch.float32)
+
+
+def steering_edit(units: Sequence[int], sae: SparseAutoencoder | None, channels: int, mode: str = "add") -> TokenEdit:
+    """The edit that steers each row towards its unit (strengths are set per step by the sampling loop)."""
+    if mode not in MODES:
+        raise LVOError(f"steering mode must be one of {MODES}, got '{mode}'")
+    if mode == "scale":
+        if sae is None:
+            raise LVOError("mode 'scale' scales an SAE feature's code; raw channels steer with mode 'add'")
+        return EditFeature(sae, list(units), scale=torch.ones(len(units)))
+    return AddDirection(unit_directions(units, sae, channels), strength=torch.zeros(len(units)))
+
+
+@torch.no_grad()
+def steer(unet: nn.Module, scheduler, hookpoint: str, units: Sequence[int], seeds: Sequence[int],
+          empty_context: Tensor, *, sae: SparseAutoencoder | None = None, analysis: ActivityAnalysis | None = None,
+          mode: str = "add", scale: float | None = None, strength: float | None = None,
+          window: tuple[float, float] = (0.0, 1.0), steps: int = 50, latent_shape: Sequence[int] | None = None,
+          on_step: Callable[[int, int], None] | None = None) -> Tensor:
+    """Final latents ``[B, C, H, W]`` of an empty-prompt, CFG-free generation per (unit, seed) row, steered.
+
+    In ``scale`` mode the strength is the factor the feature's code is multiplied by (1 = no change).
+    """
+    if len(units) != len(seeds):
+        raise LVOError(f"got {len(units)} units for {len(seeds)} seeds; give one unit per seed row")
+    point = resolve_hookpoint(unet, hookpoint)
+    if sae is not None:
+        check_sae_fits(sae.d_in, point, unet)
+        sae.check_features(sorted(set(units)))
+    if analysis is not None:
+        analysis.check_matches(point.diffusers_name, sae)
+    if scale is None:
+        scale = DEFAULT_SCALE["sae" if sae is not None else "raw"]
+    schedule = StrengthSchedule(units, analysis=analysis, scale=scale, strength=strength, window=window)
+    editor = steering_edit(units, sae, point.channels, mode)
+
+    def before_step(i: int, t: int) -> None:
+        values = schedule(i, steps, t)
+        if mode == "scale":
+            editor.scale = torch.where(values != 0, values, torch.ones_like(values))
+        else:
+            editor.strength = values
+        if on_step is not None:
+            on_step(i, steps)
+
+    with edit(unet, point, editor):
+        return sample(unet, scheduler, empty_context, guidance=1.0, steps=steps, seeds=seeds,
+                      latent_shape=latent_shape or default_latent_shape(unet), before_step=before_step)
+
+
+@torch.no_grad()
+def feature_icon(unet: nn.Module, scheduler, hookpoint: str, units: Sequence[int], seeds: Sequence[int],
+                 empty_context: Tensor, *, sae: SparseAutoencoder | None = None, steps: int = 50,
+                 latent_shape: Sequence[int] | None = None) -> Tensor:
+    """Final latents of an empty-prompt generation with the block's output replaced by each row's unit direction
+    (at the output's own mean token norm) at every step — a cheap baseline beside LVO."""
+    point = resolve_hookpoint(unet, hookpoint)
+    if sae is not None:
+        check_sae_fits(sae.d_in, point, unet)
+    editor = ReplaceWithDirection(unit_directions(units, sae, point.channels))
+    with edit(unet, point, editor):
+        return sample(unet, scheduler, empty_context, guidance=1.0, steps=steps, seeds=seeds,
+                      latent_shape=latent_shape or default_latent_shape(unet))
