@@ -2,16 +2,18 @@
 
 Everything the ComfyUI nodes do lives here and is importable and testable on its own: SAE loading
 (:mod:`lvo_core.sae`), hookpoint naming (:mod:`lvo_core.hookpoints`), block hooks (:mod:`lvo_core.hooks`),
-time-step activity analysis (:mod:`lvo_core.activity`) and dataset examples (:mod:`lvo_core.examples`).
+time-step activity analysis (:mod:`lvo_core.activity`), dataset examples (:mod:`lvo_core.examples`), and the LVO
+engine: noise (:mod:`lvo_core.noise`), objectives, regularizers (:mod:`lvo_core.transforms`), steering priors
+(:mod:`lvo_core.steering`), the optimizer (:mod:`lvo_core.optimize`), metrics and :func:`lvo_core.pipeline.visualize`.
 """
 
 __version__ = "0.1.0"
 
-from .errors import (ActivityError, HookpointError, LVOError, SAEFormatError, SAEMismatchError, UnitError,
-                     UnsafeFileError)
+from .errors import (ActivityError, HookpointError, LVOError, SAEFormatError, SAEMismatchError, TimestepError,
+                     UnitError, UnsafeFileError)
 from .hookpoints import Hookpoint, list_hookpoints, resolve_hookpoint
 from .sae import SparseAutoencoder, load_sae, save_sae
 
 __all__ = ["__version__", "LVOError", "SAEFormatError", "UnsafeFileError", "HookpointError", "SAEMismatchError",
-           "UnitError", "ActivityError", "Hookpoint", "list_hookpoints", "resolve_hookpoint", "SparseAutoencoder",
+           "UnitError", "ActivityError", "TimestepError", "Hookpoint", "list_hookpoints", "resolve_hookpoint", "SparseAutoencoder",
            "load_sae", "save_sae"]

@@ -1,7 +1,9 @@
-"""Command line: ``python -m lvo_core {demo,info,convert} …``.
+"""Command line: ``python -m lvo_core {analyze,steer,visualize,examples,info,convert,demo} …``.
 
-Errors from bad input (:class:`~lvo_core.errors.LVOError`) print one line naming what to fix and exit with status
-2; anything else is a bug and keeps its traceback.
+Models: ``--model tiny`` (the embedded tiny model, default), a local diffusers folder, or a single-file
+``.safetensors`` checkpoint with ``--config`` (a local diffusers folder). Units are SAE features (``--sae``; ``tiny``
+is the embedded random SAE) or raw channels (``--raw``). Errors from bad input print one line naming what to fix
+and exit with status 2; an interrupted run writes what it finished and exits with 130.
 """
 
 from __future__ import annotations
@@ -9,27 +11,293 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
+
+import torch
 
 from .errors import LVOError
 
+DEFAULT_HOOKPOINT = "up_blocks.1.attentions.1"
+TINY_PROMPTS = ["red circle", "blue square", "green triangle", "yellow ring", "red stripes", "blue circle",
+                "green square", "white ring"]
 
-def _load_unet(model: str | None):
-    """A UNet from a local diffusers folder (``unet/`` subfolder or the UNet folder itself), or the tiny default."""
-    if model is None:
-        from .tiny import tiny_unet
 
-        return tiny_unet()
-    from diffusers import UNet2DConditionModel
+# ---------------------------------------------------------------------------------------------- helpers
+class Progress:
+    """A one-line progress bar on stderr, redrawn at most every 0.2 s."""
 
-    path = Path(model)
-    if not path.is_dir():
-        raise LVOError(f"model folder {path} does not exist; give a local diffusers folder (with unet/config.json)")
-    sub = "unet" if (path / "unet" / "config.json").is_file() else None
-    if sub is None and not (path / "config.json").is_file():
-        raise LVOError(f"{path} has neither unet/config.json nor config.json; it is not a diffusers model folder")
-    return UNet2DConditionModel.from_pretrained(str(path), subfolder=sub, local_files_only=True)
+    def __init__(self, label: str):
+        self.label, self.last, self.start = label, 0.0, time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - self.last < 0.2 and done < total:
+            return
+        self.last = now
+        frac = done / max(total, 1)
+        bar = "#" * int(frac * 30)
+        print(f"\r{self.label} [{bar:<30}] {done}/{total} {now - self.start:6.1f}s", end="", file=sys.stderr)
+        if done >= total:
+            print(file=sys.stderr)
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from exc
+
+
+def timesteps_arg(text: str) -> str | list[int]:
+    return "peaks" if text == "peaks" else int_list(text)
+
+
+def read_prompts(path: str | None, model_source: str) -> list[str]:
+    if path is None:
+        if model_source == "tiny":
+            return list(TINY_PROMPTS)
+        raise LVOError("give --prompts FILE (one prompt per line)")
+    p = Path(path)
+    if not p.is_file():
+        raise LVOError(f"prompts file {p} does not exist")
+    prompts = [line.strip() for line in p.read_text(encoding="utf-8").splitlines()]
+    prompts = [line for line in prompts if line and not line.startswith("#")]
+    if not prompts:
+        raise LVOError(f"prompts file {p} has no prompts (one per line; '#' starts a comment)")
+    return prompts
+
+
+def setup(args: argparse.Namespace):
+    """Model, SAE (None for raw units) and hookpoint name from the common arguments."""
+    from .models import load_model
+    from .sae import load_sae
+    from .tiny import random_sae
+
+    model = load_model(args.model, config=args.config, device=args.device)
+    if args.raw and args.sae:
+        raise LVOError("give either --sae (SAE features) or --raw (raw channels), not both")
+    sae = None
+    if not args.raw:
+        spec = args.sae or ("tiny" if model.source == "tiny" else None)
+        if spec is None:
+            raise LVOError("give --sae PATH for SAE features, or --raw for raw channels")
+        sae = random_sae() if spec == "tiny" else load_sae(spec, hookpoint=args.hookpoint)
+        sae = sae.to(device=args.device, dtype=torch.float32)
+    hookpoint = args.hookpoint or (sae.hookpoint if sae is not None and sae.hookpoint else DEFAULT_HOOKPOINT)
+    return model, sae, hookpoint
+
+
+def load_analysis(path: str | None):
+    from .activity import ActivityAnalysis
+
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        raise LVOError(f"activity analysis {path} does not exist; create it with `python -m lvo_core analyze`")
+    return ActivityAnalysis.load(path)
+
+
+def backend_for(model, hookpoint: str):
+    from .backend import DiffusersBackend
+
+    return DiffusersBackend(model.unet, hookpoint, scheduler=model.scheduler, decoder=model.vae,
+                            encode_prompt=model.require_prompts())
+
+
+# ---------------------------------------------------------------------------------------------- commands
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .activity import analyze_activity
+
+    model, sae, hookpoint = setup(args)
+    prompts = read_prompts(args.prompts, model.source)
+    seeds = list(range(args.seed, args.seed + len(prompts)))
+    progress = Progress("analyze")
+    done = [0]
+
+    def on_generation(first: int, count: int, _latents) -> None:
+        done[0] += count
+        progress(done[0], len(prompts))
+
+    analysis = analyze_activity(model.unet, model.scheduler, hookpoint, prompts, model.require_prompts(), sae=sae,
+                                seeds=seeds, steps=args.steps, guidance=args.guidance, top_n=args.top_n,
+                                batch_size=args.batch_size, on_generation=on_generation)
+    analysis.meta.update({"model": model.source, "sae": args.sae})
+    analysis.save(args.out)
+    active = analysis.frequency.max(0) > 0
+    print(f"{int(active.sum())} of {len(analysis.units)} units were among the top-{analysis.top_n} at some timestep; "
+          f"wrote {args.out}")
+    return 0
+
+
+def _priors_from_file(path: str):
+    from .sae.formats import read_safetensors
+
+    from safetensors import safe_open
+
+    tensors = read_safetensors(path)
+    with safe_open(path, framework="pt") as fh:
+        rows = json.loads((fh.metadata() or {}).get("rows", "[]"))
+    table = {(int(r["unit"]), int(r["seed"])): tensors["latents"][i] for i, r in enumerate(rows)}
+
+    def prior(units: list[int], seeds: list[int]) -> torch.Tensor:
+        missing = [(u, s) for u, s in zip(units, seeds) if (u, s) not in table]
+        if missing:
+            raise LVOError(f"priors file {path} has no latent for unit {missing[0][0]}, seed {missing[0][1]}; "
+                           f"run `steer` with the same units and seeds")
+        return torch.stack([table[(u, s)] for u, s in zip(units, seeds)])
+    prior.label = f"file:{path}"
+    return prior
+
+
+def _steer_prior(model, sae, hookpoint: str, analysis, args: argparse.Namespace):
+    from .steering import steer
+
+    empty = model.require_prompts()([""])
+
+    def prior(units: list[int], seeds: list[int]) -> torch.Tensor:
+        return steer(model.unet, model.scheduler, hookpoint, units, seeds, empty, sae=sae, analysis=analysis,
+                     mode=args.mode, scale=args.scale, strength=args.strength, window=tuple(args.window),
+                     steps=args.prior_steps)
+    prior.label = "steer"
+    return prior
+
+
+def cmd_steer(args: argparse.Namespace) -> int:
+    from .metrics import display_images
+    from .pipeline import plan_rows
+    from .report import save_json, save_png, save_tensors, versions
+    from .plots import image_grid
+
+    model, sae, hookpoint = setup(args)
+    analysis = load_analysis(args.analysis)
+    rows = plan_rows(args.units, args.seeds, [0], None)
+    prior = _steer_prior(model, sae, hookpoint, analysis, args)
+    latents = prior([r.unit for r in rows], [r.seed for r in rows])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta_rows = [{"unit": r.unit, "seed": r.seed} for r in rows]
+    save_tensors({"latents": latents}, out / "priors.safetensors", {"rows": json.dumps(meta_rows)})
+    if model.vae is not None:
+        with torch.no_grad():
+            images = display_images(backend_for(model, hookpoint).decode(latents))
+        save_png(image_grid(list(images.numpy()), [f"{r.unit} s{r.seed}" for r in rows], columns=len(args.seeds),
+                            cell=128), out / "priors.png")
+    save_json({"command": "steer", "args": _args_dict(args), "rows": meta_rows, "versions": versions()},
+              out / "steer.json")
+    print(f"wrote {len(rows)} steered priors to {out}/priors.safetensors")
+    return 0
+
+
+def _config_from_args(args: argparse.Namespace, kind: str):
+    from dataclasses import replace
+
+    from .optimize import preset
+    from .transforms import ROBUSTNESS_LEVELS
+
+    config = preset(args.preset or kind, robustness=args.robustness)
+    overrides: dict[str, Any] = {}
+    for name in ("steps", "lr", "optimizer", "tv_weight", "range_weight", "moment_weight", "blur_sigma", "seed"):
+        value = getattr(args, name)
+        if value is not None:
+            overrides[name] = value
+    if args.no_noise:
+        overrides["noise"] = False
+    if args.no_precondition:
+        overrides["precondition"] = False
+    if args.no_augment:
+        overrides["augment"] = ROBUSTNESS_LEVELS["L0"]
+    if args.no_penalties:
+        overrides.update(tv_weight=0.0, range_weight=0.0, moment_weight=0.0)
+    if args.minimize:
+        overrides["maximize"] = False
+    return replace(config, **overrides)
+
+
+def _args_dict(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if k not in ("func", "from_json")}
+
+
+def cmd_visualize(args: argparse.Namespace) -> int:
+    from .pipeline import visualize
+    from .report import contact_sheet, save_json, save_png, save_tensors, versions
+
+    model, sae, hookpoint = setup(args)
+    analysis = load_analysis(args.analysis)
+    backend = backend_for(model, hookpoint)
+    config = _config_from_args(args, "sae" if sae is not None else "raw")
+    if args.prior == "steer":
+        prior = _steer_prior(model, sae, hookpoint, analysis, args)
+    elif args.prior == "random":
+        prior = "random"
+    else:
+        prior = _priors_from_file(args.prior)
+    progress = Progress("visualize")
+    start = time.perf_counter()
+    vis = visualize(backend, args.units, sae=sae, analysis=analysis, timesteps=args.timesteps, seeds=args.seeds,
+                    prior=prior, config=config, value=args.value, batch_size=args.batch_size, display=args.display,
+                    eval_samples=args.eval_samples, on_progress=progress)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    kind = "feature" if sae is not None else "channel"
+    for row, image in zip(vis.rows, vis.images):
+        name = f"{kind}{row.unit}_t{row.timestep}_seed{row.seed}.png"
+        save_png(image, out / name)
+        files.append(name)
+    labels = [f"{r.unit} t{r.timestep} x{m['ratio'] if m['ratio'] is not None else m['activation']:.2f}"
+              for r, m in zip(vis.rows, vis.metrics)]
+    save_png(contact_sheet(list(vis.images.numpy()), [r.unit for r in vis.rows], labels), out / "contact_sheet.png")
+    save_tensors({"latents": vis.latents, "init_latents": vis.init_latents}, out / "latents.safetensors",
+                 {"rows": json.dumps([r.__dict__ for r in vis.rows])})
+    result = {"command": "visualize", "args": _args_dict(args), "hookpoint": hookpoint, "model": model.source,
+              "sae": None if sae is None else sae.summary(), "versions": versions(), "images": files,
+              "contact_sheet": "contact_sheet.png", "latents": "latents.safetensors",
+              "wall_seconds": round(time.perf_counter() - start, 3), **vis.summary()}
+    save_json(result, out / "result.json")
+    print(f"{kind:>8}  {'t':>4}  {'seed':>5}  {'activation':>10}  {'prior':>8}  {'ratio':>6}  {'rank':>5}")
+    for m in vis.metrics:
+        ratio = "—" if m["ratio"] is None else f"{m['ratio']:.2f}"
+        print(f"{m['unit']:>8}  {m['timestep']:>4}  {m['seed']:>5}  {m['activation']:>10.4f}  "
+              f"{m['prior_activation']:>8.4f}  {ratio:>6}  {m['rank']:>5}")
+    state = "complete" if vis.complete else ("interrupted" if vis.interrupted else "stopped: " + "; ".join(vis.stopped))
+    print(f"{len(vis.rows)} visualizations ({state}) in {vis.seconds:.1f}s; wrote {out}/result.json")
+    return 130 if vis.interrupted else 0
+
+
+def cmd_examples(args: argparse.Namespace) -> int:
+    from .examples import generate_with_maps, overlay, rank_examples
+    from .metrics import display_images
+    from .plots import image_grid
+    from .report import save_json, save_png, versions
+
+    model, sae, hookpoint = setup(args)
+    analysis = load_analysis(args.analysis)
+    prompts = read_prompts(args.prompts, model.source)
+    t = args.timestep
+    if t is None:
+        peaks = analysis.peaks(args.unit) if analysis is not None else []
+        t = peaks[0] if peaks else 500
+    latents, maps, used = generate_with_maps(model.unet, model.scheduler, hookpoint, prompts, model.require_prompts(),
+                                             args.unit, t, sae=sae, seeds=range(args.seed, args.seed + len(prompts)),
+                                             steps=args.steps, guidance=args.guidance, batch_size=args.batch_size)
+    ranked = rank_examples(maps, k=args.k, by=args.by, prompts=prompts, timestep=used)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if model.vae is not None:
+        with torch.no_grad():
+            images = display_images(backend_for(model, hookpoint).decode(latents[[e.index for e in ranked]]))
+        vmax = max(float(ranked[0].heatmap.max()), 1e-8)
+        tiles = [overlay(img, e.heatmap, vmax=vmax) for img, e in zip(images.numpy(), ranked)]
+        save_png(image_grid(tiles, [f"{e.prompt} {e.score:.2f}" for e in ranked], columns=min(4, len(tiles)),
+                            cell=160), out / f"examples_{args.unit}.png")
+    save_json({"command": "examples", "args": _args_dict(args), "timestep": used, "versions": versions(),
+               "examples": [{"rank": i + 1, "prompt": e.prompt, "index": e.index, "score": e.score}
+                            for i, e in enumerate(ranked)]}, out / f"examples_{args.unit}.json")
+    for i, e in enumerate(ranked):
+        print(f"{i + 1:>3}. {e.score:9.4f}  {e.prompt}")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -49,18 +317,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .hookpoints import check_sae_fits, list_hookpoints, resolve_hookpoint
+    from .models import load_model
     from .sae import describe, load_sae
 
     report: dict = {}
     if args.sae:
         report["sae"] = describe(args.sae)
     if args.model or not args.sae:
-        unet = _load_unet(args.model)
+        unet = load_model(args.model or "tiny", config=args.config).unet
         report["hookpoints"] = [{"diffusers": p.diffusers_name, "ldm": p.ldm_name, "channels": p.channels,
                                  "kind": p.kind} for p in list_hookpoints(unet)]
         if args.sae:
             sae = load_sae(args.sae, hookpoint=args.hookpoint)
-            point = resolve_hookpoint(unet, args.hookpoint or sae.hookpoint or "")
+            point = resolve_hookpoint(unet, args.hookpoint or sae.hookpoint or DEFAULT_HOOKPOINT)
             check_sae_fits(sae.d_in, point, unet)
             report["fit"] = f"SAE ({sae.d_in} channels) fits {point.diffusers_name} / {point.ldm_name}"
     if args.json:
@@ -83,34 +352,146 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- parser
+def _model_args(p: argparse.ArgumentParser, units: bool = True) -> None:
+    p.add_argument("--model", default="tiny", help="'tiny' (default), a local diffusers folder, or a .safetensors "
+                                                   "checkpoint with --config")
+    p.add_argument("--config", help="local diffusers folder with the configs of a single-file checkpoint")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    p.add_argument("--sae", help="SAE folder/file (any supported format), or 'tiny' (default with --model tiny)")
+    p.add_argument("--raw", action="store_true", help="use raw channels of the block instead of SAE features")
+    p.add_argument("--hookpoint", help=f"block to hook, diffusers or LDM name (default: the SAE's, else "
+                                       f"{DEFAULT_HOOKPOINT})")
+
+
+def _steer_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", default="add", choices=["add", "scale"], help="add the decoder direction / channel "
+                   "constant, or scale the feature's code with the SAE error preserved")
+    p.add_argument("--scale", type=float, help="strength = dataset max at t × scale (default 500 SAE, 50 raw)")
+    p.add_argument("--strength", type=float, help="fixed strength (or factor in scale mode) instead")
+    p.add_argument("--window", type=float, nargs=2, default=(0.0, 1.0), metavar=("START", "END"),
+                   help="with a fixed strength and no analysis: steer within this fraction of sampling")
+    p.add_argument("--prior-steps", type=int, default=50, help="sampling steps of the steered generation (50)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .steering import REFERENCE_SEEDS
+
     parser = argparse.ArgumentParser(prog="python -m lvo_core", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="activity analysis + dataset examples on the embedded tiny model")
-    demo.add_argument("--out", default="lvo_runs/demo", help="output folder (default: lvo_runs/demo)")
-    demo.add_argument("--steps", type=int, default=20, help="sampling steps per generation (default 20)")
-    demo.add_argument("--units", type=int, default=4, help="how many features to report (those whose activity varies most over time)")
-    demo.set_defaults(func=cmd_demo)
-    info = sub.add_parser("info", help="hookable blocks of a model, SAE summary, and whether they fit")
-    info.add_argument("--model", help="local diffusers model folder (default: the tiny embedded model)")
-    info.add_argument("--sae", help="SAE folder or file (any supported format)")
-    info.add_argument("--hookpoint", help="hookpoint to check the SAE against / choose in a multi-hookpoint root")
-    info.add_argument("--json", action="store_true", help="print JSON")
-    info.set_defaults(func=cmd_info)
-    convert = sub.add_parser("convert", help="convert an SAE (e.g. a pickled ae.pt/state_dict.pth) to safetensors")
-    convert.add_argument("source", help="SAE folder or file")
-    convert.add_argument("out", help="output folder")
-    convert.add_argument("--k", type=int, help="number of active latents, if the source does not say")
-    convert.set_defaults(func=cmd_convert)
+    seeds_help = f"comma-separated seeds (default the reference's {','.join(map(str, REFERENCE_SEEDS))})"
+
+    p = sub.add_parser("analyze", help="time-step activity analysis over a prompt set")
+    _model_args(p)
+    p.add_argument("--prompts", help="text file, one prompt per line (the tiny model has built-in prompts)")
+    p.add_argument("--steps", type=int, default=50, help="sampling steps per prompt (50)")
+    p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale (7.5)")
+    p.add_argument("--top-n", type=int, default=20, help="a unit is active when among the top N (20)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first prompt; the next prompts count up")
+    p.add_argument("--batch-size", type=int, default=4, help="prompts per batch (4)")
+    p.add_argument("--out", default="lvo_runs/activity.safetensors", help="analysis file to write")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("steer", help="steered generations: the LVO priors of some units")
+    _model_args(p)
+    _steer_args(p)
+    p.add_argument("--units", type=int_list, required=True, help="comma-separated feature or channel indices")
+    p.add_argument("--seeds", type=int_list, default=list(REFERENCE_SEEDS), help=seeds_help)
+    p.add_argument("--analysis", help="activity analysis (strength from its dataset max at active timesteps)")
+    p.add_argument("--out", default="lvo_runs/steer", help="output folder")
+    p.set_defaults(func=cmd_steer)
+
+    p = sub.add_parser("visualize", help="LVO: optimize latents so that units fire, decode, measure")
+    _model_args(p)
+    _steer_args(p)
+    p.add_argument("--units", type=int_list, help="comma-separated feature or channel indices (required)")
+    p.add_argument("--seeds", type=int_list, default=list(REFERENCE_SEEDS), help=seeds_help)
+    p.add_argument("--analysis", help="activity analysis: peak timesteps, dataset max, steering strengths")
+    p.add_argument("--timesteps", type=timesteps_arg, default="peaks",
+                   help="'peaks' ({0} ∪ activity peaks; needs --analysis) or comma-separated timesteps")
+    p.add_argument("--prior", default="steer", help="'steer' (default), 'random', or a priors.safetensors file")
+    p.add_argument("--preset", choices=["sae", "raw"], help="settings preset (default: by unit kind)")
+    p.add_argument("--robustness", choices=["L0", "L1", "L2", "L3"], help="augmentation level (preset: L1)")
+    p.add_argument("--steps", type=int, help="optimization steps (100)")
+    p.add_argument("--lr", type=float, help="learning rate (0.05)")
+    p.add_argument("--optimizer", choices=["adam", "adamw"], help="adamw (default, weight decay 0.01) or adam")
+    p.add_argument("--tv-weight", type=float, help="total-variation weight")
+    p.add_argument("--range-weight", type=float, help="range-penalty weight")
+    p.add_argument("--moment-weight", type=float, help="moment-penalty weight")
+    p.add_argument("--blur-sigma", type=float, help="starting σ of the gradient blur")
+    p.add_argument("--seed", type=int, help="seed of the augmentation draws (0)")
+    p.add_argument("--value", default="dense", choices=["dense", "pre", "sparse"],
+                   help="SAE objective: dense ReLU pre-activation (paper), pre-ReLU, or the sparse code")
+    p.add_argument("--no-noise", action="store_true", help="ablation: no schedule-matched noise injection")
+    p.add_argument("--no-precondition", action="store_true", help="ablation: no spectral preconditioning")
+    p.add_argument("--no-augment", action="store_true", help="ablation: no jitter/rotation/zoom")
+    p.add_argument("--no-penalties", action="store_true", help="ablation: no TV, range or moment penalty")
+    p.add_argument("--minimize", action="store_true", help="minimize the unit instead")
+    p.add_argument("--batch-size", type=int, default=20, help="rows optimized together (20)")
+    p.add_argument("--display", default="per_image", choices=["per_image", "batch"], help="image scaling")
+    p.add_argument("--eval-samples", type=int, default=4, help="noise draws for the reported metrics (4)")
+    p.add_argument("--out", default="lvo_runs/visualize", help="output folder")
+    p.add_argument("--from-json", help="rerun a previous result.json with its recorded arguments")
+    p.set_defaults(func=cmd_visualize)
+
+    p = sub.add_parser("examples", help="top-activating generations of a unit, ranked, with heatmaps")
+    _model_args(p)
+    p.add_argument("--unit", type=int, required=True, help="feature or channel index")
+    p.add_argument("--timestep", type=int, help="timestep (default: the unit's first peak, else 500)")
+    p.add_argument("--analysis", help="activity analysis (for the default timestep)")
+    p.add_argument("--prompts", help="text file, one prompt per line (the tiny model has built-in prompts)")
+    p.add_argument("--steps", type=int, default=50, help="sampling steps (50)")
+    p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance (7.5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first prompt")
+    p.add_argument("--batch-size", type=int, default=4, help="prompts per batch")
+    p.add_argument("--k", type=int, default=8, help="how many examples to keep (8)")
+    p.add_argument("--by", default="mean", choices=["mean", "max"], help="rank by spatial mean or max")
+    p.add_argument("--out", default="lvo_runs/examples", help="output folder")
+    p.set_defaults(func=cmd_examples)
+
+    p = sub.add_parser("info", help="hookable blocks of a model, SAE summary, and whether they fit")
+    p.add_argument("--model", help="'tiny', a local diffusers folder, or a checkpoint with --config")
+    p.add_argument("--config", help="local diffusers folder for a single-file checkpoint")
+    p.add_argument("--sae", help="SAE folder or file (any supported format)")
+    p.add_argument("--hookpoint", help="hookpoint to check the SAE against / choose in a multi-hookpoint root")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("convert", help="convert an SAE (e.g. a pickled ae.pt/state_dict.pth) to safetensors")
+    p.add_argument("source", help="SAE folder or file")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--k", type=int, help="number of active latents, if the source does not say")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("demo", help="activity analysis + dataset examples on the embedded tiny model")
+    p.add_argument("--out", default="lvo_runs/demo", help="output folder (default: lvo_runs/demo)")
+    p.add_argument("--steps", type=int, default=20, help="sampling steps per generation (default 20)")
+    p.add_argument("--units", type=int, default=4, help="how many features to report (those whose activity "
+                                                         "varies most over time)")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
+def _positive(args: argparse.Namespace) -> None:
+    if args.command in ("steer", "visualize") and not args.units:
+        raise LVOError("give --units, e.g. --units 12,305 (feature or channel indices)")
+    for name in ("steps", "prior_steps", "batch_size", "k", "top_n", "eval_samples"):
+        value = getattr(args, name, None)
+        if value is not None and value <= 0:
+            raise LVOError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "steps", 1) is not None and getattr(args, "steps", 1) <= 0:
-        print("error: --steps must be a positive integer", file=sys.stderr)
-        return 2
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
+        if getattr(args, "from_json", None):
+            recorded = json.loads(Path(args.from_json).read_text())
+            if recorded.get("command") != args.command:
+                raise LVOError(f"{args.from_json} records a '{recorded.get('command')}' run, not '{args.command}'")
+            out = args.out if "--out" in (argv or sys.argv[1:]) else recorded["args"]["out"]
+            args = argparse.Namespace(**{**recorded["args"], "out": out, "func": args.func, "from_json": None})
+        _positive(args)
         return args.func(args)
     except LVOError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -34,3 +34,7 @@ class UnitError(LVOError):
 
 class ActivityError(LVOError):
     """An activity analysis is empty, inconsistent, or belongs to another SAE or hookpoint."""
+
+
+class TimestepError(LVOError):
+    """A timestep lies outside the model's training schedule, or is not an integer."""

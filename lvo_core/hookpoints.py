@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable
 
-from torch import nn
+from torch import Tensor, nn
 
 from .errors import HookpointError, SAEMismatchError
 
@@ -314,3 +314,20 @@ def check_sae_fits(sae_d_in: int, hookpoint: Hookpoint, model: nn.Module | None 
                 else f" No block of this model has {sae_d_in} channels: the SAE was trained on another model.")
     raise SAEMismatchError(f"the SAE reads {sae_d_in} channels but block '{hookpoint.diffusers_name}' "
                            f"({hookpoint.ldm_name}) outputs {hookpoint.channels}.{fits}")
+
+
+def ldm_state_dict(unet: nn.Module, prefix: str = "model.diffusion_model.") -> dict[str, Tensor]:
+    """A diffusers UNet's weights under LDM names (what single-file SD checkpoints and ComfyUI use); diffusers'
+    own converter maps it back exactly (tested), so ``from_single_file`` loads the result."""
+    unet = unwrap_unet(unet)
+    if layout_of(unet) != "diffusers":
+        raise HookpointError("ldm_state_dict needs a diffusers UNet")
+    lpb = int(unet.config.layers_per_block)
+    levels = {i for i, b in enumerate(unet.up_blocks) if getattr(b, "attentions", None)}
+    out = {}
+    for key, value in unet.state_dict().items():
+        ldm = _diffusers_key_to_ldm(key, lpb, levels)
+        if ldm is None:
+            raise HookpointError(f"no LDM name for parameter '{key}'")
+        out[prefix + ldm] = value.contiguous()
+    return out

@@ -14,6 +14,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from .errors import TimestepError
 from .sampling import seeded_noise
 
 
@@ -30,7 +31,7 @@ def alphas_from_sigmas(sigmas: Tensor | Sequence[float]) -> Tensor:
     """ᾱ_t = 1 / (1 + σ_t²), for a sigma table indexed by training timestep (ComfyUI's ``model_sampling.sigmas``)."""
     s = torch.as_tensor(sigmas, dtype=torch.float64)
     if s.ndim != 1 or not torch.isfinite(s).all() or (s < 0).any():
-        raise ValueError("sigma table must be a 1-D tensor of finite, non-negative values")
+        raise TimestepError("sigma table must be a 1-D tensor of finite, non-negative values")
     return 1.0 / (1.0 + s ** 2)
 
 
@@ -39,11 +40,11 @@ def check_timesteps(timesteps: Sequence[int] | Tensor, alphas: Tensor) -> Tensor
     t = torch.as_tensor(timesteps)
     if t.is_floating_point():
         if not torch.equal(t, t.round()):
-            raise ValueError(f"timesteps must be integers, got {t.tolist()}")
+            raise TimestepError(f"timesteps must be integers, got {t.tolist()}")
         t = t.long()
     bad = t[(t < 0) | (t >= len(alphas))]
     if len(bad):
-        raise ValueError(f"timestep {int(bad[0])} is outside the schedule: valid timesteps are 0…{len(alphas) - 1}")
+        raise TimestepError(f"timestep {int(bad[0])} is outside the schedule: valid timesteps are 0…{len(alphas) - 1}")
     return t.long()
 
 

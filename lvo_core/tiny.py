@@ -61,7 +61,7 @@ class CharPromptEncoder(nn.Module):
     def __init__(self, dim: int = 32, length: int = 6, seed: int = 0):
         super().__init__()
         self.register_buffer("table", torch.randn(128, dim, generator=torch.Generator().manual_seed(seed)))
-        self.length = length
+        self.length, self.seed = length, seed
 
     @torch.no_grad()
     def forward(self, prompts: list[str]) -> torch.Tensor:

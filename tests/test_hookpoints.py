@@ -8,8 +8,8 @@ from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
 
 from conftest import ldm_view, random_sae
 from lvo_core.errors import HookpointError, SAEMismatchError
-from lvo_core.hookpoints import (_diffusers_key_to_ldm, check_sae_fits, equivalent_names, list_hookpoints,
-                                 name_map, resolve_hookpoint)
+from lvo_core.hookpoints import (check_sae_fits, equivalent_names, ldm_state_dict, list_hookpoints, name_map,
+                                 resolve_hookpoint)
 
 
 def test_sd15_names_match_the_design_table(sd15_unet):
@@ -30,13 +30,10 @@ def test_whole_state_dict_round_trips_through_diffusers_converter(request, fixtu
     """Rename every parameter to its LDM name and let diffusers' converter rename it back: it must be the identity,
     tensors included — the LDM checkpoint we derive is one diffusers itself would load."""
     unet = request.getfixturevalue(fixture)
-    lpb = unet.config.layers_per_block
-    attn_levels = {i for i, b in enumerate(unet.up_blocks) if getattr(b, "attentions", None)}
     state = unet.state_dict()
-    ldm = {"model.diffusion_model." + _diffusers_key_to_ldm(k, lpb, attn_levels): v for k, v in state.items()}
-    back = convert_ldm_unet_checkpoint(ldm, dict(unet.config))
+    back = convert_ldm_unet_checkpoint(ldm_state_dict(unet), dict(unet.config))
     assert set(back) == set(state)
-    assert all(back[k] is state[k] for k in state)
+    assert all(torch.equal(back[k], state[k]) for k in state)
 
 
 def test_resolution_on_both_layouts_gives_the_same_module(unet):

@@ -1,0 +1,151 @@
+"""Load a model for headless use: the embedded tiny model, a local diffusers folder, or a single-file SD checkpoint
+with a local config. Nothing is ever downloaded (``local_files_only`` everywhere).
+
+A model folder may encode prompts three ways: a CLIP ``text_encoder/`` + ``tokenizer/`` (needs the optional
+``transformers`` package), or an ``lvo_prompt_encoder.json`` naming a built-in encoder (toy models), or none — then
+only the empty-prompt embedding is unavailable and commands that need prompts say so.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from .errors import LVOError
+from .tiny import CharPromptEncoder, sd15_scheduler, tiny_unet, tiny_vae
+
+PromptEncoder = Callable[[list[str]], Tensor]
+TINY = "tiny"
+
+
+@dataclass
+class LoadedModel:
+    """The pieces LVO needs from a diffusion model, plus where they came from."""
+
+    unet: nn.Module
+    scheduler: Any
+    vae: nn.Module | None
+    encode_prompt: PromptEncoder | None
+    source: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def require_prompts(self) -> PromptEncoder:
+        if self.encode_prompt is None:
+            raise LVOError(f"model '{self.source}' has no text encoder: add text_encoder/ and tokenizer/ (and "
+                           f"`pip install transformers`) or an lvo_prompt_encoder.json")
+        return self.encode_prompt
+
+
+def write_prompt_encoder_spec(folder: str | Path, dim: int, length: int = 6, seed: int = 0) -> None:
+    """Declare the built-in character prompt encoder for a toy model folder."""
+    Path(folder, "lvo_prompt_encoder.json").write_text(json.dumps({"kind": "char", "dim": dim, "length": length,
+                                                                   "seed": seed}))
+
+
+def _clip_encoder(folder: Path, device: torch.device) -> PromptEncoder:
+    try:
+        from transformers import CLIPTextModel, CLIPTokenizer
+    except ImportError as exc:  # optional dependency: only real SD folders need it
+        raise LVOError(f"{folder} has a CLIP text encoder; encoding prompts with it needs the optional package "
+                       f"transformers (`pip install transformers`)") from exc
+    tokenizer = CLIPTokenizer.from_pretrained(str(folder), subfolder="tokenizer", local_files_only=True)
+    encoder = CLIPTextModel.from_pretrained(str(folder), subfolder="text_encoder", local_files_only=True)
+    encoder = encoder.to(device).eval()
+
+    @torch.no_grad()
+    def encode(prompts: list[str]) -> Tensor:
+        ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                        return_tensors="pt").input_ids.to(device)
+        return encoder(ids)[0]
+    return encode
+
+
+def _prompt_encoder(folder: Path, device: torch.device) -> PromptEncoder | None:
+    spec = folder / "lvo_prompt_encoder.json"
+    if spec.is_file():
+        cfg = json.loads(spec.read_text())
+        if cfg.get("kind") != "char":
+            raise LVOError(f"{spec}: unknown prompt encoder kind '{cfg.get('kind')}' (known: char)")
+        return CharPromptEncoder(int(cfg["dim"]), int(cfg.get("length", 6)), int(cfg.get("seed", 0))).to(device)
+    if (folder / "text_encoder").is_dir() and (folder / "tokenizer").is_dir():
+        return _clip_encoder(folder, device)
+    return None
+
+
+def _scheduler(folder: Path):
+    from diffusers import DDIMScheduler
+
+    if (folder / "scheduler" / "scheduler_config.json").is_file():
+        return DDIMScheduler.from_pretrained(str(folder), subfolder="scheduler", local_files_only=True)
+    return sd15_scheduler()
+
+
+def _place(module: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """Move to ``device``; cast only when the dtype differs (diffusers warns about needless casts)."""
+    module = module.to(device)
+    if next(module.parameters()).dtype != dtype:
+        module = module.to(dtype=dtype)
+    return module.eval()
+
+
+def load_model(spec: str = TINY, *, config: str | None = None, device: str | torch.device = "cpu",
+               dtype: torch.dtype = torch.float32) -> LoadedModel:
+    """``tiny``; a diffusers folder (``unet/``, optional ``vae/``, ``scheduler/``, text encoder); or a single-file
+    checkpoint (``.safetensors``) whose UNet (and VAE, if present) load with ``config`` = a local diffusers folder."""
+    device = torch.device(device)
+    if spec == TINY:
+        return LoadedModel(_place(tiny_unet(), device, dtype), sd15_scheduler(), _place(tiny_vae(), device, dtype),
+                           CharPromptEncoder().to(device), TINY, {"kind": "tiny random SD-shaped model"})
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    path = Path(spec)
+    if not path.exists():
+        raise LVOError(f"model {path} does not exist; give a local diffusers folder, a .safetensors checkpoint "
+                       f"with --config, or 'tiny'")
+    if path.is_file():
+        if config is None:
+            raise LVOError(f"{path} is a single-file checkpoint: also give --config, a local diffusers folder "
+                           f"with the model's configs (unet/config.json, …); nothing is downloaded")
+        folder = Path(config)
+        if not (folder / "unet" / "config.json").is_file():
+            raise LVOError(f"config folder {folder} has no unet/config.json")
+        if path.suffix != ".safetensors":
+            raise LVOError(f"{path}: only .safetensors checkpoints are loaded (a .ckpt is a pickle that can run code)")
+        unet = UNet2DConditionModel.from_single_file(str(path), config=str(folder), subfolder="unet",
+                                                     local_files_only=True)
+        try:
+            vae = AutoencoderKL.from_single_file(str(path), config=str(folder), subfolder="vae",
+                                                 local_files_only=True)
+        except Exception:  # checkpoint without VAE weights: fall back to the config folder's VAE, if any
+            vae = (AutoencoderKL.from_pretrained(str(folder), subfolder="vae", local_files_only=True)
+                   if (folder / "vae" / "diffusion_pytorch_model.safetensors").is_file() else None)
+    else:
+        folder = path
+        sub = "unet" if (path / "unet" / "config.json").is_file() else None
+        if sub is None and not (path / "config.json").is_file():
+            raise LVOError(f"{path} has neither unet/config.json nor config.json; it is not a diffusers model folder")
+        unet = UNet2DConditionModel.from_pretrained(str(path), subfolder=sub, local_files_only=True)
+        vae = (AutoencoderKL.from_pretrained(str(path), subfolder="vae", local_files_only=True)
+               if (path / "vae" / "config.json").is_file() else None)
+    unet = _place(unet, device, dtype)
+    vae = _place(vae, device, dtype) if vae is not None else None
+    return LoadedModel(unet, _scheduler(folder), vae, _prompt_encoder(folder, device), str(path),
+                       {"config": str(folder)})
+
+
+def save_model_folder(model: LoadedModel, folder: str | Path) -> Path:
+    """Write a loaded model as a diffusers folder (UNet, VAE, scheduler; a char prompt encoder spec when it has one)."""
+    folder = Path(folder)
+    model.unet.save_pretrained(str(folder / "unet"))
+    if model.vae is not None:
+        model.vae.save_pretrained(str(folder / "vae"))
+    model.scheduler.save_pretrained(str(folder / "scheduler"))
+    enc = model.encode_prompt
+    if isinstance(enc, CharPromptEncoder):
+        write_prompt_encoder_spec(folder, enc.table.shape[1], enc.length, enc.seed)
+    return folder

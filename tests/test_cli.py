@@ -1,0 +1,123 @@
+"""The headless CLI end to end on the tiny model: files match their JSON, runs reproduce from the JSON alone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from lvo_core.activity import ActivityAnalysis
+from lvo_core.cli import main
+from lvo_core.hookpoints import ldm_state_dict
+from lvo_core.models import load_model, save_model_folder
+
+
+@pytest.fixture(scope="module")
+def analysis_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("act") / "act.safetensors"
+    assert main(["analyze", "--steps", "6", "--guidance", "3", "--out", str(path)]) == 0
+    return path
+
+
+def test_analyze_writes_a_reusable_analysis(analysis_file):
+    a = ActivityAnalysis.load(analysis_file)
+    assert a.unit_kind == "sae" and len(a.units) == 128 and len(a.timesteps) == 6 and a.num_generations == 8
+    assert a.meta["guidance"] == 3.0 and a.meta["model"] == "tiny"
+
+
+def test_visualize_end_to_end_and_rerun_from_json(tmp_path, analysis_file, capsys):
+    out = tmp_path / "vis"
+    args = ["visualize", "--analysis", str(analysis_file), "--units", "8,47", "--seeds", "1,2", "--steps", "8",
+            "--prior-steps", "4", "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((out / "result.json").read_text())
+    assert result["complete"] and result["prior"] == "steer" and result["config"]["steps"] == 8
+    rows = result["rows"]
+    assert {r["timestep"] for r in rows if r["unit"] == 8} == {0, *ActivityAnalysis.load(analysis_file).peaks(8)}
+    assert len(result["images"]) == len(rows) == len(result["metrics"]) == len(result["history"]["activation"])
+    for name in result["images"] + [result["contact_sheet"], result["latents"]]:
+        assert (out / name).is_file()
+    latents = load_file(out / "latents.safetensors")
+    assert latents["latents"].shape == (len(rows), 4, 16, 16)
+    for m in result["metrics"]:
+        assert m["dataset_max"] > 0 and m["ratio"] == pytest.approx(m["activation"] / m["dataset_max"], abs=1e-3)
+    assert "visualizations (complete)" in printed and set(result["versions"]) >= {"torch", "diffusers", "lvo_core"}
+    again = tmp_path / "again"
+    assert main(["visualize", "--from-json", str(out / "result.json"), "--out", str(again)]) == 0
+    assert torch.equal(load_file(again / "latents.safetensors")["latents"], latents["latents"])
+
+
+def test_steer_then_visualize_from_priors_file_and_raw_ablation(tmp_path, analysis_file):
+    assert main(["steer", "--units", "8", "--seeds", "1,2", "--analysis", str(analysis_file), "--prior-steps", "4",
+                 "--out", str(tmp_path / "st")]) == 0
+    assert (tmp_path / "st" / "priors.png").is_file()
+    priors = str(tmp_path / "st" / "priors.safetensors")
+    assert main(["visualize", "--units", "8", "--seeds", "1,2", "--timesteps", "0", "--prior", priors, "--steps",
+                 "3", "--out", str(tmp_path / "v")]) == 0
+    result = json.loads((tmp_path / "v" / "result.json").read_text())
+    stored = load_file(tmp_path / "v" / "latents.safetensors")["init_latents"]
+    torch.testing.assert_close(stored, load_file(priors)["latents"])
+    assert result["prior"] == f"file:{priors}"
+    assert main(["visualize", "--units", "9", "--seeds", "1,2", "--timesteps", "0", "--prior", priors,
+                 "--out", str(tmp_path / "v2")]) == 2
+    assert main(["visualize", "--raw", "--units", "3", "--seeds", "1", "--timesteps", "0,300", "--prior", "random",
+                 "--steps", "3", "--no-noise", "--no-precondition", "--no-augment", "--no-penalties",
+                 "--out", str(tmp_path / "raw")]) == 0
+    raw = json.loads((tmp_path / "raw" / "result.json").read_text())
+    c = raw["config"]
+    assert raw["unit_kind"] == "raw" and not c["noise"] and not c["precondition"]
+    assert (c["tv_weight"], c["range_weight"], c["moment_weight"]) == (0.0, 0.0, 0.0)
+    assert c["augment"] == {"jitter": 0, "rotate": 0.0, "zoom": 1.0} and c["blur_sigma"] == 0.5
+
+
+def test_examples_command(tmp_path, analysis_file, capsys):
+    assert main(["examples", "--unit", "8", "--analysis", str(analysis_file), "--steps", "6", "--k", "3",
+                 "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "examples_8.json").read_text())
+    scores = [e["score"] for e in data["examples"]]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+    assert (tmp_path / "examples_8.png").is_file() and data["timestep"] in ActivityAnalysis.load(
+        analysis_file).timesteps
+
+
+def test_model_folder_and_single_file_checkpoint(tmp_path, capsys):
+    tiny = load_model("tiny")
+    folder = save_model_folder(tiny, tmp_path / "model")
+    loaded = load_model(str(folder))
+    x, t = torch.randn(1, 4, 16, 16), torch.tensor([10])
+    ctx = loaded.encode_prompt(["red circle"])
+    torch.testing.assert_close(ctx, tiny.encode_prompt(["red circle"]))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.unet(x, t, ctx).sample, tiny.unet(x, t, ctx).sample)
+    save_file(ldm_state_dict(tiny.unet), str(tmp_path / "sd.safetensors"))
+    single = load_model(str(tmp_path / "sd.safetensors"), config=str(folder))
+    with torch.no_grad():
+        torch.testing.assert_close(single.unet(x, t, ctx).sample, tiny.unet(x, t, ctx).sample)
+    assert single.vae is not None  # not in the checkpoint: taken from the config folder
+    assert main(["visualize", "--model", str(tmp_path / "sd.safetensors"), "--config", str(folder), "--sae", "tiny",
+                 "--units", "3", "--seeds", "1", "--timesteps", "0", "--prior", "random", "--steps", "2",
+                 "--out", str(tmp_path / "v")]) == 0
+    assert main(["visualize", "--model", str(tmp_path / "sd.safetensors"), "--units", "3", "--sae", "tiny"]) == 2
+    assert "also give --config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["visualize", "--units", "3", "--timesteps", "peaks"], "needs an activity analysis"),
+    (["visualize", "--units", "300", "--timesteps", "0"], "out of range"),
+    (["visualize", "--units", "3,3", "--timesteps", "0"], "listed twice"),
+    (["visualize", "--units", "3", "--sae", "tiny", "--raw"], "not both"),
+    (["visualize", "--units", "3", "--timesteps", "1000", "--prior", "random"], "outside the schedule"),
+    (["visualize", "--units", "3", "--analysis", "missing.safetensors"], "does not exist"),
+    (["visualize", "--units", "3", "--timesteps", "0", "--lr", "0"], "lr must be > 0"),
+    (["visualize", "--units", "3", "--steps", "-1"], "--steps must be a positive integer"),
+    (["steer", "--units", "3", "--seeds", "1"], "either an activity analysis"),
+    (["steer", "--units", "3", "--seeds", "1", "--strength", "nan"], "finite"),
+    (["analyze", "--prompts", "nope.txt"], "prompts file nope.txt does not exist"),
+    (["visualize", "--model", "nowhere", "--units", "1"], "does not exist"),
+])
+def test_bad_input_exits_2_with_the_fix_named(args, message, capsys):
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
