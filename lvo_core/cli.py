@@ -303,15 +303,27 @@ def cmd_examples(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    summary = run_demo(args.out, steps=args.steps, num_units=args.units)
+    summary = run_demo(args.out, steps=args.steps, num_units=args.units, lvo_steps=args.lvo_steps)
     print(f"activity analysis of {len(summary['prompts'])} prompts × {summary['steps']} steps at "
-          f"{summary['hookpoint']} ({summary['seconds']} s)")
+          f"{summary['hookpoint']}")
     print(f"{'feature':>8}  {'peaks':<18} {'active ts':>9}  {'max at peak':>11}  top example")
     for unit, info in summary["units"].items():
         top = info["top_examples"][0]
         print(f"{unit:>8}  {str(info['peaks']):<18} {info['active_timesteps']:>9}  "
               f"{info['dataset_max_at_peak']:>11.4f}  {top['prompt']} ({top['score']:.4f})")
-    print(f"wrote {args.out}/activity.png, examples_<feature>.png, activity.safetensors, summary.json")
+    print(f"\nLVO, {summary['lvo']['steps']} steps from steering priors (mean over seeds; ratio = reached ÷ dataset max)")
+    print(f"{'unit':>12}  {'t':>4}  {'prior':>7}  {'reached':>8}  {'ratio':>6}  {'rank':>5}")
+    for kind in ("features", "channels"):
+        groups: dict[tuple[int, int], list[dict]] = {}
+        for m in summary["lvo"][kind]:
+            groups.setdefault((m["unit"], m["timestep"]), []).append(m)
+        for (unit, t), ms in groups.items():
+            mean = lambda key: sum(m[key] for m in ms) / len(ms)  # noqa: E731
+            label = f"{kind[:-1]} {unit}"
+            print(f"{label:>12}  {t:>4}  {mean('prior_activation'):>7.3f}  {mean('activation'):>8.3f}  "
+                  f"{mean('ratio'):>6.2f}  {mean('rank'):>5.1f}")
+    print(f"\nwrote {args.out}/: activity.png, examples_<feature>.png, lvo_features.png, lvo_channels.png, "
+          f"activity.safetensors, summary.json ({summary['seconds']} s)")
     return 0
 
 
@@ -468,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=20, help="sampling steps per generation (default 20)")
     p.add_argument("--units", type=int, default=4, help="how many features to report (those whose activity "
                                                          "varies most over time)")
+    p.add_argument("--lvo-steps", type=int, default=50, help="LVO optimization steps (default 50)")
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -475,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _positive(args: argparse.Namespace) -> None:
     if args.command in ("steer", "visualize") and not args.units:
         raise LVOError("give --units, e.g. --units 12,305 (feature or channel indices)")
-    for name in ("steps", "prior_steps", "batch_size", "k", "top_n", "eval_samples"):
+    for name in ("steps", "prior_steps", "batch_size", "k", "top_n", "eval_samples", "lvo_steps"):
         value = getattr(args, name, None)
         if value is not None and value <= 0:
             raise LVOError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")

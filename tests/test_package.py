@@ -62,7 +62,7 @@ def test_readme_test_command_is_what_ci_runs():
 
 
 def test_demo_end_to_end(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--steps", "4", "--units", "2"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--steps", "4", "--units", "2", "--lvo-steps", "3"]) == 0
     printed = capsys.readouterr().out
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert len(summary["units"]) == 2 and summary["steps"] == 4
@@ -74,6 +74,11 @@ def test_demo_end_to_end(tmp_path, capsys):
         assert scores == sorted(scores, reverse=True) and len(scores) == 4
         assert f"{int(unit):>8}" in printed
     assert (tmp_path / "activity.png").stat().st_size > 1000
+    lvo = summary["lvo"]
+    assert lvo["steps"] == 3 and {m["unit"] for m in lvo["features"]} == {int(u) for u in summary["units"]}
+    assert len(lvo["channels"]) >= 4 and all(m["dataset_max"] is not None for m in lvo["features"])
+    assert (tmp_path / "lvo_features.png").is_file() and (tmp_path / "lvo_channels.png").is_file()
+    assert "LVO, 3 steps from steering priors" in printed
 
 
 def test_info_lists_blocks_and_checks_the_sae(tmp_path, capsys):
