@@ -21,6 +21,7 @@ from torch import Tensor
 
 from .backend import Backend
 from .errors import LVOError
+from .metrics import display_images
 from .noise import add_noise, check_timesteps, step_noise
 from .objectives import Objective
 from .transforms import (ROBUSTNESS_LEVELS, Augment, augment, blur_sigma, gaussian_blur, moment_penalty,
@@ -140,7 +141,7 @@ class Interrupted(Exception):
 def optimize(backend: Backend, objective: Objective, init_latents: Tensor, timesteps: Sequence[int] | Tensor,
              seeds: Sequence[int], config: LVOConfig = PRESETS["sae"], *,
              on_step: Callable[[StepInfo], None] | None = None,
-             on_preview: Callable[[int, Tensor], None] | None = None,
+             on_preview: Callable[[int, Tensor], None] | None = None, preview_display: str = "per_image",
              should_stop: Callable[[], bool] | None = None) -> LVOResult:
     """Run LVO on ``init_latents`` ``[B, C, H, W]``, row b at timestep ``timesteps[b]`` with noise seed ``seeds[b]``.
 
@@ -148,6 +149,8 @@ def optimize(backend: Backend, objective: Objective, init_latents: Tensor, times
     fresh fp32 copy of the latents. Model weights are frozen for the duration and their flags restored. A callback
     that raises :class:`Interrupted` (or ``should_stop()`` returning True) ends the run with the partial result;
     a non-finite loss or latent ends it too, keeping the last finite latents and naming the step.
+    Every ``config.preview_every`` steps ``on_preview(step, images)`` receives the current latents decoded for
+    display (``[B, H, W, 3]`` in [0, 1]).
     """
     batch = init_latents.shape[0]
     seeds = [int(s) for s in seeds]
@@ -208,7 +211,8 @@ def optimize(backend: Backend, objective: Objective, init_latents: Tensor, times
                 if on_step is not None:
                     on_step(StepInfo(done, config.steps, act.detach(), loss.detach(), z.detach()))
                 if on_preview is not None and config.preview_every and done % config.preview_every == 0:
-                    on_preview(done, z.detach().clone())
+                    with torch.no_grad():
+                        on_preview(done, display_images(backend.decode(z.detach()), preview_display))
         except (Interrupted, KeyboardInterrupt):
             interrupted = True
         final = z.detach().clone()

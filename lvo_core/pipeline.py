@@ -107,7 +107,8 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
     """LVO for ``units`` (SAE features when ``sae`` is given, raw channels otherwise); see the module docstring.
 
     ``prior``: ``"random"`` or a function ``(units, seeds) -> latents`` (e.g. a steering prior). ``config``
-    defaults to the ``sae``/``raw`` preset. Progress is reported as ``on_progress(steps done, steps total)`` over
+    defaults to the ``sae``/``raw`` preset; with ``config.preview_every`` set, ``on_preview(rows, step, images)``
+    receives each batch's decoded images every that many steps. Progress is reported as ``on_progress(steps done, steps total)`` over
     all batches; an interrupt returns the rows done so far plus the partial batch.
     """
     start = time.perf_counter()
@@ -150,9 +151,9 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
             if on_progress is not None:
                 on_progress(offset + info.step * n, total)
 
-        preview = None if on_preview is None else (lambda step, z, batch=batch: on_preview(batch, step, z))
+        preview = None if on_preview is None else (lambda step, images, batch=batch: on_preview(batch, step, images))
         result = optimize(backend, objective, init, [r.timestep for r in batch], [r.seed for r in batch], config,
-                          on_step=progress, on_preview=preview, should_stop=should_stop)
+                          on_step=progress, on_preview=preview, preview_display=display, should_stop=should_stop)
         results.append(result)
         done_rows += batch
         metrics += unit_metrics(backend, [r.unit for r in batch], result.latents, result.init_latents,

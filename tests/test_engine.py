@@ -170,6 +170,15 @@ def test_interrupt_returns_the_partial_result(unet, backend, init):
     assert hook_count(unet) == 0 and [p.requires_grad for p in unet.parameters()] == flags
 
 
+def test_previews_arrive_decoded_every_n_steps(backend, init):
+    seen = []
+    optimize(backend, Channel(3), init, [0], [1, 2, 3], preset("raw", steps=5, preview_every=2),
+             on_preview=lambda step, images: seen.append((step, images)))
+    assert [s for s, _ in seen] == [2, 4]
+    images = seen[0][1]
+    assert images.shape == (3, 32, 32, 3) and images.min() >= 0 and images.max() <= 1
+
+
 def test_nan_mid_run_stops_and_keeps_the_last_finite_latents(backend, init):
     sae = random_sae()
     good = SAEFeature(sae, 3)
