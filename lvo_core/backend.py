@@ -12,6 +12,7 @@ from typing import Callable, Iterator, Protocol, Sequence
 import torch
 from torch import Tensor, nn
 
+from .errors import LVOError
 from .hookpoints import Hookpoint, resolve_hookpoint
 from .hooks import run_to_block, to_tokens
 from .noise import alphas_from_scheduler
@@ -50,15 +51,15 @@ class Backend(Protocol):
 def frozen_weights(module: nn.Module) -> Iterator[None]:
     """Turn off ``requires_grad`` on every parameter for the duration, restoring each flag afterwards (also on
     errors): gradients then flow only to the latent, and a shared model keeps its flags."""
-    params = list(module.parameters())
-    flags = [p.requires_grad for p in params]
+    # only parameters that require grad are switched (inference tensors cannot have their flag set at all)
+    params = [p for p in module.parameters() if p.requires_grad and not p.is_inference()]
     try:
         for p in params:
             p.requires_grad_(False)
         yield
     finally:
-        for p, flag in zip(params, flags):
-            p.requires_grad_(flag)
+        for p in params:
+            p.requires_grad_(True)
 
 
 def vae_decoder(vae: nn.Module) -> Decoder:
@@ -71,30 +72,66 @@ def vae_decoder(vae: nn.Module) -> Decoder:
     return decode
 
 
-class DiffusersBackend:
-    """A diffusers ``UNet2DConditionModel`` with a hooked block, its training ᾱ schedule, a decoder and the
-    empty-prompt conditioning."""
+def trainable_copy(unet: nn.Module, hookpoint: Hookpoint) -> tuple[nn.Module, int]:
+    """A copy of ``unet`` with ordinary (non-inference) weights for everything up to and including the hooked
+    block; blocks that run after it are replaced by empty placeholders and never copied, since the forward stops at
+    the hook. Returns the copy and the bytes its weights occupy.
 
-    def __init__(self, unet: nn.Module, hookpoint: str | Hookpoint, *, scheduler=None, alphas: Tensor | None = None,
-                 decoder: Decoder | nn.Module | None = None, empty_context: Tensor | None = None,
-                 encode_prompt: Callable[[list[str]], Tensor] | None = None,
-                 latent_shape: Sequence[int] | None = None):
+    Why: ComfyUI creates model weights under ``torch.inference_mode()``, and autograd cannot save inference tensors
+    for backward — not even for a gradient with respect to the input only. The shared model is never touched.
+    """
+    from .hookpoints import _forward_order, list_hookpoints, unwrap_unet
+
+    unet = unwrap_unet(unet)
+    order = _forward_order(hookpoint.diffusers_name)
+    memo: dict[int, nn.Module] = {}
+    for point in list_hookpoints(unet):
+        if _forward_order(point.diffusers_name) > order:
+            memo[id(point.module)] = nn.Identity()
+    for tail in ("conv_norm_out", "conv_act", "conv_out", "out"):
+        module = getattr(unet, tail, None)
+        if isinstance(module, nn.Module):
+            memo[id(module)] = nn.Identity()
+    with torch.inference_mode(False):
+        copy = copy_module(unet, memo)
+        for p in copy.parameters():
+            p.requires_grad_(False)
+    size = sum(p.numel() * p.element_size() for p in copy.parameters())
+    return copy, size
+
+
+def copy_module(module: nn.Module, memo: dict[int, nn.Module]) -> nn.Module:
+    import copy as _copy
+
+    return _copy.deepcopy(module, memo)
+
+
+UNetCall = Callable[[nn.Module, Tensor, Tensor, Tensor], Tensor]
+
+
+class ModuleBackend:
+    """A UNet module with a hooked block: the shared logic of every backend.
+
+    ``call(unet, x, t, context)`` runs the model's own forward. ``copy_weights``: ``"auto"`` (copy when the weights
+    are inference tensors, as in ComfyUI), ``True`` or ``False``; the copy holds only the blocks up to the hook and
+    its size is in :attr:`copy_bytes`.
+    """
+
+    def __init__(self, unet: nn.Module, hookpoint: str | Hookpoint, call: UNetCall, alphas: Tensor, *,
+                 decoder: Decoder | None = None, empty_context: Tensor | None = None,
+                 latent_shape: Sequence[int] | None = None, copy_weights: bool | str = "auto"):
         self.unet = unet
         self.hookpoint = hookpoint if isinstance(hookpoint, Hookpoint) else resolve_hookpoint(unet, hookpoint)
-        if alphas is None:
-            if scheduler is None:
-                raise ValueError("give the scheduler (or an alphas_cumprod table) the model was trained with")
-            alphas = alphas_from_scheduler(scheduler)
+        self._call = call
         self.alphas = alphas.double().cpu()
-        self.scheduler = scheduler
-        self._decoder = vae_decoder(decoder) if isinstance(decoder, nn.Module) else decoder
-        if empty_context is None:
-            if encode_prompt is None:
-                raise ValueError("give the empty-prompt conditioning or a prompt encoder to compute it")
-            empty_context = encode_prompt([""])
+        self._decoder = decoder
         self._empty = empty_context
-        self.encode_prompt = encode_prompt
-        self._latent_shape = tuple(latent_shape) if latent_shape else default_latent_shape(unet)
+        self._latent_shape = tuple(latent_shape) if latent_shape else None
+        if copy_weights == "auto":
+            copy_weights = any(p.is_inference() for p in unet.parameters())
+        self.copy_weights = bool(copy_weights)
+        self._copy: tuple[nn.Module, Hookpoint] | None = None
+        self.copy_bytes = 0
 
     @property
     def device(self) -> torch.device:
@@ -106,14 +143,38 @@ class DiffusersBackend:
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
+        if self._latent_shape is None:
+            raise ValueError("this backend does not know its latent shape; pass latent_shape")
         return self._latent_shape
 
+    def _runner(self) -> tuple[nn.Module, Hookpoint]:
+        if not self.copy_weights:
+            return self.unet, self.hookpoint
+        if self._copy is None:
+            copy, self.copy_bytes = trainable_copy(self.unet, self.hookpoint)
+            self._copy = (copy, resolve_hookpoint(copy, self.hookpoint.module_path))
+        return self._copy
+
+    def release(self) -> None:
+        """Drop the trainable copy (it is rebuilt on the next use)."""
+        self._copy, self.copy_bytes = None, 0
+
     def block_tokens(self, x_t: Tensor, t: Tensor, context: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        out = run_to_block(self.unet, self.hookpoint, x_t.to(self.dtype), t.to(self.device),
-                           encoder_hidden_states=context.to(device=self.device, dtype=self.dtype))
+        module, point = self._runner()
+        x_t = x_t.to(self.dtype)
+        context = context.to(device=self.device, dtype=self.dtype)
+        try:
+            out = run_to_block(module, point, x_t, t.to(self.device), context, call=self._call)
+        except RuntimeError as exc:
+            if "Inference tensors cannot be saved for backward" in str(exc):
+                raise LVOError("the model's weights are inference tensors (created under torch.inference_mode); "
+                               "use copy_weights='auto' so LVO runs on a trainable copy") from exc
+            raise
         return to_tokens(out)
 
     def empty_context(self, batch: int) -> Tensor:
+        if self._empty is None:
+            raise ValueError("this backend has no empty-prompt conditioning")
         return self._empty.to(device=self.device, dtype=self.dtype).expand(batch, -1, -1)
 
     def decode(self, latents: Tensor) -> Tensor:
@@ -122,4 +183,32 @@ class DiffusersBackend:
         return self._decoder(latents)
 
     def frozen(self):
-        return frozen_weights(self.unet)
+        return frozen_weights(self._runner()[0])
+
+
+def diffusers_call(unet: nn.Module, x: Tensor, t: Tensor, context: Tensor) -> Tensor:
+    return unet(x, t, encoder_hidden_states=context, return_dict=False)[0]
+
+
+class DiffusersBackend(ModuleBackend):
+    """A diffusers ``UNet2DConditionModel`` with a hooked block, its training ᾱ schedule, a decoder and the
+    empty-prompt conditioning."""
+
+    def __init__(self, unet: nn.Module, hookpoint: str | Hookpoint, *, scheduler=None, alphas: Tensor | None = None,
+                 decoder: Decoder | nn.Module | None = None, empty_context: Tensor | None = None,
+                 encode_prompt: Callable[[list[str]], Tensor] | None = None,
+                 latent_shape: Sequence[int] | None = None, copy_weights: bool | str = "auto"):
+        if alphas is None:
+            if scheduler is None:
+                raise ValueError("give the scheduler (or an alphas_cumprod table) the model was trained with")
+            alphas = alphas_from_scheduler(scheduler)
+        if empty_context is None:
+            if encode_prompt is None:
+                raise ValueError("give the empty-prompt conditioning or a prompt encoder to compute it")
+            empty_context = encode_prompt([""])
+        super().__init__(unet, hookpoint, diffusers_call, alphas,
+                         decoder=vae_decoder(decoder) if isinstance(decoder, nn.Module) else decoder,
+                         empty_context=empty_context, latent_shape=latent_shape or default_latent_shape(unet),
+                         copy_weights=copy_weights)
+        self.scheduler = scheduler
+        self.encode_prompt = encode_prompt

@@ -257,8 +257,10 @@ class StopForward(Exception):
         self.output = output
 
 
-def run_to_block(model: nn.Module, hookpoint: str | Hookpoint, *args: Any, **kwargs: Any) -> Tensor:
-    """Call ``model(*args, **kwargs)`` but stop right after the block and return its output ``[B, C, H, W]``.
+def run_to_block(model: nn.Module, hookpoint: str | Hookpoint, *args: Any,
+                 call: Callable[..., Any] | None = None, **kwargs: Any) -> Tensor:
+    """Call ``model(*args, **kwargs)`` — or ``call(model, *args, **kwargs)`` — but stop right after the block and
+    return its output ``[B, C, H, W]``.
 
     Nothing after the block is computed; the returned tensor stays in the autograd graph, so gradients flow from
     it back to the model's inputs.
@@ -270,7 +272,10 @@ def run_to_block(model: nn.Module, hookpoint: str | Hookpoint, *args: Any, **kwa
 
     try:
         with forward_hook(point.module, hook):
-            model(*args, **kwargs)
+            if call is None:
+                model(*args, **kwargs)
+            else:
+                call(model, *args, **kwargs)
     except StopForward as stop:
         return stop.output
     raise RuntimeError(f"the forward pass never reached block '{point.diffusers_name}'")

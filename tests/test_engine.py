@@ -170,6 +170,35 @@ def test_interrupt_returns_the_partial_result(unet, backend, init):
     assert hook_count(unet) == 0 and [p.requires_grad for p in unet.parameters()] == flags
 
 
+def test_inference_mode_weights_run_on_a_partial_trainable_copy(init):
+    """ComfyUI's situation: weights created under inference_mode cannot be saved for backward."""
+    from lvo_core.tiny import tiny_unet
+
+    with torch.inference_mode():
+        shared = tiny_unet(seed=3)
+    normal = tiny_unet(seed=3)
+    before = {k: v.clone() for k, v in shared.state_dict().items()}
+    kw = dict(scheduler=sd15_scheduler(), encode_prompt=CharPromptEncoder())
+    config = preset("raw", steps=4)
+    with pytest.raises(LVOError, match="weights are inference tensors"):
+        optimize(DiffusersBackend(shared, HP, copy_weights=False, **kw), Channel(3), init, [0], [1, 2, 3], config)
+    backend = DiffusersBackend(shared, HP, **kw)
+    assert backend.copy_weights  # detected automatically
+    with torch.inference_mode():  # as ComfyUI runs nodes
+        r = optimize(backend, Channel(3), init, [0], [1, 2, 3], config)
+    ref = optimize(DiffusersBackend(normal, HP, **kw), Channel(3), init, [0], [1, 2, 3], config)
+    torch.testing.assert_close(r.latents, ref.latents)
+    total = sum(p.numel() * p.element_size() for p in shared.parameters())
+    assert 0 < backend.copy_bytes < total  # blocks after the hook are not copied
+    copy = backend._runner()[0]
+    assert isinstance(copy.up_blocks[1].attentions[2], torch.nn.Identity) and isinstance(copy.conv_out,
+                                                                                          torch.nn.Identity)
+    assert not isinstance(copy.up_blocks[1].attentions[1], torch.nn.Identity)
+    assert all(p.is_inference() for p in shared.parameters())
+    assert all(torch.equal(before[k], v) for k, v in shared.state_dict().items())
+    assert hook_count(shared) == 0
+
+
 def test_previews_arrive_decoded_every_n_steps(backend, init):
     seen = []
     optimize(backend, Channel(3), init, [0], [1, 2, 3], preset("raw", steps=5, preview_every=2),
