@@ -38,6 +38,11 @@ def unit_directions(units: Sequence[int], sae: SparseAutoencoder | None, channel
     return torch.eye(channels)[list(units)]
 
 
+def default_scale(sae: SparseAutoencoder | None) -> float:
+    """The reference's steering scale: 500 × dataset max for SAE features, 50 × for raw channels."""
+    return DEFAULT_SCALE["sae" if sae is not None else "raw"]
+
+
 def check_strength(value: float, what: str = "strength") -> float:
     value = float(value)
     if not np.isfinite(value):
@@ -46,37 +51,43 @@ def check_strength(value: float, what: str = "strength") -> float:
 
 
 class StrengthSchedule:
-    """Per-row steering strength at each sampling step.
+    """Per-unit steering strength at a timestep.
 
-    With an activity analysis, a row steers only at its unit's active timesteps, with ``dataset max × scale``
-    (or the fixed ``strength`` there). Without one, it steers with the fixed strength inside the ``window`` of
-    sampling progress (fractions 0–1, like other packs' start/end percent).
+    ``gate``: ``active`` — only where the unit's activity profile is > 0 (needs an analysis); ``window`` — within
+    the ``window`` of sampling progress (fractions 0–1, like other packs' start/end percent). Default: ``active``
+    with an analysis, ``window`` without. Strength: the fixed ``strength``, or, when it is None, the unit's dataset
+    maximum at t × ``scale`` (the reference protocol; needs an analysis).
     """
 
     def __init__(self, units: Sequence[int], *, analysis: ActivityAnalysis | None = None, scale: float | None = None,
-                 strength: float | None = None, window: tuple[float, float] = (0.0, 1.0)):
-        if analysis is None and strength is None:
+                 strength: float | None = None, window: tuple[float, float] = (0.0, 1.0), gate: str | None = None):
+        gate = gate or ("active" if analysis is not None else "window")
+        if gate not in ("active", "window"):
+            raise LVOError(f"steering gate must be 'active' or 'window', got '{gate}'")
+        if analysis is None and (strength is None or gate == "active"):
             raise LVOError("steering needs either an activity analysis (strength = dataset max × scale at active "
                            "timesteps) or a fixed strength")
         self.units = [int(u) for u in units]
-        self.analysis, self.scale = analysis, None if scale is None else check_strength(scale, "scale")
+        self.analysis, self.gate = analysis, gate
+        self.scale = 1.0 if scale is None else check_strength(scale, "scale")
         self.strength = None if strength is None else check_strength(strength)
         if not 0.0 <= window[0] <= window[1] <= 1.0:
             raise LVOError(f"steering window must satisfy 0 ≤ start ≤ end ≤ 1, got {window}")
         self.window = window
-        if analysis is not None:
-            self._profiles = [analysis.profile(u) for u in self.units]
+        self._profiles = [analysis.profile(u) for u in self.units] if analysis is not None else None
 
     def __call__(self, step: int, steps: int, t: int) -> Tensor:
-        if self.analysis is None:
-            progress = step / max(1, steps - 1)
-            on = self.window[0] <= progress <= self.window[1]
-            return torch.full((len(self.units),), self.strength if on else 0.0)
+        return self.at(int(t), step / max(1, steps - 1))
+
+    def at(self, t: int, progress: float) -> Tensor:
+        """Strength per unit at timestep ``t``, ``progress`` (0–1) of the way through sampling."""
+        t = min(max(int(t), 0), 1000)
         values = []
-        for unit, profile in zip(self.units, self._profiles):
-            active = profile[int(t)] > 0
+        for i, unit in enumerate(self.units):
+            on = (self._profiles[i][t] > 0 if self.gate == "active"
+                  else self.window[0] <= progress <= self.window[1])
             base = self.strength if self.strength is not None else self.analysis.max_at(unit, t) * self.scale
-            values.append(base if active else 0.0)
+            values.append(base if on else 0.0)
         return torch.tensor(values, dtype=torch.float32)
 
 
@@ -110,7 +121,7 @@ def steer(unet: nn.Module, scheduler, hookpoint: str, units: Sequence[int], seed
     if analysis is not None:
         analysis.check_matches(point.diffusers_name, sae)
     if scale is None:
-        scale = DEFAULT_SCALE["sae" if sae is not None else "raw"]
+        scale = default_scale(sae)
     schedule = StrengthSchedule(units, analysis=analysis, scale=scale, strength=strength, window=window)
     editor = steering_edit(units, sae, point.channels, mode)
 
@@ -141,3 +152,41 @@ def feature_icon(unet: nn.Module, scheduler, hookpoint: str, units: Sequence[int
     with edit(unet, point, editor):
         return sample(unet, scheduler, empty_context, guidance=1.0, steps=steps, seeds=seeds,
                       latent_shape=latent_shape or default_latent_shape(unet))
+
+
+class BlockSteer:
+    """Steering of a block's tokens at one timestep, for samplers that call the model themselves (ComfyUI).
+
+    ``row_units`` maps batch rows (within one cond/uncond chunk) to units: each row is pushed towards its own unit,
+    as in a prior batch of units × seeds. Without it every row is pushed towards all units at once (the usual
+    "steer this feature" patch).
+    """
+
+    def __init__(self, units: Sequence[int], sae: SparseAutoencoder | None, channels: int, schedule: StrengthSchedule,
+                 mode: str = "add", row_units: Sequence[int] | None = None):
+        if mode not in MODES:
+            raise LVOError(f"steering mode must be one of {MODES}, got '{mode}'")
+        if mode == "scale" and sae is None:
+            raise LVOError("mode 'scale' scales an SAE feature's code; raw channels steer with mode 'add'")
+        self.units, self.sae, self.mode, self.schedule = [int(u) for u in units], sae, mode, schedule
+        self.directions = unit_directions(self.units, sae, channels) if mode == "add" else None
+        self.row_index = None if row_units is None else [self.units.index(int(u)) for u in row_units]
+
+    def __call__(self, tokens: Tensor, t: int, progress: float) -> Tensor:
+        strengths = self.schedule.at(int(t), progress)
+        if not strengths.any():
+            return tokens
+        if self.mode == "add":
+            vectors = strengths[:, None] * self.directions  # [U, C]
+            if self.row_index is None:
+                push = vectors.sum(0)
+            else:
+                if tokens.shape[0] != len(self.row_index):
+                    raise LVOError(f"steering expects {len(self.row_index)} rows (units × seeds), got "
+                                   f"{tokens.shape[0]}; keep the latent batch as made by Steering Init")
+                push = vectors[self.row_index]
+            return AddDirection(push, strength=1.0)(tokens)
+        for unit, factor in zip(self.units, strengths.tolist()):
+            if factor != 0:
+                tokens = EditFeature(self.sae, unit, scale=factor)(tokens)
+        return tokens

@@ -1,13 +1,14 @@
 """ComfyUI adapters over :mod:`lvo_core`: one table declares every node the pack registers.
 
-Each node module contributes ``NODES``: a list of node classes with a ``NODE_ID`` and ``DISPLAY_NAME``. Nodes are
-thin: validate, convert ComfyUI types, call one ``lvo_core`` function. The ComfyUI-facing node set is built in
-the node-pack milestone; until then the table is empty and the pack loads cleanly with no nodes.
+Each node module contributes ``NODES``: node classes with a ``NODE_ID`` and ``DISPLAY_NAME``. Nodes are thin:
+validate, convert ComfyUI types, call ``lvo_core``. ComfyUI itself is touched only in :mod:`.comfy_glue`.
 """
 
 from __future__ import annotations
 
-NODE_MODULES: tuple = ()
+from . import activity_nodes, lvo_nodes, sae_nodes, steering_nodes
+
+NODE_MODULES = (sae_nodes, activity_nodes, steering_nodes, lvo_nodes)
 
 
 def node_mappings() -> tuple[dict[str, type], dict[str, str]]:
@@ -21,3 +22,17 @@ def node_mappings() -> tuple[dict[str, type], dict[str, str]]:
             classes[cls.NODE_ID] = cls
             names[cls.NODE_ID] = cls.DISPLAY_NAME
     return classes, names
+
+
+def setup_comfyui() -> bool:
+    """Inside ComfyUI: register the models/sae folder and the server routes. Outside: do nothing, return False."""
+    try:
+        import folder_paths  # noqa: F401  (present only inside ComfyUI)
+        import server  # noqa: F401
+    except ImportError:
+        return False
+    from . import comfy_glue, routes
+
+    comfy_glue.register_sae_folder()
+    routes.register()
+    return True

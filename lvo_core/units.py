@@ -1,0 +1,65 @@
+"""What a user points LVO at: units (SAE features or raw channels) of one hooked block, validated once against
+the model before anything runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from torch import nn
+
+from .errors import UnitError
+from .hookpoints import Hookpoint, check_sae_fits, resolve_hookpoint
+from .sae.model import SparseAutoencoder
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    """Units of one block: SAE features when ``sae`` is set, raw channels otherwise."""
+
+    hookpoint: str
+    units: tuple[int, ...]
+    sae: SparseAutoencoder | None = None
+    channels: int = 0
+
+    @property
+    def kind(self) -> str:
+        return "sae" if self.sae is not None else "raw"
+
+    def label(self, unit: int) -> str:
+        return f"{'feature' if self.sae is not None else 'channel'} {unit}"
+
+
+def parse_units(text: str) -> list[int]:
+    """``"12, 305 7"`` → ``[12, 305, 7]``; ranges like ``"10-13"`` expand; anything else is a clear error."""
+    units: list[int] = []
+    for part in text.replace(",", " ").split():
+        try:
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1)
+                units += list(range(int(lo), int(hi) + 1))
+            else:
+                units.append(int(part))
+        except ValueError as exc:
+            raise UnitError(f"cannot read unit '{part}'; write indices like '12, 305' or a range '10-13'") from exc
+    return units
+
+
+def make_unit_spec(unet: nn.Module, hookpoint: str, units: Sequence[int], sae: SparseAutoencoder | None = None) \
+        -> UnitSpec:
+    """Resolve the hookpoint on ``unet`` and check the SAE width and every unit index before any run."""
+    point: Hookpoint = resolve_hookpoint(unet, hookpoint)
+    units = [int(u) for u in units]
+    if not units:
+        raise UnitError("no units given; name at least one feature or channel, e.g. '12, 305'")
+    if len(set(units)) != len(units):
+        raise UnitError(f"unit {next(u for u in units if units.count(u) > 1)} is listed twice")
+    if sae is not None:
+        check_sae_fits(sae.d_in, point, unet)
+        sae.check_features(units)
+    else:
+        bad = [u for u in units if not 0 <= u < point.channels]
+        if bad:
+            raise UnitError(f"channel {bad[0]} is out of range: block '{point.diffusers_name}' has {point.channels} "
+                            f"channels (valid 0..{point.channels - 1})")
+    return UnitSpec(point.diffusers_name, tuple(units), sae, point.channels)

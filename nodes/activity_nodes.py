@@ -1,0 +1,175 @@
+"""Activity Analysis (when is a unit active over the timesteps) and Dataset Examples (which images, and where)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from ..lvo_core.activity import ActivityAccumulator, sae_fingerprint, unit_activations
+from ..lvo_core.errors import ActivityError, LVOError
+from ..lvo_core.examples import maps_from_latents, overlay, rank_examples
+from ..lvo_core.plots import activity_chart, image_grid
+from . import comfy_glue as glue
+
+CATEGORY = "LVO"
+
+
+def _to_image(pil) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(pil.convert("RGB"), dtype=np.float32) / 255.0)[None]
+
+
+def activity_payload(analysis, units) -> dict:
+    """What the web extension draws: each unit's profile on a 0…1000 grid (step 10), peaks and dataset max."""
+    grid = list(range(0, 1001, 10))
+    return {"hookpoint": analysis.hookpoint, "kind": analysis.unit_kind, "top_n": analysis.top_n,
+            "generations": analysis.num_generations,
+            "units": [{"unit": int(u), "profile": [round(float(v), 4) for v in analysis.profile(u)[grid]],
+                       "peaks": analysis.peaks(u),
+                       "max": [round(float(analysis.max_at(u, t)), 4) for t in grid]} for u in units]}
+
+
+class LVOActivityAnalysis:
+    NODE_ID = "LVOActivityAnalysis"
+    DISPLAY_NAME = "LVO Activity Analysis"
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Generates one image per prompt and records, at every timestep, how often each unit is among "
+                   "the top-N most active (its activity profile), its mean and dataset maximum. Peaks and dataset "
+                   "maxima drive Steering, Steering Init and LVO Optimize.")
+    RETURN_TYPES = ("LVO_ACTIVITY", "IMAGE", "IMAGE", "STRING")
+    RETURN_NAMES = ("activity", "chart", "images", "prompts")
+    OUTPUT_TOOLTIPS = ("The analysis (profiles, peaks, dataset maxima, top examples).",
+                       "Activity of the selected units over timesteps, peaks marked.",
+                       "The generated images (for Dataset Examples).", "The prompts, one per line.")
+    FUNCTION = "analyze"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        import comfy.samplers
+
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "The diffusion model."}),
+            "clip": ("CLIP", {"tooltip": "Encodes the prompts."}),
+            "vae": ("VAE", {"tooltip": "Decodes the generated images."}),
+            "units": ("LVO_UNITS", {"tooltip": "Block and SAE to analyse; the chart shows these units."}),
+            "prompts": ("STRING", {"multiline": True, "default": "a photo of a cat\na red rose\na waterfall",
+                                   "tooltip": "One prompt per line."}),
+            "negative": ("STRING", {"default": "", "tooltip": "Negative prompt for CFG."}),
+            "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "Sampling steps (reference 50)."}),
+            "cfg": ("FLOAT", {"default": 7.5, "min": 1.0, "max": 30.0, "step": 0.5, "tooltip": "Guidance scale."}),
+            "sampler_name": (comfy.samplers.KSampler.SAMPLERS, {"default": "ddim", "tooltip": "Sampler."}),
+            "scheduler": (comfy.samplers.KSampler.SCHEDULERS, {"default": "ddim_uniform", "tooltip": "Schedule."}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "tooltip": "Seed of the first prompt; "
+                             "the next prompts count up."}),
+            "width": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8, "tooltip": "Image width."}),
+            "height": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8, "tooltip": "Image height."}),
+            "top_n": ("INT", {"default": 20, "min": 1, "max": 100000, "tooltip": "A unit is active when among the "
+                              "top N at a timestep (reference 20)."}),
+        }}
+
+    def analyze(self, model, clip, vae, units, prompts, negative, steps, cfg, sampler_name, scheduler, seed, width,
+                height, top_n):
+        lines = [p.strip() for p in prompts.splitlines() if p.strip()]
+        if not lines:
+            raise ActivityError("no prompts: write one prompt per line")
+        timesteps = glue.sampling_timesteps(model, scheduler, steps)
+        count = units.sae.d_sae if units.sae is not None else units.channels
+        acc = ActivityAccumulator(timesteps, range(count), top_n)
+        steps_arr = np.asarray(timesteps)
+        path = glue.ldm_module_path(model, units.hookpoint)
+        neg = glue.encode_text(clip, negative)
+        channels = model.model.latent_format.latent_channels
+        latent = torch.zeros(1, channels, height // 8, width // 8)
+        progress = glue.Progress(len(lines) * steps)
+        images = []
+        for gen, prompt in enumerate(lines):
+            seen: set[int] = set()
+
+            def record(tokens, t, _progress, gen=gen, seen=seen):
+                step = int(np.argmin(np.abs(steps_arr - t)))
+                if step not in seen:
+                    seen.add(step)
+                    acc.update(step, unit_activations(tokens, units.sae), [gen])
+                return tokens
+
+            patched = glue.add_block_edit(model, path, record, "cond")
+            noise = glue.seeded_noise_like(latent, [seed + gen])
+            samples = glue.sample(patched, noise, glue.encode_text(clip, prompt), neg, latent, steps, cfg,
+                                  sampler_name, scheduler, seed + gen,
+                                  on_step=lambda i, n, gen=gen: progress(gen * steps + i, len(lines) * steps))
+            images.append(self._decode(vae, samples))
+        analysis = acc.result(unit_kind=units.kind, hookpoint=units.hookpoint,
+                              sae_id=sae_fingerprint(units.sae) if units.sae is not None else None, prompts=lines,
+                              seeds=[seed + i for i in range(len(lines))],
+                              meta={"steps": steps, "guidance": cfg, "sampler": sampler_name, "scheduler": scheduler})
+        chart = _to_image(activity_chart(analysis, list(units.units)))
+        payload = json.dumps(activity_payload(analysis, units.units))
+        return {"ui": {"images": glue.ui_images(chart, "lvo_activity"), "lvo_activity": [payload]},
+                "result": (analysis, chart, torch.cat(images), "\n".join(lines))}
+
+    @staticmethod
+    def _decode(vae, samples):
+        decoded = vae.decode(samples)
+        return decoded.reshape(-1, *decoded.shape[-3:])
+
+
+class LVODatasetExamples:
+    NODE_ID = "LVODatasetExamples"
+    DISPLAY_NAME = "LVO Dataset Examples"
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Ranks images by how strongly a unit fires on them at a timestep (images encoded by the VAE and "
+                   "noised as the scheduler would) and overlays a heatmap of where it fires.")
+    RETURN_TYPES = ("IMAGE", "IMAGE", "STRING")
+    RETURN_NAMES = ("examples", "grid", "ranking")
+    OUTPUT_TOOLTIPS = ("The top images with heatmap overlays, best first.", "The same as one labelled grid.",
+                       "Ranking as JSON (index, score, prompt).")
+    FUNCTION = "rank"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "The diffusion model."}),
+            "vae": ("VAE", {"tooltip": "Encodes the images into latents."}),
+            "images": ("IMAGE", {"tooltip": "Candidate images (e.g. Activity Analysis's generations)."}),
+            "units": ("LVO_UNITS", {"tooltip": "Block and SAE."}),
+            "empty_prompt": ("CONDITIONING", {"tooltip": "Conditioning for the UNet pass (empty prompt)."}),
+            "unit": ("INT", {"default": -1, "min": -1, "max": 1 << 20, "tooltip": "Which unit; -1 = the first of "
+                             "the selection."}),
+            "timestep": ("INT", {"default": -1, "min": -1, "max": 999, "tooltip": "Timestep; -1 = the unit's first "
+                                 "activity peak (needs an analysis), else 500."}),
+            "k": ("INT", {"default": 8, "min": 1, "max": 256, "tooltip": "How many examples to keep."}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "tooltip": "Seed of the noise."}),
+        }, "optional": {
+            "activity": ("LVO_ACTIVITY", {"tooltip": "For the default timestep."}),
+            "prompts": ("STRING", {"forceInput": True, "tooltip": "Labels, one per image (one per line)."}),
+        }}
+
+    def rank(self, model, vae, images, units, empty_prompt, unit, timestep, k, seed, activity=None, prompts=None):
+        if images.ndim != 4 or images.shape[-1] not in (3, 4):
+            raise LVOError(f"expected an IMAGE batch [B, H, W, 3], got shape {tuple(images.shape)}")
+        if images.shape[1] % 8 or images.shape[2] % 8 or min(images.shape[1:3]) < 64:
+            raise LVOError(f"images of {images.shape[2]}×{images.shape[1]} px cannot be encoded: use sizes that are "
+                           f"multiples of 8 and at least 64 px")
+        unit = units.units[0] if unit < 0 else unit
+        if unit not in units.units:
+            raise LVOError(f"unit {unit} is not in the selection {list(units.units)}; add it in LVO Feature Hook")
+        if timestep < 0:
+            peaks = activity.peaks(unit) if activity is not None else []
+            timestep = peaks[0] if peaks else 500
+        labels = [p for p in (prompts or "").splitlines() if p.strip()] or None
+        if labels is not None and len(labels) != len(images):
+            labels = None
+        z = glue.latent_in(model, glue.encode_images(vae, images))
+        backend = glue.backend(model, units, vae, empty_prompt, tuple(z.shape[1:]), trainable=False)
+        maps = maps_from_latents(backend, z, unit, timestep, units.sae, seed)
+        ranked = rank_examples(maps, k=min(k, len(images)), prompts=labels, timestep=timestep)
+        vmax = max(float(ranked[0].heatmap.max()), 1e-8)
+        tiles = [overlay(images[e.index, ..., :3].cpu().numpy(), e.heatmap, vmax=vmax) for e in ranked]
+        grid = image_grid(tiles, [f"#{e.index} {e.score:.2f}" for e in ranked], columns=min(4, len(tiles)))
+        ranking = json.dumps({"unit": unit, "timestep": timestep,
+                              "examples": [{"index": e.index, "score": e.score, "prompt": e.prompt} for e in ranked]})
+        return (torch.from_numpy(np.stack(tiles)).float(), _to_image(grid), ranking)
+
+
+NODES = [LVOActivityAnalysis, LVODatasetExamples]

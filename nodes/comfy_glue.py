@@ -1,0 +1,273 @@
+"""Everything that touches ComfyUI itself, in one small module; the node classes stay thin and testable with stubs.
+
+ComfyUI facts used here: a MODEL is a ModelPatcher whose ``model.diffusion_model`` is an LDM-layout UNet; its
+weights are inference tensors; ``model_sampling.sigmas`` is the training schedule (ᾱ = 1/(1+σ²) for ε models);
+LATENT samples are in VAE space and enter the model through ``latent_format.process_in``; non-destructive changes
+go on a ``clone()``, here as a DIFFUSION_MODEL wrapper that hooks one block only for the duration of each call.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from ..lvo_core.backend import ModuleBackend
+from ..lvo_core.errors import LVOError
+from ..lvo_core.hooks import forward_hook, from_tokens, split_output, to_tokens
+from ..lvo_core.noise import alphas_from_sigmas
+from ..lvo_core.units import UnitSpec
+
+SAE_FOLDER = "sae"
+SAE_EXTENSIONS = {".safetensors", ".pt", ".pth"}
+WRAPPER_KEY = "lvo"
+
+
+# ------------------------------------------------------------------------------------------- model folders
+def register_sae_folder() -> None:
+    """Register ``models/sae`` (and its extensions) with ComfyUI's folder registry, once."""
+    import folder_paths
+
+    default = os.path.join(folder_paths.models_dir, SAE_FOLDER)
+    os.makedirs(default, exist_ok=True)
+    if SAE_FOLDER in folder_paths.folder_names_and_paths:
+        paths, exts = folder_paths.folder_names_and_paths[SAE_FOLDER]
+        folder_paths.folder_names_and_paths[SAE_FOLDER] = (paths, set(exts) | SAE_EXTENSIONS)
+    else:
+        folder_paths.folder_names_and_paths[SAE_FOLDER] = ([default], set(SAE_EXTENSIONS))
+
+
+def sae_roots() -> list[Path]:
+    import folder_paths
+
+    return [Path(p) for p in folder_paths.get_folder_paths(SAE_FOLDER) if os.path.isdir(p)]
+
+
+def list_saes() -> list[str]:
+    """Loadable SAEs under every registered ``sae`` folder: files, single-SAE folders and multi-hookpoint roots."""
+    from ..lvo_core.sae.browse import find_saes
+
+    names: list[str] = []
+    for root in sae_roots():
+        names += [n for n in find_saes(root) if n not in names]
+    return sorted(names)
+
+
+def sae_path(name: str) -> Path:
+    """Absolute path of a listed SAE name; names can never escape the registered folders."""
+    from ..lvo_core.sae.browse import resolve_inside
+
+    for root in sae_roots():
+        path = resolve_inside(root, name)
+        if path is not None and path.exists():
+            return path
+    raise LVOError(f"SAE '{name}' not found in the models/sae folders ({', '.join(map(str, sae_roots()))}); "
+                   f"put SAE files or folders there and refresh")
+
+
+# ------------------------------------------------------------------------------------------- model access
+def load(model) -> None:
+    """Make sure patches are applied and weights are on the compute device."""
+    import comfy.model_management
+
+    comfy.model_management.load_models_gpu([model])
+
+
+def diffusion_model(model) -> torch.nn.Module:
+    return model.model.diffusion_model
+
+
+def conditioning_tensor(conditioning: list) -> Tensor:
+    """The cross-attention tensor of the first CONDITIONING entry (``[[tensor, {...}], …]``)."""
+    try:
+        return conditioning[0][0]
+    except (IndexError, TypeError) as exc:
+        raise LVOError("empty or malformed CONDITIONING; connect a CLIP Text Encode node (empty text for LVO)") \
+            from exc
+
+
+def ldm_call(unet: torch.nn.Module, x: Tensor, t: Tensor, context: Tensor) -> Tensor:
+    return unet(x, timesteps=t.float(), context=context, transformer_options={})
+
+
+def backend(model, spec: UnitSpec, vae, empty_conditioning: list, latent_shape, trainable: bool = True) \
+        -> ModuleBackend:
+    """An lvo_core backend over a ComfyUI MODEL: LDM forward, ᾱ from its sigmas, VAE decode of process_out.
+
+    The UNet runs on a trainable copy of the blocks up to the hook (the shared weights are inference tensors and
+    stay untouched); its size is in ``backend.copy_bytes`` after the first step.
+    """
+    load(model)
+    base = model.model
+    if getattr(base, "adm_channels", 0):
+        raise LVOError("this model needs pooled/size conditioning (SDXL family); LVO Optimize supports SD1.x/SD2.x "
+                       "UNets for now")
+    fmt = base.latent_format
+
+    def decode(latents: Tensor) -> Tensor:
+        images = vae.decode(fmt.process_out(latents.to(torch.float32)))
+        return images.reshape(-1, *images.shape[-3:]).movedim(-1, 1)
+
+    return ModuleBackend(diffusion_model(model), spec.hookpoint, ldm_call, alphas_from_sigmas(base.model_sampling.sigmas),
+                         decoder=None if vae is None else decode,
+                         empty_context=conditioning_tensor(empty_conditioning), latent_shape=latent_shape,
+                         copy_weights="auto" if trainable else False)
+
+
+def latent_in(model, samples: Tensor) -> Tensor:
+    return model.model.latent_format.process_in(samples)
+
+
+def latent_out(model, samples: Tensor) -> Tensor:
+    return model.model.latent_format.process_out(samples)
+
+
+# ------------------------------------------------------------------------------------------- block wrapper
+def _transformer_options(args: tuple, kwargs: dict) -> dict:
+    opts = kwargs.get("transformer_options")
+    if isinstance(opts, dict):
+        return opts
+    for value in reversed(args):
+        if isinstance(value, dict):
+            return value
+    return {}
+
+
+def add_block_edit(model, module_path: str, edit: Callable[[Tensor, int, float], Tensor],
+                   apply_to: str = "both") -> Any:
+    """A clone of ``model`` whose block ``module_path`` output is passed through ``edit(tokens, t, progress)``.
+
+    The hook exists only while this clone's diffusion model runs (a DIFFUSION_MODEL wrapper), so the shared
+    model and other clones never see it. ``apply_to``: ``both`` halves of a CFG batch, or only ``cond`` rows.
+    """
+    import comfy.patcher_extension
+
+    sampling = model.get_model_object("model_sampling")
+
+    def wrapper(executor, *args, **kwargs):
+        opts = _transformer_options(args, kwargs)
+        unet = executor.class_obj
+        module = unet.get_submodule(module_path)
+        sigmas = opts.get("sigmas")
+        sigma = sigmas.flatten()[0] if isinstance(sigmas, Tensor) else torch.tensor(1.0)
+        t = int(round(float(sampling.timestep(sigma))))
+        schedule = opts.get("sample_sigmas")
+        if isinstance(schedule, Tensor) and len(schedule) > 1:
+            index = int(torch.argmin((schedule.to(sigma.device) - sigma).abs()))
+            progress = index / max(1, len(schedule) - 2)
+        else:
+            progress = 0.0
+        chunks = list(opts.get("cond_or_uncond") or [0])
+
+        def hook(_m, _inputs, output):
+            x, rewrap = split_output(output)
+            tokens, hw = to_tokens(x)
+            per = tokens.shape[0] // max(1, len(chunks))
+            parts = []
+            for i, flag in enumerate(chunks):
+                part = tokens[i * per:(i + 1) * per]
+                parts.append(edit(part, t, progress) if (apply_to == "both" or flag == 0) else part)
+            return rewrap(from_tokens(torch.cat(parts), hw).contiguous())
+
+        with forward_hook(module, hook):
+            return executor(*args, **kwargs)
+
+    patched = model.clone()
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, wrapper)
+    return patched
+
+
+def ldm_module_path(model, hookpoint: str) -> str:
+    from ..lvo_core.hookpoints import resolve_hookpoint
+
+    return resolve_hookpoint(diffusion_model(model), hookpoint).module_path
+
+
+# ------------------------------------------------------------------------------------------- sampling, progress
+def sample(model, noise: Tensor, positive: list, negative: list, latent: Tensor, steps: int, cfg: float,
+           sampler: str, scheduler: str, seed: int, on_step: Callable[[int, int], None] | None = None) -> Tensor:
+    """ComfyUI's own sampling (``comfy.sample.sample``), with a per-step callback."""
+    import comfy.sample
+
+    def callback(step, x0, x, total):
+        if on_step is not None:
+            on_step(step + 1, total)
+
+    return comfy.sample.sample(model, noise, steps, cfg, sampler, scheduler, positive, negative, latent,
+                               callback=callback, disable_pbar=True, seed=seed)
+
+
+def sampling_timesteps(model, scheduler: str, steps: int) -> list[int]:
+    """The integer training timesteps a ComfyUI schedule visits (one per step)."""
+    import comfy.samplers
+
+    sampling = model.get_model_object("model_sampling")
+    sigmas = comfy.samplers.calculate_sigmas(sampling, scheduler, steps)
+    return [int(round(float(sampling.timestep(s)))) for s in sigmas[:-1]]
+
+
+def encode_text(clip, text: str) -> list:
+    """CONDITIONING for a prompt, as CLIP Text Encode makes it."""
+    tokens = clip.tokenize(text)
+    return clip.encode_from_tokens_scheduled(tokens)
+
+
+def encode_images(vae, images: Tensor) -> Tensor:
+    """IMAGE ``[B, H, W, C]`` → VAE latents (VAE space, as a LATENT holds them)."""
+    return vae.encode(images[..., :3])
+
+
+def ui_images(images: Tensor, prefix: str = "lvo") -> list[dict]:
+    """Save images to ComfyUI's temp folder and describe them for a node's ``ui`` (shown in the node's body)."""
+    import folder_paths
+    from PIL import Image
+
+    folder = folder_paths.get_temp_directory()
+    os.makedirs(folder, exist_ok=True)
+    results = []
+    for i, image in enumerate(images):
+        arr = (image.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        name = f"{prefix}_{os.getpid()}_{id(images)}_{i}.png"
+        Image.fromarray(arr).save(os.path.join(folder, name))
+        results.append({"filename": name, "subfolder": "", "type": "temp"})
+    return results
+
+
+def seeded_noise_like(latent: Tensor, seeds: list[int]) -> Tensor:
+    """One noise row per seed, the way ComfyUI draws noise for a seed (so rows match a KSampler run per seed)."""
+    import comfy.sample
+
+    return torch.cat([comfy.sample.prepare_noise(latent[:1], int(seed)) for seed in seeds])
+
+
+class Progress:
+    """ComfyUI's progress bar (websocket ``progress`` events, with an optional preview image)."""
+
+    def __init__(self, total: int):
+        import comfy.utils
+
+        self.bar = comfy.utils.ProgressBar(total)
+
+    def __call__(self, done: int, total: int, preview: Tensor | None = None) -> None:
+        image = None
+        if preview is not None and len(preview):
+            from PIL import Image
+
+            arr = (preview[0].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+            image = ("JPEG", Image.fromarray(arr), 512)
+        self.bar.update_absolute(done, total, image)
+
+
+def interrupted() -> bool:
+    import comfy.model_management
+
+    return bool(comfy.model_management.processing_interrupted())
+
+
+def raise_if_interrupted() -> None:
+    import comfy.model_management
+
+    comfy.model_management.throw_exception_if_processing_interrupted()

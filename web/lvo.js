@@ -1,0 +1,110 @@
+// comfyui-lvo frontend extension: draws results inside the nodes that produced them. Plain ES module, no build.
+//  - LVO Activity Analysis: interactive chart of activity over timesteps (hover for timestep, value, dataset max;
+//    peaks highlighted).
+//  - LVO Optimize: a table of the metrics of every visualization.
+//  - SAE Loader / Feature Hook: a one-line summary of what was loaded or selected.
+import { app } from "../../scripts/app.js";
+
+const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
+
+function domWidget(node, name, element) {
+  const existing = node.widgets?.find((w) => w.name === name);
+  if (existing) return existing.element;
+  node.addDOMWidget(name, name, element, { serialize: false, hideOnZoom: false });
+  return element;
+}
+
+function drawActivity(canvas, data, hover) {
+  const ctx = canvas.getContext("2d");
+  const w = canvas.width, h = canvas.height, l = 36, r = 8, t = 10, b = 22;
+  ctx.clearRect(0, 0, w, h);
+  ctx.fillStyle = "#1e1e1e"; ctx.fillRect(0, 0, w, h);
+  ctx.strokeStyle = "#555"; ctx.strokeRect(l, t, w - l - r, h - t - b);
+  const x = (ts) => l + ((1000 - ts) / 1000) * (w - l - r);   // sampling runs left to right: 1000 → 0
+  const y = (v) => h - b - v * (h - t - b);
+  ctx.fillStyle = "#aaa"; ctx.font = "10px sans-serif";
+  for (const ts of [1000, 750, 500, 250, 0]) ctx.fillText(String(ts), x(ts) - 8, h - 8);
+  for (const v of [0, 0.5, 1]) ctx.fillText(v.toFixed(1), 4, y(v) + 3);
+  data.units.forEach((u, i) => {
+    ctx.strokeStyle = COLORS[i % COLORS.length]; ctx.lineWidth = 2; ctx.beginPath();
+    u.profile.forEach((v, k) => { const px = x(k * 10), py = y(v); k ? ctx.lineTo(px, py) : ctx.moveTo(px, py); });
+    ctx.stroke();
+    for (const p of u.peaks) {
+      ctx.fillStyle = COLORS[i % COLORS.length];
+      ctx.beginPath(); ctx.arc(x(p), y(u.profile[Math.round(p / 10)] ?? 0), 4, 0, 2 * Math.PI); ctx.fill();
+    }
+  });
+  if (hover) {
+    ctx.strokeStyle = "#eee"; ctx.setLineDash([3, 3]); ctx.beginPath();
+    ctx.moveTo(x(hover.ts), t); ctx.lineTo(x(hover.ts), h - b); ctx.stroke(); ctx.setLineDash([]);
+  }
+}
+
+function activityElement(node) {
+  const box = document.createElement("div");
+  box.style.cssText = "display:flex;flex-direction:column;gap:2px;font:11px sans-serif;color:#ddd";
+  const canvas = document.createElement("canvas");
+  canvas.width = 360; canvas.height = 160; canvas.style.width = "100%";
+  const readout = document.createElement("div");
+  readout.textContent = "hover the chart for values";
+  box.append(canvas, readout);
+  canvas.addEventListener("mousemove", (event) => {
+    const data = node.lvoActivity; if (!data) return;
+    const rect = canvas.getBoundingClientRect();
+    const frac = (event.clientX - rect.left) / rect.width;
+    const ts = Math.max(0, Math.min(1000, Math.round((1 - (frac * canvas.width - 36) / (canvas.width - 44)) * 1000 / 10) * 10));
+    const k = ts / 10;
+    readout.textContent = `t=${ts}  ` + data.units.map((u) =>
+      `${data.kind === "sae" ? "feature" : "channel"} ${u.unit}: ${u.profile[k]} (max ${u.max[k]})` +
+      (u.peaks.includes(ts) ? " ★peak" : "")).join("  ·  ");
+    drawActivity(canvas, data, { ts });
+  });
+  canvas.addEventListener("mouseleave", () => node.lvoActivity && drawActivity(canvas, node.lvoActivity, null));
+  return { box, canvas, readout };
+}
+
+function metricsTable(report) {
+  const rows = report.metrics.map((m) =>
+    `<tr><td>${m.label}</td><td>${m.timestep}</td><td>${m.seed}</td><td>${m.activation.toFixed(3)}</td>` +
+    `<td>${m.prior_activation.toFixed(3)}</td><td>${m.ratio === null ? "—" : m.ratio.toFixed(2)}</td>` +
+    `<td>${m.rank}/${m.num_units}</td></tr>`).join("");
+  const state = report.complete ? "complete" : report.interrupted ? "interrupted (partial result)" : "stopped";
+  return `<div style="font:11px sans-serif;color:#ddd">${state}, ${report.seconds}s, extra memory ` +
+    `${report.extra_memory_mb} MB<table style="border-collapse:collapse;width:100%">` +
+    `<tr><th>unit</th><th>t</th><th>seed</th><th>reached</th><th>prior</th><th>÷max</th><th>rank</th></tr>` +
+    `${rows}</table></div>`;
+}
+
+app.registerExtension({
+  name: "comfyui-lvo",
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    const onExecuted = nodeType.prototype.onExecuted;
+    if (nodeData.name === "LVOActivityAnalysis") {
+      nodeType.prototype.onExecuted = function (message) {
+        onExecuted?.apply(this, arguments);
+        const payload = message?.lvo_activity?.[0];
+        if (!payload) return;
+        this.lvoActivity = JSON.parse(payload);
+        if (!this.lvoChart) { this.lvoChart = activityElement(this); domWidget(this, "lvo_activity_chart", this.lvoChart.box); }
+        drawActivity(this.lvoChart.canvas, this.lvoActivity, null);
+      };
+    } else if (nodeData.name === "LVOOptimize") {
+      nodeType.prototype.onExecuted = function (message) {
+        onExecuted?.apply(this, arguments);
+        const payload = message?.lvo_metrics?.[0];
+        if (!payload) return;
+        const el = domWidget(this, "lvo_metrics", document.createElement("div"));
+        el.innerHTML = metricsTable(JSON.parse(payload));
+      };
+    } else if (nodeData.name === "LVOSAELoader" || nodeData.name === "LVOFeatureHook") {
+      nodeType.prototype.onExecuted = function (message) {
+        onExecuted?.apply(this, arguments);
+        const text = message?.text?.[0];
+        if (!text) return;
+        const el = domWidget(this, "lvo_summary", document.createElement("div"));
+        el.style.cssText = "font:11px sans-serif;color:#ccc;white-space:pre-wrap";
+        el.textContent = text;
+      };
+    }
+  },
+});
