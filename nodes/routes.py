@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from aiohttp import web
+import logging
 
-from ..lvo_core.errors import LVOError
+from aiohttp import web
 
 MAX_NAME = 512
 
@@ -28,8 +28,11 @@ def handlers(list_saes: Callable[[], list[str]], describe: Callable[[str, str | 
             return web.json_response({"error": f"unknown SAE '{name[:80]}'; see /lvo/saes"}, status=404)
         try:
             return web.json_response(describe(name, hookpoint))
-        except LVOError as exc:
+        except ValueError as exc:  # every LVOError is a ValueError: bad file or bad hookpoint
             return web.json_response({"error": str(exc)}, status=422)
+        except Exception as exc:  # never a traceback to the client; the server log keeps it
+            logging.exception("lvo: /lvo/sae_info failed")
+            return web.json_response({"error": f"internal error ({type(exc).__name__})"}, status=500)
 
     return [web.get("/lvo/saes", saes), web.get("/lvo/sae_info", sae_info)]
 

@@ -1,0 +1,301 @@
+"""Node classes without ComfyUI: the pack is imported as ComfyUI imports it, the glue's few ComfyUI calls are
+replaced by stand-ins over the tiny diffusers model (LDM-layout view), and the core runs for real."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import ldm_view
+from lvo_core.tiny import CharPromptEncoder, random_sae, sd15_scheduler, tiny_unet, tiny_vae
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def pack():
+    spec = importlib.util.spec_from_file_location("comfyui_lvo", ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    for name in [n for n in sys.modules if n == "comfyui_lvo" or n.startswith("comfyui_lvo.")]:
+        sys.modules.pop(name)
+
+
+class FakeModelSampling:
+    def __init__(self):
+        ab = sd15_scheduler().alphas_cumprod.double()
+        self.sigmas = ((1 - ab) / ab).sqrt().float()
+
+    def timestep(self, sigma):
+        return (self.sigmas - sigma).abs().argmin().float()
+
+
+class FakePatcher:
+    """Just enough of a ModelPatcher: model.diffusion_model (LDM layout), clone, wrappers, model_sampling."""
+
+    def __init__(self, unet):
+        self.unet = unet
+        self.model = types.SimpleNamespace(diffusion_model=ldm_view(unet), model_sampling=FakeModelSampling(),
+                                           latent_format=types.SimpleNamespace(latent_channels=4))
+        self.wrappers: dict = {}
+
+    def clone(self):
+        c = FakePatcher.__new__(FakePatcher)
+        c.unet, c.model = self.unet, self.model
+        c.wrappers = {k: {kk: list(vv) for kk, vv in v.items()} for k, v in self.wrappers.items()}
+        return c
+
+    def add_wrapper_with_key(self, kind, key, fn):
+        self.wrappers.setdefault(kind, {}).setdefault(key, []).append(fn)
+
+    def get_model_object(self, name):
+        return getattr(self.model, name)
+
+
+@pytest.fixture(scope="module")
+def unet():
+    return tiny_unet()
+
+
+@pytest.fixture
+def fake_comfy(monkeypatch, pack, unet):
+    """Stand-ins for the glue functions that need ComfyUI; everything else is the real code."""
+    glue = sys.modules["comfyui_lvo.nodes.comfy_glue"]
+    core_backend = sys.modules["comfyui_lvo.lvo_core.backend"]
+    patcher_ext = types.ModuleType("comfy.patcher_extension")
+    patcher_ext.WrappersMP = types.SimpleNamespace(DIFFUSION_MODEL="diffusion_model")
+    comfy = types.ModuleType("comfy")
+    comfy.patcher_extension = patcher_ext
+    monkeypatch.setitem(sys.modules, "comfy", comfy)
+    monkeypatch.setitem(sys.modules, "comfy.patcher_extension", patcher_ext)
+    progress = []
+
+    class Progress:
+        def __init__(self, total):
+            self.bar = types.SimpleNamespace(current=0, total=total)
+
+        def __call__(self, done, total, preview=None):
+            self.bar.current, self.bar.total = done, total
+            progress.append((done, total, None if preview is None else tuple(preview.shape)))
+
+    def backend(model, spec, vae, cond, shape, trainable=True):
+        return core_backend.DiffusersBackend(unet, spec.hookpoint, scheduler=sd15_scheduler(), decoder=tiny_vae(),
+                                             empty_context=cond[0][0], latent_shape=shape)
+
+    monkeypatch.setattr(glue, "backend", backend)
+    monkeypatch.setattr(glue, "Progress", Progress)
+    monkeypatch.setattr(glue, "interrupted", lambda: False)
+    monkeypatch.setattr(glue, "latent_in", lambda model, x: x * 0.18215)
+    monkeypatch.setattr(glue, "latent_out", lambda model, x: x / 0.18215)
+    return types.SimpleNamespace(glue=glue, progress=progress, patcher=FakePatcher(unet))
+
+
+def empty_cond():
+    return [[CharPromptEncoder()([""]), {}]]
+
+
+def test_every_node_is_registered_with_tooltips(pack):
+    ids = set(pack.NODE_CLASS_MAPPINGS)
+    assert ids == {"LVOSAELoader", "LVOFeatureHook", "LVOActivityAnalysis", "LVODatasetExamples", "LVOSteering",
+                   "LVOSteeringInit", "LVOOptimize", "LVOFeatureGrid"}
+    samplers = types.ModuleType("comfy.samplers")
+    samplers.KSampler = types.SimpleNamespace(SAMPLERS=["euler", "ddim"], SCHEDULERS=["normal", "ddim_uniform"])
+    comfy = sys.modules.setdefault("comfy", types.ModuleType("comfy"))
+    comfy.samplers = samplers
+    sys.modules["comfy.samplers"] = samplers
+    glue = sys.modules["comfyui_lvo.nodes.comfy_glue"]
+    glue_list = glue.list_saes
+    glue.list_saes = lambda: ["SAeUron"]
+    try:
+        for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
+            assert cls.CATEGORY.startswith("LVO") and cls.DESCRIPTION and cls.FUNCTION
+            assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES)
+            spec = cls.INPUT_TYPES()
+            for group in spec.values():
+                for name, (kind, *opts) in group.items():
+                    assert opts and opts[0].get("tooltip"), f"{node_id}.{name} has no tooltip"
+            assert callable(getattr(cls, cls.FUNCTION))
+    finally:
+        glue.list_saes = glue_list
+        sys.modules.pop("comfy.samplers")
+        if not hasattr(comfy, "__file__"):
+            sys.modules.pop("comfy", None)
+
+
+def test_feature_hook_validates_against_the_model(fake_comfy, pack):
+    hook = pack.NODE_CLASS_MAPPINGS["LVOFeatureHook"]()
+    sae = random_sae(d_in=32)
+    out = hook.select(fake_comfy.patcher, "3, 10-12", "output_blocks.4.1", sae)
+    spec = out["result"][0]
+    assert spec.units == (3, 10, 11, 12) and spec.hookpoint == "up_blocks.1.attentions.1" and spec.kind == "sae"
+    raw = hook.select(fake_comfy.patcher, "5", "", None)["result"][0]
+    assert raw.kind == "raw" and raw.channels == 32
+    from lvo_core.errors import SAEMismatchError, UnitError
+
+    with pytest.raises(Exception, match="reads 64 channels") as err:
+        hook.select(fake_comfy.patcher, "1", "", random_sae(d_in=64))
+    assert type(err.value).__name__ == SAEMismatchError.__name__
+    with pytest.raises(Exception, match="out of range") as err:
+        hook.select(fake_comfy.patcher, "999", "", sae)
+    assert type(err.value).__name__ == UnitError.__name__
+    with pytest.raises(Exception, match="cannot read unit 'x'"):
+        hook.select(fake_comfy.patcher, "1, x", "", sae)
+
+
+def test_block_wrapper_edits_cond_rows_only_while_running(fake_comfy, pack, unet):
+    glue = fake_comfy.glue
+    view = fake_comfy.patcher.model.diffusion_model
+    x, ctx = torch.randn(2, 4, 16, 16), torch.randn(2, 6, 32)
+    seen = []
+
+    def edit(tokens, t, progress):
+        seen.append((tokens.shape[0], t, round(progress, 3)))
+        return tokens + 1.0
+
+    patched = glue.add_block_edit(fake_comfy.patcher, "output_blocks.4.1", edit, apply_to="cond")
+    wrapper = patched.wrappers["diffusion_model"]["lvo"][0]
+    assert "diffusion_model" not in fake_comfy.patcher.wrappers  # the input model is untouched
+
+    class Executor:
+        class_obj = view
+
+        def __call__(self, *args, **kwargs):
+            return unet(args[0], args[1], encoder_hidden_states=args[2]).sample
+
+    sigmas = fake_comfy.patcher.model.model_sampling.sigmas
+    opts = {"sigmas": sigmas[500:501], "cond_or_uncond": [1, 0], "sample_sigmas": sigmas[[999, 500, 0]]}
+    with torch.no_grad():
+        edited = wrapper(Executor(), x, torch.tensor([500, 500]), ctx, None, None, opts)
+        plain = unet(x, 500, encoder_hidden_states=ctx).sample
+    assert seen == [(1, 500, 1.0)]  # one cond row, timestep from sigma, progress along the schedule
+    assert torch.equal(edited[0], plain[0]) and not torch.allclose(edited[1], plain[1])
+    from lvo_core.hooks import hook_count
+
+    assert hook_count(unet) == 0
+
+
+def test_lvo_optimize_node(fake_comfy, pack):
+    hook = pack.NODE_CLASS_MAPPINGS["LVOFeatureHook"]()
+    spec = hook.select(fake_comfy.patcher, "3, 8", "", random_sae(d_in=32))["result"][0]
+    node = pack.NODE_CLASS_MAPPINGS["LVOOptimize"]()
+    empty_latent = {"samples": torch.zeros(1, 4, 16, 16)}
+    out = node.optimize(fake_comfy.patcher, None, spec, empty_cond(), empty_latent, "0, 300", "auto", 4, 0.05,
+                        "1, 2", "dense", "L1", True, 3, 2)
+    latent, images, text = out["result"]
+    report = json.loads(text)
+    assert latent["samples"].shape == (8, 4, 16, 16) and images.shape == (8, 32, 32, 3)
+    assert report["complete"] and [m["label"] for m in report["metrics"]][:2] == ["feature 3", "feature 3"]
+    assert report["config"]["moment_weight"] == 0.5 and out["ui"]["lvo_metrics"] == [text]
+    previews = [p for p in fake_comfy.progress if p[2] is not None]
+    assert previews and previews[0][2][1:] == (32, 32, 3)
+    assert fake_comfy.progress[-1][:2] == (32, 32)  # 8 rows × 4 steps
+    prior = {"samples": torch.randn(4, 4, 16, 16), "lvo_prior": {"rows": [[3, 1], [3, 2], [8, 1], [8, 2]]}}
+    from_prior = node.optimize(fake_comfy.patcher, None, spec, empty_cond(), prior, "0", "sae", 2, 0.05, "1, 2",
+                               "dense", "L0", False, 8, 0)["result"][0]
+    assert from_prior["samples"].shape == (4, 4, 16, 16)
+    with pytest.raises(Exception, match="no row for unit 3 and seed 5"):
+        node.optimize(fake_comfy.patcher, None, spec, empty_cond(), prior, "0", "sae", 2, 0.05, "5", "dense",
+                      "L0", False, 8, 0)
+    with pytest.raises(Exception, match="needs an activity analysis"):
+        node.optimize(fake_comfy.patcher, None, spec, empty_cond(), empty_latent, "peaks", "sae", 2, 0.05, "1",
+                      "dense", "L1", True, 8, 0)
+
+
+def test_lvo_optimize_interrupt_returns_partial(fake_comfy, pack, monkeypatch):
+    spec = pack.NODE_CLASS_MAPPINGS["LVOFeatureHook"]().select(fake_comfy.patcher, "3", "", None)["result"][0]
+    calls = []
+    monkeypatch.setattr(fake_comfy.glue, "interrupted", lambda: calls.append(1) or len(calls) > 2)
+    node = pack.NODE_CLASS_MAPPINGS["LVOOptimize"]()
+    out = node.optimize(fake_comfy.patcher, None, spec, empty_cond(), {"samples": torch.zeros(1, 4, 16, 16)}, "0",
+                        "auto", 50, 0.05, "1", "dense", "L1", True, 8, 0)
+    report = json.loads(out["result"][2])
+    assert report["interrupted"] and not report["complete"] and out["result"][1].shape == (1, 32, 32, 3)
+
+
+def test_dataset_examples_node(fake_comfy, pack, monkeypatch):
+    monkeypatch.setattr(fake_comfy.glue, "encode_images",
+                        lambda vae, images: torch.nn.functional.avg_pool2d(images.movedim(-1, 1), 4)[:, :3]
+                        .repeat(1, 2, 1, 1)[:, :4])
+    spec = pack.NODE_CLASS_MAPPINGS["LVOFeatureHook"]().select(fake_comfy.patcher, "3", "", random_sae(d_in=32))
+    spec = spec["result"][0]
+    node = pack.NODE_CLASS_MAPPINGS["LVODatasetExamples"]()
+    images = torch.rand(5, 64, 64, 3)
+    examples, grid, ranking = node.rank(fake_comfy.patcher, None, images, spec, empty_cond(), -1, 200, 3, 0,
+                                        prompts="a\nb\nc\nd\ne")
+    data = json.loads(ranking)
+    scores = [e["score"] for e in data["examples"]]
+    assert examples.shape == (3, 64, 64, 3) and grid.ndim == 4 and scores == sorted(scores, reverse=True)
+    assert data["unit"] == 3 and data["timestep"] == 200 and data["examples"][0]["prompt"] in "abcde"
+    with pytest.raises(Exception, match="multiples of 8"):
+        node.rank(fake_comfy.patcher, None, torch.rand(2, 60, 64, 3), spec, empty_cond(), -1, 200, 3, 0)
+    with pytest.raises(Exception, match=r"IMAGE batch \[B, H, W, 3\]"):
+        node.rank(fake_comfy.patcher, None, torch.rand(2, 64, 64), spec, empty_cond(), -1, 200, 3, 0)
+    with pytest.raises(Exception, match="not in the selection"):
+        node.rank(fake_comfy.patcher, None, images, spec, empty_cond(), 7, 200, 3, 0)
+
+
+def test_steering_node_schedule_errors_and_patch(fake_comfy, pack):
+    spec = pack.NODE_CLASS_MAPPINGS["LVOFeatureHook"]().select(fake_comfy.patcher, "3", "", random_sae(d_in=32))
+    spec = spec["result"][0]
+    node = pack.NODE_CLASS_MAPPINGS["LVOSteering"]()
+    (patched,) = node.patch(fake_comfy.patcher, spec, "add", 5.0, 0.0, "window", 0.0, 0.5, "both")
+    assert "lvo" in patched.wrappers["diffusion_model"] and not fake_comfy.patcher.wrappers
+    with pytest.raises(Exception, match="needs an activity analysis"):
+        node.patch(fake_comfy.patcher, spec, "add", 5.0, 0.0, "active", 0.0, 1.0, "both")
+    with pytest.raises(Exception, match="strength 0 means"):
+        node.patch(fake_comfy.patcher, spec, "add", 0.0, 0.0, "window", 0.0, 1.0, "both")
+
+
+def test_feature_grid(pack):
+    node = pack.NODE_CLASS_MAPPINGS["LVOFeatureGrid"]()
+    images = torch.rand(4, 32, 32, 3)
+    metrics = json.dumps({"metrics": [{"unit": u, "timestep": t, "ratio": 1.5, "activation": 2.0}
+                                      for u in (1, 2) for t in (0, 500)]})
+    (grid,) = node.grid(images, 64, metrics)
+    assert grid.shape[0] == 1 and grid.shape[-1] == 3 and grid.shape[1] > 2 * 64  # two lines of tiles + captions
+    with pytest.raises(Exception, match="4 images but 1 metric rows"):
+        node.grid(images, 64, json.dumps({"metrics": [{"unit": 1, "timestep": 0, "ratio": None, "activation": 1}]}))
+
+
+def test_routes_validate_and_never_leak_tracebacks(pack, tmp_path):
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    routes = importlib.import_module("comfyui_lvo.nodes.routes")
+
+    def describe(name, hookpoint):
+        if name == "broken":
+            raise sys.modules["comfyui_lvo.lvo_core.errors"].SAEFormatError("corrupt file")
+        if name == "bug":
+            raise KeyError("internal")
+        return {"d_in": 32}
+
+    async def scenario():
+        app = web.Application()
+        app.add_routes(routes.handlers(lambda: ["ok", "broken", "bug"], describe))
+        async with TestClient(TestServer(app)) as client:
+            results = {}
+            for query in ("name=ok", "name=broken", "name=bug", "name=..%2F..%2Fetc%2Fpasswd", "", "name=" + "x" * 600,
+                          "name=ok%00"):
+                resp = await client.get("/lvo/sae_info?" + query)
+                results[query[:12]] = (resp.status, await resp.json())
+            listing = await (await client.get("/lvo/saes")).json()
+            return results, listing
+
+    results, listing = asyncio.run(scenario())
+    assert results["name=ok"] == (200, {"d_in": 32}) and listing == {"saes": ["ok", "broken", "bug"]}
+    assert results["name=bug"] == (500, {"error": "internal error (KeyError)"})
+    assert results["name=broken"][0] == 422 and "corrupt file" in results["name=broken"][1]["error"]
+    assert results["name=..%2F.."][0] == 404
+    assert results[""][0] == 400 and results["name=xxxxxxx"][0] == 400 and results["name=ok%00"][0] == 400
