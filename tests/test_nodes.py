@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from conftest import ldm_view
 from lvo_core.tiny import CharPromptEncoder, random_sae, sd15_scheduler, tiny_unet, tiny_vae
