@@ -75,6 +75,13 @@ class StrengthSchedule:
             raise LVOError(f"steering window must satisfy 0 ≤ start ≤ end ≤ 1, got {window}")
         self.window = window
         self._profiles = [analysis.profile(u) for u in self.units] if analysis is not None else None
+        if gate == "active":
+            silent = [u for u, p in zip(self.units, self._profiles) if not (p > 0).any()]
+            if silent:
+                kind = "feature" if analysis.unit_kind == "sae" else "channel"
+                raise LVOError(f"{kind} {silent[0]} is never among the top-{analysis.top_n} in this activity "
+                               f"analysis, so steering at its active timesteps would do nothing; steer within a "
+                               f"window instead, or pick an active unit")
 
     def __call__(self, step: int, steps: int, t: int) -> Tensor:
         return self.at(int(t), step / max(1, steps - 1))

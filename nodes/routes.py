@@ -48,4 +48,6 @@ def register() -> None:
         path = glue.sae_path(name)
         return load_sae(path, hookpoint=hookpoint).summary() if hookpoint else describe(path)
 
-    PromptServer.instance.routes.add_routes(handlers(glue.list_saes, describe_one))
+    table = PromptServer.instance.routes  # an aiohttp RouteTableDef: add through its public decorator
+    for route in handlers(glue.list_saes, describe_one):
+        table.route(route.method, route.path)(route.handler)

@@ -267,15 +267,18 @@ def test_strength_schedule():
     acts = np.zeros((2, 3, 4), np.float32)
     acts[:, 0, 1] = [2.0, 4.0]  # unit 1 is active only at t=900 (top-1 of 4, positive), max 4
     analysis = analyze_captured(acts, [900, 500, 100], hookpoint=HP, top_n=1)
-    s = StrengthSchedule([1, 2], analysis=analysis, scale=10.0)
-    assert s(0, 3, 900).tolist() == [40.0, 0.0]
-    assert s(2, 3, 100).tolist() == [0.0, 0.0]
+    s = StrengthSchedule([1], analysis=analysis, scale=10.0)
+    assert s(0, 3, 900).tolist() == [40.0]
+    assert s(2, 3, 100).tolist() == [0.0]
     fixed = StrengthSchedule([1], strength=3.0, window=(0.0, 0.5))
     assert fixed(0, 11, 999).tolist() == [3.0] and fixed(10, 11, 1).tolist() == [0.0]
     with pytest.raises(LVOError, match="finite"):
         StrengthSchedule([1], strength=float("nan"))
     with pytest.raises(LVOError, match="either an activity analysis"):
         StrengthSchedule([1])
+    with pytest.raises(LVOError, match="channel 2 is never among the top-1"):
+        StrengthSchedule([1, 2], analysis=analysis, scale=1.0)
+    assert StrengthSchedule([2], analysis=analysis, strength=1.0, gate="window").at(500, 0.5).tolist() == [1.0]
 
 
 def test_steering_changes_only_what_it_should(unet, encode_prompt):
