@@ -1,0 +1,63 @@
+"""Example workflows: valid against the real node definitions, convertible as the frontend converts them."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from workflow_tools import GRAPHS, REFERENCE, ROOT, build, node_specs, to_api, validate
+
+FILES = sorted((ROOT / "workflows").glob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def specs():
+    return node_specs()
+
+
+def test_converter_matches_the_frontend_on_the_reference_workflow(specs):
+    ref = REFERENCE.parent
+    ui = json.loads((ref / "txt2img-ui-workflow.json").read_text())
+    api = json.loads((ref / "txt2img-api-prompt.json").read_text())
+    assert validate(ui, specs) == []
+    assert to_api(ui, specs) == {k: {kk: vv for kk, vv in v.items() if kk != "_meta"} for k, v in api.items()}
+
+
+def test_four_example_workflows_ship(specs):
+    assert {f.name for f in FILES} == set(GRAPHS) and len(FILES) == 4
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_workflow_is_valid_and_up_to_date(path: Path, specs):
+    workflow = json.loads(path.read_text())
+    assert validate(workflow, specs) == []
+    assert workflow == build(GRAPHS[path.name], specs), "regenerate with: python tests/workflow_tools.py"
+    prompt = to_api(workflow, specs)
+    types = {n["class_type"] for n in prompt.values()}
+    assert {"LVOSAELoader", "LVOFeatureHook"} <= types
+    for node in prompt.values():
+        required = specs[node["class_type"]]["input"]["required"]
+        assert set(required) <= set(node["inputs"]), node["class_type"]
+    names = {n["inputs"].get("ckpt_name") for n in prompt.values()} | {n["inputs"].get("sae_name")
+                                                                        for n in prompt.values()}
+    assert {"v1-5-pruned-emaonly.safetensors", "SAeUron"} <= names
+
+
+def test_validator_catches_broken_workflows(specs):
+    good = json.loads((ROOT / "workflows" / "lvo_sae_feature.json").read_text())
+    bad_type = copy.deepcopy(good)
+    bad_type["nodes"][0]["type"] = "NoSuchNode"
+    assert any("unknown type NoSuchNode" in p for p in validate(bad_type, specs))
+    bad_link = copy.deepcopy(good)
+    bad_link["links"][0][5] = "IMAGE"
+    assert any("declared IMAGE" in p for p in validate(bad_link, specs))
+    bad_value = copy.deepcopy(good)
+    hook = next(n for n in bad_value["nodes"] if n["type"] == "LVOOptimize")
+    hook["widgets_values"][2] = 0  # steps below its minimum of 1
+    assert any("steps: 0 is outside min 1" in p for p in validate(bad_value, specs))
+    short = copy.deepcopy(good)
+    next(n for n in short["nodes"] if n["type"] == "LVOOptimize")["widgets_values"].pop()
+    assert validate(short, specs)

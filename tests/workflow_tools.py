@@ -1,0 +1,274 @@
+"""Build, validate and convert ComfyUI workflows (UI format, as the frontend saves them) against real node
+definitions: ComfyUI core from the saved ``/object_info`` of ComfyUI 0.3.64, this pack from its ``INPUT_TYPES``.
+
+``python tests/workflow_tools.py`` rewrites ``workflows/*.json`` from the graphs in :data:`GRAPHS`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT.parent / "shared" / "reference" / "comfyui-0.3.64-object_info-core.json"
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+SEED_NAMES = {"seed", "noise_seed"}
+CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
+SAE = "SAeUron"
+
+
+def _pack_specs(core: dict) -> dict:
+    """/object_info-style specs of this pack's nodes (imported as ComfyUI imports the pack)."""
+    samplers = core["KSampler"]["input"]["required"]
+    stub = types.ModuleType("comfy.samplers")
+    stub.KSampler = types.SimpleNamespace(SAMPLERS=samplers["sampler_name"][0], SCHEDULERS=samplers["scheduler"][0])
+    comfy = sys.modules.get("comfy") or types.ModuleType("comfy")
+    saved = {k: sys.modules.get(k) for k in ("comfy", "comfy.samplers")}
+    sys.modules["comfy"], sys.modules["comfy.samplers"] = comfy, stub
+    comfy.samplers = stub
+    try:
+        spec = importlib.util.spec_from_file_location("comfyui_lvo_wf", ROOT / "__init__.py",
+                                                      submodule_search_locations=[str(ROOT)])
+        pack = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = pack
+        spec.loader.exec_module(pack)
+        pack_glue = sys.modules["comfyui_lvo_wf.nodes.comfy_glue"]
+        pack_glue.list_saes = lambda: [SAE]
+        out = {}
+        for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
+            out[node_id] = {"input": cls.INPUT_TYPES(), "output": list(cls.RETURN_TYPES),
+                            "output_name": list(cls.RETURN_NAMES), "name": node_id}
+        return out
+    finally:
+        for name in [n for n in sys.modules if n.startswith("comfyui_lvo_wf")]:
+            sys.modules.pop(name)
+        for key, value in saved.items():
+            if value is None:
+                sys.modules.pop(key, None)
+            else:
+                sys.modules[key] = value
+
+
+def node_specs() -> dict:
+    core = json.loads(REFERENCE.read_text())
+    return {**core, **_pack_specs(core)}
+
+
+def _inputs(spec: dict) -> list[tuple[str, str, dict, bool]]:
+    """(name, type, options, is_widget) in definition order, required before optional."""
+    result = []
+    order = spec.get("input_order") or {g: list(spec["input"].get(g, {})) for g in ("required", "optional")}
+    for group in ("required", "optional"):
+        for name in order.get(group, []):
+            entry = spec["input"][group][name]
+            kind = entry[0]
+            options = entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {}
+            type_name = "COMBO" if isinstance(kind, list) else kind
+            widget = type_name in WIDGET_TYPES and not options.get("forceInput")
+            result.append((name, type_name, options, widget))
+    return result
+
+
+def _has_control(name: str, options: dict) -> bool:
+    return name in SEED_NAMES or bool(options.get("control_after_generate"))
+
+
+# ------------------------------------------------------------------------------------------------ building
+def build(graph: dict, specs: dict) -> dict:
+    """UI-format workflow from ``{"nodes": {id: (type, {input: value or ("link", src_id, slot)}), …}}``."""
+    nodes, links = [], []
+    incoming: dict[tuple[int, str], int] = {}
+    for node_id, (type_name, values) in graph["nodes"].items():
+        for name, value in values.items():
+            if isinstance(value, tuple) and value and value[0] == "link":
+                link_id = len(links) + 1
+                src, slot = value[1], value[2]
+                src_type = specs[graph["nodes"][src][0]]["output"][slot]
+                links.append([link_id, src, slot, node_id, None, src_type])
+                incoming[(node_id, name)] = link_id
+    for order, (node_id, (type_name, values)) in enumerate(graph["nodes"].items()):
+        spec = specs[type_name]
+        node_inputs, widgets = [], []
+        for name, kind, options, widget in _inputs(spec):
+            link = incoming.get((node_id, name))
+            if widget and link is None:
+                value = values.get(name, options.get("default", spec["input"]["required"].get(name, [[None]])[0][0]
+                                                     if kind == "COMBO" else None))
+                widgets.append(value)
+                if _has_control(name, options):
+                    widgets.append("fixed")
+                continue
+            if link is None and not widget:
+                continue  # an optional socket left unconnected
+            entry = {"name": name, "type": kind, "link": link}
+            if widget:
+                entry["widget"] = {"name": name}
+            node_inputs.append(entry)
+        for link in links:
+            if link[3] == node_id and link[0] in [i["link"] for i in node_inputs]:
+                link[4] = [i["link"] for i in node_inputs].index(link[0])
+        outputs = [{"name": n, "type": t, "links": [l[0] for l in links if l[1] == node_id and l[2] == i]}
+                   for i, (n, t) in enumerate(zip(spec.get("output_name") or spec["output"], spec["output"]))]
+        x, y = graph.get("pos", {}).get(node_id, (40 + 320 * (order % 4), 60 + 380 * (order // 4)))
+        nodes.append({"id": node_id, "type": type_name, "pos": [x, y], "size": [300, 200], "flags": {},
+                      "order": order, "mode": 0, "inputs": node_inputs, "outputs": outputs,
+                      "properties": {"Node name for S&R": type_name}, "widgets_values": widgets})
+    return {"id": "00000000-0000-0000-0000-000000000000", "revision": 0, "last_node_id": max(graph["nodes"]),
+            "last_link_id": len(links), "nodes": nodes, "links": links, "groups": [], "config": {},
+            "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}, "frontendVersion": "1.27.10", "lvo": graph.get("note", "")},
+            "version": 0.4}
+
+
+# ------------------------------------------------------------------------------------------------ checking
+def validate(workflow: dict, specs: dict) -> list[str]:
+    """Problems with a UI-format workflow: unknown node types, broken links, widget values that do not fit."""
+    problems = []
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    for link in workflow["links"]:
+        link_id, src, slot, dst, dst_slot, kind = link
+        if src not in nodes or dst not in nodes:
+            problems.append(f"link {link_id} joins missing nodes")
+            continue
+        out = nodes[src]["outputs"][slot]
+        inp = nodes[dst]["inputs"][dst_slot]
+        if link_id not in out["links"] or inp["link"] != link_id:
+            problems.append(f"link {link_id} is not recorded on both ends")
+        if not (out["type"] == inp["type"] == kind):
+            problems.append(f"link {link_id}: {out['type']} → {inp['type']} (declared {kind})")
+    for node in workflow["nodes"]:
+        spec = specs.get(node["type"])
+        if spec is None:
+            problems.append(f"node {node['id']}: unknown type {node['type']}")
+            continue
+        linked = {i["name"] for i in node["inputs"] if i.get("link") is not None}
+        values = list(node.get("widgets_values") or [])
+        for name, kind, options, widget in _inputs(spec):
+            required = name in spec["input"].get("required", {})
+            if widget and name not in linked:
+                if not values:
+                    problems.append(f"node {node['id']} ({node['type']}): no value for widget {name}")
+                    break
+                value = values.pop(0)
+                if _has_control(name, options):
+                    values.pop(0) if values else problems.append(f"node {node['id']}: missing control of {name}")
+                problems += [f"node {node['id']} ({node['type']}).{name}: {p}" for p in _check_value(value, kind,
+                                                                                                     spec, name, options)]
+            elif not widget and required and name not in linked:
+                problems.append(f"node {node['id']} ({node['type']}): required input {name} is not connected")
+        if values:
+            problems.append(f"node {node['id']} ({node['type']}): {len(values)} widget values too many")
+    return problems
+
+
+def _check_value(value, kind: str, spec: dict, name: str, options: dict) -> list[str]:
+    if kind == "COMBO":
+        choices = (spec["input"].get("required", {}).get(name) or spec["input"]["optional"][name])[0]
+        if name in ("ckpt_name", "sae_name"):
+            return [] if isinstance(value, str) and value else ["empty file name"]
+        return [] if value in choices else [f"{value!r} is not one of the choices"]
+    if kind == "INT" and not (isinstance(value, int) and not isinstance(value, bool)):
+        return [f"{value!r} is not an integer"]
+    if kind == "FLOAT" and not isinstance(value, (int, float)):
+        return [f"{value!r} is not a number"]
+    if kind == "BOOLEAN" and not isinstance(value, bool):
+        return [f"{value!r} is not a boolean"]
+    if kind == "STRING" and not isinstance(value, str):
+        return [f"{value!r} is not a string"]
+    for bound, test in (("min", lambda v, b: v >= b), ("max", lambda v, b: v <= b)):
+        if kind in ("INT", "FLOAT") and bound in options and not test(value, options[bound]):
+            return [f"{value} is outside {bound} {options[bound]}"]
+    return []
+
+
+def to_api(workflow: dict, specs: dict) -> dict:
+    """The API-format prompt the frontend would send for a UI-format workflow (``app.graphToPrompt``)."""
+    links = {l[0]: l for l in workflow["links"]}
+    prompt = {}
+    for node in workflow["nodes"]:
+        spec = specs[node["type"]]
+        values = list(node.get("widgets_values") or [])
+        inputs = {}
+        linked = {i["name"]: i["link"] for i in node["inputs"] if i.get("link") is not None}
+        for name, kind, options, widget in _inputs(spec):
+            if name in linked:
+                link = links[linked[name]]
+                inputs[name] = [str(link[1]), link[2]]
+                continue
+            if widget:
+                inputs[name] = values.pop(0)
+                if _has_control(name, options):
+                    values.pop(0)
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return prompt
+
+
+# ------------------------------------------------------------------------------------------------ the examples
+def L(src: int, slot: int = 0) -> tuple:  # noqa: N802 - reads like a link in the graphs below
+    return ("link", src, slot)
+
+
+PROMPTS = "a portrait of a woman\na red rose in a vase\na waterfall in a forest\na city street at night"
+BASE = {1: ("CheckpointLoaderSimple", {"ckpt_name": CHECKPOINT}),
+        2: ("CLIPTextEncode", {"clip": L(1, 1), "text": ""}),
+        3: ("LVOSAELoader", {"sae_name": SAE, "hookpoint": "up_blocks.1.attentions.1", "k": 0})}
+
+
+def _feature_chain(first: int, hook_inputs: dict, prefix: str) -> dict:
+    a, s, o, g, save, chart = range(first, first + 6)
+    return {
+        a: ("LVOActivityAnalysis", {"model": L(1), "clip": L(1, 1), "vae": L(1, 2), "units": L(first - 1),
+                                    "prompts": PROMPTS, "steps": 50, "cfg": 7.5}),
+        s: ("LVOSteeringInit", {"model": L(1), "units": L(first - 1), "empty_prompt": L(2), "activity": L(a)}),
+        o: ("LVOOptimize", {"model": L(1), "vae": L(1, 2), "units": L(first - 1), "empty_prompt": L(2),
+                            "latent": L(s), "activity": L(a)}),
+        g: ("LVOFeatureGrid", {"images": L(o, 1), "metrics": L(o, 2)}),
+        save: ("SaveImage", {"images": L(g), "filename_prefix": prefix}),
+        chart: ("PreviewImage", {"images": L(a, 1)}),
+        first - 1: ("LVOFeatureHook", hook_inputs),
+    }
+
+
+GRAPHS = {
+    "lvo_sae_feature.json": {
+        "note": "One SAE feature the full LVO way: activity analysis -> steering prior -> LVO at {0} + peaks.",
+        "nodes": {**BASE, **_feature_chain(5, {"model": L(1), "units": "1234", "sae": L(3)}, "lvo_feature")}},
+    "lvo_raw_vs_sae.json": {
+        "note": "The same pipeline for an SAE feature (top) and a raw channel of the same block (bottom).",
+        "nodes": {**BASE, **_feature_chain(5, {"model": L(1), "units": "1234", "sae": L(3)}, "lvo_sae"),
+                  **_feature_chain(12, {"model": L(1), "units": "42"}, "lvo_raw")}},
+    "lvo_activity_examples.json": {
+        "note": "When is a feature active, and on which images: activity analysis + ranked dataset examples.",
+        "nodes": {**BASE, 4: ("LVOFeatureHook", {"model": L(1), "units": "1234, 77", "sae": L(3)}),
+                  5: ("LVOActivityAnalysis", {"model": L(1), "clip": L(1, 1), "vae": L(1, 2), "units": L(4),
+                                              "prompts": PROMPTS}),
+                  6: ("LVODatasetExamples", {"model": L(1), "vae": L(1, 2), "images": L(5, 2), "units": L(4),
+                                             "empty_prompt": L(2), "activity": L(5), "prompts": L(5, 3), "k": 4}),
+                  7: ("SaveImage", {"images": L(6, 1), "filename_prefix": "lvo_examples"}),
+                  8: ("PreviewImage", {"images": L(5, 1)})}},
+    "lvo_feature_atlas.json": {
+        "note": "An atlas: 16 features at t=0 from random starts, one seed each, in one labelled grid.",
+        "nodes": {**BASE, 4: ("LVOFeatureHook", {"model": L(1), "units": "0-15", "sae": L(3)}),
+                  5: ("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}),
+                  6: ("LVOOptimize", {"model": L(1), "vae": L(1, 2), "units": L(4), "empty_prompt": L(2),
+                                      "latent": L(5), "timesteps": "0", "seeds": "1024", "batch_size": 16}),
+                  7: ("LVOFeatureGrid", {"images": L(6, 1), "metrics": L(6, 2)}),
+                  8: ("SaveImage", {"images": L(7), "filename_prefix": "lvo_atlas"})}},
+}
+
+
+def main() -> None:
+    specs = node_specs()
+    for name, graph in GRAPHS.items():
+        workflow = build(graph, specs)
+        problems = validate(workflow, specs)
+        if problems:
+            raise SystemExit(f"{name}: " + "; ".join(problems))
+        (ROOT / "workflows" / name).write_text(json.dumps(workflow, indent=2) + "\n")
+        print("wrote", name)
+
+
+if __name__ == "__main__":
+    main()
