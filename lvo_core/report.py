@@ -7,6 +7,7 @@ Every file is written atomically, so an interrupted run never leaves a file that
 from __future__ import annotations
 
 import json
+import math
 import platform
 from pathlib import Path
 from typing import Any, Sequence
@@ -51,10 +52,14 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, meta: dict[
 
 def contact_sheet(images: Sequence[np.ndarray], groups: Sequence[Any], labels: Sequence[str],
                   cell: int = 128) -> Image.Image:
-    """One line per group (unit), its images side by side; shorter lines padded with blank cells."""
+    """One line per group (unit), its images side by side; shorter lines padded with blank cells. When every group
+    has a single image (an atlas of many units), the images wrap into a near-square grid instead."""
     order = list(dict.fromkeys(groups))
     lines = {g: [i for i, gi in enumerate(groups) if gi == g] for g in order}
     width = max(len(v) for v in lines.values())
+    if width == 1:
+        return image_grid([np.asarray(images[i]) for i in range(len(images))], list(labels),
+                          columns=math.ceil(math.sqrt(len(images))), cell=cell)
     blank = np.ones_like(np.asarray(images[0]))
     tiles, names = [], []
     for g in order:

@@ -263,6 +263,9 @@ def test_feature_grid(pack):
                                       for u in (1, 2) for t in (0, 500)]})
     (grid,) = node.grid(images, 64, metrics)
     assert grid.shape[0] == 1 and grid.shape[-1] == 3 and grid.shape[1] > 2 * 64  # two lines of tiles + captions
+    atlas = json.dumps({"metrics": [{"unit": u, "timestep": 0, "ratio": None, "activation": 1.0} for u in range(4)]})
+    (square,) = node.grid(images, 64, atlas)
+    assert square.shape[2] < 3 * 64  # 4 single-image units wrap into 2 × 2, not one column of 4
     with pytest.raises(Exception, match="4 images but 1 metric rows"):
         node.grid(images, 64, json.dumps({"metrics": [{"unit": 1, "timestep": 0, "ratio": None, "activation": 1}]}))
 

@@ -112,14 +112,35 @@ def build(graph: dict, specs: dict) -> dict:
                 link[4] = [i["link"] for i in node_inputs].index(link[0])
         outputs = [{"name": n, "type": t, "links": [l[0] for l in links if l[1] == node_id and l[2] == i]}
                    for i, (n, t) in enumerate(zip(spec.get("output_name") or spec["output"], spec["output"]))]
-        x, y = graph.get("pos", {}).get(node_id, (40 + 320 * (order % 4), 60 + 380 * (order // 4)))
-        nodes.append({"id": node_id, "type": type_name, "pos": [x, y], "size": [300, 200], "flags": {},
+        multiline = sum(1 for n, k, o, w in _inputs(spec) if w and o.get("multiline") and (node_id, n) not in incoming)
+        height = 50 + 24 * (len(widgets) + len(node_inputs) + len(outputs)) + 90 * multiline
+        nodes.append({"id": node_id, "type": type_name, "pos": [0, 0], "size": [330, height], "flags": {},
                       "order": order, "mode": 0, "inputs": node_inputs, "outputs": outputs,
                       "properties": {"Node name for S&R": type_name}, "widgets_values": widgets})
+    _layout(nodes, links)
     return {"id": "00000000-0000-0000-0000-000000000000", "revision": 0, "last_node_id": max(graph["nodes"]),
             "last_link_id": len(links), "nodes": nodes, "links": links, "groups": [], "config": {},
             "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}, "frontendVersion": "1.27.10", "lvo": graph.get("note", "")},
             "version": 0.4}
+
+
+def _layout(nodes: list[dict], links: list[list]) -> None:
+    """Left to right by pipeline stage: a node's column is its longest path from a source; columns stack nodes."""
+    parents: dict[int, list[int]] = {}
+    for link in links:
+        parents.setdefault(link[3], []).append(link[1])
+    depth: dict[int, int] = {}
+
+    def column(node_id: int) -> int:
+        if node_id not in depth:
+            depth[node_id] = 1 + max((column(p) for p in parents.get(node_id, [])), default=-1)
+        return depth[node_id]
+
+    heights: dict[int, int] = {}
+    for node in sorted(nodes, key=lambda n: (column(n["id"]), n["order"])):
+        col = column(node["id"])
+        node["pos"] = [30 + 370 * col, 40 + heights.get(col, 0)]
+        heights[col] = heights.get(col, 0) + node["size"][1] + 40
 
 
 # ------------------------------------------------------------------------------------------------ checking
