@@ -105,7 +105,7 @@ class LVOActivityAnalysis:
                               meta={"steps": steps, "guidance": cfg, "sampler": sampler_name, "scheduler": scheduler})
         chart = _to_image(activity_chart(analysis, list(units.units)))
         payload = json.dumps(activity_payload(analysis, units.units))
-        return {"ui": {"images": glue.ui_images(chart, "lvo_activity"), "lvo_activity": [payload]},
+        return {"ui": {"lvo_activity": [payload]},  # the web extension draws it in the node, interactively
                 "result": (analysis, chart, torch.cat(images), "\n".join(lines))}
 
     @staticmethod

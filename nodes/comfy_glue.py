@@ -220,22 +220,6 @@ def encode_images(vae, images: Tensor) -> Tensor:
     return vae.encode(images[..., :3])
 
 
-def ui_images(images: Tensor, prefix: str = "lvo") -> list[dict]:
-    """Save images to ComfyUI's temp folder and describe them for a node's ``ui`` (shown in the node's body)."""
-    import folder_paths
-    from PIL import Image
-
-    folder = folder_paths.get_temp_directory()
-    os.makedirs(folder, exist_ok=True)
-    results = []
-    for i, image in enumerate(images):
-        arr = (image.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-        name = f"{prefix}_{os.getpid()}_{id(images)}_{i}.png"
-        Image.fromarray(arr).save(os.path.join(folder, name))
-        results.append({"filename": name, "subfolder": "", "type": "temp"})
-    return results
-
-
 def seeded_noise_like(latent: Tensor, seeds: list[int]) -> Tensor:
     """One noise row per seed, the way ComfyUI draws noise for a seed (so rows match a KSampler run per seed)."""
     import comfy.sample

@@ -7,10 +7,12 @@ import { app } from "../../scripts/app.js";
 
 const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
 
-function domWidget(node, name, element) {
+function domWidget(node, name, element, minHeight = 40) {
   const existing = node.widgets?.find((w) => w.name === name);
   if (existing) return existing.element;
-  node.addDOMWidget(name, name, element, { serialize: false, hideOnZoom: false });
+  node.addDOMWidget(name, name, element, { serialize: false, hideOnZoom: false, getMinHeight: () => minHeight });
+  const size = node.computeSize();
+  node.setSize([Math.max(node.size[0], size[0]), Math.max(node.size[1], size[1])]);
   return element;
 }
 
@@ -85,7 +87,7 @@ app.registerExtension({
         const payload = message?.lvo_activity?.[0];
         if (!payload) return;
         this.lvoActivity = JSON.parse(payload);
-        if (!this.lvoChart) { this.lvoChart = activityElement(this); domWidget(this, "lvo_activity_chart", this.lvoChart.box); }
+        if (!this.lvoChart) { this.lvoChart = activityElement(this); domWidget(this, "lvo_activity_chart", this.lvoChart.box, 200); }
         drawActivity(this.lvoChart.canvas, this.lvoActivity, null);
       };
     } else if (nodeData.name === "LVOOptimize") {
@@ -93,8 +95,9 @@ app.registerExtension({
         onExecuted?.apply(this, arguments);
         const payload = message?.lvo_metrics?.[0];
         if (!payload) return;
-        const el = domWidget(this, "lvo_metrics", document.createElement("div"));
-        el.innerHTML = metricsTable(JSON.parse(payload));
+        const report = JSON.parse(payload);
+        const el = domWidget(this, "lvo_metrics", document.createElement("div"), 60 + 16 * report.metrics.length);
+        el.innerHTML = metricsTable(report);
       };
     } else if (nodeData.name === "LVOSAELoader" || nodeData.name === "LVOFeatureHook") {
       nodeType.prototype.onExecuted = function (message) {
