@@ -50,6 +50,10 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from exc
 
 
+def batch_arg(text: str) -> int | str:
+    return "auto" if text == "auto" else int(text)
+
+
 def timesteps_arg(text: str) -> str | list[int]:
     return "peaks" if text == "peaks" else int_list(text)
 
@@ -193,11 +197,13 @@ def cmd_steer(args: argparse.Namespace) -> int:
 def _config_from_args(args: argparse.Namespace, kind: str):
     from dataclasses import replace
 
-    from .optimize import preset
+    from .optimize import auto_precision, preset
     from .transforms import ROBUSTNESS_LEVELS
 
     config = preset(args.preset or kind, robustness=args.robustness)
     overrides: dict[str, Any] = {}
+    overrides["precision"] = auto_precision(args.device) if args.precision == "auto" else args.precision
+    overrides["check_every"] = args.check_every
     for name in ("steps", "lr", "optimizer", "tv_weight", "range_weight", "moment_weight", "blur_sigma", "seed"):
         value = getattr(args, name)
         if value is not None:
@@ -439,7 +445,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true", help="ablation: no jitter/rotation/zoom")
     p.add_argument("--no-penalties", action="store_true", help="ablation: no TV, range or moment penalty")
     p.add_argument("--minimize", action="store_true", help="minimize the unit instead")
-    p.add_argument("--batch-size", type=int, default=20, help="rows optimized together (20)")
+    p.add_argument("--batch-size", type=batch_arg, default=20, help="rows optimized together (20), or 'auto' "
+                   "(fits free memory; halves on out-of-memory either way)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="fp32",
+                   help="UNet precision under autocast; the latent stays fp32 (auto: bf16 on CUDA)")
+    p.add_argument("--check-every", type=int, default=1, help="read the NaN check back every N steps (fewer "
+                   "device syncs; a bad step rolls back to the last check)")
     p.add_argument("--display", default="per_image", choices=["per_image", "batch"], help="image scaling")
     p.add_argument("--eval-samples", type=int, default=4, help="noise draws for the reported metrics (4)")
     p.add_argument("--out", default="lvo_runs/visualize", help="output folder")
@@ -488,9 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _positive(args: argparse.Namespace) -> None:
     if args.command in ("steer", "visualize") and not args.units:
         raise LVOError("give --units, e.g. --units 12,305 (feature or channel indices)")
-    for name in ("steps", "prior_steps", "batch_size", "k", "top_n", "eval_samples", "lvo_steps"):
+    for name in ("steps", "prior_steps", "batch_size", "k", "top_n", "eval_samples", "lvo_steps", "check_every"):
         value = getattr(args, name, None)
-        if value is not None and value <= 0:
+        if value is not None and value != "auto" and value <= 0:
             raise LVOError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
 
 

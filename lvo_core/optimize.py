@@ -53,6 +53,8 @@ class LVOConfig:
     maximize: bool = True
     seed: int = 0
     preview_every: int = 0
+    precision: str = "fp32"
+    check_every: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or self.steps <= 0:
@@ -67,6 +69,10 @@ class LVOConfig:
             raise ConfigError(f"optimizer must be 'adam' or 'adamw', got '{self.optimizer}'")
         if self.preview_every < 0:
             raise ConfigError(f"preview_every must be ≥ 0, got {self.preview_every}")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ConfigError(f"precision must be 'fp32', 'bf16' or 'fp16', got '{self.precision}'")
+        if not isinstance(self.check_every, int) or self.check_every <= 0:
+            raise ConfigError(f"check_every must be a positive integer, got {self.check_every}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,6 +95,14 @@ PRESETS: dict[str, LVOConfig] = {
     # the reference's raw-channel baseline: TV penalty and a decaying gradient blur instead of the moment penalty
     "raw": LVOConfig(tv_weight=0.5, moment_weight=0.0, blur_sigma=0.5),
 }
+
+
+def auto_precision(device: torch.device | str) -> str:
+    """bf16 on CUDA devices that support it (fp16 on older ones), fp32 elsewhere."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
 def preset(name: str, robustness: str | None = None, **overrides: Any) -> LVOConfig:
@@ -148,7 +162,10 @@ def optimize(backend: Backend, objective: Objective, init_latents: Tensor, times
     Works under ``torch.inference_mode()`` (as ComfyUI runs nodes): the loop leaves it explicitly and optimizes a
     fresh fp32 copy of the latents. Model weights are frozen for the duration and their flags restored. A callback
     that raises :class:`Interrupted` (or ``should_stop()`` returning True) ends the run with the partial result;
-    a non-finite loss or latent ends it too, keeping the last finite latents and naming the step.
+    a non-finite loss or latent ends it too, keeping the last finite latents and naming the step. Finiteness is
+    checked on the device and read back only every ``config.check_every`` steps, so the loop never waits for the
+    device in between; ``config.precision`` runs the UNet under autocast (bf16/fp16) while the latent, its
+    optimizer state and the penalties stay fp32.
     Every ``config.preview_every`` steps ``on_preview(step, images)`` receives the current latents decoded for
     display (``[B, H, W, 3]`` in [0, 1]).
     """
@@ -166,6 +183,7 @@ def optimize(backend: Backend, objective: Objective, init_latents: Tensor, times
     history: dict[str, list[Tensor]] = {k: [] for k in HISTORY_KEYS}
     interrupted, stopped, done = False, None, 0
     gen = torch.Generator("cpu").manual_seed(int(config.seed))
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.precision]
     with torch.inference_mode(False), torch.enable_grad(), backend.frozen():
         z = init_latents.detach().clone().to(device=device, dtype=torch.float32).requires_grad_(True)
         alphas = backend.alphas.to(device=device, dtype=torch.float32)
@@ -173,6 +191,8 @@ def optimize(backend: Backend, objective: Objective, init_latents: Tensor, times
         context = backend.empty_context(batch).detach().clone()
         opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
         opt = opt_cls([z], lr=config.lr, weight_decay=config.weight_decay)
+        good, good_steps = z.detach().clone(), 0
+        bad = torch.zeros((), dtype=torch.bool, device=device)
         try:
             for step in range(config.steps):
                 if should_stop is not None and should_stop():
@@ -181,14 +201,12 @@ def optimize(backend: Backend, objective: Objective, init_latents: Tensor, times
                 x = augment(z, draw)
                 if config.noise:
                     x = add_noise(x, t_dev, alphas, step_noise(seeds, step, z.shape[1:], device, torch.float32))
-                tokens, hw = backend.block_tokens(x, t_dev, context)
-                act = objective(tokens, hw).float()
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    tokens, hw = backend.block_tokens(x, t_dev, context)
+                    act = objective(tokens, hw).float()
                 tv, rng, mom = total_variation(z), range_penalty(z, config.range_tau), moment_penalty(z)
                 loss = ((-act if config.maximize else act) + config.tv_weight * tv + config.range_weight * rng
                         + config.moment_weight * mom)
-                if not torch.isfinite(loss).all():
-                    stopped = f"non-finite loss at step {step}; kept the latents from before it"
-                    break
                 opt.zero_grad(set_to_none=True)
                 loss.sum().backward()
                 grad = z.grad
@@ -198,16 +216,24 @@ def optimize(backend: Backend, objective: Objective, init_latents: Tensor, times
                 if sigma > 0:
                     grad = gaussian_blur(grad, sigma)
                 z.grad = grad
-                previous = z.detach().clone()
                 opt.step()
-                if not torch.isfinite(z).all():
-                    with torch.no_grad():
-                        z.copy_(previous)
-                    stopped = f"non-finite latents after step {step}; kept the latents from before it"
-                    break
+                # no host sync here: the flag stays on the device until the next check
+                bad = bad | ~torch.isfinite(loss).all() | ~torch.isfinite(z).all()
                 for key, value in zip(HISTORY_KEYS, (act, tv, rng, mom, loss)):
                     history[key].append(value.detach())
                 done = step + 1
+                if done % config.check_every == 0 or done == config.steps:
+                    if bool(bad):
+                        with torch.no_grad():
+                            z.copy_(good)
+                        for values in history.values():
+                            del values[good_steps:]
+                        stopped = (f"non-finite loss or latents at step {good_steps}"
+                                   f"{'' if config.check_every == 1 else f'–{step}'}; kept the latents from "
+                                   f"before it")
+                        done = good_steps
+                        break
+                    good, good_steps = z.detach().clone(), done
                 if on_step is not None:
                     on_step(StepInfo(done, config.steps, act.detach(), loss.detach(), z.detach()))
                 if on_preview is not None and config.preview_every and done % config.preview_every == 0:
@@ -215,6 +241,12 @@ def optimize(backend: Backend, objective: Objective, init_latents: Tensor, times
                         on_preview(done, display_images(backend.decode(z.detach()), preview_display))
         except (Interrupted, KeyboardInterrupt):
             interrupted = True
+            if bool(bad):  # the unchecked steps since the last check went bad: fall back to the checked state
+                with torch.no_grad():
+                    z.copy_(good)
+                for values in history.values():
+                    del values[good_steps:]
+                done, stopped = good_steps, f"non-finite values after step {good_steps}; kept the latents from then"
         final = z.detach().clone()
     hist = {k: (torch.stack(v).cpu().numpy() if v else np.zeros((0, batch), np.float32)) for k, v in history.items()}
     return LVOResult(latents=final.cpu(), init_latents=init_latents.detach().cpu(), timesteps=t.tolist(), seeds=seeds,

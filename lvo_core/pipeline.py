@@ -60,6 +60,34 @@ def plan_rows(units: Sequence[int], seeds: Sequence[int], timesteps: str | Seque
     return rows
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def free_device_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def auto_batch_size(backend: Backend, rows: int, cap: int = 256) -> int:
+    """A starting batch size: on CUDA from the free memory and the measured cost of one row (a probe step);
+    elsewhere ``min(rows, 32)``. Out-of-memory still halves it on the fly, so the estimate only needs to be close."""
+    if backend.device.type != "cuda":
+        return max(1, min(rows, 32))
+    free, _ = torch.cuda.mem_get_info(backend.device)
+    torch.cuda.synchronize(backend.device)
+    torch.cuda.reset_peak_memory_stats(backend.device)
+    base = torch.cuda.memory_allocated(backend.device)
+    shape = backend.latent_shape
+    with torch.inference_mode(False), torch.enable_grad(), backend.frozen():
+        z = torch.zeros(1, *shape, device=backend.device, requires_grad=True)
+        t = torch.zeros(1, dtype=torch.long, device=backend.device)
+        tokens, _ = backend.block_tokens(z, t, backend.empty_context(1))
+        tokens.float().mean().backward()
+    per_row = max(torch.cuda.max_memory_allocated(backend.device) - base, 1)
+    return max(1, min(rows, cap, int(0.8 * free // per_row)))
+
+
 def random_prior(units: list[int], seeds: list[int], shape: Sequence[int]) -> Tensor:
     """The no-prior start: plain N(0, I) latents from the same seeds."""
     return seeded_noise(seeds, shape)
@@ -82,6 +110,7 @@ class Visualization:
     interrupted: bool = False
     stopped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    batch_sizes: list[int] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -93,13 +122,13 @@ class Visualization:
                 "config": self.config.to_dict(), "rows": [r.__dict__ for r in self.rows], "metrics": self.metrics,
                 "history": {k: v.T.round(6).tolist() for k, v in self.history.items()},
                 "interrupted": self.interrupted, "stopped": self.stopped, "complete": self.complete,
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3), "batch_sizes": self.batch_sizes}
 
 
 def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder | None = None,
               analysis: ActivityAnalysis | None = None, timesteps: str | Sequence[int] = "peaks",
               seeds: Sequence[int] = REFERENCE_SEEDS, prior: str | PriorFn = "random",
-              config: LVOConfig | None = None, value: str = "dense", batch_size: int = 20,
+              config: LVOConfig | None = None, value: str = "dense", batch_size: int | str = 20,
               display: str = "per_image", eval_samples: int = 4, decode: bool = True,
               on_progress: Callable[[int, int], None] | None = None,
               on_preview: Callable[[list[Row], int, Tensor], None] | None = None,
@@ -109,13 +138,14 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
     ``prior``: ``"random"`` or a function ``(units, seeds) -> latents`` (e.g. a steering prior). ``config``
     defaults to the ``sae``/``raw`` preset; with ``config.preview_every`` set, ``on_preview(rows, step, images)``
     receives each batch's decoded images every that many steps. Progress is reported as ``on_progress(steps done, steps total)`` over
-    all batches; an interrupt returns the rows done so far plus the partial batch.
+    all batches; an interrupt returns the rows done so far plus the partial batch. ``batch_size="auto"`` starts
+    from :func:`auto_batch_size`; whatever the start, an out-of-memory error halves the batch and redoes its rows.
     """
     start = time.perf_counter()
     kind = "sae" if sae is not None else "raw"
     config = config or PRESETS[kind]
-    if batch_size <= 0:
-        raise LVOError(f"batch_size must be positive, got {batch_size}")
+    if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size <= 0):
+        raise LVOError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
     if sae is not None:
         check_sae_fits(sae.d_in, backend.hookpoint)
         sae.check_features(list(units))
@@ -130,9 +160,10 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
     prior_fn: PriorFn = (lambda u, s: random_prior(u, s, backend.latent_shape)) if prior == "random" else prior
     if not callable(prior_fn):
         raise LVOError(f"prior must be 'random' or a function, got {prior!r}")
+    size = auto_batch_size(backend, len(rows)) if batch_size == "auto" else int(batch_size)
     priors: dict[tuple[int, int], Tensor] = {}
-    for i in range(0, len(pairs), batch_size):
-        chunk = pairs[i:i + batch_size]
+    for i in range(0, len(pairs), size):
+        chunk = pairs[i:i + size]
         latents = prior_fn([u for u, _ in chunk], [s for _, s in chunk]).detach().float().cpu()
         priors.update({pair: latents[j] for j, pair in enumerate(chunk)})
     total = len(rows) * config.steps
@@ -140,8 +171,10 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
     done_rows: list[Row] = []
     metrics: list[dict[str, Any]] = []
     images: list[Tensor] = []
-    for i in range(0, len(rows), batch_size):
-        batch = rows[i:i + batch_size]
+    sizes_used: list[int] = []
+    i = 0
+    while i < len(rows):
+        batch = rows[i:i + size]
         init = torch.stack([priors[(r.unit, r.seed)] for r in batch])
         objective = (SAEFeature(sae, [r.unit for r in batch], value=value) if sae is not None
                      else Channel([r.unit for r in batch]))
@@ -152,15 +185,29 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
                 on_progress(offset + info.step * n, total)
 
         preview = None if on_preview is None else (lambda step, images, batch=batch: on_preview(batch, step, images))
-        result = optimize(backend, objective, init, [r.timestep for r in batch], [r.seed for r in batch], config,
-                          on_step=progress, on_preview=preview, preview_display=display, should_stop=should_stop)
+        try:
+            result = optimize(backend, objective, init, [r.timestep for r in batch], [r.seed for r in batch],
+                              config, on_step=progress, on_preview=preview, preview_display=display,
+                              should_stop=should_stop)
+            batch_metrics = unit_metrics(backend, [r.unit for r in batch], result.latents, result.init_latents,
+                                         result.timesteps, result.seeds, sae, analysis, samples=eval_samples)
+            if decode:
+                with torch.no_grad():
+                    images.append(backend.decode(result.latents.to(backend.device)).float().cpu())
+        except Exception as exc:  # out of memory: halve the batch and redo the same rows
+            if not is_out_of_memory(exc):
+                raise
+            free_device_memory(backend.device)
+            if len(batch) == 1:
+                raise LVOError("one visualization does not fit in device memory even alone; use a smaller "
+                               "latent, fp16/bf16 precision, or a larger device") from exc
+            size = max(1, len(batch) // 2)
+            continue
         results.append(result)
+        metrics += batch_metrics
         done_rows += batch
-        metrics += unit_metrics(backend, [r.unit for r in batch], result.latents, result.init_latents,
-                                result.timesteps, result.seeds, sae, analysis, samples=eval_samples)
-        if decode:
-            with torch.no_grad():
-                images.append(backend.decode(result.latents.to(backend.device)).float().cpu())
+        sizes_used.append(len(batch))
+        i += len(batch)
         if result.interrupted:
             break
     steps_done = min(r.steps_done for r in results)
@@ -171,4 +218,4 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
                          history=history, config=config, objective=results[0].objective, unit_kind=kind,
                          prior=prior if isinstance(prior, str) else getattr(prior, "label", "custom"),
                          interrupted=results[-1].interrupted, stopped=[r.stopped for r in results if r.stopped],
-                         seconds=time.perf_counter() - start)
+                         seconds=time.perf_counter() - start, batch_sizes=sizes_used)

@@ -76,6 +76,10 @@ def load(model) -> None:
     comfy.model_management.load_models_gpu([model])
 
 
+def compute_device(model) -> torch.device:
+    return torch.device(model.load_device)
+
+
 def diffusion_model(model) -> torch.nn.Module:
     return model.model.diffusion_model
 

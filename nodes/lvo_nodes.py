@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..lvo_core.errors import LVOError
-from ..lvo_core.optimize import preset as make_preset
+from ..lvo_core.optimize import auto_precision, preset as make_preset
 from ..lvo_core.pipeline import visualize
 from ..lvo_core.plots import image_grid
 from ..lvo_core.sampling import seeded_noise
@@ -88,7 +88,10 @@ class LVOOptimize:
                                                        "pre-activation (paper), pre-ReLU, or the sparse code."}),
             "robustness": (["L1", "L0", "L2", "L3"], {"tooltip": "Jitter/rotation/zoom level (L1 = reference)."}),
             "noise": ("BOOLEAN", {"default": True, "tooltip": "Schedule-matched noise injection (ablation: off)."}),
-            "batch_size": ("INT", {"default": 20, "min": 1, "max": 512, "tooltip": "Rows optimized together."}),
+            "batch_size": ("INT", {"default": 0, "min": 0, "max": 512, "tooltip": "Rows optimized together; 0 = "
+                               "automatic (fits free memory). Out-of-memory halves it and goes on."}),
+            "precision": (["auto", "fp32", "bf16", "fp16"], {"tooltip": "UNet precision (autocast; the latent "
+                                                             "stays fp32). auto: bf16 on CUDA, fp32 on CPU."}),
             "preview_every": ("INT", {"default": 10, "min": 0, "max": 10000, "tooltip": "Live preview every N "
                                       "steps (0 = off)."}),
         }, "optional": {
@@ -97,13 +100,14 @@ class LVOOptimize:
         }}
 
     def optimize(self, model, vae, units, empty_prompt, latent, timesteps, preset, steps, lr, seeds, objective,
-                 robustness, noise, batch_size, preview_every, activity=None):
+                 robustness, noise, batch_size, precision, preview_every, activity=None):
         seed_list = parse_units(seeds)
         if not seed_list:
             raise LVOError("give at least one seed, e.g. '1024, 1111'")
         kind = units.kind if preset == "auto" else preset
         config = make_preset(kind, robustness=robustness, steps=steps, lr=lr, noise=noise,
-                             preview_every=preview_every)
+                             preview_every=preview_every, check_every=10,
+                             precision=auto_precision(glue.compute_device(model)) if precision == "auto" else precision)
         shape = tuple(glue.latent_in(model, latent["samples"][:1]).shape[1:])
         backend = glue.backend(model, units, vae, empty_prompt, shape)
         progress = glue.Progress(len(units.units) * len(seed_list) * steps)
@@ -113,7 +117,7 @@ class LVOOptimize:
 
         vis = visualize(backend, list(units.units), sae=units.sae, analysis=activity, timesteps=_timesteps(timesteps),
                         seeds=seed_list, prior=prior_function(model, latent, shape), config=config, value=objective,
-                        batch_size=batch_size, on_progress=progress, on_preview=on_preview,
+                        batch_size=batch_size or "auto", on_progress=progress, on_preview=on_preview,
                         should_stop=glue.interrupted)
         metrics = [{**m, "label": units.label(m["unit"])} for m in vis.metrics]
         report = {"hookpoint": units.hookpoint, "kind": units.kind, "config": vis.config.to_dict(),

@@ -221,7 +221,7 @@ def test_nan_mid_run_stops_and_keeps_the_last_finite_latents(backend, init):
 
     r = optimize(backend, Poisoned(sae, 3), init, [0], [1, 2, 3], preset("sae", steps=10))
     ref = optimize(backend, good, init, [0], [1, 2, 3], preset("sae", steps=3))
-    assert r.stopped == "non-finite loss at step 3; kept the latents from before it"
+    assert r.stopped == "non-finite loss or latents at step 3; kept the latents from before it"
     assert r.steps_done == 3 and torch.equal(r.latents, ref.latents)
     with pytest.raises(LVOError, match="initial latents contain NaN"):
         optimize(backend, good, init * float("nan"), [0], [1, 2, 3])
@@ -349,3 +349,70 @@ def test_visualize_end_to_end_and_batching(backend):
                      should_stop=lambda: len(calls) >= 7, **kw)
     assert stop.interrupted and len(stop.rows) == 8 and stop.history["activation"].shape[0] == 2
     assert calls[0] == (4, 40) and calls[-1] == (28, 40)
+
+
+# ---------------------------------------------------------------------------------------------- fast path
+def test_bf16_autocast_tracks_the_fp32_path(backend, init):
+    """The CUDA fast path's mixed precision, exercised on CPU: bf16 UNet, fp32 master latent."""
+    sae = random_sae()
+    obj = SAEFeature(sae, [3, 8, 20])
+    full = optimize(backend, obj, init, [0, 300, 600], [1, 2, 3], preset("sae", steps=10))
+    half = optimize(backend, obj, init, [0, 300, 600], [1, 2, 3], preset("sae", steps=10, precision="bf16"))
+    assert half.latents.dtype == torch.float32
+    np.testing.assert_allclose(half.history["activation"], full.history["activation"], rtol=0.05, atol=0.02)
+    moved = (full.latents - init).abs().mean()
+    assert (half.latents - full.latents).abs().mean() < 0.05 * moved  # measured: 3.7 % of the distance moved
+    assert (half.history["activation"][-1] > half.history["activation"][0]).all()
+
+
+def test_sparse_finiteness_checks_change_nothing_when_all_is_finite(backend, init):
+    obj = SAEFeature(random_sae(), [3, 8, 20])
+    every = optimize(backend, obj, init, [0, 300, 600], [1, 2, 3], preset("sae", steps=12))
+    sparse = optimize(backend, obj, init, [0, 300, 600], [1, 2, 3], preset("sae", steps=12, check_every=5))
+    assert torch.equal(every.latents, sparse.latents) and sparse.steps_done == 12
+    np.testing.assert_array_equal(every.history["loss"], sparse.history["loss"])
+
+
+def test_nan_between_sparse_checks_rolls_back_to_the_last_check(backend, init):
+    sae = random_sae()
+    good = SAEFeature(sae, 3)
+    calls = []
+
+    class Poisoned(SAEFeature):
+        def __call__(self, tokens, hw):
+            calls.append(1)
+            value = good(tokens, hw)
+            return value * float("nan") if len(calls) == 6 else value
+
+    r = optimize(backend, Poisoned(sae, 3), init, [0], [1, 2, 3], preset("sae", steps=20, check_every=4))
+    ref = optimize(backend, good, init, [0], [1, 2, 3], preset("sae", steps=4))
+    assert r.stopped == "non-finite loss or latents at step 4–7; kept the latents from before it"
+    assert r.steps_done == 4 and torch.equal(r.latents, ref.latents) and r.history["loss"].shape == (4, 3)
+
+
+class OutOfMemoryAbove(DiffusersBackend):
+    """Fault injection: any batch larger than ``limit`` rows runs 'out of memory'."""
+
+    limit = 2
+
+    def block_tokens(self, x_t, t, context):
+        if x_t.shape[0] > self.limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return super().block_tokens(x_t, t, context)
+
+
+def test_out_of_memory_halves_the_batch_and_redoes_the_rows(unet):
+    kw = dict(scheduler=sd15_scheduler(), decoder=tiny_vae(), encode_prompt=CharPromptEncoder())
+    sae = random_sae()
+    run = dict(sae=sae, timesteps=[0, 400], seeds=[1, 2], config=preset("sae", steps=3))
+    small = visualize(DiffusersBackend(unet, HP, **kw), [3, 8], batch_size=2, **run)
+    halved = visualize(OutOfMemoryAbove(unet, HP, **kw), [3, 8], batch_size=8, **run)
+    assert halved.batch_sizes == [2, 2, 2, 2] and halved.complete
+    torch.testing.assert_close(halved.latents, small.latents)
+    assert [m["activation"] for m in halved.metrics] == pytest.approx([m["activation"] for m in small.metrics])
+    hopeless = OutOfMemoryAbove(unet, HP, **kw)
+    hopeless.limit = 0
+    with pytest.raises(LVOError, match="does not fit in device memory even alone"):
+        visualize(hopeless, [3], timesteps=[0], seeds=[1], config=preset("sae", steps=2))
+    assert visualize(DiffusersBackend(unet, HP, **kw), [3], batch_size="auto", sae=sae, timesteps=[0],
+                     seeds=[1, 2], config=preset("sae", steps=2)).batch_sizes == [2]

@@ -47,11 +47,12 @@ class FakePatcher:
         self.unet = unet
         self.model = types.SimpleNamespace(diffusion_model=ldm_view(unet), model_sampling=FakeModelSampling(),
                                            latent_format=types.SimpleNamespace(latent_channels=4))
+        self.load_device = torch.device("cpu")
         self.wrappers: dict = {}
 
     def clone(self):
         c = FakePatcher.__new__(FakePatcher)
-        c.unet, c.model = self.unet, self.model
+        c.unet, c.model, c.load_device = self.unet, self.model, self.load_device
         c.wrappers = {k: {kk: list(vv) for kk, vv in v.items()} for k, v in self.wrappers.items()}
         return c
 
@@ -190,7 +191,7 @@ def test_lvo_optimize_node(fake_comfy, pack):
     node = pack.NODE_CLASS_MAPPINGS["LVOOptimize"]()
     empty_latent = {"samples": torch.zeros(1, 4, 16, 16)}
     out = node.optimize(fake_comfy.patcher, None, spec, empty_cond(), empty_latent, "0, 300", "auto", 4, 0.05,
-                        "1, 2", "dense", "L1", True, 3, 2)
+                        "1, 2", "dense", "L1", True, 3, "fp32", 2)
     latent, images, text = out["result"]
     report = json.loads(text)
     assert latent["samples"].shape == (8, 4, 16, 16) and images.shape == (8, 32, 32, 3)
@@ -201,14 +202,14 @@ def test_lvo_optimize_node(fake_comfy, pack):
     assert fake_comfy.progress[-1][:2] == (32, 32)  # 8 rows × 4 steps
     prior = {"samples": torch.randn(4, 4, 16, 16), "lvo_prior": {"rows": [[3, 1], [3, 2], [8, 1], [8, 2]]}}
     from_prior = node.optimize(fake_comfy.patcher, None, spec, empty_cond(), prior, "0", "sae", 2, 0.05, "1, 2",
-                               "dense", "L0", False, 8, 0)["result"][0]
+                               "dense", "L0", False, 0, "auto", 0)["result"][0]
     assert from_prior["samples"].shape == (4, 4, 16, 16)
     with pytest.raises(Exception, match="no row for unit 3 and seed 5"):
         node.optimize(fake_comfy.patcher, None, spec, empty_cond(), prior, "0", "sae", 2, 0.05, "5", "dense",
-                      "L0", False, 8, 0)
+                      "L0", False, 8, "fp32", 0)
     with pytest.raises(Exception, match="needs an activity analysis"):
         node.optimize(fake_comfy.patcher, None, spec, empty_cond(), empty_latent, "peaks", "sae", 2, 0.05, "1",
-                      "dense", "L1", True, 8, 0)
+                      "dense", "L1", True, 8, "fp32", 0)
 
 
 def test_lvo_optimize_interrupt_returns_partial(fake_comfy, pack, monkeypatch):
@@ -217,7 +218,7 @@ def test_lvo_optimize_interrupt_returns_partial(fake_comfy, pack, monkeypatch):
     monkeypatch.setattr(fake_comfy.glue, "interrupted", lambda: calls.append(1) or len(calls) > 2)
     node = pack.NODE_CLASS_MAPPINGS["LVOOptimize"]()
     out = node.optimize(fake_comfy.patcher, None, spec, empty_cond(), {"samples": torch.zeros(1, 4, 16, 16)}, "0",
-                        "auto", 50, 0.05, "1", "dense", "L1", True, 8, 0)
+                        "auto", 50, 0.05, "1", "dense", "L1", True, 8, "fp32", 0)
     report = json.loads(out["result"][2])
     assert report["interrupted"] and not report["complete"] and out["result"][1].shape == (1, 32, 32, 3)
 
