@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -416,3 +418,21 @@ def test_out_of_memory_halves_the_batch_and_redoes_the_rows(unet):
         visualize(hopeless, [3], timesteps=[0], seeds=[1], config=preset("sae", steps=2))
     assert visualize(DiffusersBackend(unet, HP, **kw), [3], batch_size="auto", sae=sae, timesteps=[0],
                      seeds=[1, 2], config=preset("sae", steps=2)).batch_sizes == [2]
+
+
+def test_benchmark_runs_and_reports_every_figure(tmp_path):
+    """A smoke run of `python -m lvo_core.bench` (its timings are measured by the script, not asserted here)."""
+    from lvo_core.bench import main as bench
+
+    out = tmp_path / "bench.json"
+    assert bench(["--device", "cpu", "--batches", "1,2", "--steps", "2", "--warmup", "1", "--no-full",
+                  "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["rows"][0]["path"] == "naive" and report["torch"] == torch.__version__
+    fast = [r for r in report["rows"] if r["path"] == "optimized"]
+    assert {r["batch"] for r in fast} == {1, 2}
+    for r in fast:
+        assert r["ms_per_unit_step"] == pytest.approx(r["ms_per_step"] / r["batch"], rel=1e-2)
+        assert r["speedup_vs_naive"] == pytest.approx(report["rows"][0]["ms_per_unit_step"] / r["ms_per_unit_step"],
+                                                      rel=1e-2)
+        assert r["tflops"] >= 0

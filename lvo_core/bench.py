@@ -1,0 +1,252 @@
+"""Benchmark: the LVO fast path against the naive loop, measured side by side in one process.
+
+    python -m lvo_core.bench                      # CUDA if available (full SD1.5-architecture UNet), else CPU
+    python -m lvo_core.bench --device cpu         # the tiny model on CPU
+
+On CUDA the model is a full SD1.5-architecture UNet with random weights (no download), 64×64 latents, hooked at
+``up_blocks.1.attentions.1``; on CPU the tiny test model at 16×16 (there the hooked block sits in the last level,
+so stopping after it saves little — on SD1.5 the two highest-resolution levels are skipped). Both paths run the same algorithm (augment,
+schedule-matched noise, objective, penalties, preconditioned Adam):
+
+* **naive** — fp32, the full UNet forward with a capture hook, weights requiring grad, one unit per run;
+* **optimized** — forward stopped after the hooked block, frozen weights, bf16 autocast on CUDA with an fp32
+  master latent, many units per batch, only the needed encoder rows, no host sync inside the step loop.
+
+Each configuration is timed three times and the median kept. Prints a table and writes JSON: ms per step, ms per unit-step, speed-up vs naive, achieved TFLOP/s (counted with
+``torch.utils.flop_counter``) and share of the device's bf16 peak where known, peak memory, and the wall time of a
+full 100-step visualization of 1 and of 64 units.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .backend import DiffusersBackend
+from .hooks import capture
+from .noise import add_noise, alphas_from_scheduler, step_noise
+from .objectives import SAEFeature
+from .optimize import optimize, preset
+from .sampling import seeded_noise
+from .tiny import random_sae, sd15_scheduler, tiny_unet
+from .transforms import augment, moment_penalty, range_penalty, spectral_precondition, total_variation
+
+HOOKPOINT = "up_blocks.1.attentions.1"
+BF16_PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1, "RTX 4090": 165.2}
+
+
+def build(device: torch.device) -> dict[str, Any]:
+    """The model, latent shape, context and SAE for this device."""
+    torch.manual_seed(0)
+    if device.type == "cuda":
+        from diffusers import UNet2DConditionModel
+
+        unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)  # SD1.5 shapes
+        shape, context = (4, 64, 64), torch.randn(1, 77, 768)
+        sae = random_sae(d_in=1280, d_sae=20480, k=32)
+        name = "SD1.5-architecture UNet (random weights), 64x64 latent"
+    else:
+        unet = tiny_unet()  # the tiny test model
+        shape, context = (4, 16, 16), torch.randn(1, 6, 32)
+        sae = random_sae(d_in=32, d_sae=128, k=4)
+        name = "tiny SD-shaped test UNet (random weights), 16x16 latent"
+    unet = unet.to(device).eval()
+    return {"unet": unet, "shape": shape, "context": context.to(device), "sae": sae.to(device=device),
+            "model": name, "params_m": round(sum(p.numel() for p in unet.parameters()) / 1e6, 1)}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def naive_runner(world: dict[str, Any], device: torch.device) -> Callable[[int], None]:
+    """The straightforward loop: fp32, full forward with a capture hook, weights requiring grad, batch 1."""
+    unet, sae, shape = world["unet"], world["sae"], world["shape"]
+    alphas = alphas_from_scheduler(sd15_scheduler()).float().to(device)
+    z = seeded_noise([1], shape, device).requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=0.05)
+    config = preset("sae")
+    gen = torch.Generator().manual_seed(0)
+    t = torch.tensor([500], device=device)
+    for p in unet.parameters():
+        p.requires_grad_(True)
+
+    def step(i: int) -> None:
+        x = add_noise(augment(z, config.augment.draw(gen)), t, alphas, step_noise([1], i, shape, device))
+        with capture(unet, HOOKPOINT, detach=False) as rec:
+            unet(x, t, encoder_hidden_states=world["context"])
+        act = sae.dense_acts(rec.tokens[0], [7]).mean()
+        loss = -act + 0.5 * range_penalty(z).sum() + 0.5 * moment_penalty(z).sum() + 0 * total_variation(z).sum()
+        opt.zero_grad()
+        unet.zero_grad(set_to_none=True)
+        loss.backward()
+        z.grad = spectral_precondition(z.grad)
+        opt.step()
+        float(loss.detach())  # the naive loop reads its loss back every step
+    return step
+
+
+def timed(run: Callable[[], None], device: torch.device, repeats: int = 1) -> float:
+    """Median wall time of ``repeats`` runs (the device synchronized around each)."""
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        run()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+REPEATS = 3
+
+
+def measure_naive(world, device, steps: int, warmup: int) -> dict[str, Any]:
+    step = naive_runner(world, device)
+    for i in range(warmup):
+        step(i)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    seconds = timed(lambda: [step(warmup + i) for i in range(steps)], device, REPEATS)
+    for p in world["unet"].parameters():
+        p.requires_grad_(False)
+    ms = 1000 * seconds / steps
+    return {"path": "naive", "batch": 1, "ms_per_step": round(ms, 3), "ms_per_unit_step": round(ms, 3),
+            "peak_memory_mb": peak_mb(device)}
+
+
+def peak_mb(device: torch.device) -> float | None:
+    return round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1) if device.type == "cuda" else None
+
+
+def measure_fast(world, device, batch: int, steps: int, warmup: int, precision: str) -> dict[str, Any]:
+    backend = DiffusersBackend(world["unet"], HOOKPOINT, scheduler=sd15_scheduler(),
+                               empty_context=world["context"], latent_shape=world["shape"], copy_weights=False)
+    units = list(range(batch))
+    objective = SAEFeature(world["sae"], units)
+    init = seeded_noise(units, world["shape"], device)
+    config = preset("sae", steps=warmup, precision=precision, check_every=10)
+    optimize(backend, objective, init, [500], units, config)  # warm-up (kernels, allocator)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    seconds = timed(lambda: optimize(backend, objective, init, [500], units, preset("sae", steps=steps,
+                    precision=precision, check_every=10)), device, REPEATS)
+    ms = 1000 * seconds / steps
+    with FlopCounterMode(display=False) as counter:
+        optimize(backend, objective, init, [500], units, preset("sae", steps=1, precision=precision))
+    flops = counter.get_total_flops()
+    return {"path": "optimized", "batch": batch, "precision": precision, "ms_per_step": round(ms, 3),
+            "ms_per_unit_step": round(ms / batch, 4), "tflops": round(flops / (ms / 1000) / 1e12, 2),
+            "peak_memory_mb": peak_mb(device)}
+
+
+def full_run(world, device, units: int, precision: str, steps: int = 100) -> float:
+    backend = DiffusersBackend(world["unet"], HOOKPOINT, scheduler=sd15_scheduler(),
+                               empty_context=world["context"], latent_shape=world["shape"], copy_weights=False)
+    ids = list(range(units))
+    return round(timed(lambda: optimize(backend, SAEFeature(world["sae"], ids), seeded_noise(ids, world["shape"],
+                                                                                             device),
+                                        [500], ids, preset("sae", steps=steps, precision=precision,
+                                                           check_every=10)), device), 3)
+
+
+def peak_tflops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
+
+
+def cpu_has_bf16() -> bool:
+    """Native bf16 arithmetic (AVX512-BF16 or AMX); elsewhere bf16 autocast is emulated and slower."""
+    try:
+        return "bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def run(device: torch.device, batches: list[int], steps: int, warmup: int, full: bool) -> dict[str, Any]:
+    world = build(device)
+    if device.type == "cuda":
+        precisions = ["bf16"]
+    else:
+        precisions = ["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]
+    naive = measure_naive(world, device, steps, warmup)
+    rows = [naive]
+    for precision in precisions:
+        for batch in batches:
+            try:
+                rows.append(measure_fast(world, device, batch, steps, warmup, precision))
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                rows.append({"path": "optimized", "batch": batch, "precision": precision, "error": "out of memory"})
+    best = min((r for r in rows if r["path"] == "optimized" and "ms_per_unit_step" in r),
+               key=lambda r: r["ms_per_unit_step"])
+    precision = best["precision"]
+    peak = peak_tflops(device)
+    for row in rows:
+        if "ms_per_unit_step" in row:
+            row["speedup_vs_naive"] = round(naive["ms_per_unit_step"] / row["ms_per_unit_step"], 2)
+        if peak and row.get("tflops") is not None:
+            row["share_of_bf16_peak"] = round(row["tflops"] / peak, 4)
+    report = {"date": date.today().isoformat(), "device": torch.cuda.get_device_name(device) if device.type == "cuda"
+              else f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})",
+              "torch": torch.__version__, "model": world["model"], "unet_params_m": world["params_m"],
+              "hookpoint": HOOKPOINT, "bf16_peak_tflops": peak, "rows": rows,
+              "command": "python -m lvo_core.bench " + ("" if device.type == "cuda" else "--device cpu")}
+    if full:
+        report["full_precision"] = precision
+        report["full_100_steps_seconds"] = {"1_unit": full_run(world, device, 1, precision),
+                                            "64_units": full_run(world, device, 64, precision)}
+    return report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(f"{report['device']} · torch {report['torch']} · {report['model']} ({report['unet_params_m']} M params)"
+          f" · hook {report['hookpoint']}")
+    print(f"{'path':<10} {'prec':>5} {'batch':>5} {'ms/step':>9} {'ms/unit-step':>13} {'speed-up':>9} "
+          f"{'TFLOP/s':>8} {'peak MB':>8}")
+    for r in report["rows"]:
+        if "error" in r:
+            print(f"{r['path']:<10} {r.get('precision', 'fp32'):>5} {r['batch']:>5}  {r['error']}")
+            continue
+        print(f"{r['path']:<10} {r.get('precision', 'fp32'):>5} {r['batch']:>5} {r['ms_per_step']:>9.2f} "
+              f"{r['ms_per_unit_step']:>13.3f} "
+              f"{r.get('speedup_vs_naive', 1):>8.1f}x {str(r.get('tflops', '—')):>8} "
+              f"{str(r.get('peak_memory_mb') or '—'):>8}")
+    if "full_100_steps_seconds" in report:
+        f = report["full_100_steps_seconds"]
+        print(f"full 100-step visualization ({report['full_precision']}): 1 unit {f['1_unit']} s, "
+              f"64 units {f['64_units']} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lvo_core.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batches", default="1,8,32,64", help="optimized batch sizes (default 1,8,32,64)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--no-full", action="store_true", help="skip the full 100-step runs")
+    parser.add_argument("--out", default="lvo_runs/bench/bench.json", help="JSON report")
+    args = parser.parse_args(argv)
+    report = run(torch.device(args.device), [int(b) for b in args.batches.split(",")], args.steps, args.warmup,
+                 not args.no_full)
+    print_report(report)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
