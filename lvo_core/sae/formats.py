@@ -98,10 +98,20 @@ def _rows(weight: Tensor, d_sae: int, name: str, where: Path) -> Tensor:
                          f"d_sae={d_sae}")
 
 
+def cfg_int(cfg: dict[str, Any], key: str, where: Path, default: int | None = None) -> int | None:
+    """An integer setting from a config, or ``default`` when absent; anything else is a clear format error."""
+    value = cfg.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 0:
+        raise SAEFormatError(f"{where}: config field '{key}' must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
 def _check_cfg_dims(cfg: dict[str, Any], d_in: int, d_sae: int, where: Path, keys=("d_in", "d_sae")) -> None:
     for key, actual in zip(keys, (d_in, d_sae)):
-        claimed = cfg.get(key)
-        if claimed not in (None, 0) and int(claimed) != actual:
+        claimed = cfg_int(cfg, key, where)
+        if claimed not in (None, 0) and claimed != actual:
             raise SAEFormatError(f"{where}: config says {key}={claimed} but the weights have {key}={actual}; "
                                  f"the config and the weights do not belong together")
 
@@ -164,12 +174,12 @@ def _load_sparsify(folder: Path, k: int | None = None, weights: Path | None = No
         raise SAEFormatError(f"{folder}: transcoders (cfg transcode=true) are not supported")
     W_enc, W_dec = t["encoder.weight"], t["W_dec"]
     d_sae, d_in = W_enc.shape
-    expected_latents = cfg.get("num_latents") or (int(cfg["expansion_factor"]) * int(cfg.get("d_in", d_in))
-                                                  if cfg.get("expansion_factor") else None)
-    _check_cfg_dims({"d_in": cfg.get("d_in"), "num_latents": expected_latents}, d_in, d_sae, folder,
+    expansion = cfg_int(cfg, "expansion_factor", folder, 0)
+    expected_latents = cfg_int(cfg, "num_latents", folder, 0) or expansion * (cfg_int(cfg, "d_in", folder) or d_in)
+    _check_cfg_dims({"d_in": cfg.get("d_in"), "num_latents": expected_latents or None}, d_in, d_sae, folder,
                     keys=("d_in", "num_latents"))
-    k = k if k is not None else cfg.get("k")
-    if k is None:
+    k = k if k is not None else cfg_int(cfg, "k", folder)
+    if not k:
         raise SAEFormatError(f"{weights}: the number of active latents k is unknown; pass k explicitly")
     activation = cfg.get("activation", "topk")
     if activation not in ("topk", "groupmax"):
@@ -186,9 +196,11 @@ def _saelens_activation(cfg: dict[str, Any]) -> tuple[str, int | None]:
     arch = str(cfg.get("architecture", "standard")).lower()
     act_fn = str(cfg.get("activation_fn_str") or cfg.get("activation_fn") or "relu").lower()
     kwargs = cfg.get("activation_fn_kwargs") or {}
-    k = cfg.get("k", kwargs.get("k"))
+    if not isinstance(kwargs, dict):
+        raise SAEFormatError(f"SAELens 'activation_fn_kwargs' must be an object, got {kwargs!r}")
+    k = cfg_int(cfg, "k", Path("cfg.json")) if "k" in cfg else cfg_int(kwargs, "k", Path("cfg.json"))
     if arch == "topk" or act_fn == "topk":
-        return "topk", int(k) if k is not None else None
+        return "topk", k
     if arch in ("standard", "jumprelu", "gated"):
         if act_fn not in ("relu",):
             raise SAEFormatError(f"SAELens activation function '{act_fn}' is not supported (relu or topk)")
@@ -204,7 +216,7 @@ def _load_saelens(folder: Path, k: int | None = None, weights: Path | None = Non
     activation, cfg_k = _saelens_activation(cfg)
     _need(t, ("W_enc", "W_dec", "b_dec") + (("b_gate", "b_mag", "r_mag") if activation == "gated" else ("b_enc",)),
           weights)
-    d_sae = int(cfg.get("d_sae") or t["W_dec"].shape[0])
+    d_sae = cfg_int(cfg, "d_sae", folder) or int(t["W_dec"].shape[0])
     W_enc = _rows(t["W_enc"], d_sae, "W_enc", weights)
     W_dec = _rows(t["W_dec"], d_sae, "W_dec", weights)
     _check_cfg_dims(cfg, W_enc.shape[1], W_enc.shape[0], folder)
@@ -226,6 +238,8 @@ def _load_saelens(folder: Path, k: int | None = None, weights: Path | None = Non
     else:
         b_enc = t["b_enc"]
     hook = cfg.get("hook_name") or (cfg.get("metadata") or {}).get("hook_name")
+    if activation == "topk" and k is None and cfg_k is None:
+        raise SAEFormatError(f"{folder}: a topk SAE without 'k' in its config; pass k explicitly")
     return SparseAutoencoder(
         W_enc=W_enc, b_enc=b_enc, W_dec=W_dec, b_dec=b_dec, pre_bias=pre_bias, activation=activation,
         k=int(k if k is not None else cfg_k) if activation == "topk" else None, input_norm=input_norm,
@@ -255,7 +269,7 @@ def _load_dictionary_learning(folder: Path, k: int | None = None, **_: Any) -> S
     elif cls in ("AutoEncoderTopK", "BatchTopKSAE"):
         _need(t, ("encoder.weight", "encoder.bias", "decoder.weight", "b_dec"), where)
         d_sae = t["encoder.weight"].shape[0]
-        k = int(k if k is not None else t["k"].item() if "k" in t else trainer.get("k", 0))
+        k = int(k if k is not None else t["k"].item() if "k" in t else cfg_int(trainer, "k", folder, 0))
         sae = dict(W_enc=t["encoder.weight"], b_enc=t["encoder.bias"],
                    W_dec=_rows(t["decoder.weight"], d_sae, "decoder.weight", where), b_dec=t["b_dec"],
                    pre_bias=t["b_dec"], activation="topk", k=k)
@@ -295,8 +309,8 @@ def _load_openai(folder: Path, k: int | None = None, **_: Any) -> SparseAutoenco
     d_sae = t["encoder.weight"].shape[0]
     _check_cfg_dims({"d_model": config.get("d_model"), "n_dirs_local": config.get("n_dirs_local")},
                     t["encoder.weight"].shape[1], d_sae, folder, keys=("d_model", "n_dirs_local"))
-    k = k if k is not None else config.get("k")
-    if k is None:
+    k = k if k is not None else cfg_int(config, "k", folder)
+    if not k:
         raise SAEFormatError(f"{folder}/config.json has no 'k'; pass k explicitly")
     return SparseAutoencoder(
         W_enc=t["encoder.weight"], b_enc=t["latent_bias"], W_dec=_rows(t["decoder.weight"], d_sae, "decoder.weight", where),
