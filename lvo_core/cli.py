@@ -222,10 +222,49 @@ def _config_from_args(args: argparse.Namespace, kind: str):
 
 
 def _args_dict(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in vars(args).items() if k not in ("func", "from_json")}
+    return {k: v for k, v in vars(args).items() if k not in ("func", "from_json", "resume")}
+
+
+RESULT_KEYS = ("model", "config", "sae", "hookpoint", "units", "seeds", "timesteps", "prior", "analysis", "preset",
+               "robustness", "steps", "lr", "optimizer", "tv_weight", "range_weight", "moment_weight", "blur_sigma",
+               "seed", "value", "no_noise", "no_precondition", "no_augment", "no_penalties", "minimize", "raw",
+               "mode", "scale", "strength", "window", "prior_steps", "precision", "display", "eval_samples")
+
+
+def run_fingerprint(args: argparse.Namespace) -> str:
+    """A hash of every argument that changes results, so ``--resume`` never mixes rows of different runs."""
+    import hashlib
+
+    data = json.dumps({k: getattr(args, k, None) for k in RESULT_KEYS}, sort_keys=True, default=str)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def finished_rows(folder: Path, fingerprint: str) -> dict:
+    """Rows of an earlier run with the same fingerprint whose files are all complete (the JSON marker is written
+    last, atomically, so a row interrupted while being saved is simply redone)."""
+    from .pipeline import Row
+
+    done = {}
+    for marker in sorted(folder.glob("*.json")):
+        try:
+            info = json.loads(marker.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if info.get("fingerprint") == fingerprint and all((folder / f).is_file() for f in info.get("files", [])):
+            done[Row(**info["row"])] = info
+    return done
+
+
+def _headline(metrics: dict) -> float:
+    """The number shown under an image: ratio to the dataset max when known, else the activation."""
+    return metrics["ratio"] if metrics["ratio"] is not None else metrics["activation"]
 
 
 def cmd_visualize(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+    from safetensors.torch import load_file
+
     from .pipeline import visualize
     from .report import contact_sheet, save_json, save_png, save_tensors, versions
 
@@ -239,36 +278,63 @@ def cmd_visualize(args: argparse.Namespace) -> int:
         prior = "random"
     else:
         prior = _priors_from_file(args.prior)
+    out = Path(args.out)
+    rows_dir = out / "rows"
+    rows_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = run_fingerprint(args)
+    previous = finished_rows(rows_dir, fingerprint) if args.resume else {}
+    kind = "feature" if sae is not None else "channel"
+    from .pipeline import plan_rows
+
+    if previous and set(plan_rows(args.units, args.seeds, args.timesteps, analysis)) <= set(previous):
+        print(f"all {len(previous)} visualizations in {out} were already finished with these settings")
+        return 0
+
+    def save_batch(rows, result, metrics, images) -> None:
+        for j, (row, m) in enumerate(zip(rows, metrics)):
+            stem = f"{kind}{row.unit}_t{row.timestep}_seed{row.seed}"
+            save_png(images[j], out / f"{stem}.png")
+            save_tensors({"latent": result.latents[j], "init_latent": result.init_latents[j]},
+                         rows_dir / f"{stem}.safetensors")
+            save_json({"row": row.__dict__, "fingerprint": fingerprint, "metrics": m,
+                       "history": {k: v[:, j].round(6).tolist() for k, v in result.history.items()},
+                       "complete": result.complete, "files": [f"../{stem}.png", f"{stem}.safetensors"],
+                       "stem": stem}, rows_dir / f"{stem}.json")
+
     progress = Progress("visualize")
     start = time.perf_counter()
     vis = visualize(backend, args.units, sae=sae, analysis=analysis, timesteps=args.timesteps, seeds=args.seeds,
                     prior=prior, config=config, value=args.value, batch_size=args.batch_size, display=args.display,
-                    eval_samples=args.eval_samples, on_progress=progress)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    files = []
-    kind = "feature" if sae is not None else "channel"
-    for row, image in zip(vis.rows, vis.images):
-        name = f"{kind}{row.unit}_t{row.timestep}_seed{row.seed}.png"
-        save_png(image, out / name)
-        files.append(name)
-    labels = [f"{r.unit} t{r.timestep} x{m['ratio'] if m['ratio'] is not None else m['activation']:.2f}"
-              for r, m in zip(vis.rows, vis.metrics)]
-    save_png(contact_sheet(list(vis.images.numpy()), [r.unit for r in vis.rows], labels), out / "contact_sheet.png")
-    save_tensors({"latents": vis.latents, "init_latents": vis.init_latents}, out / "latents.safetensors",
-                 {"rows": json.dumps([r.__dict__ for r in vis.rows])})
+                    eval_samples=args.eval_samples, on_progress=progress, on_batch=save_batch, skip=list(previous))
+    all_rows = finished_rows(rows_dir, fingerprint)
+    ordered = sorted(all_rows.items(), key=lambda kv: (args.units.index(kv[0].unit), kv[0].timestep,
+                                                       args.seeds.index(kv[0].seed)))
+    images = [np.asarray(Image.open(out / f"{info['stem']}.png"), dtype=np.float32) / 255 for _, info in ordered]
+    tensors = [load_file(rows_dir / f"{info['stem']}.safetensors") for _, info in ordered]
+    labels = [f"{r.unit} t{r.timestep} x{_headline(i['metrics']):.2f}" for r, i in ordered]
+    save_png(contact_sheet(images, [r.unit for r, _ in ordered], labels), out / "contact_sheet.png")
+    save_tensors({"latents": torch.stack([t["latent"] for t in tensors]),
+                  "init_latents": torch.stack([t["init_latent"] for t in tensors])}, out / "latents.safetensors",
+                 {"rows": json.dumps([r.__dict__ for r, _ in ordered])})
+    summary = vis.summary()
+    summary.update({"rows": [r.__dict__ for r, _ in ordered], "metrics": [i["metrics"] for _, i in ordered],
+                    "history": {k: [i["history"][k] for _, i in ordered] for k in summary["history"]},
+                    "complete": vis.complete and all(i["complete"] for _, i in ordered),
+                    "resumed_rows": len(previous)})
     result = {"command": "visualize", "args": _args_dict(args), "hookpoint": hookpoint, "model": model.source,
-              "sae": None if sae is None else sae.summary(), "versions": versions(), "images": files,
-              "contact_sheet": "contact_sheet.png", "latents": "latents.safetensors",
-              "wall_seconds": round(time.perf_counter() - start, 3), **vis.summary()}
+              "sae": None if sae is None else sae.summary(), "versions": versions(),
+              "images": [f"{i['stem']}.png" for _, i in ordered], "contact_sheet": "contact_sheet.png",
+              "latents": "latents.safetensors", "fingerprint": fingerprint,
+              "wall_seconds": round(time.perf_counter() - start, 3), **summary}
     save_json(result, out / "result.json")
     print(f"{kind:>8}  {'t':>4}  {'seed':>5}  {'activation':>10}  {'prior':>8}  {'ratio':>6}  {'rank':>5}")
-    for m in vis.metrics:
+    for m in result["metrics"]:
         ratio = "—" if m["ratio"] is None else f"{m['ratio']:.2f}"
         print(f"{m['unit']:>8}  {m['timestep']:>4}  {m['seed']:>5}  {m['activation']:>10.4f}  "
               f"{m['prior_activation']:>8.4f}  {ratio:>6}  {m['rank']:>5}")
     state = "complete" if vis.complete else ("interrupted" if vis.interrupted else "stopped: " + "; ".join(vis.stopped))
-    print(f"{len(vis.rows)} visualizations ({state}) in {vis.seconds:.1f}s; wrote {out}/result.json")
+    print(f"{len(vis.rows)} visualizations ({state}, {len(previous)} resumed from an earlier run) in "
+          f"{vis.seconds:.1f}s; wrote {out}/result.json")
     return 130 if vis.interrupted else 0
 
 
@@ -455,6 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-samples", type=int, default=4, help="noise draws for the reported metrics (4)")
     p.add_argument("--out", default="lvo_runs/visualize", help="output folder")
     p.add_argument("--from-json", help="rerun a previous result.json with its recorded arguments")
+    p.add_argument("--resume", action="store_true", help="skip visualizations an earlier run with the same "
+                   "settings finished in --out; redo unfinished ones")
     p.set_defaults(func=cmd_visualize)
 
     p = sub.add_parser("examples", help="top-activating generations of a unit, ranked, with heatmaps")
@@ -514,7 +582,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if recorded.get("command") != args.command:
                 raise LVOError(f"{args.from_json} records a '{recorded.get('command')}' run, not '{args.command}'")
             out = args.out if "--out" in (argv or sys.argv[1:]) else recorded["args"]["out"]
-            args = argparse.Namespace(**{**recorded["args"], "out": out, "func": args.func, "from_json": None})
+            args = argparse.Namespace(**{**recorded["args"], "out": out, "func": args.func, "from_json": None,
+                                         "resume": args.resume})
         _positive(args)
         return args.func(args)
     except LVOError as exc:

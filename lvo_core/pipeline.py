@@ -132,13 +132,17 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
               display: str = "per_image", eval_samples: int = 4, decode: bool = True,
               on_progress: Callable[[int, int], None] | None = None,
               on_preview: Callable[[list[Row], int, Tensor], None] | None = None,
-              should_stop: Callable[[], bool] | None = None) -> Visualization:
+              should_stop: Callable[[], bool] | None = None,
+              on_batch: Callable[[list[Row], LVOResult, list[dict[str, Any]], Tensor | None], None] | None = None,
+              skip: Sequence[Row] = ()) -> Visualization:
     """LVO for ``units`` (SAE features when ``sae`` is given, raw channels otherwise); see the module docstring.
 
     ``prior``: ``"random"`` or a function ``(units, seeds) -> latents`` (e.g. a steering prior). ``config``
     defaults to the ``sae``/``raw`` preset; with ``config.preview_every`` set, ``on_preview(rows, step, images)``
-    receives each batch's decoded images every that many steps. Progress is reported as ``on_progress(steps done, steps total)`` over
-    all batches; an interrupt returns the rows done so far plus the partial batch. ``batch_size="auto"`` starts
+    receives each batch's decoded images every that many steps. Progress is reported as
+    ``on_progress(steps done, steps total)`` over
+    all batches; an interrupt returns the rows done so far plus the partial batch. ``on_batch(rows, result, metrics,
+    images)`` runs after each finished batch (to save it at once); rows in ``skip`` are not run again. ``batch_size="auto"`` starts
     from :func:`auto_batch_size`; whatever the start, an out-of-memory error halves the batch and redoes its rows.
     """
     start = time.perf_counter()
@@ -155,7 +159,10 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
                         f"{backend.hookpoint.channels} channels (valid 0..{backend.hookpoint.channels - 1})")
     if analysis is not None:
         analysis.check_matches(backend.hookpoint.diffusers_name, sae)
-    rows = plan_rows(units, seeds, timesteps, analysis)
+    done_before = set(skip)
+    rows = [r for r in plan_rows(units, seeds, timesteps, analysis) if r not in done_before]
+    if not rows:
+        raise LVOError("every requested visualization is already finished; nothing to resume")
     pairs = list(dict.fromkeys((r.unit, r.seed) for r in rows))
     prior_fn: PriorFn = (lambda u, s: random_prior(u, s, backend.latent_shape)) if prior == "random" else prior
     if not callable(prior_fn):
@@ -191,9 +198,10 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
                               should_stop=should_stop)
             batch_metrics = unit_metrics(backend, [r.unit for r in batch], result.latents, result.init_latents,
                                          result.timesteps, result.seeds, sae, analysis, samples=eval_samples)
+            decoded = None
             if decode:
                 with torch.no_grad():
-                    images.append(backend.decode(result.latents.to(backend.device)).float().cpu())
+                    decoded = backend.decode(result.latents.to(backend.device)).float().cpu()
         except Exception as exc:  # out of memory: halve the batch and redo the same rows
             if not is_out_of_memory(exc):
                 raise
@@ -206,6 +214,10 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
         results.append(result)
         metrics += batch_metrics
         done_rows += batch
+        if decoded is not None:
+            images.append(decoded)
+        if on_batch is not None:
+            on_batch(batch, result, batch_metrics, None if decoded is None else display_images(decoded, display))
         sizes_used.append(len(batch))
         i += len(batch)
         if result.interrupted:

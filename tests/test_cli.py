@@ -44,10 +44,31 @@ def test_visualize_end_to_end_and_rerun_from_json(tmp_path, analysis_file, capsy
     assert latents["latents"].shape == (len(rows), 4, 16, 16)
     for m in result["metrics"]:
         assert m["dataset_max"] > 0 and m["ratio"] == pytest.approx(m["activation"] / m["dataset_max"], abs=1e-3)
-    assert "visualizations (complete)" in printed and set(result["versions"]) >= {"torch", "diffusers", "lvo_core"}
+    assert "visualizations (complete, 0 resumed" in printed and set(result["versions"]) >= {"torch", "diffusers", "lvo_core"}
     again = tmp_path / "again"
     assert main(["visualize", "--from-json", str(out / "result.json"), "--out", str(again)]) == 0
     assert torch.equal(load_file(again / "latents.safetensors")["latents"], latents["latents"])
+
+
+def test_resume_skips_finished_rows_and_redoes_partial_ones(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["visualize", "--units", "3,8", "--seeds", "1,2", "--timesteps", "0", "--prior", "random", "--steps", "4",
+            "--out", str(out)]
+    assert main(args) == 0
+    first = load_file(out / "latents.safetensors")["latents"]
+    (out / "rows" / "feature8_t0_seed2.json").unlink()  # this row was cut off while being saved
+    capsys.readouterr()
+    assert main(args + ["--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 visualizations (complete, 3 resumed from an earlier run)" in printed
+    again = load_file(out / "latents.safetensors")["latents"]
+    assert torch.equal(again[:3], first[:3])  # resumed rows: the very same bytes
+    torch.testing.assert_close(again[3], first[3], rtol=1e-4, atol=1e-5)  # redone alone instead of in a batch of 4
+    result = json.loads((out / "result.json").read_text())
+    assert len(result["rows"]) == 4 and result["resumed_rows"] == 3 and result["complete"]
+    assert main(args + ["--resume"]) == 0 and "already finished" in capsys.readouterr().out
+    assert main(args[:-4] + ["--steps", "5", "--out", str(out), "--resume"]) == 0  # other settings: nothing reused
+    assert "4 visualizations (complete, 0 resumed" in capsys.readouterr().out
 
 
 def test_steer_then_visualize_from_priors_file_and_raw_ablation(tmp_path, analysis_file):

@@ -302,3 +302,33 @@ def test_routes_validate_and_never_leak_tracebacks(pack, tmp_path):
     assert results["name=broken"][0] == 422 and "corrupt file" in results["name=broken"][1]["error"]
     assert results["name=..%2F.."][0] == 404
     assert results[""][0] == 400 and results["name=xxxxxxx"][0] == 400 and results["name=ok%00"][0] == 400
+
+
+def test_two_steered_clones_never_see_each_others_patches(fake_comfy, pack, unet):
+    """Two prompts in the queue steering the same model differently: each wrapper acts only on its own call."""
+    glue = fake_comfy.glue
+    view = fake_comfy.patcher.model.diffusion_model
+    x, ctx = torch.randn(1, 4, 16, 16), torch.randn(1, 6, 32)
+    a = glue.add_block_edit(fake_comfy.patcher, "output_blocks.4.1", lambda tk, t, p: tk + 1.0)
+    b = glue.add_block_edit(fake_comfy.patcher, "output_blocks.4.1", lambda tk, t, p: tk - 1.0)
+
+    class Executor:
+        class_obj = view
+
+        def __call__(self, *args, **kwargs):
+            return unet(args[0], args[1], encoder_hidden_states=args[2]).sample
+
+    def call(patched):
+        opts = {"sigmas": fake_comfy.patcher.model.model_sampling.sigmas[300:301], "cond_or_uncond": [0]}
+        wrappers = patched.wrappers.get("diffusion_model", {}).get("lvo", [])
+        with torch.no_grad():
+            return wrappers[0](Executor(), x, torch.tensor([300]), ctx, None, None, opts) if wrappers else \
+                Executor()(x, torch.tensor([300]), ctx)
+
+    plain, only_a, only_b = call(fake_comfy.patcher), call(a), call(b)
+    interleaved = [call(a), call(b), call(fake_comfy.patcher), call(a)]
+    assert not torch.allclose(only_a, plain) and not torch.allclose(only_b, plain)
+    assert torch.equal(interleaved[0], only_a) and torch.equal(interleaved[1], only_b)
+    assert torch.equal(interleaved[2], plain) and torch.equal(interleaved[3], only_a)
+    assert len(a.wrappers["diffusion_model"]["lvo"]) == len(b.wrappers["diffusion_model"]["lvo"]) == 1
+    assert not fake_comfy.patcher.wrappers
