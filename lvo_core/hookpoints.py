@@ -299,8 +299,10 @@ def resolve_hookpoint(model: nn.Module, name: str) -> Hookpoint:
     if m_d or m_l:
         hint = (" The name has the right form but this model has no such block — is it a hookpoint of another "
                 "architecture (e.g. an SDXL name on an SD1.5 model)?")
-    raise HookpointError(f"unknown hookpoint '{name}'.{hint} Attention blocks of this model: {', '.join(valid)} "
-                         f"(LDM names such as 'output_blocks.4.1' work too; `python -m lvo_core info` lists all)")
+    read_as = f" (read as '{wanted}')" if wanted != name.strip() else ""
+    raise HookpointError(f"unknown hookpoint '{name}'{read_as}.{hint} Attention blocks of this model: "
+                         f"{', '.join(valid)} (LDM names such as 'output_blocks.4.1' work too; "
+                         f"`python -m lvo_core info` lists all)")
 
 
 def check_sae_fits(sae_d_in: int, hookpoint: Hookpoint, model: nn.Module | None = None) -> None:
