@@ -1,4 +1,4 @@
-"""Command line: ``python -m lvo_core {analyze,steer,visualize,examples,info,convert,demo} …``.
+"""Command line: ``python -m lvo_core {analyze,steer,visualize,atlas,examples,info,convert,demo} …``.
 
 Models: ``--model tiny`` (the embedded tiny model, default), a local diffusers folder, or a single-file
 ``.safetensors`` checkpoint with ``--config`` (a local diffusers folder). Units are SAE features (``--sae``; ``tiny``
@@ -239,34 +239,14 @@ def run_fingerprint(args: argparse.Namespace) -> str:
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
-def finished_rows(folder: Path, fingerprint: str) -> dict:
-    """Rows of an earlier run with the same fingerprint whose files are all complete (the JSON marker is written
-    last, atomically, so a row interrupted while being saved is simply redone)."""
-    from .pipeline import Row
-
-    done = {}
-    for marker in sorted(folder.glob("*.json")):
-        try:
-            info = json.loads(marker.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if info.get("fingerprint") == fingerprint and all((folder / f).is_file() for f in info.get("files", [])):
-            done[Row(**info["row"])] = info
-    return done
-
-
 def _headline(metrics: dict) -> float:
     """The number shown under an image: ratio to the dataset max when known, else the activation."""
     return metrics["ratio"] if metrics["ratio"] is not None else metrics["activation"]
 
 
 def cmd_visualize(args: argparse.Namespace) -> int:
-    import numpy as np
-    from PIL import Image
-    from safetensors.torch import load_file
-
     from .pipeline import visualize
-    from .report import contact_sheet, save_json, save_png, save_tensors, versions
+    from .report import RowStore, contact_sheet, save_json, save_png, save_tensors, versions
 
     model, sae, hookpoint = setup(args)
     analysis = load_analysis(args.analysis)
@@ -279,38 +259,26 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     else:
         prior = _priors_from_file(args.prior)
     out = Path(args.out)
-    rows_dir = out / "rows"
-    rows_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = run_fingerprint(args)
-    previous = finished_rows(rows_dir, fingerprint) if args.resume else {}
     kind = "feature" if sae is not None else "channel"
+    store = RowStore(out, kind, fingerprint)
+    previous = store.finished() if args.resume else {}
     from .pipeline import plan_rows
 
     if previous and set(plan_rows(args.units, args.seeds, args.timesteps, analysis)) <= set(previous):
         print(f"all {len(previous)} visualizations in {out} were already finished with these settings")
         return 0
 
-    def save_batch(rows, result, metrics, images) -> None:
-        for j, (row, m) in enumerate(zip(rows, metrics)):
-            stem = f"{kind}{row.unit}_t{row.timestep}_seed{row.seed}"
-            save_png(images[j], out / f"{stem}.png")
-            save_tensors({"latent": result.latents[j], "init_latent": result.init_latents[j]},
-                         rows_dir / f"{stem}.safetensors")
-            save_json({"row": row.__dict__, "fingerprint": fingerprint, "metrics": m,
-                       "history": {k: v[:, j].round(6).tolist() for k, v in result.history.items()},
-                       "complete": result.complete, "files": [f"../{stem}.png", f"{stem}.safetensors"],
-                       "stem": stem}, rows_dir / f"{stem}.json")
-
     progress = Progress("visualize")
     start = time.perf_counter()
     vis = visualize(backend, args.units, sae=sae, analysis=analysis, timesteps=args.timesteps, seeds=args.seeds,
                     prior=prior, config=config, value=args.value, batch_size=args.batch_size, display=args.display,
-                    eval_samples=args.eval_samples, on_progress=progress, on_batch=save_batch, skip=list(previous))
-    all_rows = finished_rows(rows_dir, fingerprint)
+                    eval_samples=args.eval_samples, on_progress=progress, on_batch=store.save, skip=list(previous))
+    all_rows = store.finished()
     ordered = sorted(all_rows.items(), key=lambda kv: (args.units.index(kv[0].unit), kv[0].timestep,
                                                        args.seeds.index(kv[0].seed)))
-    images = [np.asarray(Image.open(out / f"{info['stem']}.png"), dtype=np.float32) / 255 for _, info in ordered]
-    tensors = [load_file(rows_dir / f"{info['stem']}.safetensors") for _, info in ordered]
+    images = [store.image(info) for _, info in ordered]
+    tensors = [store.tensors(info) for _, info in ordered]
     labels = [f"{r.unit} t{r.timestep} x{_headline(i['metrics']):.2f}" for r, i in ordered]
     save_png(contact_sheet(images, [r.unit for r, _ in ordered], labels), out / "contact_sheet.png")
     save_tensors({"latents": torch.stack([t["latent"] for t in tensors]),
@@ -336,6 +304,60 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     print(f"{len(vis.rows)} visualizations ({state}, {len(previous)} resumed from an earlier run) in "
           f"{vis.seconds:.1f}s; wrote {out}/result.json")
     return 130 if vis.interrupted else 0
+
+
+def cmd_atlas(args: argparse.Namespace) -> int:
+    from .atlas import join_cluster, merge, run_atlas
+    from .pipeline import plan_rows, visualize
+    from .report import RowStore, versions
+    from .units import parse_units
+
+    cluster = join_cluster()
+    try:
+        if cluster.world > 1 and torch.cuda.is_available():
+            args.device = f"cuda:{cluster.local_rank}"
+        start = time.perf_counter()
+        model, sae, hookpoint = setup(args)
+        analysis = load_analysis(args.analysis)
+        backend = backend_for(model, hookpoint)
+        count = sae.d_sae if sae is not None else backend.hookpoint.channels
+        units = list(range(count)) if args.units == "all" else parse_units(args.units)
+        config = _config_from_args(args, "sae" if sae is not None else "raw")
+        prior = ("random" if args.prior == "random" else _steer_prior(model, sae, hookpoint, analysis, args)
+                 if args.prior == "steer" else _priors_from_file(args.prior))
+        kind = "feature" if sae is not None else "channel"
+        atlas_args = argparse.Namespace(**{**vars(args), "units": None})  # any unit range shares finished work
+        store = RowStore(args.out, kind, run_fingerprint(atlas_args))
+        finished = set(store.finished())
+        done = {u for u in units if set(plan_rows([u], args.seeds, args.timesteps, analysis)) <= finished}
+        cluster.barrier()  # every rank has read the finished units before anyone adds more: same chunk lists
+
+        def run_chunk(chunk: list[int]) -> None:
+            visualize(backend, chunk, sae=sae, analysis=analysis, timesteps=args.timesteps, seeds=args.seeds,
+                      prior=prior, config=config, value=args.value, batch_size=args.batch_size,
+                      display=args.display, eval_samples=args.eval_samples, on_batch=store.save)
+
+        def report_chunk(index: int, total: int) -> None:
+            print(f"[rank {cluster.rank}/{cluster.world}] chunk {index + 1}/{total} done", file=sys.stderr)
+
+        ran = run_atlas(run_chunk, units, done, args.chunk_size, cluster, on_chunk=report_chunk)
+        cluster.barrier()
+        if cluster.rank == 0:
+            seconds = time.perf_counter() - start
+            todo = len(units) - len(done)
+            index = merge(store, units, kind, {"command": "atlas", "args": _args_dict(args), "hookpoint": hookpoint,
+                                               "model": model.source, "versions": versions(),
+                                               "world_size": cluster.world, "seconds": round(seconds, 3),
+                                               "resumed_units": len(done)})
+            per_1000 = f", {seconds / todo * 1000:.0f} s per 1000 units" if todo else ""
+            print(f"atlas: {index['finished_units']}/{index['total_units']} {kind}s finished ({len(done)} from an "
+                  f"earlier run) on {cluster.world} process(es) in {seconds:.1f}s{per_1000}; wrote {args.out}/"
+                  f"index.json, atlas.html, atlas.png")
+        elif ran == 0:
+            print(f"[rank {cluster.rank}] no work left", file=sys.stderr)
+        return 0
+    finally:
+        cluster.close()
 
 
 def cmd_examples(args: argparse.Namespace) -> int:
@@ -458,6 +480,38 @@ def _steer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prior-steps", type=int, default=50, help="sampling steps of the steered generation (50)")
 
 
+def _lvo_args(p: argparse.ArgumentParser) -> None:
+    """The LVO settings shared by ``visualize`` and ``atlas``."""
+    p.add_argument("--timesteps", type=timesteps_arg, default="peaks",
+                   help="'peaks' ({0} ∪ activity peaks; needs --analysis) or comma-separated timesteps")
+    p.add_argument("--prior", default="steer", help="'steer' (default), 'random', or a priors.safetensors file")
+    p.add_argument("--preset", choices=["sae", "raw"], help="settings preset (default: by unit kind)")
+    p.add_argument("--robustness", choices=["L0", "L1", "L2", "L3"], help="augmentation level (preset: L1)")
+    p.add_argument("--steps", type=int, help="optimization steps (100)")
+    p.add_argument("--lr", type=float, help="learning rate (0.05)")
+    p.add_argument("--optimizer", choices=["adam", "adamw"], help="adamw (default, weight decay 0.01) or adam")
+    p.add_argument("--tv-weight", type=float, help="total-variation weight")
+    p.add_argument("--range-weight", type=float, help="range-penalty weight")
+    p.add_argument("--moment-weight", type=float, help="moment-penalty weight")
+    p.add_argument("--blur-sigma", type=float, help="starting σ of the gradient blur")
+    p.add_argument("--seed", type=int, help="seed of the augmentation draws (0)")
+    p.add_argument("--value", default="dense", choices=["dense", "pre", "sparse"],
+                   help="SAE objective: dense ReLU pre-activation (paper), pre-ReLU, or the sparse code")
+    p.add_argument("--no-noise", action="store_true", help="ablation: no schedule-matched noise injection")
+    p.add_argument("--no-precondition", action="store_true", help="ablation: no spectral preconditioning")
+    p.add_argument("--no-augment", action="store_true", help="ablation: no jitter/rotation/zoom")
+    p.add_argument("--no-penalties", action="store_true", help="ablation: no TV, range or moment penalty")
+    p.add_argument("--minimize", action="store_true", help="minimize the unit instead")
+    p.add_argument("--batch-size", type=batch_arg, default=20, help="rows optimized together (20), or 'auto' "
+                   "(fits free memory; halves on out-of-memory either way)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="fp32",
+                   help="UNet precision under autocast; the latent stays fp32 (auto: bf16 on CUDA)")
+    p.add_argument("--check-every", type=int, default=1, help="read the NaN check back every N steps (fewer "
+                   "device syncs; a bad step rolls back to the last check)")
+    p.add_argument("--display", default="per_image", choices=["per_image", "batch"], help="image scaling")
+    p.add_argument("--eval-samples", type=int, default=4, help="noise draws for the reported metrics (4)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .steering import REFERENCE_SEEDS
 
@@ -491,39 +545,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--units", type=int_list, help="comma-separated feature or channel indices (required)")
     p.add_argument("--seeds", type=int_list, default=list(REFERENCE_SEEDS), help=seeds_help)
     p.add_argument("--analysis", help="activity analysis: peak timesteps, dataset max, steering strengths")
-    p.add_argument("--timesteps", type=timesteps_arg, default="peaks",
-                   help="'peaks' ({0} ∪ activity peaks; needs --analysis) or comma-separated timesteps")
-    p.add_argument("--prior", default="steer", help="'steer' (default), 'random', or a priors.safetensors file")
-    p.add_argument("--preset", choices=["sae", "raw"], help="settings preset (default: by unit kind)")
-    p.add_argument("--robustness", choices=["L0", "L1", "L2", "L3"], help="augmentation level (preset: L1)")
-    p.add_argument("--steps", type=int, help="optimization steps (100)")
-    p.add_argument("--lr", type=float, help="learning rate (0.05)")
-    p.add_argument("--optimizer", choices=["adam", "adamw"], help="adamw (default, weight decay 0.01) or adam")
-    p.add_argument("--tv-weight", type=float, help="total-variation weight")
-    p.add_argument("--range-weight", type=float, help="range-penalty weight")
-    p.add_argument("--moment-weight", type=float, help="moment-penalty weight")
-    p.add_argument("--blur-sigma", type=float, help="starting σ of the gradient blur")
-    p.add_argument("--seed", type=int, help="seed of the augmentation draws (0)")
-    p.add_argument("--value", default="dense", choices=["dense", "pre", "sparse"],
-                   help="SAE objective: dense ReLU pre-activation (paper), pre-ReLU, or the sparse code")
-    p.add_argument("--no-noise", action="store_true", help="ablation: no schedule-matched noise injection")
-    p.add_argument("--no-precondition", action="store_true", help="ablation: no spectral preconditioning")
-    p.add_argument("--no-augment", action="store_true", help="ablation: no jitter/rotation/zoom")
-    p.add_argument("--no-penalties", action="store_true", help="ablation: no TV, range or moment penalty")
-    p.add_argument("--minimize", action="store_true", help="minimize the unit instead")
-    p.add_argument("--batch-size", type=batch_arg, default=20, help="rows optimized together (20), or 'auto' "
-                   "(fits free memory; halves on out-of-memory either way)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="fp32",
-                   help="UNet precision under autocast; the latent stays fp32 (auto: bf16 on CUDA)")
-    p.add_argument("--check-every", type=int, default=1, help="read the NaN check back every N steps (fewer "
-                   "device syncs; a bad step rolls back to the last check)")
-    p.add_argument("--display", default="per_image", choices=["per_image", "batch"], help="image scaling")
-    p.add_argument("--eval-samples", type=int, default=4, help="noise draws for the reported metrics (4)")
+    _lvo_args(p)
     p.add_argument("--out", default="lvo_runs/visualize", help="output folder")
     p.add_argument("--from-json", help="rerun a previous result.json with its recorded arguments")
     p.add_argument("--resume", action="store_true", help="skip visualizations an earlier run with the same "
                    "settings finished in --out; redo unfinished ones")
     p.set_defaults(func=cmd_visualize)
+
+    p = sub.add_parser("atlas", help="LVO for many units (all of an SAE), resumable, on 1 or N processes (torchrun)")
+    _model_args(p)
+    _steer_args(p)
+    p.add_argument("--units", default="all", help="'all' (every feature/channel) or indices/ranges like '0-1023'")
+    p.add_argument("--seeds", type=int_list, default=[1024], help="comma-separated seeds (default 1024)")
+    p.add_argument("--analysis", help="activity analysis: peak timesteps, dataset max, steering strengths")
+    _lvo_args(p)
+    p.add_argument("--chunk-size", type=int, default=16, help="units per unit of work a rank claims (16)")
+    p.add_argument("--out", default="lvo_runs/atlas", help="shared output folder (all ranks write here)")
+    p.set_defaults(func=cmd_atlas, resume=True, from_json=None)
 
     p = sub.add_parser("examples", help="top-activating generations of a unit, ranked, with heatmaps")
     _model_args(p)
@@ -565,7 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _positive(args: argparse.Namespace) -> None:
-    if args.command in ("steer", "visualize") and not args.units:
+    if args.command in ("steer", "visualize", "atlas") and not args.units:
         raise LVOError("give --units, e.g. --units 12,305 (feature or channel indices)")
     for name in ("steps", "prior_steps", "batch_size", "k", "top_n", "eval_samples", "lvo_steps", "check_every"):
         value = getattr(args, name, None)

@@ -1,0 +1,154 @@
+"""A feature atlas of many units, on one process or many (``torchrun``), resumable.
+
+    python -m lvo_core atlas --units all --out atlas/                      # one GPU or the CPU
+    torchrun --nproc_per_node 8 -m lvo_core atlas --units all --out atlas/   # 8 GPUs, same command
+    torchrun --nnodes 2 --nproc_per_node 8 --rdzv-endpoint HOST:29500 -m lvo_core atlas … # several nodes
+
+Work is cut into chunks of units in a fixed order (so a chunk's batch — and its results — do not depend on which
+rank runs it); ranks *claim* the next chunk from a shared counter in torch.distributed's TCPStore, so slow chunks
+never stall a rank and fast ranks take more. Every finished batch is saved at once (:class:`~lvo_core.report.
+RowStore`), so a crashed rank loses only its in-flight batch and a rerun skips finished units. When all chunks are
+done, rank 0 merges ``index.json``, ``atlas.html`` (sortable by metrics) and ``atlas.png``.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .fileio import atomic_write
+from .report import RowStore, contact_sheet, save_json, save_png
+
+COUNTER = "lvo_atlas_next_chunk"
+
+
+@dataclass
+class Cluster:
+    """Rank, world size and the shared store; a single process is a cluster of one (no torch.distributed)."""
+
+    rank: int = 0
+    world: int = 1
+    store: Any = None
+    local_rank: int = 0
+
+    def claim(self) -> int:
+        """Index of the next unclaimed chunk (0, 1, 2, … across all ranks)."""
+        if self.store is None:
+            self._next = getattr(self, "_next", -1) + 1
+            return self._next
+        # one counter per (re)start of the job, so an elastic restart does not inherit a spent counter
+        key = f"{COUNTER}/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+        return int(self.store.add(key, 1)) - 1
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def join_cluster(backend: str | None = None) -> Cluster:
+    """Join the process group torchrun set up (``RANK``/``WORLD_SIZE``/``MASTER_ADDR``/``MASTER_PORT``); without
+    torchrun, a cluster of one. The group is created on a TCPStore we own, whose atomic counter hands out work."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Cluster()
+    import torch
+    import torch.distributed as dist
+
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world, is_master=rank == 0,
+                          timeout=timedelta(minutes=30))
+    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world)
+    return Cluster(rank, world, store, local_rank)
+
+
+def chunks(units: Sequence[int], size: int) -> list[list[int]]:
+    return [list(units[i:i + size]) for i in range(0, len(units), size)]
+
+
+def run_atlas(run_chunk: Callable[[list[int]], None], units: Sequence[int], done_units: set[int], chunk_size: int,
+              cluster: Cluster, on_chunk: Callable[[int, int], None] | None = None) -> int:
+    """Claim and run chunks of the units not done yet until none is left; returns the number this rank ran."""
+    todo = [u for u in units if u not in done_units]
+    work = chunks(todo, chunk_size)
+    ran = 0
+    while True:
+        index = cluster.claim()
+        if index >= len(work):
+            break
+        run_chunk(work[index])
+        ran += 1
+        if on_chunk is not None:
+            on_chunk(index, len(work))
+    return ran
+
+
+def unit_score(rows: list[dict]) -> float:
+    """A unit's place in the atlas: mean ratio to its dataset max when known, else mean activation."""
+    values = [m["ratio"] if m.get("ratio") is not None else m["activation"] for m in rows]
+    return float(np.mean(values)) if values else float("-inf")
+
+
+def merge(store: RowStore, units: Sequence[int], kind: str, info: dict[str, Any]) -> dict[str, Any]:
+    """Write ``index.json``, ``atlas.html`` and ``atlas.png`` from every finished row of this run."""
+    finished = store.finished()
+    by_unit: dict[int, list[tuple[Any, dict]]] = {}
+    for row, marker in finished.items():
+        by_unit.setdefault(row.unit, []).append((row, marker))
+    entries = []
+    for unit in units:
+        rows = sorted(by_unit.get(unit, []), key=lambda rm: (rm[0].timestep, rm[0].seed))
+        metrics = [m["metrics"] for _, m in rows]
+        entries.append({"unit": unit, "score": round(unit_score(metrics), 4), "complete": bool(rows),
+                        "rows": [{**r.__dict__, "image": f"{m['stem']}.png", "metrics": m["metrics"]}
+                                 for r, m in rows]})
+    entries.sort(key=lambda e: (-e["score"], e["unit"]))
+    index = {**info, "units": entries, "finished_units": sum(e["complete"] for e in entries),
+             "total_units": len(entries)}
+    save_json(index, store.out / "index.json")
+    shown = [e for e in entries if e["rows"]]
+    if shown:
+        images = [store.image(finished[_row_key(e["rows"][0])]) for e in shown]
+        labels = [f"{kind[0]}{e['unit']} {e['score']:.2f}" for e in shown]
+        save_png(contact_sheet(images, [e["unit"] for e in shown], labels), store.out / "atlas.png")
+    atomic_write(store.out / "atlas.html", lambda tmp: tmp.write_text(_html(index, kind)))
+    return index
+
+
+def _row_key(row: dict):
+    from .pipeline import Row
+
+    return Row(row["unit"], row["timestep"], row["seed"])
+
+
+def _html(index: dict[str, Any], kind: str) -> str:
+    cells = []
+    for e in index["units"]:
+        if not e["rows"]:
+            continue
+        imgs = "".join(f'<img src="{html.escape(r["image"])}" title="t={r["timestep"]} seed={r["seed"]} '
+                       f'activation={r["metrics"]["activation"]:.3f}">' for r in e["rows"])
+        cells.append(f'<div class="u" data-score="{e["score"]}" data-unit="{e["unit"]}"><b>{kind} {e["unit"]}</b>'
+                     f' <span>score {e["score"]:.3f}</span><br>{imgs}</div>')
+    return ("<!doctype html><meta charset=utf-8><title>LVO atlas</title><style>body{font:13px sans-serif;"
+            "background:#111;color:#ddd}.u{display:inline-block;margin:6px;padding:6px;background:#222}"
+            "img{width:128px;height:128px;image-rendering:pixelated;margin:2px}</style>"
+            f"<h1>LVO atlas — {index['finished_units']} of {index['total_units']} {kind}s at "
+            f"{html.escape(str(index.get('hookpoint')))}</h1>"
+            "<p>Sort: <button onclick=\"s('score')\">score</button> <button onclick=\"s('unit')\">unit</button></p>"
+            f"<div id=g>{''.join(cells)}</div><script>function s(k){{const g=document.getElementById('g');"
+            "[...g.children].sort((a,b)=>k==='unit'?a.dataset.unit-b.dataset.unit:b.dataset.score-a.dataset.score)"
+            ".forEach(c=>g.appendChild(c))}</script>")
