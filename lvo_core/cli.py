@@ -44,10 +44,13 @@ class Progress:
 
 
 def int_list(text: str) -> list[int]:
+    """``12,305`` or ranges ``10-13``, as everywhere in the pack."""
+    from .units import parse_units
+
     try:
-        return [int(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from exc
+        return parse_units(text)
+    except LVOError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def batch_arg(text: str) -> int | str:
@@ -310,7 +313,6 @@ def cmd_atlas(args: argparse.Namespace) -> int:
     from .atlas import join_cluster, merge, run_atlas
     from .pipeline import plan_rows, visualize
     from .report import RowStore, versions
-    from .units import parse_units
 
     cluster = join_cluster()
     try:
@@ -321,7 +323,7 @@ def cmd_atlas(args: argparse.Namespace) -> int:
         analysis = load_analysis(args.analysis)
         backend = backend_for(model, hookpoint)
         count = sae.d_sae if sae is not None else backend.hookpoint.channels
-        units = list(range(count)) if args.units == "all" else parse_units(args.units)
+        units = list(range(count)) if args.units == "all" else int_list(args.units)
         config = _config_from_args(args, "sae" if sae is not None else "raw")
         prior = ("random" if args.prior == "random" else _steer_prior(model, sae, hookpoint, analysis, args)
                  if args.prior == "steer" else _priors_from_file(args.prior))
@@ -470,6 +472,15 @@ def _model_args(p: argparse.ArgumentParser, units: bool = True) -> None:
                                        f"{DEFAULT_HOOKPOINT})")
 
 
+def _generation_args(p: argparse.ArgumentParser) -> None:
+    """Generating from a prompt set (``analyze`` and ``examples``)."""
+    p.add_argument("--prompts", help="text file, one prompt per line (the tiny model has built-in prompts)")
+    p.add_argument("--steps", type=int, default=50, help="sampling steps per prompt (50)")
+    p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale (7.5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first prompt; the next prompts count up")
+    p.add_argument("--batch-size", type=int, default=4, help="prompts per batch (4)")
+
+
 def _steer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", default="add", choices=["add", "scale"], help="add the decoder direction / channel "
                    "constant, or scale the feature's code with the SAE error preserved")
@@ -521,12 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("analyze", help="time-step activity analysis over a prompt set")
     _model_args(p)
-    p.add_argument("--prompts", help="text file, one prompt per line (the tiny model has built-in prompts)")
-    p.add_argument("--steps", type=int, default=50, help="sampling steps per prompt (50)")
-    p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale (7.5)")
+    _generation_args(p)
     p.add_argument("--top-n", type=int, default=20, help="a unit is active when among the top N (20)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first prompt; the next prompts count up")
-    p.add_argument("--batch-size", type=int, default=4, help="prompts per batch (4)")
     p.add_argument("--out", default="lvo_runs/activity.safetensors", help="analysis file to write")
     p.set_defaults(func=cmd_analyze)
 
@@ -568,11 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unit", type=int, required=True, help="feature or channel index")
     p.add_argument("--timestep", type=int, help="timestep (default: the unit's first peak, else 500)")
     p.add_argument("--analysis", help="activity analysis (for the default timestep)")
-    p.add_argument("--prompts", help="text file, one prompt per line (the tiny model has built-in prompts)")
-    p.add_argument("--steps", type=int, default=50, help="sampling steps (50)")
-    p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance (7.5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first prompt")
-    p.add_argument("--batch-size", type=int, default=4, help="prompts per batch")
+    _generation_args(p)
     p.add_argument("--k", type=int, default=8, help="how many examples to keep (8)")
     p.add_argument("--by", default="mean", choices=["mean", "max"], help="rank by spatial mean or max")
     p.add_argument("--out", default="lvo_runs/examples", help="output folder")

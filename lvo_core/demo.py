@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from .activity import ActivityAnalysis, analyze_activity
-from .backend import DiffusersBackend
+from .backend import DiffusersBackend, vae_decoder
 from .examples import generate_with_maps, overlay, rank_examples
+from .metrics import display_images
 from .optimize import preset
 from .pipeline import Visualization, visualize
 from .plots import activity_chart, image_grid
@@ -29,15 +30,6 @@ from .tiny import CharPromptEncoder, random_sae, sd15_scheduler, tiny_unet, tiny
 HOOKPOINT = "up_blocks.1.attentions.1"
 PROMPTS = ["red circle", "blue square", "green triangle", "yellow ring", "red stripes", "blue circle",
            "green square", "white ring"]
-
-
-def decode_images(vae, latents: torch.Tensor) -> np.ndarray:
-    """Latents → ``[N, H, W, 3]`` floats in [0, 1], each image scaled to its own range (random VAEs are dim)."""
-    with torch.no_grad():
-        images = vae.decode(latents / vae.config.scaling_factor).sample.float()
-    lo = images.amin(dim=(1, 2, 3), keepdim=True)
-    hi = images.amax(dim=(1, 2, 3), keepdim=True)
-    return ((images - lo) / (hi - lo).clamp_min(1e-8)).permute(0, 2, 3, 1).numpy()
 
 
 def most_varying(analysis: ActivityAnalysis, count: int) -> list[int]:
@@ -87,7 +79,8 @@ def run_demo(out: str | Path = "lvo_runs/demo", steps: int = 20, guidance: float
         latents, maps, used_t = generate_with_maps(unet, sd15_scheduler(), HOOKPOINT, PROMPTS, encode, unit, t,
                                                    sae=sae, seeds=seeds, steps=steps, guidance=guidance)
         ranked = rank_examples(maps, k=4, prompts=PROMPTS, timestep=used_t)
-        images = decode_images(vae, latents[[e.index for e in ranked]])
+        with torch.no_grad():
+            images = display_images(vae_decoder(vae)(latents[[e.index for e in ranked]])).numpy()
         vmax = max(float(ranked[0].heatmap.max()), 1e-8)
         tiles = [overlay(img, e.heatmap, vmax=vmax) for img, e in zip(images, ranked)]
         save_png(image_grid(tiles, [f"{e.prompt} {e.score:.2f}" for e in ranked], cell=128), out / f"examples_{unit}.png")
