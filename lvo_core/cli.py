@@ -87,9 +87,13 @@ def setup(args: argparse.Namespace):
         raise LVOError("give either --sae (SAE features) or --raw (raw channels), not both")
     sae = None
     if not args.raw:
-        spec = args.sae or ("tiny" if model.source == "tiny" else None)
+        spec = args.sae or (model.source if model.source in ("tiny", "toy") else None)
         if spec is None:
             raise LVOError("give --sae PATH for SAE features, or --raw for raw channels")
+        if spec == "toy":
+            from .toy import SAE_PATH
+
+            spec = str(SAE_PATH)
         sae = random_sae() if spec == "tiny" else load_sae(spec, hookpoint=args.hookpoint)
         sae = sae.to(device=args.device, dtype=torch.float32)
     hookpoint = args.hookpoint or (sae.hookpoint if sae is not None and sae.hookpoint else DEFAULT_HOOKPOINT)
@@ -109,7 +113,7 @@ def load_analysis(path: str | None):
 def backend_for(model, hookpoint: str):
     from .backend import DiffusersBackend
 
-    return DiffusersBackend(model.unet, hookpoint, scheduler=model.scheduler, decoder=model.vae,
+    return DiffusersBackend(model.unet, hookpoint, scheduler=model.scheduler, decoder=model.decoder,
                             encode_prompt=model.require_prompts())
 
 
@@ -186,9 +190,9 @@ def cmd_steer(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     meta_rows = [{"unit": r.unit, "seed": r.seed} for r in rows]
     save_tensors({"latents": latents}, out / "priors.safetensors", {"rows": json.dumps(meta_rows)})
-    if model.vae is not None:
+    if model.decoder is not None:
         with torch.no_grad():
-            images = display_images(backend_for(model, hookpoint).decode(latents))
+            images = display_images(model.decoder(latents))
         save_png(image_grid(list(images.numpy()), [f"{r.unit} s{r.seed}" for r in rows], columns=len(args.seeds),
                             cell=128), out / "priors.png")
     save_json({"command": "steer", "args": _args_dict(args), "rows": meta_rows, "versions": versions()},
@@ -381,9 +385,9 @@ def cmd_examples(args: argparse.Namespace) -> int:
     ranked = rank_examples(maps, k=args.k, by=args.by, prompts=prompts, timestep=used)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if model.vae is not None:
+    if model.decoder is not None:
         with torch.no_grad():
-            images = display_images(backend_for(model, hookpoint).decode(latents[[e.index for e in ranked]]))
+            images = display_images(model.decoder(latents[[e.index for e in ranked]]))
         vmax = max(float(ranked[0].heatmap.max()), 1e-8)
         tiles = [overlay(img, e.heatmap, vmax=vmax) for img, e in zip(images.numpy(), ranked)]
         save_png(image_grid(tiles, [f"{e.prompt} {e.score:.2f}" for e in ranked], columns=min(4, len(tiles)),
@@ -462,11 +466,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------- parser
 def _model_args(p: argparse.ArgumentParser, units: bool = True) -> None:
-    p.add_argument("--model", default="tiny", help="'tiny' (default), a local diffusers folder, or a .safetensors "
-                                                   "checkpoint with --config")
+    p.add_argument("--model", default="tiny", help="'tiny' (default), 'toy' (the trained toy world), a local "
+                                                   "diffusers folder, or a .safetensors checkpoint with --config")
     p.add_argument("--config", help="local diffusers folder with the configs of a single-file checkpoint")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
-    p.add_argument("--sae", help="SAE folder/file (any supported format), or 'tiny' (default with --model tiny)")
+    p.add_argument("--sae", help="SAE folder/file (any supported format), or 'tiny'/'toy' (the default with "
+                                 "--model tiny/toy)")
     p.add_argument("--raw", action="store_true", help="use raw channels of the block instead of SAE features")
     p.add_argument("--hookpoint", help=f"block to hook, diffusers or LDM name (default: the SAE's, else "
                                        f"{DEFAULT_HOOKPOINT})")

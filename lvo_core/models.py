@@ -21,6 +21,7 @@ from .tiny import CharPromptEncoder, sd15_scheduler, tiny_unet, tiny_vae
 
 PromptEncoder = Callable[[list[str]], Tensor]
 TINY = "tiny"
+TOY = "toy"
 
 
 @dataclass
@@ -33,6 +34,17 @@ class LoadedModel:
     encode_prompt: PromptEncoder | None
     source: str
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def decoder(self) -> Callable[[Tensor], Tensor] | None:
+        """Latents → images: the VAE's decoder, or the toy world's codec."""
+        if self.info.get("decoder") is not None:
+            return self.info["decoder"]
+        if self.vae is not None:
+            from .backend import vae_decoder
+
+            return vae_decoder(self.vae)
+        return None
 
     def require_prompts(self) -> PromptEncoder:
         if self.encode_prompt is None:
@@ -93,11 +105,30 @@ def _place(module: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Mo
     return module.eval()
 
 
+def _load_toy(device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    """The trained toy world that ships with the pack: its UNet, codec (as the decoder) and prompt encoder."""
+    from diffusers import UNet2DConditionModel
+
+    from .toy import WEIGHTS, load_toy_encoder
+    from .toy.codec import PatchPCACodec
+
+    if not (WEIGHTS / "unet" / "config.json").is_file():
+        raise LVOError(f"the toy world's weights are missing from {WEIGHTS}; train them with "
+                       f"`python -m lvo_core.toy.train`")
+    unet = UNet2DConditionModel.from_pretrained(str(WEIGHTS / "unet"), local_files_only=True,
+                                                torch_dtype=torch.float32)
+    codec = PatchPCACodec.load(WEIGHTS / "codec.safetensors")
+    return LoadedModel(_place(unet, device, dtype), sd15_scheduler(), None, load_toy_encoder(WEIGHTS, device), TOY,
+                       {"kind": "toy world", "decoder": codec})
+
+
 def load_model(spec: str = TINY, *, config: str | None = None, device: str | torch.device = "cpu",
                dtype: torch.dtype = torch.float32) -> LoadedModel:
     """``tiny``; a diffusers folder (``unet/``, optional ``vae/``, ``scheduler/``, text encoder); or a single-file
     checkpoint (``.safetensors``) whose UNet (and VAE, if present) load with ``config`` = a local diffusers folder."""
     device = torch.device(device)
+    if spec == TOY:
+        return _load_toy(device, dtype)
     if spec == TINY:
         return LoadedModel(_place(tiny_unet(), device, dtype), sd15_scheduler(), _place(tiny_vae(), device, dtype),
                            CharPromptEncoder().to(device), TINY, {"kind": "tiny random SD-shaped model"})

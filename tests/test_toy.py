@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -66,3 +68,41 @@ def test_prompt_encoder():
     out = enc(["red circle", "", "square"])
     assert out.shape == (3, 2, 16)
     torch.testing.assert_close(out[1, 0], enc.embedding.weight[NULL] + enc.slot[0])
+
+
+# ---------------------------------------------------------------------------------------------- the trained world
+from lvo_core.toy import SAE_PATH, WEIGHTS  # noqa: E402
+
+trained = pytest.mark.skipif(not (WEIGHTS / "unet" / "config.json").is_file(), reason="toy weights not trained")
+
+
+@trained
+def test_trained_world_loads_like_any_model():
+    from lvo_core.hookpoints import check_sae_fits, resolve_hookpoint
+    from lvo_core.models import load_model
+    from lvo_core.sae import load_sae
+
+    model = load_model("toy")
+    point = resolve_hookpoint(model.unet, "output_blocks.4.1")
+    sae = load_sae(SAE_PATH)
+    check_sae_fits(sae.d_in, point, model.unet)
+    assert (point.diffusers_name, point.channels, sae.d_sae, sae.k) == ("up_blocks.1.attentions.1", 48, 384, 8)
+    assert model.decoder(torch.zeros(1, 8, 8, 8)).shape == (1, 3, 32, 32)
+    record = json.loads((WEIGHTS / "record.json").read_text())
+    assert record["args"]["seed"] == 0 and record["command"].startswith("python -m lvo_core.toy.train")
+    assert sum(f.stat().st_size for f in WEIGHTS.rglob("*") if f.is_file()) < 8 * 2 ** 20
+
+
+@trained
+def test_trained_world_draws_what_it_is_asked_for():
+    from lvo_core.toy.evaluate import generate, load_world
+    from lvo_core.toy.judge import Judge
+
+    unet, codec, encoder = load_world()
+    judge = Judge.load(WEIGHTS / "judge.safetensors")
+    prompts = ["red circle", "blue square", "green triangle", "yellow ring", "white cross"]
+    reads = judge.read(generate(unet, codec, encoder, prompts, seeds=[11, 12, 13, 14, 15]))
+    correct = sum(r == tuple(p.split()[::-1]) for r, p in zip(reads, prompts))
+    assert correct >= 4, list(zip(prompts, reads))
+    evaluation = json.loads((WEIGHTS / "evaluation.json").read_text())
+    assert evaluation["samples"]["samples"] == 200 and evaluation["judge"]["no_concept_rejected"] > 0.9
