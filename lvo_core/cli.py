@@ -65,6 +65,10 @@ def read_prompts(path: str | None, model_source: str) -> list[str]:
     if path is None:
         if model_source == "tiny":
             return list(TINY_PROMPTS)
+        if model_source == "toy":
+            from .toy.world import COLORS, SHAPES
+
+            return [f"{c} {s}" for c in COLORS for s in SHAPES]
         raise LVOError("give --prompts FILE (one prompt per line)")
     p = Path(path)
     if not p.is_file():
@@ -479,7 +483,7 @@ def _model_args(p: argparse.ArgumentParser, units: bool = True) -> None:
 
 def _generation_args(p: argparse.ArgumentParser) -> None:
     """Generating from a prompt set (``analyze`` and ``examples``)."""
-    p.add_argument("--prompts", help="text file, one prompt per line (the tiny model has built-in prompts)")
+    p.add_argument("--prompts", help="text file, one prompt per line (the tiny and toy models have built-in prompts)")
     p.add_argument("--steps", type=int, default=50, help="sampling steps per prompt (50)")
     p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale (7.5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first prompt; the next prompts count up")
