@@ -37,6 +37,9 @@ class Backend(Protocol):
         """Block output as tokens ``[B, H·W, C]`` for noisy latents ``x_t`` at integer timesteps ``t`` ``[B]``,
         with gradients flowing back to ``x_t``; nothing after the block is computed."""
 
+    def predict_eps(self, x_t: Tensor, t: Tensor, context: Tensor) -> Tensor:
+        """The full model's ε-prediction at ``x_t``, without gradients (for the diffusion-prior regularizer)."""
+
     def empty_context(self, batch: int) -> Tensor:
         """Conditioning of the empty prompt, ``[batch, L, D]``."""
 
@@ -171,6 +174,12 @@ class ModuleBackend:
                                "use copy_weights='auto' so LVO runs on a trainable copy") from exc
             raise
         return to_tokens(out)
+
+    def predict_eps(self, x_t: Tensor, t: Tensor, context: Tensor) -> Tensor:
+        """The full model's ε-prediction, without gradients (the shared weights serve; nothing is saved)."""
+        with torch.no_grad():
+            return self._call(self.unet, x_t.to(self.dtype), t.to(self.device),
+                              context.to(device=self.device, dtype=self.dtype))
 
     def empty_context(self, batch: int) -> Tensor:
         if self._empty is None:

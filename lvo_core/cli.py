@@ -215,7 +215,8 @@ def _config_from_args(args: argparse.Namespace, kind: str):
     overrides: dict[str, Any] = {}
     overrides["precision"] = auto_precision(args.device) if args.precision == "auto" else args.precision
     overrides["check_every"] = args.check_every
-    for name in ("steps", "lr", "optimizer", "tv_weight", "range_weight", "moment_weight", "blur_sigma", "seed"):
+    for name in ("steps", "lr", "optimizer", "tv_weight", "range_weight", "moment_weight", "blur_sigma", "seed",
+                 "prior_weight"):
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value
@@ -237,6 +238,7 @@ def _args_dict(args: argparse.Namespace) -> dict[str, Any]:
 
 
 RESULT_KEYS = ("model", "config", "sae", "hookpoint", "units", "seeds", "timesteps", "prior", "analysis", "preset",
+               "prior_weight",
                "robustness", "steps", "lr", "optimizer", "tv_weight", "range_weight", "moment_weight", "blur_sigma",
                "seed", "value", "no_noise", "no_precondition", "no_augment", "no_penalties", "minimize", "raw",
                "mode", "scale", "strength", "window", "prior_steps", "precision", "display", "eval_samples")
@@ -514,6 +516,8 @@ def _lvo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--range-weight", type=float, help="range-penalty weight")
     p.add_argument("--moment-weight", type=float, help="moment-penalty weight")
     p.add_argument("--blur-sigma", type=float, help="starting σ of the gradient blur")
+    p.add_argument("--prior-weight", type=float, help="weight of the diffusion-prior (score-distillation) term; "
+                   "0 = off (the paper's recipe)")
     p.add_argument("--seed", type=int, help="seed of the augmentation draws (0)")
     p.add_argument("--value", default="dense", choices=["dense", "pre", "sparse"],
                    help="SAE objective: dense ReLU pre-activation (paper), pre-ReLU, or the sparse code")

@@ -55,11 +55,15 @@ class LVOConfig:
     preview_every: int = 0
     precision: str = "fp32"
     check_every: int = 1
+    prior_weight: float = 0.0
+    prior_t_min: int = 20
+    prior_t_max: int = 980
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or self.steps <= 0:
             raise ConfigError(f"steps must be a positive integer, got {self.steps}")
-        for name in ("lr", "weight_decay", "tv_weight", "range_weight", "range_tau", "moment_weight", "blur_sigma"):
+        for name in ("lr", "weight_decay", "tv_weight", "range_weight", "range_tau", "moment_weight", "blur_sigma",
+                     "prior_weight"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{name} must be a finite number ≥ 0, got {value}")
@@ -73,6 +77,9 @@ class LVOConfig:
             raise ConfigError(f"precision must be 'fp32', 'bf16' or 'fp16', got '{self.precision}'")
         if not isinstance(self.check_every, int) or self.check_every <= 0:
             raise ConfigError(f"check_every must be a positive integer, got {self.check_every}")
+        if not 0 <= self.prior_t_min <= self.prior_t_max <= 999:
+            raise ConfigError(f"diffusion-prior timesteps need 0 ≤ prior_t_min ≤ prior_t_max ≤ 999, got "
+                              f"{self.prior_t_min}..{self.prior_t_max}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,6 +155,21 @@ class LVOResult:
         return not self.interrupted and self.stopped is None and self.steps_done == self.config.steps
 
 
+PRIOR_NOISE_OFFSET = 1 << 20  # the prior's noise draws never coincide with the objective's
+
+
+def diffusion_prior_grad(backend: Backend, z: Tensor, seeds: Sequence[int], step: int, alphas: Tensor,
+                         context: Tensor, gen: torch.Generator, config: "LVOConfig") -> Tensor:
+    """Score-distillation gradient ``ε̂(z_t', t') − ε`` at a random timestep t' per row: descending it moves the
+    latent towards what the model itself would generate (the model's own denoising direction). The full UNet runs
+    without gradients, so this costs one forward pass and no backward."""
+    t = torch.randint(config.prior_t_min, config.prior_t_max + 1, (z.shape[0],), generator=gen).to(z.device)
+    eps = step_noise(seeds, PRIOR_NOISE_OFFSET + step, z.shape[1:], z.device, torch.float32)
+    with torch.no_grad():
+        eps_hat = backend.predict_eps(add_noise(z, t, alphas, eps), t, context)
+    return (eps_hat.float() - eps).to(z.dtype)
+
+
 class Interrupted(Exception):
     """Raise from a callback to end the run; the partial result is returned, not lost."""
 
@@ -215,6 +237,9 @@ def optimize(backend: Backend, objective: Objective, init_latents: Tensor, times
                 sigma = blur_sigma(step, config.steps, config.blur_sigma)
                 if sigma > 0:
                     grad = gaussian_blur(grad, sigma)
+                if config.prior_weight > 0:
+                    grad = grad + config.prior_weight * diffusion_prior_grad(
+                        backend, z.detach(), seeds, step, alphas, context, gen, config)
                 z.grad = grad
                 opt.step()
                 # no host sync here: the flag stays on the device until the next check

@@ -436,3 +436,30 @@ def test_benchmark_runs_and_reports_every_figure(tmp_path):
         assert r["speedup_vs_naive"] == pytest.approx(report["rows"][0]["ms_per_unit_step"] / r["ms_per_unit_step"],
                                                       rel=1e-2)
         assert r["tflops"] >= 0
+
+
+def test_diffusion_prior_term_by_hand(unet, backend, init):
+    """With everything else off, one step descends exactly weight × (ε̂(z_t', t') − ε) at a seeded random t'."""
+    from lvo_core.noise import add_noise, alphas_from_scheduler, step_noise
+    from lvo_core.optimize import PRIOR_NOISE_OFFSET
+
+    config = preset("raw", steps=1, augment=ROBUSTNESS_LEVELS["L0"], precondition=False, tv_weight=0.0,
+                    range_weight=0.0, blur_sigma=0.0, prior_weight=0.6, seed=4)
+    result = optimize(backend, Channel(3) * 0.0, init, [0], [1, 2, 3], config)
+    gen = torch.Generator().manual_seed(4)
+    Augment(0, 0.0, 1.0).draw(gen)  # the loop draws its (identity) augmentation first
+    t = torch.randint(20, 981, (3,), generator=gen)
+    eps = step_noise([1, 2, 3], PRIOR_NOISE_OFFSET, (4, 16, 16))
+    alphas = alphas_from_scheduler(sd15_scheduler()).float()
+    with torch.no_grad():
+        eps_hat = unet(add_noise(init, t, alphas, eps), t, encoder_hidden_states=CharPromptEncoder()([""])
+                       .expand(3, -1, -1)).sample
+    z = init.clone().requires_grad_(True)
+    opt = torch.optim.AdamW([z], lr=0.05, weight_decay=0.01)
+    z.grad = 0.6 * (eps_hat - eps)
+    opt.step()
+    torch.testing.assert_close(result.latents, z.detach(), rtol=1e-5, atol=1e-6)
+    off = optimize(backend, Channel(3) * 0.0, init, [0], [1, 2, 3], preset("raw", steps=1, prior_weight=0.0))
+    assert not torch.allclose(off.latents, result.latents)
+    with pytest.raises(ConfigError, match="prior_t_min"):
+        LVOConfig(prior_t_min=500, prior_t_max=100)
