@@ -7,6 +7,7 @@ the CLI, the tests and research code; the ComfyUI adapter implements the same in
 from __future__ import annotations
 
 from contextlib import contextmanager
+from copy import deepcopy
 from typing import Callable, Iterator, Protocol, Sequence
 
 import torch
@@ -96,17 +97,11 @@ def trainable_copy(unet: nn.Module, hookpoint: Hookpoint) -> tuple[nn.Module, in
         if isinstance(module, nn.Module):
             memo[id(module)] = nn.Identity()
     with torch.inference_mode(False):
-        copy = copy_module(unet, memo)
+        copy = deepcopy(unet, memo)
         for p in copy.parameters():
             p.requires_grad_(False)
     size = sum(p.numel() * p.element_size() for p in copy.parameters())
     return copy, size
-
-
-def copy_module(module: nn.Module, memo: dict[int, nn.Module]) -> nn.Module:
-    import copy as _copy
-
-    return _copy.deepcopy(module, memo)
 
 
 UNetCall = Callable[[nn.Module, Tensor, Tensor, Tensor], Tensor]

@@ -215,6 +215,13 @@ def optimize(backend: Backend, objective: Objective, init_latents: Tensor, times
         opt = opt_cls([z], lr=config.lr, weight_decay=config.weight_decay)
         good, good_steps = z.detach().clone(), 0
         bad = torch.zeros((), dtype=torch.bool, device=device)
+
+        def rollback() -> None:
+            """Back to the last checked, finite state: latents and history."""
+            with torch.no_grad():
+                z.copy_(good)
+            for values in history.values():
+                del values[good_steps:]
         try:
             for step in range(config.steps):
                 if should_stop is not None and should_stop():
@@ -249,10 +256,7 @@ def optimize(backend: Backend, objective: Objective, init_latents: Tensor, times
                 done = step + 1
                 if done % config.check_every == 0 or done == config.steps:
                     if bool(bad):
-                        with torch.no_grad():
-                            z.copy_(good)
-                        for values in history.values():
-                            del values[good_steps:]
+                        rollback()
                         stopped = (f"non-finite loss or latents at step {good_steps}"
                                    f"{'' if config.check_every == 1 else f'–{step}'}; kept the latents from "
                                    f"before it")
@@ -267,10 +271,7 @@ def optimize(backend: Backend, objective: Objective, init_latents: Tensor, times
         except (Interrupted, KeyboardInterrupt):
             interrupted = True
             if bool(bad):  # the unchecked steps since the last check went bad: fall back to the checked state
-                with torch.no_grad():
-                    z.copy_(good)
-                for values in history.values():
-                    del values[good_steps:]
+                rollback()
                 done, stopped = good_steps, f"non-finite values after step {good_steps}; kept the latents from then"
         final = z.detach().clone()
     hist = {k: (torch.stack(v).cpu().numpy() if v else np.zeros((0, batch), np.float32)) for k, v in history.items()}

@@ -253,9 +253,3 @@ def interrupted() -> bool:
     import comfy.model_management
 
     return bool(comfy.model_management.processing_interrupted())
-
-
-def raise_if_interrupted() -> None:
-    import comfy.model_management
-
-    comfy.model_management.throw_exception_if_processing_interrupted()
