@@ -58,6 +58,7 @@ class LVOConfig:
     prior_weight: float = 0.0
     prior_t_min: int = 20
     prior_t_max: int = 980
+    prior_relative: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or self.steps <= 0:
@@ -170,6 +171,11 @@ def diffusion_prior_grad(backend: Backend, z: Tensor, seeds: Sequence[int], step
     return (eps_hat.float() - eps).to(z.dtype)
 
 
+def row_rms(x: Tensor) -> Tensor:
+    """Root-mean-square of each batch row, shaped to broadcast against ``x``."""
+    return x.pow(2).mean(dim=tuple(range(1, x.ndim)), keepdim=True).sqrt()
+
+
 class Interrupted(Exception):
     """Raise from a callback to end the run; the partial result is returned, not lost."""
 
@@ -245,8 +251,10 @@ def optimize(backend: Backend, objective: Objective, init_latents: Tensor, times
                 if sigma > 0:
                     grad = gaussian_blur(grad, sigma)
                 if config.prior_weight > 0:
-                    grad = grad + config.prior_weight * diffusion_prior_grad(
-                        backend, z.detach(), seeds, step, alphas, context, gen, config)
+                    prior = diffusion_prior_grad(backend, z.detach(), seeds, step, alphas, context, gen, config)
+                    if config.prior_relative:
+                        prior = prior * (row_rms(grad) / row_rms(prior).clamp_min(1e-12))
+                    grad = grad + config.prior_weight * prior
                 z.grad = grad
                 opt.step()
                 # no host sync here: the flag stays on the device until the next check
