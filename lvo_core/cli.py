@@ -1,4 +1,4 @@
-"""Command line: ``python -m lvo_core {analyze,steer,visualize,atlas,examples,info,convert,demo} …``.
+"""Command line: ``python -m lvo_core {analyze,steer,visualize,atlas,examples,info,convert,demo,ablate} …``.
 
 Models: ``--model tiny`` (the embedded tiny model, default), a local diffusers folder, or a single-file
 ``.safetensors`` checkpoint with ``--config`` (a local diffusers folder). Units are SAE features (``--sae``; ``tiny``
@@ -406,30 +406,46 @@ def cmd_examples(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from .ablate import markdown_table, standard_variants
+    from .toy.concepts import toy_ablation
+
+    variants = standard_variants()
+    if args.variants:
+        names = [n.strip() for n in args.variants.split(",")]
+        known = {v.name: v for v in variants}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise LVOError(f"unknown variant '{unknown[0]}'; known: {', '.join(known)}")
+        variants = [known[n] for n in names]
+    start = time.perf_counter()
+
+    def progress(i: int, total: int, summary: dict) -> None:
+        print(f"[{i + 1}/{total}] {summary['variant']}: {summary['seconds']} s", file=sys.stderr)
+
+    report = toy_ablation(args.out, variants=variants, seeds=args.seeds, count=args.units, raw_count=args.raw_units,
+                          prior_steps=args.prior_steps, device=args.device, on_variant=progress)
+    print("units:", ", ".join(f"{u} {c}" for u, c in {**report["concepts"]["sae"]}.items()))
+    print("raw channels:", ", ".join(f"{u} {c}" for u, c in report["concepts"]["raw"].items()))
+    print(markdown_table(report["table"]))
+    print(f"wrote {args.out}/ablation.md, ablation.json, sheets/ ({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    from .ablate import markdown_table
     from .demo import run_demo
 
-    summary = run_demo(args.out, steps=args.steps, num_units=args.units, lvo_steps=args.lvo_steps)
-    print(f"activity analysis of {len(summary['prompts'])} prompts × {summary['steps']} steps at "
-          f"{summary['hookpoint']}")
-    print(f"{'feature':>8}  {'peaks':<18} {'active ts':>9}  {'max at peak':>11}  top example")
-    for unit, info in summary["units"].items():
-        top = info["top_examples"][0]
-        print(f"{unit:>8}  {str(info['peaks']):<18} {info['active_timesteps']:>9}  "
-              f"{info['dataset_max_at_peak']:>11.4f}  {top['prompt']} ({top['score']:.4f})")
-    print(f"\nLVO, {summary['lvo']['steps']} steps from steering priors (mean over seeds; ratio = reached ÷ dataset max)")
-    print(f"{'unit':>12}  {'t':>4}  {'prior':>7}  {'reached':>8}  {'ratio':>6}  {'rank':>5}")
-    for kind in ("features", "channels"):
-        groups: dict[tuple[int, int], list[dict]] = {}
-        for m in summary["lvo"][kind]:
-            groups.setdefault((m["unit"], m["timestep"]), []).append(m)
-        for (unit, t), ms in groups.items():
-            mean = lambda key: sum(m[key] for m in ms) / len(ms)  # noqa: E731
-            label = f"{kind[:-1]} {unit}"
-            print(f"{label:>12}  {t:>4}  {mean('prior_activation'):>7.3f}  {mean('activation'):>8.3f}  "
-                  f"{mean('ratio'):>6.2f}  {mean('rank'):>5.1f}")
-    print(f"\nwrote {args.out}/: activity.png, examples_<feature>.png, lvo_features.png, lvo_channels.png, "
-          f"activity.safetensors, summary.json ({summary['seconds']} s)")
+    summary = run_demo(args.out, num_units=args.units, lvo_steps=args.lvo_steps)
+    print(f"toy world, {summary['hookpoint']}: {len(summary['units'])} concept-pure SAE features and "
+          f"{len(summary['channels'])} raw channels")
+    for unit, concept in {**summary["concepts"], **summary["channel_concepts"]}.items():
+        print(f"  unit {unit:>4}: {concept} of its top-20 held-out images")
+    print(f"\nLVO, {summary['lvo_steps']} steps, seeds {summary['seeds']}; agreement = the judge reads the unit's "
+          f"concept in the image")
+    print(markdown_table(summary["table"]))
+    print(f"\nwrote {args.out}/: concepts.png (dataset examples | paper | best per unit), activity.png, "
+          f"summary.json ({summary['seconds']} s)")
     return 0
 
 
@@ -608,13 +624,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, help="number of active latents, if the source does not say")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("demo", help="activity analysis + dataset examples on the embedded tiny model")
+    p = sub.add_parser("demo", help="the whole pipeline on the shipped toy world, with faithfulness metrics")
     p.add_argument("--out", default="lvo_runs/demo", help="output folder (default: lvo_runs/demo)")
-    p.add_argument("--steps", type=int, default=20, help="sampling steps per generation (default 20)")
-    p.add_argument("--units", type=int, default=4, help="how many features to report (those whose activity "
-                                                         "varies most over time)")
-    p.add_argument("--lvo-steps", type=int, default=50, help="LVO optimization steps (default 50)")
+    p.add_argument("--units", type=int, default=6, help="how many concept-pure features to show (6)")
+    p.add_argument("--lvo-steps", type=int, default=100, help="LVO optimization steps (default 100)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("ablate", help="paper vs best recipe, SAE vs raw, each component off: one table "
+                                      "(toy world: with concept agreement)")
+    p.add_argument("--out", default="lvo_runs/ablation", help="output folder (ablation.md, ablation.json, sheets/)")
+    p.add_argument("--units", type=int, default=10, help="how many concept-pure SAE features to test (10)")
+    p.add_argument("--raw-units", type=int, default=4, help="how many concept-pure raw channels to test (4)")
+    p.add_argument("--seeds", type=int_list, default=[1, 2, 3, 4], help="seeds (1,2,3,4)")
+    p.add_argument("--variants", help="comma-separated variant names from the standard list (default: all)")
+    p.add_argument("--prior-steps", type=int, default=50, help="sampling steps of the steering priors (50)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    p.set_defaults(func=cmd_ablate)
     return parser
 
 

@@ -1,100 +1,93 @@
-"""The embedded default run — the whole LVO pipeline on a model that ships with the code, on any CPU in seconds:
-time-step activity analysis, ranked dataset examples with heatmaps, steering priors, and LVO for a few SAE
-features beside the raw-channel baseline, with metrics.
+"""The README's first command: the whole LVO pipeline on the trained toy world that ships with the pack, on any CPU
+in about a minute — and, because the world's concepts are known, numbers that say whether the pictures are right.
 
-Until trained toy weights ship, the embedded model is a tiny *random* SD-shaped UNet with a random SAE on
-``up_blocks.1.attentions.1``: the statistics, peaks and heatmaps are real computations on it, but its images are
-noise, and nothing about them means anything.
+For a handful of concept-pure SAE features (and two raw channels): their activity over the timesteps (the shipped
+analysis), their top-activating held-out dataset images, LVO with the ``paper`` recipe and with the ``best``
+recipe, and per image the activation reached ÷ dataset max and what the judge (a classifier that can say "no
+concept") reads in it.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from .activity import ActivityAnalysis, analyze_activity
-from .backend import DiffusersBackend, vae_decoder
-from .examples import generate_with_maps, overlay, rank_examples
-from .metrics import display_images
-from .optimize import preset
-from .pipeline import Visualization, visualize
+from .ablate import Judging, run_variant, steer_factory
+from .activity import ActivityAnalysis
+from .faithfulness import dataset_activations
 from .plots import activity_chart, image_grid
-from .report import contact_sheet, save_json, save_png
-from .sae.model import SparseAutoencoder
-from .steering import steer
-from .tiny import CharPromptEncoder, random_sae, sd15_scheduler, tiny_unet, tiny_vae
+from .recipes import recipe
+from .report import save_json, save_png
+from .tiny import sd15_scheduler
+from .toy import ANALYSIS, RAW_ANALYSIS
+from .toy.concepts import HOOKPOINT, ToyWorld, ablation_units, describe, measure_purity, purity_data
 
-HOOKPOINT = "up_blocks.1.attentions.1"
-PROMPTS = ["red circle", "blue square", "green triangle", "yellow ring", "red stripes", "blue circle",
-           "green square", "white ring"]
-
-
-def most_varying(analysis: ActivityAnalysis, count: int) -> list[int]:
-    """The units whose activity changes most over the timesteps (they make the most informative chart)."""
-    variation = analysis.frequency.std(0) + 1e-3 * analysis.frequency.mean(0)
-    return [int(analysis.units[u]) for u in np.argsort(-variation, kind="stable")[:count]]
+EXAMPLES = 3  # dataset examples per unit on the sheet
 
 
-def run_lvo(unet, vae, encode, sae: SparseAutoencoder | None, analysis: ActivityAnalysis, units: list[int],
-            seeds: list[int], steps: int, prior_steps: int, out: Path, name: str) -> Visualization:
-    """LVO from steering priors at {0} ∪ activity peaks; writes a contact sheet labelled with ratio to dataset max."""
-    backend = DiffusersBackend(unet, HOOKPOINT, scheduler=sd15_scheduler(), decoder=vae, encode_prompt=encode)
-    empty = encode([""])
-
-    def prior(us: list[int], ss: list[int]):
-        return steer(unet, sd15_scheduler(), HOOKPOINT, us, ss, empty, sae=sae, analysis=analysis, steps=prior_steps)
-
-    vis = visualize(backend, units, sae=sae, analysis=analysis, seeds=seeds, prior=prior,
-                    config=preset("sae" if sae is not None else "raw", steps=steps), batch_size=32)
-    labels = [f"{r.unit} t{r.timestep} x{m['ratio']:.2f}" if m["ratio"] is not None else f"{r.unit} t{r.timestep}"
-              for r, m in zip(vis.rows, vis.metrics)]
-    save_png(contact_sheet(list(vis.images.numpy()), [r.unit for r in vis.rows], labels), out / f"{name}.png")
-    return vis
+def to_display(images: torch.Tensor) -> np.ndarray:
+    """Codec images ``[B, 3, H, W]`` in [-1, 1] → ``[B, H, W, 3]`` in [0, 1] (fixed scaling: colours stay true)."""
+    return ((images.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def run_demo(out: str | Path = "lvo_runs/demo", steps: int = 20, guidance: float = 3.0, num_units: int = 4,
-             seed: int = 0, lvo_steps: int = 50) -> dict:
-    """Analyze the embedded model, pick the SAE features whose activity varies most over time, and write a chart,
-    ranked dataset examples with heatmaps, and a summary."""
+def run_demo(out: str | Path = "lvo_runs/demo", num_units: int = 6, raw_units: int = 2,
+             seeds: tuple[int, ...] = (1, 2), lvo_steps: int = 100, prior_steps: int = 50,
+             images: int = 1000) -> dict[str, Any]:
+    """Write ``concepts.png`` (per unit: dataset examples | paper | best), ``activity.png``, and ``summary.json``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
+    torch.manual_seed(0)
     start = time.perf_counter()
-    unet, vae, encode = tiny_unet(seed=seed), tiny_vae(seed=seed), CharPromptEncoder(seed=seed)
-    sae = random_sae(d_in=32, d_sae=128, k=4, seed=seed)
-    seeds = list(range(1000, 1000 + len(PROMPTS)))
-    analysis = analyze_activity(unet, sd15_scheduler(), HOOKPOINT, PROMPTS, encode, sae=sae, seeds=seeds,
-                                steps=steps, guidance=guidance, top_n=20, keep_examples=4)
-    analysis.save(out / "activity.safetensors")
-    units = most_varying(analysis, num_units)
+    world = ToyWorld.load()
+    data = purity_data(images)
+    purity, raw_purity = measure_purity(world, data), measure_purity(world, data, raw=True)
+    analysis, raw_analysis = ActivityAnalysis.load(ANALYSIS), ActivityAnalysis.load(RAW_ANALYSIS)
+    units, channels = ablation_units(world, purity, raw_purity, analysis, raw_analysis, num_units, raw_units)
     activity_chart(analysis, units).save(out / "activity.png")
-    summary = {"hookpoint": HOOKPOINT, "sae": sae.summary(), "prompts": PROMPTS, "seeds": seeds, "steps": steps,
-               "guidance": guidance, "units": {}}
-    for unit in units:
-        peaks = analysis.peaks(unit)
-        t = peaks[0] if peaks else 500
-        latents, maps, used_t = generate_with_maps(unet, sd15_scheduler(), HOOKPOINT, PROMPTS, encode, unit, t,
-                                                   sae=sae, seeds=seeds, steps=steps, guidance=guidance)
-        ranked = rank_examples(maps, k=4, prompts=PROMPTS, timestep=used_t)
-        with torch.no_grad():
-            images = display_images(vae_decoder(vae)(latents[[e.index for e in ranked]])).numpy()
-        vmax = max(float(ranked[0].heatmap.max()), 1e-8)
-        tiles = [overlay(img, e.heatmap, vmax=vmax) for img, e in zip(images, ranked)]
-        save_png(image_grid(tiles, [f"{e.prompt} {e.score:.2f}" for e in ranked], cell=128), out / f"examples_{unit}.png")
-        summary["units"][str(unit)] = {
-            "peaks": peaks, "active_timesteps": int(len(analysis.active_timesteps(unit))),
-            "dataset_max_at_peak": round(analysis.max_at(unit, t), 5), "examples_at": used_t,
-            "top_examples": [{"prompt": e.prompt, "score": round(e.score, 5)} for e in ranked]}
-    raw_analysis = analyze_activity(unet, sd15_scheduler(), HOOKPOINT, PROMPTS, encode, seeds=seeds, steps=steps,
-                                    guidance=guidance, top_n=8, keep_examples=4)
-    channels = most_varying(raw_analysis, 2)
-    lvo_seeds = [1024, 1111]
-    features = run_lvo(unet, vae, encode, sae, analysis, units, lvo_seeds, lvo_steps, steps, out, "lvo_features")
-    raw = run_lvo(unet, vae, encode, None, raw_analysis, channels, lvo_seeds, lvo_steps, steps, out, "lvo_channels")
-    summary["lvo"] = {"steps": lvo_steps, "seeds": lvo_seeds, "features": features.metrics, "channels": raw.metrics}
-    summary["seconds"] = round(time.perf_counter() - start, 2)
+    with torch.no_grad():
+        empty = world.encode_prompt([""])
+    factory = steer_factory(world.backend.unet, sd15_scheduler(), HOOKPOINT, empty, prior_steps)
+    judging = Judging(purity, raw_purity, world.read, world.encode_images)
+    acts = {False: dataset_activations(world.backend, world.encode_images(data.images), 200, world.sae),
+            True: dataset_activations(world.backend, world.encode_images(data.images), 200, None)}
+    runs: dict[str, Any] = {}
+    for name in ("paper", "best"):
+        for raw, chosen in ((False, units), (True, channels)):
+            chosen_recipe = recipe(name, raw=raw)
+            chosen_recipe = replace(chosen_recipe, config=replace(chosen_recipe.config, steps=lvo_steps))
+            row, vis = run_variant(world.backend, chosen_recipe, chosen, sae=world.sae, analysis=raw_analysis if raw
+                                   else analysis, seeds=seeds, steer_prior=factory, judging=judging)
+            with torch.no_grad():
+                decoded = world.backend.decode(vis.latents).float().cpu()
+            runs[f"{name}/{'raw' if raw else 'sae'}"] = (row, decoded)
+    tiles, labels = [], []
+    sheet_rows = [(u, False) for u in units] + [(c, True) for c in channels]
+    for unit, raw in sheet_rows:
+        top = torch.argsort(acts[raw][:, unit], descending=True)[:EXAMPLES]
+        concept = describe(raw_purity if raw else purity, [unit])[0]
+        for j, i in enumerate(top.tolist()):
+            tiles.append(to_display(data.images[i:i + 1])[0])
+            labels.append(f"{'ch' if raw else 'f'}{unit} {concept}" if j == 0 else "dataset example")
+        for name in ("paper", "best"):
+            row, decoded = runs[f"{name}/{'raw' if raw else 'sae'}"]
+            picks = [k for k, m in enumerate(row.per_row) if m["unit"] == unit and m["timestep"] == 0]
+            for k in picks:
+                m = row.per_row[k]
+                tiles.append(to_display(decoded[k:k + 1])[0])
+                labels.append(f"{name} x{m['ratio']:.2f} {m['judged']}")
+    save_png(image_grid(tiles, labels, columns=EXAMPLES + 2 * len(seeds), cell=128), out / "concepts.png")
+    summary = {"hookpoint": HOOKPOINT, "units": units, "channels": channels, "seeds": list(seeds),
+               "lvo_steps": lvo_steps, "concepts": {str(u): c for u, c in zip(units, describe(purity, units))},
+               "channel_concepts": {str(u): c for u, c in zip(channels, describe(raw_purity, channels))},
+               "recipes": {name: recipe(name).describe() for name in ("paper", "best")},
+               "table": [row.summary() for row, _ in runs.values()],
+               "rows": {key: row.per_row for key, (row, _) in runs.items()},
+               "purity": {"sae": purity.summary(), "raw": raw_purity.summary()}}
+    summary["seconds"] = round(time.perf_counter() - start, 1)
     save_json(summary, out / "summary.json")
     return summary

@@ -6,6 +6,8 @@ from pathlib import Path
 
 WEIGHTS = Path(__file__).parent / "weights"
 SAE_PATH = WEIGHTS / "sae" / "unet.up_blocks.1.attentions.1"
+ANALYSIS = WEIGHTS / "activity.safetensors"
+RAW_ANALYSIS = WEIGHTS / "activity_raw.safetensors"
 
 
 def load_toy_encoder(folder: Path = WEIGHTS, device="cpu"):

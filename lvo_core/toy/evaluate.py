@@ -1,7 +1,8 @@
 """Measure the trained toy world: train (or load) the judge, then check that generated samples show what their
 prompts ask for.
 
-    python -m lvo_core.toy.evaluate        # writes weights/judge.safetensors and weights/evaluation.json
+    python -m lvo_core.toy.evaluate        # writes weights/judge.safetensors, evaluation.json and the activity
+                                           # analyses activity.safetensors / activity_raw.safetensors
 
 Bar (from the issue): the judge recognizes the prompted shape and colour in ≥ 90 % of generated samples.
 """
@@ -20,7 +21,7 @@ import torch
 from ..report import save_json, save_png
 from ..sampling import sample
 from ..tiny import sd15_scheduler
-from . import WEIGHTS, load_toy_encoder
+from . import ANALYSIS, RAW_ANALYSIS, WEIGHTS, load_toy_encoder
 from .codec import PatchPCACodec
 from .judge import Judge, train_judge
 from .world import COLORS, SHAPES
@@ -59,6 +60,22 @@ def sample_accuracy(unet, codec, encoder, judge: Judge, per_prompt: int = 8,
             "both_accuracy": round(sum(both) / len(prompts), 4)}, images, prompts
 
 
+ANALYSIS_REPEATS = 4  # every prompt generated with this many seeds
+
+
+def analyze_world(unet, encoder, raw: bool, folder: Path = WEIGHTS):
+    """The activity analysis of the SAE features (or raw channels) over every prompt × 4 seeds, as the paper's
+    protocol makes it (DDIM 25, CFG 3, conditional rows)."""
+    from ..activity import analyze_activity
+    from ..sae import load_sae
+
+    prompts = [f"{c} {s}" for c in COLORS for s in SHAPES] * ANALYSIS_REPEATS
+    sae = None if raw else load_sae(folder / "sae" / "unet.up_blocks.1.attentions.1")
+    return analyze_activity(unet, sd15_scheduler(), "up_blocks.1.attentions.1", prompts, encoder, sae=sae,
+                            seeds=list(range(len(prompts))), steps=25, guidance=3.0, top_n=20, keep_examples=4,
+                            batch_size=50)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lvo_core.toy.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--weights", default=str(WEIGHTS))
@@ -75,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         judge.save(judge_path)
     unet, codec, encoder = load_world(folder)
     stats, images, prompts = sample_accuracy(unet, codec, encoder, judge)
+    with torch.no_grad():
+        analyze_world(unet, encoder, raw=False, folder=folder).save(folder / ANALYSIS.name)
+        analyze_world(unet, encoder, raw=True, folder=folder).save(folder / RAW_ANALYSIS.name)
     from ..plots import image_grid
 
     groups = [c * len(SHAPES) + c % len(SHAPES) for c in range(len(COLORS))]  # every colour, every shape once

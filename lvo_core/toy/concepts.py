@@ -1,0 +1,139 @@
+"""The toy world's ground truth wired to the faithfulness metrics: labelled dataset latents, concept purity with the
+true prompt or the empty one, and the judge's reading of visualizations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..backend import Backend, DiffusersBackend
+from ..faithfulness import ConceptPurity, concept_purity, dataset_activations
+from ..sae.model import SparseAutoencoder
+from . import SAE_PATH, WEIGHTS
+from .codec import PatchPCACodec
+from .judge import Judge
+from .world import COLORS, SHAPES, Dataset, make_dataset
+
+HOOKPOINT = "up_blocks.1.attentions.1"
+AXES = {"shape": list(SHAPES), "color": list(COLORS)}
+PURITY_SEED = 7_000  # the held-out images purity is measured on (training used seed 0's stream)
+
+
+@dataclass
+class ToyWorld:
+    """Everything the toy world's measurements need, loaded once."""
+
+    backend: Backend
+    sae: SparseAutoencoder
+    codec: PatchPCACodec
+    encode_prompt: Any
+    judge: Judge
+
+    @classmethod
+    def load(cls, device: str | torch.device = "cpu") -> "ToyWorld":
+        from ..models import load_model
+        from ..sae import load_sae
+
+        model = load_model("toy", device=device)
+        backend = DiffusersBackend(model.unet, HOOKPOINT, scheduler=model.scheduler, decoder=model.decoder,
+                                   encode_prompt=model.encode_prompt)
+        return cls(backend, load_sae(SAE_PATH).to(device=device), model.info["decoder"], model.encode_prompt,
+                   Judge.load(WEIGHTS / "judge.safetensors"))
+
+    def encode_images(self, images: Tensor) -> Tensor:
+        return self.codec.encode(images.float().cpu())
+
+    def read(self, images: Tensor) -> list[dict[str, str]]:
+        """The judge's reading of decoded images ``[B, 3, H, W]`` in the codec's [-1, 1] range."""
+        return [{"shape": s, "color": c} for s, c in self.judge.read(images.float().cpu().clamp(-1, 1))]
+
+
+@dataclass
+class PurityData:
+    """Labelled held-out images and their latents."""
+
+    data: Dataset
+
+    @cached_property
+    def images(self) -> Tensor:
+        return torch.from_numpy(self.data.images).float()
+
+    @property
+    def labels(self) -> dict[str, np.ndarray]:
+        return {"shape": self.data.shapes, "color": self.data.colors}
+
+
+def purity_data(count: int = 1000, seed: int = PURITY_SEED) -> PurityData:
+    return PurityData(make_dataset(count, seed))
+
+
+def measure_purity(world: ToyWorld, data: PurityData, *, raw: bool = False, prompted: bool = False,
+                   timestep: int = 200, top: int = 20) -> ConceptPurity:
+    """Concept purity of every SAE feature (or raw channel) on held-out world images noised to ``timestep``, with
+    the true prompt in the conditioning (``prompted``) or the empty one (as LVO sees the model)."""
+    latents = world.encode_images(data.images)
+    context = None
+    if prompted:
+        with torch.no_grad():
+            context = world.encode_prompt(data.data.prompts()).to(world.backend.device)
+    acts = dataset_activations(world.backend, latents, timestep, None if raw else world.sae, context)
+    return concept_purity(acts, data.labels, AXES, top=top, unit_kind="raw" if raw else "sae", prompted=prompted,
+                          timestep=timestep, images=len(latents))
+
+
+def purity_table(world: ToyWorld, data: PurityData, timestep: int = 200, top: int = 20,
+                 threshold: float = 0.8) -> list[dict[str, Any]]:
+    """Purity summaries for SAE features and raw channels, each with the true and the empty prompt."""
+    return [measure_purity(world, data, raw=raw, prompted=prompted, timestep=timestep, top=top).summary(threshold)
+            for raw in (False, True) for prompted in (True, False)]
+
+
+def judge_reads(world: ToyWorld, latents: Tensor) -> list[dict[str, str]]:
+    with torch.no_grad():
+        return world.read(world.backend.decode(latents.to(world.backend.device)).float().cpu())
+
+
+def describe(purity: ConceptPurity, units: Sequence[int]) -> list[str]:
+    return ["{}={} ({:.0%})".format(*purity.concept(u)) for u in units]
+
+
+def ablation_units(world: ToyWorld, purity: ConceptPurity, raw_purity: ConceptPurity, analysis, raw_analysis,
+                   count: int = 10, raw_count: int = 4) -> tuple[list[int], list[int]]:
+    """Test units: concept-pure (≥ 75 %) SAE features and raw channels that the activity analysis saw active (the
+    paper's steering prior needs active timesteps), covering shapes and colours alike."""
+    def active_in(a):
+        return lambda u: len(a.active_timesteps(u)) > 0
+    return (purity.balanced(count, active_in(analysis), min_share=0.75),
+            raw_purity.balanced(raw_count, active_in(raw_analysis), min_share=0.75))
+
+
+def toy_ablation(out=None, *, variants=None, seeds: Sequence[int] = (1, 2, 3, 4), count: int = 10,
+                 raw_count: int = 4, images: int = 1000, prior_steps: int = 50, batch_size: int = 64,
+                 device: str | torch.device = "cpu", on_variant=None, should_stop=None) -> dict[str, Any]:
+    """The ablation on the toy world: purity-selected units, every variant, every faithfulness metric."""
+    from ..ablate import Judging, run_ablation, standard_variants, steer_factory
+    from ..activity import ActivityAnalysis
+    from ..tiny import sd15_scheduler
+    from . import ANALYSIS, RAW_ANALYSIS
+
+    world = ToyWorld.load(device)
+    data = purity_data(images)
+    purity, raw_purity = measure_purity(world, data), measure_purity(world, data, raw=True)
+    analysis, raw_analysis = ActivityAnalysis.load(ANALYSIS), ActivityAnalysis.load(RAW_ANALYSIS)
+    units, raw_units = ablation_units(world, purity, raw_purity, analysis, raw_analysis, count, raw_count)
+    with torch.no_grad():
+        empty = world.encode_prompt([""])
+    extra = {"concepts": {"sae": dict(zip(map(str, units), describe(purity, units))),
+                          "raw": dict(zip(map(str, raw_units), describe(raw_purity, raw_units)))},
+             "purity": purity_table(world, data)}
+    return run_ablation(world.backend, variants or standard_variants(), units, raw_units, sae=world.sae,
+                        analysis=analysis, raw_analysis=raw_analysis, seeds=seeds,
+                        steer_prior=steer_factory(world.backend.unet, sd15_scheduler(), HOOKPOINT, empty,
+                                                  prior_steps),
+                        judging=Judging(purity, raw_purity, world.read, world.encode_images), out=out,
+                        batch_size=batch_size, on_variant=on_variant, should_stop=should_stop, extra=extra)
