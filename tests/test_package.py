@@ -62,23 +62,20 @@ def test_readme_test_command_is_what_ci_runs():
 
 
 def test_demo_end_to_end(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--steps", "4", "--units", "2", "--lvo-steps", "3"]) == 0
+    """The README's first command on the shipped toy world: concept images with their metrics."""
+    assert main(["demo", "--out", str(tmp_path), "--units", "2", "--lvo-steps", "5"]) == 0
     printed = capsys.readouterr().out
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert len(summary["units"]) == 2 and summary["steps"] == 4
-    analysis = ActivityAnalysis.load(tmp_path / "activity.safetensors")
-    for unit, info in summary["units"].items():
-        assert (tmp_path / f"examples_{unit}.png").is_file()
-        assert info["peaks"] == analysis.peaks(int(unit))
-        scores = [e["score"] for e in info["top_examples"]]
-        assert scores == sorted(scores, reverse=True) and len(scores) == 4
-        assert f"{int(unit):>8}" in printed
-    assert (tmp_path / "activity.png").stat().st_size > 1000
-    lvo = summary["lvo"]
-    assert lvo["steps"] == 3 and {m["unit"] for m in lvo["features"]} == {int(u) for u in summary["units"]}
-    assert len(lvo["channels"]) >= 4 and all(m["dataset_max"] is not None for m in lvo["features"])
-    assert (tmp_path / "lvo_features.png").is_file() and (tmp_path / "lvo_channels.png").is_file()
-    assert "LVO, 3 steps from steering priors" in printed
+    assert len(summary["units"]) == 2 and len(summary["channels"]) == 2 and summary["lvo_steps"] == 5
+    assert [row["variant"] for row in summary["table"]] == ["paper", "paper (raw channels)", "best",
+                                                             "best (raw channels)"]
+    for rows in summary["rows"].values():
+        assert all(r["dataset_max"] is not None and r["judged"] and "reencode" in r for r in rows)
+    assert {r["unit"] for r in summary["rows"]["paper/sae"]} == set(summary["units"])
+    assert summary["concepts"][str(summary["units"][0])].startswith("shape=")  # shapes and colours alike
+    assert summary["concepts"][str(summary["units"][1])].startswith("color=")
+    assert (tmp_path / "concepts.png").stat().st_size > 5000 and (tmp_path / "activity.png").is_file()
+    assert "| paper |" in printed and "| best |" in printed and "agreement" in printed
 
 
 def test_info_lists_blocks_and_checks_the_sae(tmp_path, capsys):
@@ -117,7 +114,7 @@ def test_convert_command(tmp_path, capsys):
 
 
 def test_bad_steps_is_a_clean_error(capsys):
-    assert main(["demo", "--steps", "0"]) == 2
-    assert "--steps must be a positive integer" in capsys.readouterr().err
+    assert main(["demo", "--lvo-steps", "0"]) == 2
+    assert "--lvo-steps must be a positive integer" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["visualize-everything"])
