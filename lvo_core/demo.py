@@ -19,7 +19,6 @@ import torch
 
 from .ablate import Judging, run_variant, steer_factory
 from .activity import ActivityAnalysis
-from .faithfulness import dataset_activations
 from .plots import activity_chart, image_grid
 from .recipes import recipe
 from .report import save_json, save_png
@@ -53,8 +52,6 @@ def run_demo(out: str | Path = "lvo_runs/demo", num_units: int = 6, raw_units: i
         empty = world.encode_prompt([""])
     factory = steer_factory(world.backend.unet, sd15_scheduler(), HOOKPOINT, empty, prior_steps)
     judging = Judging(purity, raw_purity, world.read, world.encode_images)
-    acts = {False: dataset_activations(world.backend, world.encode_images(data.images), 200, world.sae),
-            True: dataset_activations(world.backend, world.encode_images(data.images), 200, None)}
     runs: dict[str, Any] = {}
     for name in ("paper", "best"):
         for raw, chosen in ((False, units), (True, channels)):
@@ -68,7 +65,7 @@ def run_demo(out: str | Path = "lvo_runs/demo", num_units: int = 6, raw_units: i
     tiles, labels = [], []
     sheet_rows = [(u, False) for u in units] + [(c, True) for c in channels]
     for unit, raw in sheet_rows:
-        top = torch.argsort(acts[raw][:, unit], descending=True)[:EXAMPLES]
+        top = np.argsort(-(raw_purity if raw else purity).acts[:, unit], kind="stable")[:EXAMPLES]
         concept = describe(raw_purity if raw else purity, [unit])[0]
         for j, i in enumerate(top.tolist()):
             tiles.append(to_display(data.images[i:i + 1])[0])

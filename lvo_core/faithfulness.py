@@ -54,6 +54,7 @@ class ConceptPurity:
     active: np.ndarray
     top: int
     info: dict[str, Any]
+    acts: np.ndarray | None = None  # the dataset activations [N, U] it was measured on (top examples come from here)
 
     @property
     def num_units(self) -> int:
@@ -121,7 +122,7 @@ def concept_purity(acts: Tensor | np.ndarray, labels: dict[str, np.ndarray], nam
                            for u in range(acts.shape[1])])
         dominant[axis] = counts.argmax(1)
         share[axis] = np.where(active, counts.max(1) / top, 0.0)
-    return ConceptPurity({a: list(names[a]) for a in labels}, dominant, share, active, top, dict(info))
+    return ConceptPurity({a: list(names[a]) for a in labels}, dominant, share, active, top, dict(info), acts)
 
 
 def concept_agreement(purity: ConceptPurity, units: Sequence[int],
