@@ -63,7 +63,6 @@ class Judging:
 @dataclass
 class AblationRow:
     variant: Recipe
-    units: list[int]
     per_row: list[dict[str, Any]]
     seconds: float
     interrupted: bool = False
@@ -135,9 +134,11 @@ def steer_factory(unet: torch.nn.Module, scheduler, hookpoint: str, empty_contex
 def run_variant(backend: Backend, variant: Recipe, units: Sequence[int], *, sae: SparseAutoencoder | None,
                 analysis: ActivityAnalysis | None, seeds: Sequence[int], steer_prior: SteerFactory | None,
                 judging: Judging | None = None, batch_size: int = 64, reencode_draws: int = 8,
-                should_stop: Callable[[], bool] | None = None) -> tuple[AblationRow, Visualization]:
-    """Visualize ``units`` with one variant and score every row. ``steer_prior(sae, analysis, strength)`` makes the
-    steering prior (``strength`` None: the reference's dataset-max × scale protocol)."""
+                should_stop: Callable[[], bool] | None = None
+                ) -> tuple[AblationRow, Visualization, torch.Tensor]:
+    """Visualize ``units`` with one variant and score every row; also returns the decoded images ``[B, 3, H, W]``
+    (decoded once, for the judge and for display). ``steer_prior(sae, analysis, strength)`` makes the steering prior
+    (``strength`` None: the reference's dataset-max × scale protocol)."""
     start = time.perf_counter()
     unit_sae = None if variant.raw else sae
     if variant.prior == "steer":
@@ -148,14 +149,15 @@ def run_variant(backend: Backend, variant: Recipe, units: Sequence[int], *, sae:
         prior = "random"
     timesteps = variant.timesteps if isinstance(variant.timesteps, str) else list(variant.timesteps)
     vis = visualize(backend, list(units), sae=unit_sae, analysis=analysis, timesteps=timesteps, seeds=seeds,
-                    prior=prior, config=variant.config, value=variant.value, batch_size=batch_size,
+                    prior=prior, config=variant.config, value=variant.value, batch_size=batch_size, decode=False,
                     should_stop=should_stop)
     per_row = [dict(m) for m in vis.metrics]
     row_units = [r.unit for r in vis.rows]
+    with torch.no_grad():
+        images = backend.decode(vis.latents.to(backend.device)).float().cpu()
     if judging is not None:
         purity = judging.raw_purity if variant.raw else judging.purity
         with torch.no_grad():
-            images = backend.decode(vis.latents.to(backend.device)).float().cpu()
             starts = backend.decode(vis.init_latents.to(backend.device)).float().cpu()
         for m, a, p in zip(per_row, concept_agreement(purity, row_units, judging.read(images)),
                            concept_agreement(purity, row_units, judging.read(starts))):
@@ -165,7 +167,7 @@ def run_variant(backend: Backend, variant: Recipe, units: Sequence[int], *, sae:
                                      judging.encode, draws=reencode_draws)
         for m, value in zip(per_row, robust):
             m["reencode"] = value
-    return AblationRow(variant, list(units), per_row, time.perf_counter() - start, vis.interrupted), vis
+    return AblationRow(variant, per_row, time.perf_counter() - start, vis.interrupted), vis, images
 
 
 COLUMNS = {
@@ -232,9 +234,10 @@ def run_ablation(backend: Backend, variants: Sequence[Recipe], units: Sequence[i
     results = []
     for i, variant in enumerate(variants):
         raw = variant.raw
-        row, vis = run_variant(backend, variant, raw_units if raw else units, sae=sae,
-                               analysis=raw_analysis if raw else analysis, seeds=seeds, steer_prior=steer_prior,
-                               judging=judging, batch_size=batch_size, should_stop=should_stop)
+        row, vis, images = run_variant(backend, variant, raw_units if raw else units, sae=sae,
+                                       analysis=raw_analysis if raw else analysis, seeds=seeds,
+                                       steer_prior=steer_prior, judging=judging, batch_size=batch_size,
+                                       should_stop=should_stop)
         summary = row.summary()
         results.append({"recipe": variant.describe(), "summary": summary, "rows": row.per_row})
         if out is not None:
@@ -242,9 +245,7 @@ def run_ablation(backend: Backend, variants: Sequence[Recipe], units: Sequence[i
                       f"{m['unit']} t{m['timestep']}" for m in row.per_row]
             if judging is not None:
                 labels = [f"{label} {m['judged']}" for label, m in zip(labels, row.per_row)]
-            with torch.no_grad():
-                images = display_images(backend.decode(vis.latents.to(backend.device)).float().cpu())
-            save_png(contact_sheet(list(images.numpy()), [r.unit for r in vis.rows], labels),
+            save_png(contact_sheet(list(display_images(images).numpy()), [r.unit for r in vis.rows], labels),
                      out / "sheets" / f"{i:02d}_{slug(variant.name)}.png")
         if on_variant is not None:
             on_variant(i, len(variants), summary)

@@ -425,7 +425,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
     report = toy_ablation(args.out, variants=variants, seeds=args.seeds, count=args.units, raw_count=args.raw_units,
                           prior_steps=args.prior_steps, device=args.device, on_variant=progress)
-    print("units:", ", ".join(f"{u} {c}" for u, c in {**report["concepts"]["sae"]}.items()))
+    print("units:", ", ".join(f"{u} {c}" for u, c in report["concepts"]["sae"].items()))
     print("raw channels:", ", ".join(f"{u} {c}" for u, c in report["concepts"]["raw"].items()))
     print(markdown_table(report["table"]))
     print(f"wrote {args.out}/ablation.md, ablation.json, sheets/ ({time.perf_counter() - start:.0f} s)")

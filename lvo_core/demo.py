@@ -17,14 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .ablate import Judging, run_variant, steer_factory
-from .activity import ActivityAnalysis
+from .ablate import run_variant
 from .plots import activity_chart, image_grid
 from .recipes import recipe
 from .report import save_json, save_png
-from .tiny import sd15_scheduler
-from .toy import ANALYSIS, RAW_ANALYSIS
-from .toy.concepts import HOOKPOINT, ToyWorld, ablation_units, describe, measure_purity, purity_data
+from .toy.concepts import HOOKPOINT, describe, prepare_study
 
 EXAMPLES = 3  # dataset examples per unit on the sheet
 
@@ -42,25 +39,17 @@ def run_demo(out: str | Path = "lvo_runs/demo", num_units: int = 6, raw_units: i
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     start = time.perf_counter()
-    world = ToyWorld.load()
-    data = purity_data(images)
-    purity, raw_purity = measure_purity(world, data), measure_purity(world, data, raw=True)
-    analysis, raw_analysis = ActivityAnalysis.load(ANALYSIS), ActivityAnalysis.load(RAW_ANALYSIS)
-    units, channels = ablation_units(world, purity, raw_purity, analysis, raw_analysis, num_units, raw_units)
-    activity_chart(analysis, units).save(out / "activity.png")
-    with torch.no_grad():
-        empty = world.encode_prompt([""])
-    factory = steer_factory(world.backend.unet, sd15_scheduler(), HOOKPOINT, empty, prior_steps)
-    judging = Judging(purity, raw_purity, world.read, world.encode_images)
+    study = prepare_study(num_units, raw_units, images, prior_steps)
+    units, channels, purity, raw_purity = study.units, study.raw_units, study.purity, study.raw_purity
+    activity_chart(study.analysis, units).save(out / "activity.png")
     runs: dict[str, Any] = {}
     for name in ("paper", "best"):
         for raw, chosen in ((False, units), (True, channels)):
             chosen_recipe = recipe(name, raw=raw)
             chosen_recipe = replace(chosen_recipe, config=replace(chosen_recipe.config, steps=lvo_steps))
-            row, vis = run_variant(world.backend, chosen_recipe, chosen, sae=world.sae, analysis=raw_analysis if raw
-                                   else analysis, seeds=seeds, steer_prior=factory, judging=judging)
-            with torch.no_grad():
-                decoded = world.backend.decode(vis.latents).float().cpu()
+            row, _, decoded = run_variant(study.world.backend, chosen_recipe, chosen, sae=study.world.sae,
+                                          analysis=study.raw_analysis if raw else study.analysis, seeds=seeds,
+                                          steer_prior=study.steer_prior, judging=study.judging)
             runs[f"{name}/{'raw' if raw else 'sae'}"] = (row, decoded)
     tiles, labels = [], []
     sheet_rows = [(u, False) for u in units] + [(c, True) for c in channels]
@@ -68,7 +57,7 @@ def run_demo(out: str | Path = "lvo_runs/demo", num_units: int = 6, raw_units: i
         top = np.argsort(-(raw_purity if raw else purity).acts[:, unit], kind="stable")[:EXAMPLES]
         concept = describe(raw_purity if raw else purity, [unit])[0]
         for j, i in enumerate(top.tolist()):
-            tiles.append(to_display(data.images[i:i + 1])[0])
+            tiles.append(to_display(study.data.images[i:i + 1])[0])
             labels.append(f"{'ch' if raw else 'f'}{unit} {concept}" if j == 0 else "dataset example")
         for name in ("paper", "best"):
             row, decoded = runs[f"{name}/{'raw' if raw else 'sae'}"]
@@ -78,9 +67,9 @@ def run_demo(out: str | Path = "lvo_runs/demo", num_units: int = 6, raw_units: i
                 tiles.append(to_display(decoded[k:k + 1])[0])
                 labels.append(f"{name} x{m['ratio']:.2f} {m['judged']}")
     save_png(image_grid(tiles, labels, columns=EXAMPLES + 2 * len(seeds), cell=128), out / "concepts.png")
+    concepts = study.concepts()
     summary = {"hookpoint": HOOKPOINT, "units": units, "channels": channels, "seeds": list(seeds),
-               "lvo_steps": lvo_steps, "concepts": {str(u): c for u, c in zip(units, describe(purity, units))},
-               "channel_concepts": {str(u): c for u, c in zip(channels, describe(raw_purity, channels))},
+               "lvo_steps": lvo_steps, "concepts": concepts["sae"], "channel_concepts": concepts["raw"],
                "recipes": {name: recipe(name).describe() for name in ("paper", "best")},
                "table": [row.summary() for row, _ in runs.values()],
                "rows": {key: row.per_row for key, (row, _) in runs.items()},

@@ -128,8 +128,7 @@ class Visualization:
 def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder | None = None,
               analysis: ActivityAnalysis | None = None, timesteps: str | Sequence[int] = "peaks",
               seeds: Sequence[int] = REFERENCE_SEEDS, prior: str | PriorFn = "random",
-              config: LVOConfig | None = None, value: str = "dense", reduce: str = "mean",
-              mask: Tensor | None = None, batch_size: int | str = 20,
+              config: LVOConfig | None = None, value: str = "dense", batch_size: int | str = 20,
               display: str = "per_image", eval_samples: int = 4, decode: bool = True,
               on_progress: Callable[[int, int], None] | None = None,
               on_preview: Callable[[list[Row], int, Tensor], None] | None = None,
@@ -138,8 +137,6 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
               skip: Sequence[Row] = ()) -> Visualization:
     """LVO for ``units`` (SAE features when ``sae`` is given, raw channels otherwise); see the module docstring.
 
-    ``reduce``/``mask``: the objective's spatial reduction (``mean``, the paper's, or ``max``) and optional
-    ``[H, W]`` weights at the block's resolution (e.g. a centre region, so one object rather than a tiling forms).
     ``prior``: ``"random"`` or a function ``(units, seeds) -> latents`` (e.g. a steering prior). ``config``
     defaults to the ``sae``/``raw`` preset; with ``config.preview_every`` set, ``on_preview(rows, step, images)``
     receives each batch's decoded images every that many steps. Progress is reported as
@@ -186,8 +183,8 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
     while i < len(rows):
         batch = rows[i:i + size]
         init = torch.stack([priors[(r.unit, r.seed)] for r in batch])
-        objective = (SAEFeature(sae, [r.unit for r in batch], value=value, reduce=reduce, mask=mask)
-                     if sae is not None else Channel([r.unit for r in batch], reduce=reduce, mask=mask))
+        objective = (SAEFeature(sae, [r.unit for r in batch], value=value) if sae is not None
+                     else Channel([r.unit for r in batch]))
         offset = i * config.steps
 
         def progress(info, offset=offset, n=len(batch)):

@@ -50,8 +50,9 @@ class Recipe:
                 else list(self.timesteps), "raw": self.raw, "config": self.config.to_dict()}
 
     def for_raw(self) -> "Recipe":
-        """The raw-channel counterpart: the reference's raw penalties and gradient blur; channels have no
-        pre-ReLU value, and steering a one-hot channel takes the reference's raw scale."""
+        """The raw-channel counterpart: the reference's raw penalties and gradient blur, and the dense value
+        (channels have no pre-ReLU value). Steering keeps the recipe's rule: the reference's raw scale (dataset max
+        × 50) when the strength is unset, else that fixed strength along the one-hot channel."""
         raw = PRESETS["raw"]
         config = replace(self.config, tv_weight=raw.tv_weight, moment_weight=raw.moment_weight,
                          blur_sigma=raw.blur_sigma)

@@ -154,7 +154,7 @@ def test_summary_and_table_by_hand():
             [(1, 1.2, 1), (2, 1.0, 3)]]
     rows += [dict(unit=2, timestep=0, seed=1, ratio=0.5, selectivity=0.1, rank=2),
              dict(unit=2, timestep=500, seed=1, ratio=0.9, selectivity=0.3, rank=1)]
-    s = AblationRow(recipe("paper"), [1, 2], rows, 1.0).summary()
+    s = AblationRow(recipe("paper"), rows, 1.0).summary()
     assert s["units_at_dataset_max"] == 0.5  # unit 1's best row reaches 1.2; unit 2's only 0.9
     assert s["ratio_median"] == pytest.approx(0.95) and s["top_rank"] == 0.5
     table = markdown_table([s])

@@ -55,7 +55,7 @@ class ToyWorld:
 
 @dataclass
 class PurityData:
-    """Labelled held-out images and their latents."""
+    """Labelled held-out images."""
 
     data: Dataset
 
@@ -86,24 +86,12 @@ def measure_purity(world: ToyWorld, data: PurityData, *, raw: bool = False, prom
                           timestep=timestep, images=len(latents))
 
 
-def purity_table(world: ToyWorld, data: PurityData, timestep: int = 200, top: int = 20,
-                 threshold: float = 0.8) -> list[dict[str, Any]]:
-    """Purity summaries for SAE features and raw channels, each with the true and the empty prompt."""
-    return [measure_purity(world, data, raw=raw, prompted=prompted, timestep=timestep, top=top).summary(threshold)
-            for raw in (False, True) for prompted in (True, False)]
-
-
-def judge_reads(world: ToyWorld, latents: Tensor) -> list[dict[str, str]]:
-    with torch.no_grad():
-        return world.read(world.backend.decode(latents.to(world.backend.device)).float().cpu())
-
-
 def describe(purity: ConceptPurity, units: Sequence[int]) -> list[str]:
     return ["{}={} ({:.0%})".format(*purity.concept(u)) for u in units]
 
 
-def ablation_units(world: ToyWorld, purity: ConceptPurity, raw_purity: ConceptPurity, analysis, raw_analysis,
-                   count: int = 10, raw_count: int = 4) -> tuple[list[int], list[int]]:
+def ablation_units(purity: ConceptPurity, raw_purity: ConceptPurity, analysis, raw_analysis, count: int = 10,
+                   raw_count: int = 4) -> tuple[list[int], list[int]]:
     """Test units: concept-pure (≥ 75 %) SAE features and raw channels that the activity analysis saw active (the
     paper's steering prior needs active timesteps), covering shapes and colours alike."""
     def active_in(a):
@@ -112,11 +100,39 @@ def ablation_units(world: ToyWorld, purity: ConceptPurity, raw_purity: ConceptPu
             raw_purity.balanced(raw_count, active_in(raw_analysis), min_share=0.75))
 
 
-def toy_ablation(out=None, *, variants=None, seeds: Sequence[int] = (1, 2, 3, 4), count: int = 10,
-                 raw_count: int = 4, images: int = 1000, prior_steps: int = 50, batch_size: int = 64,
-                 device: str | torch.device = "cpu", on_variant=None, should_stop=None) -> dict[str, Any]:
-    """The ablation on the toy world: purity-selected units, every variant, every faithfulness metric."""
-    from ..ablate import Judging, run_ablation, standard_variants, steer_factory
+@dataclass
+class ToyStudy:
+    """What the demo and the ablation share: the world, held-out labelled data, purity on the empty prompt (as LVO
+    sees the model), the shipped activity analyses, the chosen test units, steering priors and the judging."""
+
+    world: ToyWorld
+    data: PurityData
+    purity: ConceptPurity
+    raw_purity: ConceptPurity
+    analysis: Any
+    raw_analysis: Any
+    units: list[int]
+    raw_units: list[int]
+    steer_prior: Any
+    judging: Any
+
+    def concepts(self) -> dict[str, dict[str, str]]:
+        return {"sae": dict(zip(map(str, self.units), describe(self.purity, self.units))),
+                "raw": dict(zip(map(str, self.raw_units), describe(self.raw_purity, self.raw_units)))}
+
+    def purity_table(self, threshold: float = 0.8) -> list[dict[str, Any]]:
+        """Purity summaries of SAE features and raw channels, each with the true and the empty prompt."""
+        table = []
+        for raw, unprompted in ((False, self.purity), (True, self.raw_purity)):
+            prompted = measure_purity(self.world, self.data, raw=raw, prompted=True,
+                                      timestep=unprompted.info["timestep"], top=unprompted.top)
+            table += [prompted.summary(threshold), unprompted.summary(threshold)]
+        return table
+
+
+def prepare_study(count: int = 10, raw_count: int = 4, images: int = 1000, prior_steps: int = 50,
+                  device: str | torch.device = "cpu") -> ToyStudy:
+    from ..ablate import Judging, steer_factory
     from ..activity import ActivityAnalysis
     from ..tiny import sd15_scheduler
     from . import ANALYSIS, RAW_ANALYSIS
@@ -125,15 +141,23 @@ def toy_ablation(out=None, *, variants=None, seeds: Sequence[int] = (1, 2, 3, 4)
     data = purity_data(images)
     purity, raw_purity = measure_purity(world, data), measure_purity(world, data, raw=True)
     analysis, raw_analysis = ActivityAnalysis.load(ANALYSIS), ActivityAnalysis.load(RAW_ANALYSIS)
-    units, raw_units = ablation_units(world, purity, raw_purity, analysis, raw_analysis, count, raw_count)
+    units, raw_units = ablation_units(purity, raw_purity, analysis, raw_analysis, count, raw_count)
     with torch.no_grad():
         empty = world.encode_prompt([""])
-    extra = {"concepts": {"sae": dict(zip(map(str, units), describe(purity, units))),
-                          "raw": dict(zip(map(str, raw_units), describe(raw_purity, raw_units)))},
-             "purity": purity_table(world, data)}
-    return run_ablation(world.backend, variants or standard_variants(), units, raw_units, sae=world.sae,
-                        analysis=analysis, raw_analysis=raw_analysis, seeds=seeds,
-                        steer_prior=steer_factory(world.backend.unet, sd15_scheduler(), HOOKPOINT, empty,
-                                                  prior_steps),
-                        judging=Judging(purity, raw_purity, world.read, world.encode_images), out=out,
-                        batch_size=batch_size, on_variant=on_variant, should_stop=should_stop, extra=extra)
+    factory = steer_factory(world.backend.unet, sd15_scheduler(), HOOKPOINT, empty, prior_steps)
+    return ToyStudy(world, data, purity, raw_purity, analysis, raw_analysis, units, raw_units, factory,
+                    Judging(purity, raw_purity, world.read, world.encode_images))
+
+
+def toy_ablation(out=None, *, variants=None, seeds: Sequence[int] = (1, 2, 3, 4), count: int = 10,
+                 raw_count: int = 4, images: int = 1000, prior_steps: int = 50, batch_size: int = 64,
+                 device: str | torch.device = "cpu", on_variant=None, should_stop=None) -> dict[str, Any]:
+    """The ablation on the toy world: purity-selected units, every variant, every faithfulness metric."""
+    from ..ablate import run_ablation, standard_variants
+
+    study = prepare_study(count, raw_count, images, prior_steps, device)
+    return run_ablation(study.world.backend, variants or standard_variants(), study.units, study.raw_units,
+                        sae=study.world.sae, analysis=study.analysis, raw_analysis=study.raw_analysis, seeds=seeds,
+                        steer_prior=study.steer_prior, judging=study.judging, out=out, batch_size=batch_size,
+                        on_variant=on_variant, should_stop=should_stop,
+                        extra={"concepts": study.concepts(), "purity": study.purity_table()})
