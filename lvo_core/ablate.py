@@ -18,10 +18,11 @@ import torch
 
 from .activity import ActivityAnalysis
 from .backend import Backend
+from .bank import SampleBank
 from .errors import LVOError
-from .faithfulness import ConceptPurity, concept_agreement, reencode_robustness
-from .pipeline import PriorFn, Visualization, visualize
-from .recipes import Recipe, recipe
+from .faithfulness import ConceptPurity, concept_agreement, reencode_report
+from .pipeline import PriorFn, Visualization
+from .recipes import Recipe, SteerFactory, recipe, visualize_recipe
 from .sae.model import SparseAutoencoder
 from .transforms import ROBUSTNESS_LEVELS
 
@@ -66,6 +67,7 @@ class AblationRow:
     per_row: list[dict[str, Any]]
     seconds: float
     interrupted: bool = False
+    unit_set: str = ""
 
     def summary(self) -> dict[str, Any]:
         """The table row: medians and shares over this variant's rows (see :data:`COLUMNS`)."""
@@ -76,7 +78,8 @@ class AblationRow:
             if r["ratio"] is not None:
                 best_per_unit[r["unit"]] = max(best_per_unit.get(r["unit"], -np.inf), r["ratio"])
         out: dict[str, Any] = {
-            "variant": self.variant.name, "units": len({r["unit"] for r in rows}), "rows": len(rows),
+            "variant": self.variant.name + (f" [{self.unit_set}]" if self.unit_set else ""),
+            "units": len({r["unit"] for r in rows}), "rows": len(rows),
             "ratio_median": _round(np.median(ratios) if ratios else None, 3),
             "units_at_dataset_max": _round(np.mean([v >= 1.0 for v in best_per_unit.values()])
                                            if best_per_unit else None, 3),
@@ -84,6 +87,8 @@ class AblationRow:
             "top_rank": _round(np.mean([r["rank"] == 1 for r in rows]), 3)}
         if rows and "agrees" in rows[0]:
             out["agreement"] = _round(np.mean([r["agrees"] for r in rows]), 3)
+            low, high = wilson(sum(r["agrees"] for r in rows), len(rows))
+            out["agreement_ci"] = f"{low:.0%}–{high:.0%}"
             for axis in ("shape", "color"):
                 sel = [r["agrees"] for r in rows if r["concept"].startswith(axis + "=")]
                 out[f"agreement_{axis}"] = _round(np.mean(sel) if sel else None, 3)
@@ -92,6 +97,8 @@ class AblationRow:
             out["judged_none"] = _round(np.mean([r["judged"] == "none" for r in rows]), 3)
         if rows and "reencode" in rows[0]:
             out["reencode"] = _round(np.mean([r["reencode"] for r in rows]), 3)
+            kept = [r["reencode_retained"] for r in rows if r.get("reencode_retained") is not None]
+            out["reencode_retained"] = _round(np.median(kept) if kept else None, 3)
         out["seconds"] = round(self.seconds, 1)
         return out
 
@@ -113,9 +120,6 @@ def shuffled_agreement(rows: Sequence[dict[str, Any]]) -> float:
     return float(np.mean(hits)) if hits else 0.0
 
 
-SteerFactory = Callable[[SparseAutoencoder | None, ActivityAnalysis | None, float | None], PriorFn]
-
-
 def steer_factory(unet: torch.nn.Module, scheduler, hookpoint: str, empty_context: torch.Tensor,
                   steps: int = 50) -> SteerFactory:
     """Steering priors for :func:`run_variant`: the reference protocol (dataset max × scale at active timesteps)
@@ -134,23 +138,16 @@ def steer_factory(unet: torch.nn.Module, scheduler, hookpoint: str, empty_contex
 def run_variant(backend: Backend, variant: Recipe, units: Sequence[int], *, sae: SparseAutoencoder | None,
                 analysis: ActivityAnalysis | None, seeds: Sequence[int], steer_prior: SteerFactory | None,
                 judging: Judging | None = None, batch_size: int = 64, reencode_draws: int = 8,
-                should_stop: Callable[[], bool] | None = None
+                should_stop: Callable[[], bool] | None = None, bank: SampleBank | None = None
                 ) -> tuple[AblationRow, Visualization, torch.Tensor]:
     """Visualize ``units`` with one variant and score every row; also returns the decoded images ``[B, 3, H, W]``
     (decoded once, for the judge and for display). ``steer_prior(sae, analysis, strength)`` makes the steering prior
-    (``strength`` None: the reference's dataset-max × scale protocol)."""
+    (``strength`` None: the reference's dataset-max × scale protocol); ``bank`` serves bank-prior recipes."""
     start = time.perf_counter()
     unit_sae = None if variant.raw else sae
-    if variant.prior == "steer":
-        if steer_prior is None:
-            raise LVOError(f"variant '{variant.name}' starts from a steering prior; give steer_prior")
-        prior: str | PriorFn = steer_prior(unit_sae, analysis, variant.steer_strength)
-    else:
-        prior = "random"
-    timesteps = variant.timesteps if isinstance(variant.timesteps, str) else list(variant.timesteps)
-    vis = visualize(backend, list(units), sae=unit_sae, analysis=analysis, timesteps=timesteps, seeds=seeds,
-                    prior=prior, config=variant.config, value=variant.value, batch_size=batch_size, decode=False,
-                    should_stop=should_stop)
+    vis = visualize_recipe(backend, variant, units, sae=unit_sae, analysis=analysis, seeds=seeds,
+                           steer_prior=steer_prior, bank=bank, batch_size=batch_size, decode=False,
+                           should_stop=should_stop)
     per_row = [dict(m) for m in vis.metrics]
     row_units = [r.unit for r in vis.rows]
     with torch.no_grad():
@@ -163,15 +160,15 @@ def run_variant(backend: Backend, variant: Recipe, units: Sequence[int], *, sae:
                            concept_agreement(purity, row_units, judging.read(starts))):
             m.update({k: a[k] for k in ("concept", "purity", "judged", "agrees", "read")})
             m["prior_agrees"] = p["agrees"]
-        robust = reencode_robustness(backend, vis.latents, row_units, [r.timestep for r in vis.rows], unit_sae,
-                                     judging.encode, draws=reencode_draws)
-        for m, value in zip(per_row, robust):
-            m["reencode"] = value
+        robust, retained = reencode_report(backend, vis.latents, row_units, [r.timestep for r in vis.rows],
+                                           unit_sae, judging.encode, draws=reencode_draws)
+        for m, value, kept in zip(per_row, robust, retained):
+            m["reencode"], m["reencode_retained"] = value, kept
     return AblationRow(variant, per_row, time.perf_counter() - start, vis.interrupted), vis, images
 
 
 COLUMNS = {
-    "variant": "recipe, or what was switched off",
+    "variant": "recipe, or what was changed; [held-out]: features never used to choose any default",
     "rows": "visualizations (unit × timestep × seed)",
     "ratio_median": "median over rows of activation reached ÷ dataset max at that timestep",
     "units_at_dataset_max": "share of units whose best visualization (over timesteps and seeds) reaches ≥ 1.0× the "
@@ -179,12 +176,14 @@ COLUMNS = {
     "selectivity": "target minus the mean of all other units (mean over rows)",
     "top_rank": "share of rows where the target is the layer's most active unit",
     "agreement": "share of images the judge reads as the unit's dominant concept",
+    "agreement_ci": "95 % Wilson interval of the agreement",
     "agreement_shape": "the same, over units whose dominant concept is a shape",
     "agreement_color": "the same, over units whose dominant concept is a colour",
     "agreement_shuffled": "agreement with the other tested units' concepts (base rate)",
     "prior_agreement": "agreement of the starting latents (the steering prior or noise) before LVO",
     "judged_none": "share of images in which the judge sees no concept on the unit's axis",
     "reencode": "re-encode robustness: share of fresh noise draws after decode → encode with the target on top",
+    "reencode_retained": "median share of the target's activation that survives decode → encode (same draws)",
     "seconds": "wall time of the variant (prior, LVO, metrics)",
 }
 PERCENT = {"units_at_dataset_max", "top_rank", "agreement", "agreement_shape", "agreement_color",
@@ -206,14 +205,46 @@ def markdown_table(summaries: Sequence[dict[str, Any]]) -> str:
 
 BEST_COMPONENTS = ("steer", "noise", "penalties", "precondition", "augment", "diffusion_prior", "pre", "fixed_t")
 PAPER_COMPONENTS = ("steer", "noise", "penalties", "precondition")
+POOL_SIZES = (10, 40)  # smaller pools than the default bank, as prefixes of it
+
+
+def faithful_variants(base: Recipe | None = None) -> list[Recipe]:
+    """``faithful`` with each of its parts changed: no selection (an arbitrary pool sample), no polish, selection
+    at t = 0 and at the unit's activity peak instead of the default timestep, smaller pools, a 100-step polish."""
+    base = base or recipe("faithful")
+    steps = base.config.steps
+    return [replace(base, name=f"{base.name} − selection", select=False,
+                    note="pool image k for seed k, not chosen for the unit"),
+            replace(base, name=f"{base.name} − polish", polish=False, note="the selected pool image as it is"),
+            replace(base, name=f"{base.name}, selection at t = 0", select_t=0, note="scored and polished at t = 0"),
+            replace(base, name=f"{base.name}, selection at activity peak", select_t="peak",
+                    note="scored and polished at the unit's highest activity peak"),
+            *[replace(base, name=f"{base.name}, pool {n}", pool=n, note=f"best of the first {n} pool images")
+              for n in POOL_SIZES],
+            replace(base, name=f"{base.name}, polish 100 steps", config=replace(base.config, steps=100),
+                    note=f"100 polish steps instead of {steps}")]
 
 
 def standard_variants() -> list[Recipe]:
-    """``paper`` and ``best``, each component of ``best`` (and the paper's main ones) switched off, and both recipes
-    on raw channels."""
-    paper, best = recipe("paper"), recipe("best")
-    return ([paper, best] + [switched_off(best, c) for c in BEST_COMPONENTS]
-            + [switched_off(paper, c) for c in PAPER_COMPONENTS] + [paper.for_raw(), best.for_raw()])
+    """``paper``, ``best`` and ``faithful``; each part of ``faithful`` changed; all three on raw channels."""
+    paper, best, faithful = recipe("paper"), recipe("best"), recipe("faithful")
+    return ([paper, best, faithful] + faithful_variants(faithful)
+            + [paper.for_raw(), best.for_raw(), faithful.for_raw()])
+
+
+def held_out_variants() -> list[Recipe]:
+    """What runs on the held-out features (never used to choose any default)."""
+    return [recipe("paper"), recipe("best"), recipe("faithful")]
+
+
+def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial share (95 % for z = 1.96): honest at shares near 0 or 1 and small n."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
 
 
 def run_ablation(backend: Backend, variants: Sequence[Recipe], units: Sequence[int], raw_units: Sequence[int], *,
@@ -221,10 +252,12 @@ def run_ablation(backend: Backend, variants: Sequence[Recipe], units: Sequence[i
                  raw_analysis: ActivityAnalysis | None, seeds: Sequence[int], steer_prior: SteerFactory | None,
                  judging: Judging | None = None, out: str | Path | None = None, batch_size: int = 64,
                  on_variant: Callable[[int, int, dict[str, Any]], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None,
+                 should_stop: Callable[[], bool] | None = None, bank: SampleBank | None = None,
+                 held_out: Sequence[int] = (), held_out_variants: Sequence[Recipe] = (),
                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run every variant on the same units (raw variants on ``raw_units``) and seeds; with ``out``, write
-    ``ablation.json`` (every row, plus ``extra``), ``ablation.md`` (the table) and a contact sheet per variant."""
+    """Run every variant on the same units (raw variants on ``raw_units``) and seeds, then ``held_out_variants`` on
+    the ``held_out`` SAE features; with ``out``, write ``ablation.json`` (every row, plus ``extra``),
+    ``ablation.md`` (the table) and a contact sheet per variant. ``bank`` serves the bank-prior recipes."""
     from .metrics import display_images
     from .report import contact_sheet, save_json, save_png
 
@@ -232,26 +265,32 @@ def run_ablation(backend: Backend, variants: Sequence[Recipe], units: Sequence[i
     if out is not None:
         (out / "sheets").mkdir(parents=True, exist_ok=True)
     results = []
-    for i, variant in enumerate(variants):
+    plan = [(v, "", raw_units if v.raw else units) for v in variants]
+    plan += [(v, "held-out", held_out) for v in held_out_variants if held_out and not v.raw]
+    for i, (variant, unit_set, chosen) in enumerate(plan):
         raw = variant.raw
-        row, vis, images = run_variant(backend, variant, raw_units if raw else units, sae=sae,
+        row, vis, images = run_variant(backend, variant, chosen, sae=sae,
                                        analysis=raw_analysis if raw else analysis, seeds=seeds,
                                        steer_prior=steer_prior, judging=judging, batch_size=batch_size,
-                                       should_stop=should_stop)
+                                       should_stop=should_stop, bank=bank)
+        row.unit_set = unit_set
         summary = row.summary()
         results.append({"recipe": variant.describe(), "summary": summary, "rows": row.per_row})
         if out is not None:
-            labels = [f"{m['unit']} t{m['timestep']} x{m['ratio']:.2f}" if m["ratio"] is not None else
-                      f"{m['unit']} t{m['timestep']}" for m in row.per_row]
+            labels = [f"{'ch' if raw else 'f'}{m['unit']} seed {m['seed']} t {m['timestep']}"
+                      + (f": {m['ratio']:.2f}x dataset max" if m["ratio"] is not None else "")
+                      for m in row.per_row]
             if judging is not None:
-                labels = [f"{label} {m['judged']}" for label, m in zip(labels, row.per_row)]
+                labels = [f"{label}; judge: {m['judged']} ({m['concept'].split('=')[1]}?)"
+                          for label, m in zip(labels, row.per_row)]
             save_png(contact_sheet(list(display_images(images).numpy()), [r.unit for r in vis.rows], labels),
-                     out / "sheets" / f"{i:02d}_{slug(variant.name)}.png")
+                     out / "sheets" / f"{i:02d}_{slug(summary['variant'])}.png")
         if on_variant is not None:
-            on_variant(i, len(variants), summary)
+            on_variant(i, len(plan), summary)
         if row.interrupted:
             break
-    report = {"units": list(units), "raw_units": list(raw_units), "seeds": list(seeds), "columns": COLUMNS,
+    report = {"units": list(units), "raw_units": list(raw_units), "held_out": list(held_out),
+              "seeds": list(seeds), "columns": COLUMNS,
               "table": [r["summary"] for r in results], **(extra or {}), "variants": results}
     if out is not None:
         save_json(report, out / "ablation.json")

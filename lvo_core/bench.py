@@ -159,6 +159,35 @@ def full_run(world, device, units: int, precision: str, steps: int = 100) -> flo
                                                            check_every=10)), device), 3)
 
 
+def measure_bank(world, device, batch: int, steps: int = 25, timed_steps: int | None = None,
+                 precision: str = "fp32") -> dict[str, Any]:
+    """Sample-bank throughput: unconditional DDIM sampling (as the bank samples; and with CFG, which doubles each
+    UNet batch), scoring every SAE feature at one timestep (4 draws), and the faithful recipe's 30-step polish.
+    ``timed_steps`` < ``steps`` times that many sampler steps and scales to ``steps`` (said in the row)."""
+    from .bank import score_latents
+    from .sampling import ddim_from_alphas, sample_with
+
+    backend = DiffusersBackend(world["unet"], HOOKPOINT, scheduler=sd15_scheduler(),
+                               empty_context=world["context"], latent_shape=world["shape"], copy_weights=False)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    run_steps = timed_steps or steps
+    row: dict[str, Any] = {"batch": batch, "sampler_steps": steps, "timed_steps": run_steps, "precision": precision}
+    for name, guidance in (("no_cfg", 1.0), ("cfg", 7.5)):
+        def generate() -> None:
+            with torch.autocast(device.type, dtype=dtype, enabled=precision != "fp32"):
+                sample_with(backend.predict_eps, ddim_from_alphas(backend.alphas), world["context"],
+                            uncond=world["context"] if guidance != 1.0 else None, guidance=guidance,
+                            steps=run_steps, seeds=range(batch), latent_shape=world["shape"], device=device)
+        generate()  # warm-up
+        seconds = timed(generate, device, REPEATS) * steps / run_steps
+        row[f"samples_per_s_{name}"] = round(batch / seconds, 3)
+    latents = seeded_noise(range(batch), world["shape"], device)
+    score = lambda: score_latents(backend, latents, 200, world["sae"], draws=4, batch_size=batch)  # noqa: E731
+    score()
+    row["scored_samples_per_s"] = round(batch / timed(score, device, REPEATS), 3)
+    return row
+
+
 def peak_tflops(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
@@ -174,7 +203,8 @@ def cpu_has_bf16() -> bool:
         return False
 
 
-def run(device: torch.device, batches: list[int], steps: int, warmup: int, full: bool) -> dict[str, Any]:
+def run(device: torch.device, batches: list[int], steps: int, warmup: int, full: bool,
+        bank: bool = True) -> dict[str, Any]:
     world = build(device)
     if device.type == "cuda":
         precisions = ["bf16"]
@@ -207,7 +237,26 @@ def run(device: torch.device, batches: list[int], steps: int, warmup: int, full:
         report["full_precision"] = precision
         report["full_100_steps_seconds"] = {"1_unit": full_run(world, device, 1, precision),
                                             "64_units": full_run(world, device, 64, precision)}
+        report["polish_30_steps_seconds_64_units"] = full_run(world, device, 64, precision, steps=30)
+    if bank:
+        report["bank"] = measure_bank(world, device, 32 if device.type == "cuda" else 16, precision=precision
+                                      if device.type == "cuda" else "fp32")
     return report
+
+
+def sd15_cpu_estimate(timed_steps: int = 2) -> dict[str, Any]:
+    """The SD1.5-architecture UNet (random weights, 64×64 latent) on this CPU: bank throughput from ``timed_steps``
+    sampler steps at batch 1, scaled to 25, and one optimization step — what a CPU-only user would wait."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8).eval()
+    world = {"unet": unet, "shape": (4, 64, 64), "context": torch.randn(1, 77, 768),
+             "sae": random_sae(d_in=1280, d_sae=20480, k=32)}
+    device = torch.device("cpu")
+    row = measure_bank(world, device, 1, timed_steps=timed_steps)
+    row["polish_step_seconds_1_unit"] = round(full_run(world, device, 1, "fp32", steps=2) / 2, 2)
+    return row
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -226,7 +275,15 @@ def print_report(report: dict[str, Any]) -> None:
     if "full_100_steps_seconds" in report:
         f = report["full_100_steps_seconds"]
         print(f"full 100-step visualization ({report['full_precision']}): 1 unit {f['1_unit']} s, "
-              f"64 units {f['64_units']} s")
+              f"64 units {f['64_units']} s; faithful's 30-step polish, 64 units: "
+              f"{report['polish_30_steps_seconds_64_units']} s")
+    for key, label in (("bank", "sample bank"), ("sd15_cpu", "sample bank, SD1.5 architecture on this CPU")):
+        if key in report:
+            b = report[key]
+            scaled = f" (timed {b['timed_steps']} steps, scaled)" if b["timed_steps"] != b["sampler_steps"] else ""
+            print(f"{label} (DDIM {b['sampler_steps']}{scaled}, batch {b['batch']}, {b['precision']}): "
+                  f"{b['samples_per_s_no_cfg']} samples/s without CFG, {b['samples_per_s_cfg']} with CFG; "
+                  f"scoring every feature at one t (4 draws): {b['scored_samples_per_s']} samples/s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,10 +293,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--no-full", action="store_true", help="skip the full 100-step runs")
+    parser.add_argument("--no-bank", action="store_true", help="skip the sample-bank throughput")
+    parser.add_argument("--sd15-cpu", action="store_true",
+                        help="also time the SD1.5-architecture UNet on the CPU (bank and one LVO step; minutes)")
     parser.add_argument("--out", default="lvo_runs/bench/bench.json", help="JSON report")
     args = parser.parse_args(argv)
     report = run(torch.device(args.device), [int(b) for b in args.batches.split(",")], args.steps, args.warmup,
-                 not args.no_full)
+                 not args.no_full, not args.no_bank)
+    if args.sd15_cpu:
+        report["sd15_cpu"] = sd15_cpu_estimate()
     print_report(report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

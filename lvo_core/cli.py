@@ -412,7 +412,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
     variants = standard_variants()
     if args.variants:
-        names = [n.strip() for n in args.variants.split(",")]
+        names = [n.strip() for n in args.variants.split("|")]
         known = {v.name: v for v in variants}
         unknown = [n for n in names if n not in known]
         if unknown:
@@ -421,12 +421,18 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
 
     def progress(i: int, total: int, summary: dict) -> None:
-        print(f"[{i + 1}/{total}] {summary['variant']}: {summary['seconds']} s", file=sys.stderr)
+        print(f"[ablate {i + 1}/{total}] {summary['variant']}: agreement {summary.get('agreement')}, "
+              f"{summary['seconds']} s ({time.perf_counter() - start:.0f} s so far)", file=sys.stderr, flush=True)
+
+    def phase(name: str) -> None:
+        print(f"[ablate] {name} … ({time.perf_counter() - start:.0f} s so far)", file=sys.stderr, flush=True)
 
     report = toy_ablation(args.out, variants=variants, seeds=args.seeds, count=args.units, raw_count=args.raw_units,
-                          prior_steps=args.prior_steps, device=args.device, on_variant=progress)
+                          prior_steps=args.prior_steps, device=args.device, on_variant=progress,
+                          held_out=args.held_out, on_phase=phase)
     print("units:", ", ".join(f"{u} {c}" for u, c in report["concepts"]["sae"].items()))
     print("raw channels:", ", ".join(f"{u} {c}" for u, c in report["concepts"]["raw"].items()))
+    print("held-out features:", ", ".join(f"{u} {c}" for u, c in report["concepts"]["held_out"].items()))
     print(markdown_table(report["table"]))
     print(f"wrote {args.out}/ablation.md, ablation.json, sheets/ ({time.perf_counter() - start:.0f} s)")
     return 0
@@ -441,10 +447,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"{len(summary['channels'])} raw channels")
     for unit, concept in {**summary["concepts"], **summary["channel_concepts"]}.items():
         print(f"  unit {unit:>4}: {concept} of its top-20 held-out images")
-    print(f"\nLVO, {summary['lvo_steps']} steps, seeds {summary['seeds']}; agreement = the judge reads the unit's "
-          f"concept in the image")
+    steps = ", ".join(f"{name} {n} steps" for name, n in summary["lvo_steps"].items())
+    print(f"\nLVO ({steps}), seeds {summary['seeds']}; agreement = the judge reads the unit's concept in the image")
     print(markdown_table(summary["table"]))
-    print(f"\nwrote {args.out}/: concepts.png (dataset examples | paper | best per unit), activity.png, "
+    print(f"\nwrote {args.out}/: concepts.png (dataset examples | paper | faithful per unit), activity.png, "
           f"summary.json ({summary['seconds']} s)")
     return 0
 
@@ -627,16 +633,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole pipeline on the shipped toy world, with faithfulness metrics")
     p.add_argument("--out", default="lvo_runs/demo", help="output folder (default: lvo_runs/demo)")
     p.add_argument("--units", type=int, default=6, help="how many concept-pure features to show (6)")
-    p.add_argument("--lvo-steps", type=int, default=100, help="LVO optimization steps (default 100)")
+    p.add_argument("--lvo-steps", type=int, default=None,
+                   help="optimization steps for every recipe (default: each recipe's own, paper 100, faithful 30)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("ablate", help="paper vs best recipe, SAE vs raw, each component off: one table "
-                                      "(toy world: with concept agreement)")
+    p = sub.add_parser("ablate", help="paper, best and faithful recipes, each part of faithful changed, SAE vs raw, "
+                                      "held-out features: one table (toy world: with concept agreement)")
     p.add_argument("--out", default="lvo_runs/ablation", help="output folder (ablation.md, ablation.json, sheets/)")
     p.add_argument("--units", type=int, default=10, help="how many concept-pure SAE features to test (10)")
     p.add_argument("--raw-units", type=int, default=4, help="how many concept-pure raw channels to test (4)")
     p.add_argument("--seeds", type=int_list, default=[1, 2, 3, 4], help="seeds (1,2,3,4)")
-    p.add_argument("--variants", help="comma-separated variant names from the standard list (default: all)")
+    p.add_argument("--variants", help="'|'-separated variant names from the standard list (default: all)")
+    p.add_argument("--held-out", type=int, default=10,
+                   help="further concept-pure features, never used to choose a default, for the three recipes (10)")
     p.add_argument("--prior-steps", type=int, default=50, help="sampling steps of the steering priors (50)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
     p.set_defaults(func=cmd_ablate)

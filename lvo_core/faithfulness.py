@@ -145,21 +145,39 @@ def reencode_robustness(backend: Backend, latents: Tensor, units: Sequence[int],
     """Per row, the share of ``draws`` fresh noise draws under which the unit is still among the ``top`` most
     active units of the layer, after the latent went through decode → clamp to [-1, 1] → ``encode`` (the trip an
     image takes when it is saved and loaded again; skipped without an encoder)."""
+    return reencode_report(backend, latents, units, timesteps, sae, encode, draws, seed, top)[0]
+
+
+@torch.no_grad()
+def reencode_report(backend: Backend, latents: Tensor, units: Sequence[int], timesteps: Sequence[int],
+                    sae: SparseAutoencoder | None, encode: Callable[[Tensor], Tensor] | None = None,
+                    draws: int = 8, seed: int = 0, top: int = 1) -> tuple[list[float], list[float | None]]:
+    """Per row: :func:`reencode_robustness`, and the share of the unit's activation that survives the trip (mean
+    over the same draws after ÷ before; None where the activation before is not positive). The second separates
+    what the trip destroys from how selective the image was to begin with."""
     with torch.inference_mode(False), torch.no_grad():
         z = latents.detach().to(backend.device, torch.float32)
-        if encode is not None:
-            z = encode(backend.decode(z).float().clamp(-1, 1)).to(backend.device, torch.float32)
+        trip = z if encode is None else encode(backend.decode(z).float().clamp(-1, 1)).to(backend.device,
+                                                                                          torch.float32)
         t = check_timesteps(list(timesteps), backend.alphas).to(backend.device)
         alphas = backend.alphas.to(backend.device, torch.float32)
         context = backend.empty_context(len(z))
         unit_index = torch.as_tensor(list(units), device=backend.device)
         hits = torch.zeros(len(z))
+        before = torch.zeros(len(z))
+        after = torch.zeros(len(z))
         for d in range(draws):
             eps = step_noise([seed + r for r in range(len(z))], REENCODE_STEP_OFFSET + d, z.shape[1:],
                              backend.device, torch.float32)
-            tokens, _ = backend.block_tokens(add_noise(z, t, alphas, eps), t, context)
-            acts = unit_activations(tokens, sae).float()
-            target = acts.gather(1, unit_index[:, None])
-            rank = (acts > target).sum(1) + 1
+            acts = {}
+            for name, x in (("after", trip), ("before", z)):
+                tokens, _ = backend.block_tokens(add_noise(x, t, alphas, eps), t, context)
+                acts[name] = unit_activations(tokens, sae).float()
+            target = acts["after"].gather(1, unit_index[:, None])
+            rank = (acts["after"] > target).sum(1) + 1
             hits += (rank <= top).float().cpu()
-        return [round(float(h) / draws, 4) for h in hits]
+            after += target[:, 0].cpu()
+            before += acts["before"].gather(1, unit_index[:, None])[:, 0].cpu()
+        robust = [round(float(h) / draws, 4) for h in hits]
+        retained = [round(float(a / b), 4) if b > 0 else None for a, b in zip(after, before)]
+        return robust, retained

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from .errors import LVOError, UnitError
 from .hookpoints import check_sae_fits
 from .metrics import display_images, unit_metrics
 from .objectives import Channel, SAEFeature
-from .optimize import PRESETS, LVOConfig, LVOResult, optimize
+from .optimize import HISTORY_KEYS, PRESETS, LVOConfig, LVOResult, optimize
 from .sae.model import SparseAutoencoder
 from .sampling import seeded_noise
 from .steering import REFERENCE_SEEDS
@@ -36,9 +36,13 @@ class Row:
     seed: int
 
 
-def plan_rows(units: Sequence[int], seeds: Sequence[int], timesteps: str | Sequence[int] = "peaks",
+Timesteps = str | Sequence[int] | Mapping[int, Sequence[int]]
+
+
+def plan_rows(units: Sequence[int], seeds: Sequence[int], timesteps: Timesteps = "peaks",
               analysis: ActivityAnalysis | None = None) -> list[Row]:
-    """Rows for every unit × timestep × seed; ``"peaks"`` means {0} ∪ the unit's activity peaks."""
+    """Rows for every unit × timestep × seed; ``"peaks"`` means {0} ∪ the unit's activity peaks; a mapping gives
+    each unit its own timesteps (e.g. the faithful recipe's selection timestep)."""
     if not len(units):
         raise UnitError("no units given; name at least one feature or channel")
     if len(set(units)) != len(units):
@@ -54,6 +58,10 @@ def plan_rows(units: Sequence[int], seeds: Sequence[int], timesteps: str | Seque
                 raise LVOError("timesteps='peaks' needs an activity analysis; run `analyze` first or give explicit "
                                "timesteps such as 0,500")
             ts = [0] + [t for t in analysis.peaks(unit) if t != 0]
+        elif isinstance(timesteps, Mapping):
+            if unit not in timesteps:
+                raise LVOError(f"no timesteps given for unit {unit}")
+            ts = list(dict.fromkeys(int(t) for t in timesteps[unit]))
         else:
             ts = list(dict.fromkeys(int(t) for t in timesteps))
         rows += [Row(int(unit), t, int(s)) for t in ts for s in seeds]
@@ -93,6 +101,13 @@ def random_prior(units: list[int], seeds: list[int], shape: Sequence[int]) -> Te
     return seeded_noise(seeds, shape)
 
 
+def unoptimized(init: Tensor, rows: Sequence[Row], config: LVOConfig, objective: str) -> LVOResult:
+    """The starting latents as a finished zero-step result."""
+    return LVOResult(init.clone(), init, [r.timestep for r in rows], [r.seed for r in rows],
+                     {k: np.zeros((0, len(rows)), np.float32) for k in HISTORY_KEYS}, 0, config, objective,
+                     stopped=None)
+
+
 @dataclass
 class Visualization:
     """Everything one LVO run produced, in row order."""
@@ -126,13 +141,13 @@ class Visualization:
 
 
 def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder | None = None,
-              analysis: ActivityAnalysis | None = None, timesteps: str | Sequence[int] = "peaks",
+              analysis: ActivityAnalysis | None = None, timesteps: Timesteps = "peaks",
               seeds: Sequence[int] = REFERENCE_SEEDS, prior: str | PriorFn = "random",
               config: LVOConfig | None = None, value: str = "dense", batch_size: int | str = 20,
               display: str = "per_image", eval_samples: int = 4, decode: bool = True,
               on_progress: Callable[[int, int], None] | None = None,
               on_preview: Callable[[list[Row], int, Tensor], None] | None = None,
-              should_stop: Callable[[], bool] | None = None,
+              should_stop: Callable[[], bool] | None = None, optimize_latents: bool = True,
               on_batch: Callable[[list[Row], LVOResult, list[dict[str, Any]], Tensor | None], None] | None = None,
               skip: Sequence[Row] = ()) -> Visualization:
     """LVO for ``units`` (SAE features when ``sae`` is given, raw channels otherwise); see the module docstring.
@@ -142,7 +157,8 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
     receives each batch's decoded images every that many steps. Progress is reported as
     ``on_progress(steps done, steps total)`` over
     all batches; an interrupt returns the rows done so far plus the partial batch. ``on_batch(rows, result, metrics,
-    images)`` runs after each finished batch (to save it at once); rows in ``skip`` are not run again. ``batch_size="auto"`` starts
+    images)`` runs after each finished batch (to save it at once); rows in ``skip`` are not run again.
+    ``optimize_latents=False`` measures and decodes the starting latents as they are (e.g. bank selection alone). ``batch_size="auto"`` starts
     from :func:`auto_batch_size`; whatever the start, an out-of-memory error halves the batch and redoes its rows.
     """
     start = time.perf_counter()
@@ -193,9 +209,10 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
 
         preview = None if on_preview is None else (lambda step, images, batch=batch: on_preview(batch, step, images))
         try:
-            result = optimize(backend, objective, init, [r.timestep for r in batch], [r.seed for r in batch],
-                              config, on_step=progress, on_preview=preview, preview_display=display,
-                              should_stop=should_stop)
+            result = (optimize(backend, objective, init, [r.timestep for r in batch], [r.seed for r in batch],
+                               config, on_step=progress, on_preview=preview, preview_display=display,
+                               should_stop=should_stop) if optimize_latents else
+                      unoptimized(init, batch, config, objective.name))
             batch_metrics = unit_metrics(backend, [r.unit for r in batch], result.latents, result.init_latents,
                                          result.timesteps, result.seeds, sae, analysis, samples=eval_samples)
             decoded = None

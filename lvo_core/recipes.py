@@ -12,15 +12,28 @@ prior or plain noise, and how hard to steer), which SAE value is maximized and a
   on the model's image manifold. It trades activation for recognizability: on the toy world it reaches the
   dataset maximum less often than ``paper`` while its images show the unit's concept far more often. The fixed
   steering strength is in the hooked block's units (the toy block's tokens have norm ≈ 8); scale it with yours.
+* ``faithful`` — the default: start from the model's own sample that drives the unit hardest (a
+  :mod:`~lvo_core.bank` of unconditional samples, scored at the selection timestep, t = 200 by default, or the
+  unit's activity peak), then a short polish with ``best``'s settings at that timestep. Choosing among the
+  model's samples keeps the picture on the data; the polish lifts the activation past the dataset maximum before
+  it starts to trade the concept away (measured: ``python -m lvo_core ablate``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Callable, Sequence
 
+from .activity import ActivityAnalysis
+from .backend import Backend
+from .bank import SampleBank
 from .errors import LVOError
 from .optimize import PRESETS, LVOConfig
+from .pipeline import PriorFn, Timesteps, Visualization, visualize
+from .sae.model import SparseAutoencoder
+from .selection import FALLBACK_T, SELECT_T, BankPrior, selection_timesteps
+
+SteerFactory = Callable[[SparseAutoencoder | None, ActivityAnalysis | None, float | None], PriorFn]
 
 
 @dataclass(frozen=True)
@@ -35,19 +48,29 @@ class Recipe:
     timesteps: str | tuple[int, ...] = "peaks"
     raw: bool = False
     note: str = ""
+    polish: bool = True
+    select: bool = True
+    pool: int | None = None
+    select_t: str | int = SELECT_T
+    fallback_t: int = FALLBACK_T
 
     def __post_init__(self) -> None:
-        if self.prior not in ("steer", "random"):
-            raise LVOError(f"recipe '{self.name}': prior must be 'steer' or 'random', got '{self.prior}'")
+        if self.prior not in ("steer", "random", "bank"):
+            raise LVOError(f"recipe '{self.name}': prior must be 'steer', 'random' or 'bank', got '{self.prior}'")
+        if self.prior != "bank" and not self.polish:
+            raise LVOError(f"recipe '{self.name}': only a bank prior can skip the optimization (polish=False)")
         if self.value not in ("dense", "pre", "sparse"):
             raise LVOError(f"recipe '{self.name}': value must be 'dense', 'pre' or 'sparse', got '{self.value}'")
-        if isinstance(self.timesteps, str) and self.timesteps != "peaks":
-            raise LVOError(f"recipe '{self.name}': timesteps must be 'peaks' or a tuple of integers")
+        if isinstance(self.timesteps, str) and self.timesteps not in ("peaks", "select"):
+            raise LVOError(f"recipe '{self.name}': timesteps must be 'peaks', 'select' or a tuple of integers")
+        if self.timesteps == "select" and self.prior != "bank":
+            raise LVOError(f"recipe '{self.name}': timesteps 'select' (the selection timestep) needs the bank prior")
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "note": self.note, "prior": self.prior, "steer_strength": self.steer_strength,
                 "value": self.value, "timesteps": self.timesteps if isinstance(self.timesteps, str)
-                else list(self.timesteps), "raw": self.raw, "config": self.config.to_dict()}
+                else list(self.timesteps), "raw": self.raw, "polish": self.polish, "select": self.select, "pool": self.pool,
+                "select_t": self.select_t, "fallback_t": self.fallback_t, "config": self.config.to_dict()}
 
     def for_raw(self) -> "Recipe":
         """The raw-channel counterpart: the reference's raw penalties and gradient blur, and the dense value
@@ -60,12 +83,16 @@ class Recipe:
 
 
 BEST_CONFIG = replace(PRESETS["sae"], lr=0.02, prior_weight=1.0, prior_relative=True, prior_t_max=500)
+POLISH_STEPS = 30
 
 RECIPES: dict[str, Recipe] = {
     "paper": Recipe("paper", PRESETS["sae"], note="the reference recipe"),
     "best": Recipe("best", BEST_CONFIG, steer_strength=5.0, value="pre", timesteps=(0,),
                    note="tuned on the toy world for concept agreement"),
+    "faithful": Recipe("faithful", replace(BEST_CONFIG, steps=POLISH_STEPS), prior="bank", value="pre",
+                       timesteps="select", note="best-scoring pool sample at the selection timestep, short polish"),
 }
+DEFAULT_RECIPE = "faithful"
 
 
 def recipe(name: str, raw: bool = False, **overrides: Any) -> Recipe:
@@ -74,3 +101,45 @@ def recipe(name: str, raw: bool = False, **overrides: Any) -> Recipe:
         raise LVOError(f"unknown recipe '{name}'; choose one of {', '.join(RECIPES)}")
     chosen = RECIPES[name].for_raw() if raw else RECIPES[name]
     return replace(chosen, **overrides) if overrides else chosen
+
+
+def recipe_start(backend: Backend, variant: Recipe, units: Sequence[int], *, sae: SparseAutoencoder | None,
+                 analysis: ActivityAnalysis | None, seeds: Sequence[int], steer_prior: SteerFactory | None = None,
+                 bank: SampleBank | None = None) -> tuple[str | PriorFn, Timesteps, dict[int, str]]:
+    """What a recipe's rows start from and at which timesteps: ``(prior, timesteps, notes)``; ``notes`` says per
+    unit where a fallback was used. ``sae`` is None for raw channels."""
+    notes: dict[int, str] = {}
+    timesteps: Timesteps = variant.timesteps if isinstance(variant.timesteps, str) else list(variant.timesteps)
+    if variant.prior == "steer":
+        if steer_prior is None:
+            raise LVOError(f"variant '{variant.name}' starts from a steering prior; give steer_prior")
+        return steer_prior(sae, analysis, variant.steer_strength), timesteps, notes
+    if variant.prior == "random":
+        return "random", timesteps, notes
+    if bank is None:
+        raise LVOError(f"recipe '{variant.name}' starts from a sample bank; build one (`python -m lvo_core bank`) "
+                       f"and pass it")
+    chosen, notes = selection_timesteps(units, variant.select_t, analysis, variant.fallback_t)
+    if variant.timesteps == "select":
+        timesteps = {u: [t] for u, t in chosen.items()}
+    return BankPrior(bank, backend, sae, chosen, seeds, variant.pool, ranked=variant.select), timesteps, notes
+
+
+def visualize_recipe(backend: Backend, variant: Recipe, units: Sequence[int], *, sae: SparseAutoencoder | None,
+                     analysis: ActivityAnalysis | None = None, seeds: Sequence[int] = (1, 2, 3, 4),
+                     steer_prior: SteerFactory | None = None, bank: SampleBank | None = None,
+                     **options: Any) -> Visualization:
+    """:func:`~lvo_core.pipeline.visualize` under a recipe (``sae`` None: raw channels). Rows of a bank recipe
+    carry the pool image they started from (``pool_index``) and, where the selection timestep was a fallback, a
+    ``note`` saying so. ``options`` go to ``visualize`` (batch size, progress, previews, interrupts, …)."""
+    prior, timesteps, notes = recipe_start(backend, variant, units, sae=sae, analysis=analysis, seeds=seeds,
+                                           steer_prior=steer_prior, bank=bank)
+    vis = visualize(backend, list(units), sae=sae, analysis=analysis, timesteps=timesteps, seeds=seeds, prior=prior,
+                    config=variant.config, value=variant.value, optimize_latents=variant.polish, **options)
+    if isinstance(prior, BankPrior):
+        for m in vis.metrics:
+            m["pool_index"] = prior.chosen.get((m["unit"], m["seed"]))
+            if m["unit"] in notes:
+                m["note"] = notes[m["unit"]]
+    vis.prior = f"{variant.name}: {vis.prior}"
+    return vis

@@ -47,10 +47,22 @@ def sample(unet: nn.Module, scheduler, cond: Tensor, *, uncond: Tensor | None = 
     call, before the scheduler step, so a hook's records for step ``i`` are complete when it is called;
     ``before_step(i, t)`` runs before it (to switch or scale an edit per timestep).
     """
+    param = next(unet.parameters())
+    return sample_with(unet_eps(unet), scheduler, cond, uncond=uncond, guidance=guidance, steps=steps, seeds=seeds,
+                       latent_shape=latent_shape, device=param.device, dtype=param.dtype, on_step=on_step,
+                       before_step=before_step, init_latents=init_latents)
+
+
+@torch.no_grad()
+def sample_with(eps_fn: Callable[[Tensor, Tensor, Tensor], Tensor], scheduler, cond: Tensor, *,
+                uncond: Tensor | None = None, guidance: float = 1.0, steps: int = 50, seeds: Sequence[int],
+                latent_shape: Sequence[int], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                on_step: StepCallback | None = None, before_step: Callable[[int, int], None] | None = None,
+                init_latents: Tensor | None = None) -> Tensor:
+    """:func:`sample` over any ε-prediction ``eps_fn(x, t, context)`` (``t`` one timestep per row), e.g. a
+    :class:`~lvo_core.backend.Backend`'s ``predict_eps``, so every backend samples the same way."""
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}")
-    device = next(unet.parameters()).device
-    dtype = next(unet.parameters()).dtype
     batch = len(seeds)
     cond = cond.to(device=device, dtype=dtype).expand(batch, -1, -1)
     use_cfg = uncond is not None and guidance != 1.0
@@ -58,13 +70,12 @@ def sample(unet: nn.Module, scheduler, cond: Tensor, *, uncond: Tensor | None = 
     scheduler.set_timesteps(steps, device=device)
     latents = (seeded_noise(seeds, latent_shape, device, dtype) * scheduler.init_noise_sigma
                if init_latents is None else init_latents.to(device=device, dtype=dtype))
-    eps_fn = unet_eps(unet)
     for i, t in enumerate(scheduler.timesteps):
         if before_step is not None:
             before_step(i, int(t))
         x = torch.cat([latents, latents]) if use_cfg else latents
         x = scheduler.scale_model_input(x, t)
-        eps = eps_fn(x, t, context)
+        eps = eps_fn(x, t.reshape(1).expand(x.shape[0]), context)
         if use_cfg:
             eps_u, eps_c = eps.chunk(2)
             eps = eps_u + guidance * (eps_c - eps_u)
@@ -72,3 +83,14 @@ def sample(unet: nn.Module, scheduler, cond: Tensor, *, uncond: Tensor | None = 
             on_step(i, int(t), latents)
         latents = scheduler.step(eps, t, latents, return_dict=False)[0]
     return latents
+
+
+def ddim_from_alphas(alphas: Tensor):
+    """diffusers' DDIM scheduler (SD's inference settings) over a model's own training ᾱ table, so a backend that
+    only knows ᾱ (ComfyUI's model_sampling, the toy world) samples with the schedule it was trained on."""
+    from diffusers import DDIMScheduler
+
+    a = alphas.double().cpu()
+    betas = 1 - a / torch.cat([torch.ones(1, dtype=a.dtype), a[:-1]])
+    return DDIMScheduler(num_train_timesteps=len(a), trained_betas=betas.float().numpy(), clip_sample=False,
+                         set_alpha_to_one=False, steps_offset=1)

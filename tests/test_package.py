@@ -66,16 +66,19 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--units", "2", "--lvo-steps", "5"]) == 0
     printed = capsys.readouterr().out
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert len(summary["units"]) == 2 and len(summary["channels"]) == 2 and summary["lvo_steps"] == 5
-    assert [row["variant"] for row in summary["table"]] == ["paper", "paper (raw channels)", "best",
-                                                             "best (raw channels)"]
+    assert len(summary["units"]) == 2 and len(summary["channels"]) == 2
+    assert summary["lvo_steps"] == {"paper": 5, "faithful": 5}
+    assert [row["variant"] for row in summary["table"]] == ["paper", "paper (raw channels)", "faithful",
+                                                             "faithful (raw channels)"]
+    assert summary["bank"]["size"] == 160 and ["sae", 200] in summary["bank"]["scores"]
     for rows in summary["rows"].values():
         assert all(r["dataset_max"] is not None and r["judged"] and "reencode" in r for r in rows)
     assert {r["unit"] for r in summary["rows"]["paper/sae"]} == set(summary["units"])
     assert summary["concepts"][str(summary["units"][0])].startswith("shape=")  # shapes and colours alike
     assert summary["concepts"][str(summary["units"][1])].startswith("color=")
     assert (tmp_path / "concepts.png").stat().st_size > 5000 and (tmp_path / "activity.png").is_file()
-    assert "| paper |" in printed and "| best |" in printed and "agreement" in printed
+    assert "| paper |" in printed and "| faithful |" in printed and "agreement" in printed
+    assert all(r["pool_index"] is not None for r in summary["rows"]["faithful/sae"])
 
 
 def test_info_lists_blocks_and_checks_the_sae(tmp_path, capsys):

@@ -91,13 +91,15 @@ def describe(purity: ConceptPurity, units: Sequence[int]) -> list[str]:
 
 
 def ablation_units(purity: ConceptPurity, raw_purity: ConceptPurity, analysis, raw_analysis, count: int = 10,
-                   raw_count: int = 4) -> tuple[list[int], list[int]]:
+                   raw_count: int = 4, held_out: int = 0) -> tuple[list[int], list[int], list[int]]:
     """Test units: concept-pure (≥ 75 %) SAE features and raw channels that the activity analysis saw active (the
-    paper's steering prior needs active timesteps), covering shapes and colours alike."""
-    def active_in(a):
-        return lambda u: len(a.active_timesteps(u)) > 0
-    return (purity.balanced(count, active_in(analysis), min_share=0.75),
-            raw_purity.balanced(raw_count, active_in(raw_analysis), min_share=0.75))
+    paper's steering prior needs active timesteps), covering shapes and colours alike; and ``held_out`` more such
+    features, disjoint from the first, that no default was chosen on."""
+    def active_in(a, exclude=()):
+        return lambda u: len(a.active_timesteps(u)) > 0 and u not in exclude
+    units = purity.balanced(count, active_in(analysis), min_share=0.75)
+    extra = purity.balanced(held_out, active_in(analysis, set(units)), min_share=0.75) if held_out else []
+    return units, raw_purity.balanced(raw_count, active_in(raw_analysis), min_share=0.75), extra
 
 
 @dataclass
@@ -115,10 +117,21 @@ class ToyStudy:
     raw_units: list[int]
     steer_prior: Any
     judging: Any
+    held_out: list[int]
+    bank: Any = None
 
     def concepts(self) -> dict[str, dict[str, str]]:
         return {"sae": dict(zip(map(str, self.units), describe(self.purity, self.units))),
-                "raw": dict(zip(map(str, self.raw_units), describe(self.raw_purity, self.raw_units)))}
+                "raw": dict(zip(map(str, self.raw_units), describe(self.raw_purity, self.raw_units))),
+                "held_out": dict(zip(map(str, self.held_out), describe(self.purity, self.held_out)))}
+
+    def ensure_bank(self, settings=None, on_progress=None):
+        """The toy world's sample bank (built once per study, in memory: it takes seconds here)."""
+        from ..bank import BankSettings, build_bank
+
+        if self.bank is None:
+            self.bank = build_bank(self.world.backend, settings or BankSettings(), on_progress=on_progress)
+        return self.bank
 
     def purity_table(self, threshold: float = 0.8) -> list[dict[str, Any]]:
         """Purity summaries of SAE features and raw channels, each with the true and the empty prompt."""
@@ -131,7 +144,7 @@ class ToyStudy:
 
 
 def prepare_study(count: int = 10, raw_count: int = 4, images: int = 1000, prior_steps: int = 50,
-                  device: str | torch.device = "cpu") -> ToyStudy:
+                  device: str | torch.device = "cpu", held_out: int = 0) -> ToyStudy:
     from ..ablate import Judging, steer_factory
     from ..activity import ActivityAnalysis
     from ..tiny import sd15_scheduler
@@ -141,23 +154,38 @@ def prepare_study(count: int = 10, raw_count: int = 4, images: int = 1000, prior
     data = purity_data(images)
     purity, raw_purity = measure_purity(world, data), measure_purity(world, data, raw=True)
     analysis, raw_analysis = ActivityAnalysis.load(ANALYSIS), ActivityAnalysis.load(RAW_ANALYSIS)
-    units, raw_units = ablation_units(purity, raw_purity, analysis, raw_analysis, count, raw_count)
+    units, raw_units, held = ablation_units(purity, raw_purity, analysis, raw_analysis, count, raw_count, held_out)
     with torch.no_grad():
         empty = world.encode_prompt([""])
     factory = steer_factory(world.backend.unet, sd15_scheduler(), HOOKPOINT, empty, prior_steps)
     return ToyStudy(world, data, purity, raw_purity, analysis, raw_analysis, units, raw_units, factory,
-                    Judging(purity, raw_purity, world.read, world.encode_images))
+                    Judging(purity, raw_purity, world.read, world.encode_images), held)
 
 
 def toy_ablation(out=None, *, variants=None, seeds: Sequence[int] = (1, 2, 3, 4), count: int = 10,
                  raw_count: int = 4, images: int = 1000, prior_steps: int = 50, batch_size: int = 64,
-                 device: str | torch.device = "cpu", on_variant=None, should_stop=None) -> dict[str, Any]:
-    """The ablation on the toy world: purity-selected units, every variant, every faithfulness metric."""
+                 device: str | torch.device = "cpu", on_variant=None, should_stop=None, held_out: int = 0,
+                 held_out_variants=None, bank_settings=None, on_phase=None) -> dict[str, Any]:
+    """The ablation on the toy world: purity-selected units, every variant, every faithfulness metric; with
+    ``held_out``, that many further concept-pure features get ``held_out_variants`` (default: the three recipes).
+    ``on_phase(name)`` announces each preparation phase."""
+    from ..ablate import held_out_variants as default_held_out
     from ..ablate import run_ablation, standard_variants
 
-    study = prepare_study(count, raw_count, images, prior_steps, device)
-    return run_ablation(study.world.backend, variants or standard_variants(), study.units, study.raw_units,
+    say = on_phase or (lambda _name: None)
+    say("purity of every unit on 1000 held-out images, activity analyses, test units")
+    study = prepare_study(count, raw_count, images, prior_steps, device, held_out)
+    variants = variants or standard_variants()
+    held = list(held_out_variants or default_held_out()) if held_out else []
+    bank = None
+    if any(v.prior == "bank" for v in [*variants, *held]):
+        say("sample bank (the model's own unconditional samples)")
+        bank = study.ensure_bank(bank_settings)
+    say("variants")
+    return run_ablation(study.world.backend, variants, study.units, study.raw_units,
                         sae=study.world.sae, analysis=study.analysis, raw_analysis=study.raw_analysis, seeds=seeds,
                         steer_prior=study.steer_prior, judging=study.judging, out=out, batch_size=batch_size,
-                        on_variant=on_variant, should_stop=should_stop,
-                        extra={"concepts": study.concepts(), "purity": study.purity_table()})
+                        on_variant=on_variant, should_stop=should_stop, bank=bank, held_out=study.held_out,
+                        held_out_variants=held,
+                        extra={"concepts": study.concepts(), "purity": study.purity_table(),
+                               "bank": bank.describe() if bank is not None else None})
