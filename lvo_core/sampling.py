@@ -12,6 +12,8 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from .errors import LVOError
+
 StepCallback = Callable[[int, int, Tensor], None]
 
 
@@ -48,7 +50,7 @@ def sample(unet: nn.Module, scheduler, cond: Tensor, *, uncond: Tensor | None = 
     ``before_step(i, t)`` runs before it (to switch or scale an edit per timestep).
     """
     if steps <= 0:
-        raise ValueError(f"steps must be positive, got {steps}")
+        raise LVOError(f"steps must be positive, got {steps}")
     device = next(unet.parameters()).device
     dtype = next(unet.parameters()).dtype
     batch = len(seeds)
