@@ -12,17 +12,16 @@ does the work (the run record lives in :mod:`lvo_core.runs`).
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from typing import Callable, Sequence
 
 import torch
 
 from . import commands
-from .commands import DEFAULT_HOOKPOINT
+from .commands import DEFAULT_HOOKPOINT, check_settings
 from .errors import LVOError
-from .runs import load_result
+from .runs import load_result, sigterm_as_interrupt
+from .steering import REFERENCE_SEEDS
 
 
 class Parser(argparse.ArgumentParser):
@@ -43,19 +42,11 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def units_or_all(text: str) -> str | list[int]:
-    return "all" if text == "all" else int_list(text)
+def either(word: str, parse: Callable[[str], object] = int_list) -> Callable[[str], object]:
+    """A flag that takes a keyword (``all``, ``peaks``, ``auto``) or a parsed value."""
+    return lambda text: word if text == word else parse(text)
 
 
-def batch_arg(text: str) -> int | str:
-    return "auto" if text == "auto" else int(text)
-
-
-def timesteps_arg(text: str) -> str | list[int]:
-    return "peaks" if text == "peaks" else int_list(text)
-
-
-# ---------------------------------------------------------------------------------------------- shared flags
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="tiny", help="'tiny' (default), 'toy' (the trained toy world), a local "
                                                    "diffusers folder, or a .safetensors checkpoint with --config")
@@ -89,7 +80,7 @@ def _steer_args(p: argparse.ArgumentParser) -> None:
 
 def _lvo_args(p: argparse.ArgumentParser) -> None:
     """The LVO settings shared by ``visualize`` and ``atlas``."""
-    p.add_argument("--timesteps", type=timesteps_arg, default="peaks",
+    p.add_argument("--timesteps", type=either("peaks"), default="peaks",
                    help="'peaks' ({0} ∪ activity peaks; needs --analysis) or comma-separated timesteps")
     p.add_argument("--prior", default="steer", help="'steer' (default), 'random', or a priors.safetensors file")
     p.add_argument("--preset", choices=["sae", "raw"], help="settings preset (default: by unit kind)")
@@ -111,7 +102,7 @@ def _lvo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-augment", action="store_true", help="ablation: no jitter/rotation/zoom")
     p.add_argument("--no-penalties", action="store_true", help="ablation: no TV, range or moment penalty")
     p.add_argument("--minimize", action="store_true", help="minimize the unit instead")
-    p.add_argument("--batch-size", type=batch_arg, default=20, help="rows optimized together (20), or 'auto' "
+    p.add_argument("--batch-size", type=either("auto", int), default=20, help="rows optimized together (20), or 'auto' "
                    "(fits free memory; halves on out-of-memory either way)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="fp32",
                    help="UNet precision under autocast; the latent stays fp32 (auto: bf16 on CUDA)")
@@ -121,10 +112,14 @@ def _lvo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-samples", type=int, default=4, help="noise draws for the reported metrics (4)")
 
 
-# ---------------------------------------------------------------------------------------------- subcommands
-def _seeds(p: argparse.ArgumentParser, default: Sequence[int]) -> None:
-    p.add_argument("--seeds", type=int_list, default=list(default),
-                   help=f"comma-separated seeds (default {','.join(map(str, default))})")
+def _units_args(p: argparse.ArgumentParser, seeds: Sequence[int], units_help: str, **units: object) -> None:
+    """Model, steering, units, seeds and analysis: what ``steer``, ``visualize`` and ``atlas`` share."""
+    _model_args(p)
+    _steer_args(p)
+    p.add_argument("--units", help=units_help, **units)
+    p.add_argument("--seeds", type=int_list, default=list(seeds),
+                   help=f"comma-separated seeds (default {','.join(map(str, seeds))})")
+    p.add_argument("--analysis", help="activity analysis: peak timesteps, dataset max, steering strengths")
 
 
 def analyze_args(p: argparse.ArgumentParser) -> None:
@@ -135,24 +130,12 @@ def analyze_args(p: argparse.ArgumentParser) -> None:
 
 
 def steer_args(p: argparse.ArgumentParser) -> None:
-    from .steering import REFERENCE_SEEDS
-
-    _model_args(p)
-    _steer_args(p)
-    p.add_argument("--units", type=int_list, required=True, help="comma-separated feature or channel indices")
-    _seeds(p, REFERENCE_SEEDS)
-    p.add_argument("--analysis", help="activity analysis (strength from its dataset max at active timesteps)")
+    _units_args(p, REFERENCE_SEEDS, "comma-separated feature or channel indices", type=int_list, required=True)
     p.add_argument("--out", default="lvo_runs/steer", help="output folder")
 
 
 def visualize_args(p: argparse.ArgumentParser) -> None:
-    from .steering import REFERENCE_SEEDS
-
-    _model_args(p)
-    _steer_args(p)
-    p.add_argument("--units", type=int_list, help="comma-separated feature or channel indices (required)")
-    _seeds(p, REFERENCE_SEEDS)
-    p.add_argument("--analysis", help="activity analysis: peak timesteps, dataset max, steering strengths")
+    _units_args(p, REFERENCE_SEEDS, "comma-separated feature or channel indices (required)", type=int_list)
     _lvo_args(p)
     p.add_argument("--out", default="lvo_runs/visualize", help="output folder")
     p.add_argument("--from-json", help="rerun a previous result.json with its recorded arguments")
@@ -161,12 +144,8 @@ def visualize_args(p: argparse.ArgumentParser) -> None:
 
 
 def atlas_args(p: argparse.ArgumentParser) -> None:
-    _model_args(p)
-    _steer_args(p)
-    p.add_argument("--units", type=units_or_all, default="all",
-                   help="'all' (every feature/channel) or indices/ranges like '0-1023'")
-    _seeds(p, [1024])
-    p.add_argument("--analysis", help="activity analysis: peak timesteps, dataset max, steering strengths")
+    _units_args(p, [1024], "'all' (every feature/channel) or indices/ranges like '0-1023'", type=either("all"),
+                default="all")
     _lvo_args(p)
     p.add_argument("--chunk-size", type=int, default=16, help="units per unit of work a rank claims (16)")
     p.add_argument("--out", default="lvo_runs/atlas", help="shared output folder (all ranks write here)")
@@ -214,22 +193,20 @@ def ablate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
 
 
-# name, help, flags, command: a new subcommand is one line here plus its *_args function
+# name, help, flags, command: a new subcommand is an entry here plus its *_args function
 SUBCOMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable]] = [
     ("analyze", "time-step activity analysis over a prompt set", analyze_args, commands.cmd_analyze),
     ("steer", "steered generations: the LVO priors of some units", steer_args, commands.cmd_steer),
-    ("visualize", "LVO: optimize latents so that units fire, decode, measure", visualize_args,
-     commands.cmd_visualize),
+    ("visualize", "LVO: optimize latents so that units fire, decode, measure", visualize_args, commands.cmd_visualize),
     ("atlas", "LVO for many units (all of an SAE), resumable, on 1 or N processes (torchrun)", atlas_args,
      commands.cmd_atlas),
-    ("examples", "top-activating generations of a unit, ranked, with heatmaps", examples_args,
-     commands.cmd_examples),
+    ("examples", "top-activating generations of a unit, ranked, with heatmaps", examples_args, commands.cmd_examples),
     ("info", "hookable blocks of a model, SAE summary, and whether they fit", info_args, commands.cmd_info),
     ("convert", "convert an SAE (e.g. a pickled ae.pt/state_dict.pth) to safetensors", convert_args,
      commands.cmd_convert),
     ("demo", "the whole pipeline on the shipped toy world, with faithfulness metrics", demo_args, commands.cmd_demo),
-    ("ablate", "paper vs best recipe, SAE vs raw, each component off: one table (toy world: with concept "
-               "agreement)", ablate_args, commands.cmd_ablate),
+    ("ablate", "paper vs best recipe, SAE vs raw, each component off: one table (toy world: with concept agreement)",
+     ablate_args, commands.cmd_ablate),
 ]
 
 
@@ -242,17 +219,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _checked(args: argparse.Namespace) -> argparse.Namespace:
-    if args.command in ("steer", "visualize", "atlas") and not args.units:
-        raise LVOError("give --units, e.g. --units 12,305 (feature or channel indices)")
-    for name in ("steps", "prior_steps", "batch_size", "k", "top_n", "eval_samples", "lvo_steps", "check_every",
-                 "chunk_size"):
-        value = getattr(args, name, None)
-        if value is not None and value != "auto" and value <= 0:
-            raise LVOError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
-    return args
-
-
 def _from_json(args: argparse.Namespace, argv: Sequence[str]) -> argparse.Namespace:
     """The arguments a result.json recorded (flags it predates keep today's defaults); ``--out`` may move it."""
     recorded = load_result(args.from_json)
@@ -263,21 +229,15 @@ def _from_json(args: argparse.Namespace, argv: Sequence[str]) -> argparse.Namesp
                                  "from_json": None, "resume": args.resume})
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """The error boundary: bad input is one line and status 2, an interrupt status 130, never a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    in_main = threading.current_thread() is threading.main_thread()
-    # torchrun stops workers with SIGTERM: treat it as Ctrl-C, so they too end cleanly
-    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main else None
     try:
-        if getattr(args, "from_json", None):
-            args = _from_json(args, argv)
-        return args.func(_checked(args))
+        with sigterm_as_interrupt():  # torchrun stops workers with SIGTERM: they end as cleanly as on Ctrl-C
+            if getattr(args, "from_json", None):
+                args = _from_json(args, argv)
+            return args.func(check_settings(args))
     except LVOError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -285,6 +245,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"interrupted{f': {exc}' if str(exc) else ''}; what finished is saved — rerun the same command "
               f"(visualize: with --resume) to finish", file=sys.stderr)
         return 130
-    finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)

@@ -44,6 +44,18 @@ def recorded_args(s: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(s).items() if k not in NOT_RECORDED}
 
 
+def check_settings(s: Any) -> Any:
+    """Refuse missing units and non-positive counts before anything loads."""
+    if s.command in ("steer", "visualize", "atlas") and not s.units:
+        raise LVOError("give --units, e.g. --units 12,305 (feature or channel indices)")
+    for name in ("steps", "prior_steps", "batch_size", "k", "top_n", "eval_samples", "lvo_steps", "check_every",
+                 "chunk_size"):
+        value = getattr(s, name, None)
+        if value is not None and value != "auto" and value <= 0:
+            raise LVOError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    return s
+
+
 def read_prompts(path: str | None, model_source: str) -> list[str]:
     if path is None:
         if model_source == "tiny":

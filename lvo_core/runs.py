@@ -22,8 +22,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -244,6 +247,24 @@ def visualize_settings(backend: "Backend", *, sae=None, analysis=None, config=No
 
 class RunInterrupted(KeyboardInterrupt):
     """An interrupt stopped a whole run (not just a batch); what finished is saved and a resume redoes the rest."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (how torchrun and schedulers stop a job) raises KeyboardInterrupt like Ctrl-C, so
+    the partial batch is recorded as unfinished and files are closed; off the main thread, a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def open_record(out: str | os.PathLike, backend: "Backend", settings: Mapping[str, Any] | None,

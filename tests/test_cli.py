@@ -126,7 +126,7 @@ def test_model_folder_and_single_file_checkpoint(tmp_path, capsys):
     single = load_model(str(tmp_path / "sd.safetensors"), config=str(folder))
     with torch.no_grad():
         torch.testing.assert_close(single.unet(x, t, ctx).sample, tiny.unet(x, t, ctx).sample)
-    assert single.vae is not None  # not in the checkpoint: taken from the config folder
+    assert single.vae is not None and single.info["vae"] == f"{folder}/vae"  # not in the checkpoint: said so
     assert main(["visualize", "--model", str(tmp_path / "sd.safetensors"), "--config", str(folder), "--sae", "tiny",
                  "--units", "3", "--seeds", "1", "--timesteps", "0", "--prior", "random", "--steps", "2",
                  "--out", str(tmp_path / "v")]) == 0
