@@ -91,13 +91,27 @@ def fingerprint(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _tensors_digest(named: Iterable[tuple[str, Any]]) -> str:
+    h = hashlib.sha256()
+    for name, t in named:
+        if isinstance(t, torch.Tensor):
+            h.update(name.encode() + str(t.dtype).encode() + str(tuple(t.shape)).encode())
+            h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        else:
+            h.update(name.encode() + json.dumps(t, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
 def weights_digest(module: torch.nn.Module) -> str:
     """SHA-256 of a module's parameters and buffers, for callers that hold a model but no file naming it."""
-    h = hashlib.sha256()
-    for name, t in module.state_dict().items():
-        h.update(name.encode() + str(t.dtype).encode() + str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    return _tensors_digest(module.state_dict().items())
+
+
+def sae_digest(sae: Any) -> str:
+    """SHA-256 of every tensor and setting of an SAE (all of it, unlike the analysis check's quick fingerprint)."""
+    from dataclasses import fields
+
+    return _tensors_digest((f.name, getattr(sae, f.name)) for f in fields(sae) if f.name != "meta")
 
 
 def analysis_digest(analysis: Any) -> str | None:
@@ -232,13 +246,12 @@ def visualize_settings(backend: "Backend", *, sae=None, analysis=None, config=No
     """What a row of :func:`~lvo_core.pipeline.visualize` depends on, from the library's own objects (the model by
     its weights, the SAE and analysis by content, the full LVO config)."""
     from . import __version__
-    from .activity import sae_fingerprint
     from .optimize import PRESETS
 
     kind = "sae" if sae is not None else "raw"
     module = getattr(backend, "unet", None)
     return {"lvo_core": __version__, "hookpoint": backend.hookpoint.diffusers_name, "unit_kind": kind,
-            "config": (config or PRESETS[kind]).to_dict(), "sae": None if sae is None else sae_fingerprint(sae),
+            "config": (config or PRESETS[kind]).to_dict(), "sae": None if sae is None else sae_digest(sae),
             "analysis": analysis_digest(analysis), "value": value, "display": display,
             "eval_samples": eval_samples, "decode": decode,
             "prior": prior if isinstance(prior, str) else getattr(prior, "label", "custom"),
