@@ -122,15 +122,15 @@ def build_atlas(out: str | os.PathLike, backend: Any, units: Sequence[int], *, c
     def run_chunk(chunk: list[int]) -> None:
         vis = visualize(backend, chunk, on_batch=record.save_batch, skip=list(finished), **visualize_kwargs)
         if vis.interrupted:
-            raise RunInterrupted(f"interrupted in chunk {chunk[0]}–{chunk[-1]}; finished batches are saved in {out}")
+            raise RunInterrupted(f"stopped in chunk {chunk[0]}–{chunk[-1]}; finished batches are saved in {out}")
 
     try:
         ran = run_atlas(run_chunk, units, done, chunk_size, cluster, on_chunk=on_chunk)
     except KeyboardInterrupt as exc:
         if cluster.world == 1 and record.finished():
             merge(record, units, record.kind, {**meta, "interrupted": True})
-        raise exc if isinstance(exc, RunInterrupted) else RunInterrupted(f"interrupted; finished batches are "
-                                                                          f"saved in {out}") from exc
+        raise exc if isinstance(exc, RunInterrupted) else RunInterrupted(f"finished batches are saved in "
+                                                                          f"{out}") from exc
     cluster.barrier()
     if cluster.rank != 0:
         return None, ran

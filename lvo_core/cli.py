@@ -20,7 +20,7 @@ import torch
 from . import commands
 from .commands import DEFAULT_HOOKPOINT, check_settings
 from .errors import LVOError
-from .runs import load_result, sigterm_as_interrupt
+from .runs import RunInterrupted, load_result, sigterm_as_interrupt
 from .steering import REFERENCE_SEEDS
 
 
@@ -242,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        print(f"interrupted{f': {exc}' if str(exc) else ''}; what finished is saved — rerun the same command "
-              f"(visualize: with --resume) to finish", file=sys.stderr)
+        said = str(exc) if isinstance(exc, RunInterrupted) else "what finished is saved"
+        print(f"interrupted: {said}; rerun the same command{' with --resume' * (args.command == 'visualize')} to "
+              f"finish", file=sys.stderr)
         return 130

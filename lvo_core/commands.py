@@ -271,7 +271,8 @@ def cmd_visualize(s: Any) -> int:
     print(f"{len(vis.rows)} visualizations ({state}, {result['resumed_rows']} resumed from an earlier run) in "
           f"{time.perf_counter() - start:.1f}s; wrote {s.out}/result.json")
     if vis.interrupted:
-        print(f"interrupted: finished batches are saved; rerun with --resume to finish {s.out}", file=sys.stderr)
+        print(f"interrupted: finished batches are saved in {s.out}; rerun the same command with --resume to finish",
+              file=sys.stderr)
     return 130 if vis.interrupted else 0
 
 

@@ -313,12 +313,12 @@ def run_visualize(out: str | os.PathLike, backend: "Backend", units: Sequence[in
     previous = record.finished() if resume else {}
     vis = None
 
-    def write(vis: "Visualization | None") -> dict[str, Any]:
+    def write(vis: "Visualization | None", interrupted: bool = False) -> dict[str, Any]:
         summary = {k: v for k, v in (vis.summary() if vis is not None else {}).items()
                    if k not in ("rows", "metrics", "history", "complete")}
         ran = set(vis.rows) if vis is not None else set()
         return record.write_result(plan, {**lib, **(info or {}), **summary,
-                                          "interrupted": bool(vis and vis.interrupted),
+                                          "interrupted": interrupted or bool(vis and vis.interrupted),
                                           "stopped": vis.stopped if vis else [],
                                           "resumed_rows": sum(r in previous and r not in ran for r in plan)})
 
@@ -327,8 +327,8 @@ def run_visualize(out: str | os.PathLike, backend: "Backend", units: Sequence[in
             vis = visualize(backend, units, on_batch=record.save_batch, skip=list(previous), **kwargs)
         except KeyboardInterrupt as exc:  # outside the optimizer (prior, metrics, saving): keep what is saved
             if record.rows():
-                write(None)
-            raise RunInterrupted(f"interrupted; finished batches are saved in {out}") from exc
+                write(None, interrupted=True)
+            raise RunInterrupted(f"finished batches are saved in {out}") from exc
     result = write(vis)
     return vis, result
 
