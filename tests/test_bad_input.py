@@ -3,8 +3,9 @@
 A case gives, per entry point, how to feed it the bad input (``cli``: the arguments of ``python -m lvo_core``;
 ``python``: a library call), or in ``not_for`` why that entry point cannot meet it. Each entry point has one runner
 that checks the same error and message fragments: the Python runner the error class and that nothing else changed,
-the CLI runner exit status 2 and one line on stderr, never a traceback. A new entry point is one runner in
-``RUNNERS``; :func:`test_every_case_names_every_entry_point` then fails until every case says how it meets it.
+the CLI runner exit status 2 and one line on stderr, never a traceback. A new entry point (the ComfyUI nodes) is
+one field of :class:`Case` and one runner in ``RUNNERS``; :func:`test_every_case_names_every_entry_point` then
+fails until every case says how it meets it, or why it cannot.
 """
 
 from __future__ import annotations

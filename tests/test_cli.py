@@ -132,3 +132,15 @@ def test_model_folder_and_single_file_checkpoint(tmp_path, capsys):
                  "--out", str(tmp_path / "v")]) == 0
     assert main(["visualize", "--model", str(tmp_path / "sd.safetensors"), "--units", "3", "--sae", "tiny"]) == 2
     assert "also give --config" in capsys.readouterr().err
+
+
+def test_info_hookpoint_chooses_inside_a_multi_hookpoint_root(tmp_path, capsys):
+    from lvo_core.sae import save_sae
+    from lvo_core.tiny import random_sae
+
+    for i, d_in in ((0, 32), (1, 64)):
+        save_sae(random_sae(d_in=d_in), tmp_path / f"unet.up_blocks.1.attentions.{i}",
+                 hookpoint=f"unet.up_blocks.1.attentions.{i}")
+    assert main(["info", "--sae", str(tmp_path), "--hookpoint", "output_blocks.4.1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["sae"]["d_in"] == 64 and report["sae"]["hookpoint"] == "unet.up_blocks.1.attentions.1"
