@@ -129,8 +129,9 @@ def build_atlas(out: str | os.PathLike, backend: Any, units: Sequence[int], *, c
     except KeyboardInterrupt as exc:
         if cluster.world == 1 and record.finished():
             merge(record, units, record.kind, {**meta, "interrupted": True})
-        raise exc if isinstance(exc, RunInterrupted) else RunInterrupted(f"finished batches are saved in "
-                                                                          f"{out}") from exc
+        if isinstance(exc, RunInterrupted):
+            raise
+        raise RunInterrupted(f"finished batches are saved in {out}") from exc
     cluster.barrier()
     if cluster.rank != 0:
         return None, ran

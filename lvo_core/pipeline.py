@@ -7,6 +7,7 @@ units share batches — each row carries its own unit, timestep and seed.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -131,7 +132,7 @@ class Visualization:
     def complete(self) -> bool:
         return not self.interrupted and not self.stopped
 
-    def save(self, out: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    def save(self, out: str | os.PathLike, settings: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write this run as a run folder (one PNG per row, ``contact_sheet.png``, ``latents.safetensors``,
         ``result.json``; see :mod:`lvo_core.runs`) and return the result JSON."""
         from .runs import save_visualization
