@@ -4,7 +4,9 @@ Everything the ComfyUI nodes do lives here and is importable and testable on its
 (:mod:`lvo_core.sae`), hookpoint naming (:mod:`lvo_core.hookpoints`), block hooks (:mod:`lvo_core.hooks`),
 time-step activity analysis (:mod:`lvo_core.activity`), dataset examples (:mod:`lvo_core.examples`), and the LVO
 engine: noise (:mod:`lvo_core.noise`), objectives, regularizers (:mod:`lvo_core.transforms`), steering priors
-(:mod:`lvo_core.steering`), the optimizer (:mod:`lvo_core.optimize`), metrics and :func:`lvo_core.pipeline.visualize`.
+(:mod:`lvo_core.steering`), the optimizer (:mod:`lvo_core.optimize`), metrics and :func:`lvo_core.pipeline.visualize`;
+the run record (:mod:`lvo_core.runs`: save, resume, fingerprint) and the commands behind the CLI
+(:mod:`lvo_core.commands`).
 """
 
 __version__ = "0.1.0"

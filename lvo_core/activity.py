@@ -26,7 +26,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 from torch import Tensor, nn
 
-from .errors import ActivityError, SAEFormatError, UnitError
+from .errors import LVOError, ActivityError, SAEFormatError, UnitError
 from .fileio import atomic_write, check_safetensors_file
 from .hookpoints import Hookpoint, check_sae_fits, resolve_hookpoint
 from .hooks import capture
@@ -192,7 +192,7 @@ class ActivityAccumulator:
 
     def __init__(self, timesteps: Sequence[int], units: Sequence[int], top_n: int = 20, keep_examples: int = 8):
         if top_n <= 0 or keep_examples <= 0:
-            raise ValueError("top_n and keep_examples must be positive")
+            raise LVOError("top_n and keep_examples must be positive")
         self.timesteps = np.asarray([int(t) for t in timesteps], dtype=np.int64)
         self.units = np.asarray(units, dtype=np.int64)
         T, U = len(self.timesteps), len(self.units)
@@ -208,7 +208,7 @@ class ActivityAccumulator:
         """Add spatial-mean activations ``acts`` ``[B, U]`` of generations ``generation_ids`` at ``timesteps[step]``."""
         a = acts.detach().float().cpu().numpy() if isinstance(acts, Tensor) else np.asarray(acts, np.float32)
         if a.ndim != 2 or a.shape[1] != len(self.units):
-            raise ValueError(f"expected activations of shape [B, {len(self.units)}], got {a.shape}")
+            raise LVOError(f"expected activations of shape [B, {len(self.units)}], got {a.shape}")
         if not np.isfinite(a).all():
             raise ActivityError(f"non-finite unit activations at timestep {self.timesteps[step]}; the model or "
                                 f"SAE produced NaN/inf")
@@ -288,7 +288,7 @@ def analyze_activity(unet: nn.Module, scheduler, hookpoint: str, prompts: Sequen
         check_sae_fits(sae.d_in, point, unet)
     seeds = list(seeds) if seeds is not None else list(range(len(prompts)))
     if len(seeds) != len(prompts):
-        raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts; give one seed per prompt")
+        raise LVOError(f"got {len(seeds)} seeds for {len(prompts)} prompts; give one seed per prompt")
     size = latent_shape or default_latent_shape(unet)
     units = np.arange(sae.d_sae if sae is not None else point.channels)
     scheduler.set_timesteps(steps)

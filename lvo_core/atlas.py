@@ -5,10 +5,12 @@
     torchrun --nnodes 2 --nproc_per_node 8 --rdzv-endpoint HOST:29500 -m lvo_core atlas … # several nodes
 
 Work is cut into chunks of units in a fixed order (so a chunk's batch — and its results — do not depend on which
-rank runs it); ranks *claim* the next chunk from a shared counter in torch.distributed's TCPStore, so slow chunks
-never stall a rank and fast ranks take more. Every finished batch is saved at once (:class:`~lvo_core.report.
-RowStore`), so a crashed rank loses only its in-flight batch and a rerun skips finished units. When all chunks are
-done, rank 0 merges ``index.json``, ``atlas.html`` (sortable by metrics) and ``atlas.png``.
+rank runs it); ranks *claim* the next unfinished chunk from a shared counter in torch.distributed's TCPStore, so
+slow chunks never stall a rank and fast ranks take more. Chunks are cut from the whole unit list, finished or not,
+and every batch is saved at once in the run record (:class:`~lvo_core.runs.RunRecord`), so a crashed or interrupted
+rank loses only its in-flight batch and a rerun redoes it with the same rows: the resumed atlas equals an
+uninterrupted one. An interrupt (Ctrl-C, SIGINT, SIGTERM from torchrun) stops the whole run, never just a batch.
+When all chunks are done, rank 0 merges ``index.json``, ``atlas.html`` (sortable by metrics) and ``atlas.png``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .fileio import atomic_write
-from .report import RowStore, contact_sheet, save_json, save_png
+from .report import contact_sheet, save_json, save_png, versions
+from .runs import RunInterrupted, RunRecord, open_record
 
 COUNTER = "lvo_atlas_next_chunk"
 
@@ -81,9 +84,10 @@ def chunks(units: Sequence[int], size: int) -> list[list[int]]:
 
 def run_atlas(run_chunk: Callable[[list[int]], None], units: Sequence[int], done_units: set[int], chunk_size: int,
               cluster: Cluster, on_chunk: Callable[[int, int], None] | None = None) -> int:
-    """Claim and run chunks of the units not done yet until none is left; returns the number this rank ran."""
-    todo = [u for u in units if u not in done_units]
-    work = chunks(todo, chunk_size)
+    """Claim and run the chunks with a unit not done yet until none is left; returns the number this rank ran.
+    Chunks are cut from all of ``units`` (not from the undone ones), so a rerun computes every chunk with the very
+    rows of an uninterrupted run; a chunk raising (an interrupt) stops this rank at once."""
+    work = [c for c in chunks(list(units), chunk_size) if not set(c) <= done_units]
     ran = 0
     while True:
         index = cluster.claim()
@@ -96,13 +100,51 @@ def run_atlas(run_chunk: Callable[[list[int]], None], units: Sequence[int], done
     return ran
 
 
+def build_atlas(out: str | os.PathLike, backend: Any, units: Sequence[int], *, cluster: Cluster,
+                settings: dict[str, Any] | None = None, info: dict[str, Any] | None = None, chunk_size: int = 16,
+                on_chunk: Callable[[int, int], None] | None = None, **visualize_kwargs: Any) \
+        -> tuple[dict[str, Any] | None, int]:
+    """Visualize ``units`` chunk by chunk into the shared run record at ``out`` (on every rank of ``cluster``),
+    skipping chunks an earlier run with the same fingerprint finished; rank 0 then merges the atlas. Returns the
+    index (rank 0; None elsewhere) and how many chunks this rank ran. An interrupt stops the whole run with
+    :class:`~lvo_core.runs.RunInterrupted` (a single process merges what finished first)."""
+    from .pipeline import plan_rows, visualize
+    from .steering import REFERENCE_SEEDS
+
+    record, lib = open_record(out, backend, settings, visualize_kwargs)
+    seeds, timesteps = visualize_kwargs.get("seeds", REFERENCE_SEEDS), visualize_kwargs.get("timesteps", "peaks")
+    analysis = visualize_kwargs.get("analysis")
+    finished = set(record.finished())
+    done = {u for u in units if set(plan_rows([u], seeds, timesteps, analysis)) <= finished}
+    cluster.barrier()  # every rank has read the finished units before anyone adds more: same chunk lists
+    meta = {**lib, **(info or {}), "versions": versions(), "resumed_units": len(done)}
+
+    def run_chunk(chunk: list[int]) -> None:
+        vis = visualize(backend, chunk, on_batch=record.save_batch, skip=list(finished), **visualize_kwargs)
+        if vis.interrupted:
+            raise RunInterrupted(f"stopped in chunk {chunk[0]}–{chunk[-1]}; finished batches are saved in {out}")
+
+    try:
+        ran = run_atlas(run_chunk, units, done, chunk_size, cluster, on_chunk=on_chunk)
+    except KeyboardInterrupt as exc:
+        if cluster.world == 1 and record.finished():
+            merge(record, units, record.kind, {**meta, "interrupted": True})
+        if isinstance(exc, RunInterrupted):
+            raise
+        raise RunInterrupted(f"finished batches are saved in {out}") from exc
+    cluster.barrier()
+    if cluster.rank != 0:
+        return None, ran
+    return merge(record, units, record.kind, meta), ran
+
+
 def unit_score(rows: list[dict]) -> float:
     """A unit's place in the atlas: mean ratio to its dataset max when known, else mean activation."""
     values = [m["ratio"] if m.get("ratio") is not None else m["activation"] for m in rows]
     return float(np.mean(values)) if values else float("-inf")
 
 
-def merge(store: RowStore, units: Sequence[int], kind: str, info: dict[str, Any]) -> dict[str, Any]:
+def merge(store: RunRecord, units: Sequence[int], kind: str, info: dict[str, Any]) -> dict[str, Any]:
     """Write ``index.json``, ``atlas.html`` and ``atlas.png`` from every finished row of this run."""
     finished = store.finished()
     by_unit: dict[int, list[tuple[Any, dict]]] = {}

@@ -142,7 +142,7 @@ class ModuleBackend:
     @property
     def latent_shape(self) -> tuple[int, int, int]:
         if self._latent_shape is None:
-            raise ValueError("this backend does not know its latent shape; pass latent_shape")
+            raise LVOError("this backend does not know its latent shape; pass latent_shape")
         return self._latent_shape
 
     def _runner(self) -> tuple[nn.Module, Hookpoint]:
@@ -178,12 +178,12 @@ class ModuleBackend:
 
     def empty_context(self, batch: int) -> Tensor:
         if self._empty is None:
-            raise ValueError("this backend has no empty-prompt conditioning")
+            raise LVOError("this backend has no empty-prompt conditioning")
         return self._empty.to(device=self.device, dtype=self.dtype).expand(batch, -1, -1)
 
     def decode(self, latents: Tensor) -> Tensor:
         if self._decoder is None:
-            raise ValueError("this backend has no decoder (VAE); latents cannot be turned into images")
+            raise LVOError("this backend has no decoder (VAE); latents cannot be turned into images")
         return self._decoder(latents)
 
     def frozen(self):
@@ -204,11 +204,11 @@ class DiffusersBackend(ModuleBackend):
                  latent_shape: Sequence[int] | None = None, copy_weights: bool | str = "auto"):
         if alphas is None:
             if scheduler is None:
-                raise ValueError("give the scheduler (or an alphas_cumprod table) the model was trained with")
+                raise LVOError("give the scheduler (or an alphas_cumprod table) the model was trained with")
             alphas = alphas_from_scheduler(scheduler)
         if empty_context is None:
             if encode_prompt is None:
-                raise ValueError("give the empty-prompt conditioning or a prompt encoder to compute it")
+                raise LVOError("give the empty-prompt conditioning or a prompt encoder to compute it")
             empty_context = encode_prompt([""])
         super().__init__(unet, hookpoint, diffusers_call, alphas,
                          decoder=vae_decoder(decoder) if isinstance(decoder, nn.Module) else decoder,

@@ -15,7 +15,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from .activity import spatial_map
-from .errors import ActivityError
+from .errors import LVOError, ActivityError
 from .hookpoints import check_sae_fits, resolve_hookpoint
 from .hooks import capture
 from .sae.model import SparseAutoencoder
@@ -51,7 +51,7 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.55, vmax: f
     """Blend a heatmap (any resolution, bilinear-upsampled by PIL) over an ``[H, W, 3]`` image in [0, 1]."""
     img = np.asarray(image, np.float32)
     if img.ndim != 3 or img.shape[-1] != 3:
-        raise ValueError(f"expected an [H, W, 3] image, got shape {img.shape}")
+        raise LVOError(f"expected an [H, W, 3] image, got shape {img.shape}")
     h, w = img.shape[:2]
     resized = np.asarray(Image.fromarray(np.asarray(heatmap, np.float32), mode="F").resize((w, h), Image.BILINEAR))
     color = colorize(resized, vmax)
@@ -66,7 +66,7 @@ def rank_examples(maps: Tensor | np.ndarray, k: int = 8, by: str = "mean",
     if m.ndim != 3 or not len(m):
         raise ActivityError(f"expected activation maps of shape [N, h, w] with N ≥ 1, got {m.shape}")
     if by not in ("mean", "max"):
-        raise ValueError(f"rank by 'mean' or 'max', got '{by}'")
+        raise LVOError(f"rank by 'mean' or 'max', got '{by}'")
     scores = m.reshape(len(m), -1).mean(1) if by == "mean" else m.reshape(len(m), -1).max(1)
     order = sorted(range(len(m)), key=lambda i: (-scores[i], i))[:k]
     return [Example(i, float(scores[i]), m[i], timestep, prompts[i] if prompts else None) for i in order]

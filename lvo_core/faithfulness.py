@@ -19,6 +19,7 @@ from .activity import unit_activations
 from .backend import Backend
 from .noise import add_noise, check_timesteps, step_noise
 from .sae.model import SparseAutoencoder
+from .errors import LVOError
 
 REENCODE_STEP_OFFSET = 3 << 29  # noise draws the optimizer and the evaluation metrics never use
 
@@ -113,7 +114,7 @@ def concept_purity(acts: Tensor | np.ndarray, labels: dict[str, np.ndarray], nam
     (``labels["shape"][i]`` indexes ``names["shape"]``)."""
     acts = np.asarray(acts, dtype=np.float64)
     if acts.shape[0] < top:
-        raise ValueError(f"concept purity over the top {top} images needs at least {top} images, got {acts.shape[0]}")
+        raise LVOError(f"concept purity over the top {top} images needs at least {top} images, got {acts.shape[0]}")
     order = np.argsort(-acts, axis=0, kind="stable")[:top]
     active = (acts > 0).sum(axis=0) >= top
     dominant, share = {}, {}

@@ -28,8 +28,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
 
 
 def looks_pickled(path: Path) -> bool:
+    """A pickle or torch.save zip, not a safetensors file (whose 8-byte header length may itself start with 0x80,
+    so a JSON header right after it rules a pickle out)."""
     with open(path, "rb") as fh:
-        head = fh.read(4)
+        head = fh.read(9)
+    if head[8:9] == b"{":
+        return False
     return any(head.startswith(m) for m in _PICKLE_MAGIC)
 
 

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from .hookpoints import Hookpoint, check_sae_fits, resolve_hookpoint
 from .sae.model import SparseAutoencoder
+from .errors import LVOError
 
 RowSelector = Callable[[int], Any]
 
@@ -40,7 +41,7 @@ def split_output(output: Any) -> tuple[Tensor, Callable[[Tensor], Any]]:
 def to_tokens(x: Tensor) -> tuple[Tensor, tuple[int, int]]:
     """``[B, C, H, W]`` → ``[B, H·W, C]`` and ``(H, W)``."""
     if x.ndim != 4:
-        raise ValueError(f"expected a [B, C, H, W] block output, got shape {tuple(x.shape)}")
+        raise LVOError(f"expected a [B, C, H, W] block output, got shape {tuple(x.shape)}")
     b, c, h, w = x.shape
     return x.permute(0, 2, 3, 1).reshape(b, h * w, c), (h, w)
 
@@ -60,7 +61,7 @@ def cfg_rows(which: str) -> RowSelector | None:
         return lambda batch: slice(batch // 2, batch)
     if which == "uncond":
         return lambda batch: slice(0, batch // 2)
-    raise ValueError(f"rows must be 'all', 'cond' or 'uncond', got '{which}'")
+    raise LVOError(f"rows must be 'all', 'cond' or 'uncond', got '{which}'")
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from .activity import ActivityAnalysis, unit_activations
 from .backend import Backend
 from .noise import add_noise, check_timesteps, step_noise
 from .sae.model import SparseAutoencoder
+from .errors import LVOError
 
 EVAL_STEP_OFFSET = 1 << 30  # evaluation noise uses step indices the optimizer never reaches
 
@@ -81,5 +82,5 @@ def display_images(images: Tensor, mode: str = "per_image") -> Tensor:
     elif mode == "batch":
         lo, hi = x.min(), x.max()
     else:
-        raise ValueError(f"display scaling must be 'per_image' or 'batch', got '{mode}'")
+        raise LVOError(f"display scaling must be 'per_image' or 'batch', got '{mode}'")
     return ((x - lo) / (hi - lo).clamp_min(1e-8)).permute(0, 2, 3, 1).cpu()

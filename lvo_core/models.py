@@ -9,6 +9,7 @@ only the empty-prompt embedding is unavailable and commands that need prompts sa
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +23,7 @@ from .tiny import CharPromptEncoder, sd15_scheduler, tiny_unet, tiny_vae
 PromptEncoder = Callable[[list[str]], Tensor]
 TINY = "tiny"
 TOY = "toy"
+log = logging.getLogger("lvo_core")
 
 
 @dataclass
@@ -122,6 +124,33 @@ def _load_toy(device: torch.device, dtype: torch.dtype) -> LoadedModel:
                        {"kind": "toy world", "decoder": codec})
 
 
+VAE_PREFIX = "first_stage_model."
+
+
+def _single_file_vae(path: Path, folder: Path) -> tuple[nn.Module | None, str | None]:
+    """The checkpoint's own VAE when it has one: a VAE that is present but does not load is an error, never a silent
+    switch to another VAE. Only a checkpoint without VAE weights uses the config folder's VAE, and says so."""
+    from diffusers import AutoencoderKL
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        has_vae = any(key.startswith(VAE_PREFIX) for key in fh.keys())
+    if has_vae:
+        try:
+            vae = AutoencoderKL.from_single_file(str(path), config=str(folder), subfolder="vae",
+                                                 local_files_only=True)
+        except Exception as exc:
+            raise LVOError(f"{path} has VAE weights ({VAE_PREFIX}*) that do not load with {folder}/vae's config "
+                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); fix or re-export the "
+                           f"checkpoint, or strip its VAE to use the config folder's") from exc
+        return vae, str(path)
+    if (folder / "vae" / "diffusion_pytorch_model.safetensors").is_file():
+        log.warning("%s has no VAE weights; decoding with the VAE of the config folder %s/vae", path, folder)
+        return AutoencoderKL.from_pretrained(str(folder), subfolder="vae", local_files_only=True), f"{folder}/vae"
+    log.warning("%s has no VAE weights and %s has no vae/; images cannot be decoded", path, folder)
+    return None, None
+
+
 def load_model(spec: str = TINY, *, config: str | None = None, device: str | torch.device = "cpu",
                dtype: torch.dtype = torch.float32) -> LoadedModel:
     """``tiny``; a diffusers folder (``unet/``, optional ``vae/``, ``scheduler/``, text encoder); or a single-file
@@ -149,12 +178,7 @@ def load_model(spec: str = TINY, *, config: str | None = None, device: str | tor
             raise LVOError(f"{path}: only .safetensors checkpoints are loaded (a .ckpt is a pickle that can run code)")
         unet = UNet2DConditionModel.from_single_file(str(path), config=str(folder), subfolder="unet",
                                                      local_files_only=True)
-        try:
-            vae = AutoencoderKL.from_single_file(str(path), config=str(folder), subfolder="vae",
-                                                 local_files_only=True)
-        except Exception:  # checkpoint without VAE weights: fall back to the config folder's VAE, if any
-            vae = (AutoencoderKL.from_pretrained(str(folder), subfolder="vae", local_files_only=True)
-                   if (folder / "vae" / "diffusion_pytorch_model.safetensors").is_file() else None)
+        vae, vae_source = _single_file_vae(path, folder)
     else:
         folder = path
         sub = "unet" if (path / "unet" / "config.json").is_file() else None
@@ -163,10 +187,11 @@ def load_model(spec: str = TINY, *, config: str | None = None, device: str | tor
         unet = UNet2DConditionModel.from_pretrained(str(path), subfolder=sub, local_files_only=True)
         vae = (AutoencoderKL.from_pretrained(str(path), subfolder="vae", local_files_only=True)
                if (path / "vae" / "config.json").is_file() else None)
+        vae_source = f"{path}/vae" if vae is not None else None
     unet = _place(unet, device, dtype)
     vae = _place(vae, device, dtype) if vae is not None else None
     return LoadedModel(unet, _scheduler(folder), vae, _prompt_encoder(folder, device), str(path),
-                       {"config": str(folder)})
+                       {"config": str(folder), "vae": vae_source})
 
 
 def save_model_folder(model: LoadedModel, folder: str | Path) -> Path:

@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .errors import TimestepError
+from .errors import LVOError, TimestepError
 from .sampling import seeded_noise
 
 
@@ -22,7 +22,7 @@ def alphas_from_scheduler(scheduler) -> Tensor:
     """ᾱ_t for t = 0…T−1 from any diffusers scheduler (its training schedule, not the inference subset)."""
     alphas = getattr(scheduler, "alphas_cumprod", None)
     if alphas is None:
-        raise ValueError(f"{type(scheduler).__name__} has no alphas_cumprod; give a DDPM-family scheduler "
+        raise LVOError(f"{type(scheduler).__name__} has no alphas_cumprod; give a DDPM-family scheduler "
                          f"or a sigma table")
     return torch.as_tensor(alphas, dtype=torch.float64).clone()
 

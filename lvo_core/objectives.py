@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .errors import UnitError
+from .errors import LVOError, UnitError
 from .sae.model import SparseAutoencoder
 
 VALUES = ("dense", "pre", "sparse")
@@ -96,7 +96,7 @@ class SAEFeature(Objective):
 
     def __post_init__(self) -> None:
         if self.value not in VALUES or self.reduce not in REDUCTIONS:
-            raise ValueError(f"value must be one of {VALUES} and reduce one of {REDUCTIONS}")
+            raise LVOError(f"value must be one of {VALUES} and reduce one of {REDUCTIONS}")
         feats = [self.features] if isinstance(self.features, int) else list(self.features)
         self.sae.check_features(sorted(set(feats)))
 

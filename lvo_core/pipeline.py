@@ -7,6 +7,7 @@ units share batches — each row carries its own unit, timestep and seed.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -108,6 +109,21 @@ def unoptimized(init: Tensor, rows: Sequence[Row], config: LVOConfig, objective:
                      stopped=None)
 
 
+def _priors(prior_fn: PriorFn, plan: list[Row], rows: list[Row], size: int) -> dict[tuple[int, int], Tensor]:
+    """One prior per (unit, seed) of ``rows``, computed in chunks cut from the whole plan's pairs: the same pair
+    always shares a chunk with the same others, so a resumed run starts from the very same latents."""
+    needed = {(r.unit, r.seed) for r in rows}
+    pairs = list(dict.fromkeys((r.unit, r.seed) for r in plan))
+    priors: dict[tuple[int, int], Tensor] = {}
+    for i in range(0, len(pairs), size):
+        chunk = pairs[i:i + size]
+        if needed.isdisjoint(chunk):
+            continue
+        latents = prior_fn([u for u, _ in chunk], [s for _, s in chunk]).detach().float().cpu()
+        priors.update({pair: latents[j] for j, pair in enumerate(chunk)})
+    return priors
+
+
 @dataclass
 class Visualization:
     """Everything one LVO run produced, in row order."""
@@ -130,6 +146,13 @@ class Visualization:
     @property
     def complete(self) -> bool:
         return not self.interrupted and not self.stopped
+
+    def save(self, out: str | os.PathLike, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write this run as a run folder (one PNG per row, ``contact_sheet.png``, ``latents.safetensors``,
+        ``result.json``; see :mod:`lvo_core.runs`) and return the result JSON."""
+        from .runs import save_visualization
+
+        return save_visualization(self, out, settings)
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly record of the run (history included), as written next to the images."""
@@ -155,11 +178,13 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
     ``prior``: ``"random"`` or a function ``(units, seeds) -> latents`` (e.g. a steering prior). ``config``
     defaults to the ``sae``/``raw`` preset; with ``config.preview_every`` set, ``on_preview(rows, step, images)``
     receives each batch's decoded images every that many steps. Progress is reported as
-    ``on_progress(steps done, steps total)`` over
-    all batches; an interrupt returns the rows done so far plus the partial batch. ``on_batch(rows, result, metrics,
-    images)`` runs after each finished batch (to save it at once); rows in ``skip`` are not run again.
-    ``optimize_latents=False`` measures and decodes the starting latents as they are (e.g. bank selection alone). ``batch_size="auto"`` starts
-    from :func:`auto_batch_size`; whatever the start, an out-of-memory error halves the batch and redoes its rows.
+    ``on_progress(steps done, steps total)`` over all batches; an interrupt returns the rows done so far plus the
+    partial batch. ``on_batch(rows, result, metrics, images)`` runs after each batch, the interrupted or NaN-stopped
+    one too (``result.complete`` tells them apart), so it can be saved at once. Batches are cut from the whole plan;
+    a batch whose rows are all in ``skip`` is not run again, any other is run whole (see
+    :mod:`lvo_core.runs`). ``optimize_latents=False`` measures and decodes the starting latents as they are (e.g.
+    bank selection alone). ``batch_size="auto"`` starts from :func:`auto_batch_size`; whatever the start, an
+    out-of-memory error halves the batches and redoes the rows.
     """
     start = time.perf_counter()
     kind = "sae" if sae is not None else "raw"
@@ -167,7 +192,7 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
     if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size <= 0):
         raise LVOError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
     if sae is not None:
-        check_sae_fits(sae.d_in, backend.hookpoint)
+        check_sae_fits(sae.d_in, backend.hookpoint, getattr(backend, "unet", None))
         sae.check_features(list(units))
     elif any(not 0 <= u < backend.hookpoint.channels for u in units):
         bad = next(u for u in units if not 0 <= u < backend.hookpoint.channels)
@@ -175,33 +200,31 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
                         f"{backend.hookpoint.channels} channels (valid 0..{backend.hookpoint.channels - 1})")
     if analysis is not None:
         analysis.check_matches(backend.hookpoint.diffusers_name, sae)
-    done_before = set(skip)
-    rows = [r for r in plan_rows(units, seeds, timesteps, analysis) if r not in done_before]
-    if not rows:
-        raise LVOError("every requested visualization is already finished; nothing to resume")
-    pairs = list(dict.fromkeys((r.unit, r.seed) for r in rows))
+    plan = plan_rows(units, seeds, timesteps, analysis)
     prior_fn: PriorFn = (lambda u, s: random_prior(u, s, backend.latent_shape)) if prior == "random" else prior
     if not callable(prior_fn):
         raise LVOError(f"prior must be 'random' or a function, got {prior!r}")
-    size = auto_batch_size(backend, len(rows)) if batch_size == "auto" else int(batch_size)
-    priors: dict[tuple[int, int], Tensor] = {}
-    for i in range(0, len(pairs), size):
-        chunk = pairs[i:i + size]
-        latents = prior_fn([u for u, _ in chunk], [s for _, s in chunk]).detach().float().cpu()
-        priors.update({pair: latents[j] for j, pair in enumerate(chunk)})
+    size = auto_batch_size(backend, len(plan)) if batch_size == "auto" else int(batch_size)
+    # batches are cut from the whole plan, so a resumed run redoes an unfinished batch with the very rows (and
+    # numbers) it had; only batches whose every row is in ``skip`` are left out
+    done_before = set(skip)
+    queue = [b for b in (plan[i:i + size] for i in range(0, len(plan), size)) if not set(b) <= done_before]
+    if not queue:
+        raise LVOError("every requested visualization is already finished; nothing to resume")
+    rows = [r for b in queue for r in b]
+    priors = _priors(prior_fn, plan, rows, size)
     total = len(rows) * config.steps
     results: list[LVOResult] = []
     done_rows: list[Row] = []
     metrics: list[dict[str, Any]] = []
     images: list[Tensor] = []
     sizes_used: list[int] = []
-    i = 0
-    while i < len(rows):
-        batch = rows[i:i + size]
+    while queue:
+        batch = queue[0]
         init = torch.stack([priors[(r.unit, r.seed)] for r in batch])
         objective = (SAEFeature(sae, [r.unit for r in batch], value=value) if sae is not None
                      else Channel([r.unit for r in batch]))
-        offset = i * config.steps
+        offset = len(done_rows) * config.steps
 
         def progress(info, offset=offset, n=len(batch)):
             if on_progress is not None:
@@ -219,15 +242,17 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
             if decode:
                 with torch.no_grad():
                     decoded = backend.decode(result.latents.to(backend.device)).float().cpu()
-        except Exception as exc:  # out of memory: halve the batch and redo the same rows
+        except Exception as exc:  # out of memory: halve the batches and redo the same rows
             if not is_out_of_memory(exc):
                 raise
             free_device_memory(backend.device)
             if len(batch) == 1:
                 raise LVOError("one visualization does not fit in device memory even alone; use a smaller "
                                "latent, fp16/bf16 precision, or a larger device") from exc
-            size = max(1, len(batch) // 2)
+            half = max(1, len(batch) // 2)
+            queue = [b[i:i + half] for b in queue for i in range(0, len(b), half)]
             continue
+        queue.pop(0)
         results.append(result)
         metrics += batch_metrics
         done_rows += batch
@@ -236,7 +261,6 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
         if on_batch is not None:
             on_batch(batch, result, batch_metrics, None if decoded is None else display_images(decoded, display))
         sizes_used.append(len(batch))
-        i += len(batch)
         if result.interrupted:
             break
     steps_done = min(r.steps_done for r in results)

@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .activity import ActivityAnalysis
+from .errors import LVOError
 
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
@@ -75,7 +76,7 @@ def image_grid(images: Sequence[np.ndarray], labels: Sequence[str] | None = None
     """Lay ``[H, W, 3]`` float images in [0, 1] side by side with a caption under each, wrapped to the cell's
     width (never cut)."""
     if not len(images):
-        raise ValueError("image_grid needs at least one image")
+        raise LVOError("image_grid needs at least one image")
     columns = columns or len(images)
     size = cell or max(int(images[0].shape[0]), 96)
     small = _font(11)

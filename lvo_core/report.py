@@ -1,7 +1,8 @@
 """Write run results to a folder: one PNG per visualization, a contact sheet, latents as safetensors, and one JSON
 that records everything needed to reproduce the run (arguments, config, seeds, versions, history, metrics).
 
-Every file is written atomically, so an interrupted run never leaves a file that looks complete but is not.
+Every file is written atomically, so an interrupted run never leaves a file that looks complete but is not. The run
+record that uses these writers (rows, resume, fingerprint, ``result.json``) is :mod:`lvo_core.runs`.
 """
 
 from __future__ import annotations
@@ -67,54 +68,3 @@ def contact_sheet(images: Sequence[np.ndarray], groups: Sequence[Any], labels: S
         tiles += [np.asarray(images[i]) if i is not None else blank for i in idx]
         names += [labels[i] if i is not None else "" for i in idx]
     return image_grid(tiles, names, columns=width, cell=cell)
-
-
-class RowStore:
-    """Per-row results in a folder, written as each batch finishes: ``<stem>.png`` beside the folder, and in
-    ``rows/`` the latents (``<stem>.safetensors``) and last, atomically, a JSON marker with the metrics, history and
-    the run's fingerprint. A row counts as finished only when its marker exists and names the same fingerprint, so
-    an interrupted save is simply redone and rows of runs with other settings are never mixed in."""
-
-    def __init__(self, out: str | Path, kind: str, fingerprint: str):
-        self.out, self.kind, self.fingerprint = Path(out), kind, fingerprint
-        self.rows_dir = self.out / "rows"
-        self.rows_dir.mkdir(parents=True, exist_ok=True)
-
-    def stem(self, row) -> str:
-        return f"{self.kind}{row.unit}_t{row.timestep}_seed{row.seed}"
-
-    def save(self, rows, result, metrics, images) -> None:
-        for j, (row, m) in enumerate(zip(rows, metrics)):
-            stem = self.stem(row)
-            save_png(images[j], self.out / f"{stem}.png")
-            save_tensors({"latent": result.latents[j], "init_latent": result.init_latents[j]},
-                         self.rows_dir / f"{stem}.safetensors")
-            save_json({"row": row.__dict__, "fingerprint": self.fingerprint, "metrics": m,
-                       "history": {k: v[:, j].round(6).tolist() for k, v in result.history.items()},
-                       "complete": result.complete, "files": [f"../{stem}.png", f"{stem}.safetensors"],
-                       "stem": stem}, self.rows_dir / f"{stem}.json")
-
-    def finished(self) -> dict:
-        """``{Row: marker}`` for every complete row of this fingerprint."""
-        from .pipeline import Row
-
-        done = {}
-        for marker in sorted(self.rows_dir.glob("*.json")):
-            try:
-                info = json.loads(marker.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            if info.get("fingerprint") == self.fingerprint and all((self.rows_dir / f).is_file()
-                                                                   for f in info.get("files", [])):
-                done[Row(**info["row"])] = info
-        return done
-
-    def image(self, info: dict) -> np.ndarray:
-        from PIL import Image
-
-        return np.asarray(Image.open(self.out / f"{info['stem']}.png"), dtype=np.float32) / 255
-
-    def tensors(self, info: dict) -> dict[str, torch.Tensor]:
-        from safetensors.torch import load_file
-
-        return load_file(self.rows_dir / f"{info['stem']}.safetensors")

@@ -12,6 +12,8 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from .errors import LVOError
+
 StepCallback = Callable[[int, int, Tensor], None]
 
 
@@ -62,7 +64,7 @@ def sample_with(eps_fn: Callable[[Tensor, Tensor, Tensor], Tensor], scheduler, c
     """:func:`sample` over any ε-prediction ``eps_fn(x, t, context)`` (``t`` one timestep per row), e.g. a
     :class:`~lvo_core.backend.Backend`'s ``predict_eps``, so every backend samples the same way."""
     if steps <= 0:
-        raise ValueError(f"steps must be positive, got {steps}")
+        raise LVOError(f"steps must be positive, got {steps}")
     batch = len(seeds)
     cond = cond.to(device=device, dtype=dtype).expand(batch, -1, -1)
     use_cfg = uncond is not None and guidance != 1.0

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .sae.model import SparseAutoencoder
+from .errors import LVOError
 
 SD15_BETAS = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
 
@@ -48,7 +49,7 @@ def sd15_scheduler(kind: str = "ddim"):
         return DDIMScheduler(**SD15_BETAS, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
     if kind == "ddpm":
         return DDPMScheduler(**SD15_BETAS, clip_sample=False)
-    raise ValueError(f"scheduler kind must be 'ddim' or 'ddpm', got '{kind}'")
+    raise LVOError(f"scheduler kind must be 'ddim' or 'ddpm', got '{kind}'")
 
 
 class CharPromptEncoder(nn.Module):

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .errors import LVOError
+
 
 # ------------------------------------------------------------------------------------------------ augmentations
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class Augment:
 
     def __post_init__(self) -> None:
         if self.jitter < 0 or self.rotate < 0 or self.zoom < 1:
-            raise ValueError(f"augmentation ranges need jitter ≥ 0, rotate ≥ 0, zoom ≥ 1; got {self}")
+            raise LVOError(f"augmentation ranges need jitter ≥ 0, rotate ≥ 0, zoom ≥ 1; got {self}")
 
     @property
     def is_identity(self) -> bool:

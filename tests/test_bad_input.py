@@ -1,11 +1,22 @@
-"""Every bad input of the reliability checklist, in one table: the error type, and a message that names the fix."""
+"""Every bad input of the reliability checklist, in one table run through every entry point it applies to.
+
+A case gives, per entry point, how to feed it the bad input (``cli``: the arguments of ``python -m lvo_core``;
+``python``: a library call), or in ``not_for`` why that entry point cannot meet it. Each entry point has one runner
+that checks the same error and message fragments: the Python runner the error class and that nothing else changed,
+the CLI runner exit status 2 and one line on stderr, never a traceback. A new entry point (the ComfyUI nodes) is
+one field of :class:`Case` and one runner in ``RUNNERS``; :func:`test_every_case_names_every_entry_point` then
+fails until every case says how it meets it, or why it cannot.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
 import re
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +26,18 @@ from safetensors.torch import save_file
 
 from conftest import random_sae
 from lvo_core import errors
-from lvo_core.activity import analyze_captured
+from lvo_core.activity import analyze_activity, analyze_captured
 from lvo_core.backend import DiffusersBackend
+from lvo_core.cli import main
+from lvo_core.commands import load_analysis, priors_from_file, read_prompts
 from lvo_core.fileio import atomic_write
-from lvo_core.hookpoints import check_sae_fits, resolve_hookpoint
+from lvo_core.hookpoints import ldm_state_dict, resolve_hookpoint
+from lvo_core.models import load_model, save_model_folder
 from lvo_core.objectives import Channel, SAEFeature
 from lvo_core.optimize import LVOConfig, optimize, preset
 from lvo_core.pipeline import plan_rows, visualize
-from lvo_core.sae import load_sae
+from lvo_core.runs import load_result
+from lvo_core.sae import load_sae, save_sae
 from lvo_core.sae.browse import find_saes, resolve_inside
 from lvo_core.steering import StrengthSchedule
 from lvo_core.tiny import CharPromptEncoder, sd15_scheduler, tiny_vae
@@ -72,65 +87,243 @@ def corrupt(tmp: Path, how: str) -> Path:
     return folder
 
 
+def sae_folder(tmp: Path, d_in: int) -> Path:
+    return save_sae(random_sae(d_in=d_in, d_sae=16, k=2), tmp / f"sae{d_in}")
+
+
+def sae_root(tmp: Path) -> Path:
+    save_sae(random_sae(), tmp / "root" / "unet.up_blocks.1.attentions.1", hookpoint="unet.up_blocks.1.attentions.1")
+    save_sae(random_sae(seed=1), tmp / "root" / "unet.up_blocks.1.attentions.0", hookpoint="unet.up_blocks.1.attentions.0")
+    return tmp / "root"
+
+
+def analysis_file(tmp: Path, hookpoint: str = "mid_block.attentions.0") -> Path:
+    path = tmp / "other.safetensors"
+    other_analysis(hookpoint).save(path)
+    return path
+
+
+def checkpoint(tmp: Path, bad_vae: bool = False) -> tuple[Path, Path]:
+    """A single-file checkpoint of the tiny model and its config folder; optionally with broken VAE weights."""
+    tiny = load_model("tiny")
+    folder = save_model_folder(tiny, tmp / "model")
+    weights = ldm_state_dict(tiny.unet)
+    if bad_vae:
+        weights["first_stage_model.decoder.conv_in.weight"] = torch.zeros(3)
+    save_file(weights, str(tmp / "sd.safetensors"))
+    return tmp / "sd.safetensors", folder
+
+
+def priors_file(tmp: Path) -> Path:
+    from lvo_core.report import save_tensors
+
+    save_tensors({"latents": torch.zeros(1, 4, 16, 16)}, tmp / "priors.safetensors",
+                 {"rows": json.dumps([{"unit": 8, "seed": 1}])})
+    return tmp / "priors.safetensors"
+
+
+def backend_without(what: str, unet):
+    kw = dict(scheduler=sd15_scheduler(), decoder=tiny_vae(), encode_prompt=CharPromptEncoder())
+    kw.pop(what)
+    return DiffusersBackend(unet, HP, **kw)
+
+
+VIS = ["visualize", "--timesteps", "0", "--seeds", "1", "--prior", "random", "--steps", "1"]
+
+
+@dataclass
+class Case:
+    """One bad input: what must be raised (``error``, ``fragments`` of its message) and how each entry point
+    meets it: ``cli(tmp) -> argv``, ``python(tmp, unet, backend)``; ``not_for`` names why an entry point cannot."""
+
+    id: str
+    error: type
+    fragments: list[str]
+    cli: object = None
+    python: object = None
+    not_for: dict[str, str] = field(default_factory=dict)
+
+
+NO_CLI = "a library-level mistake: no flag can produce it"
 CASES = [
-    # (id, action(tmp, unet, backend), error class, fragments the message must contain)
-    ("sae width differs from the block",
-     lambda tmp, unet, be: check_sae_fits(1280, resolve_hookpoint(unet, HP), unet),
-     errors.SAEMismatchError, ["1280", "outputs 32", "up_blocks.1.attentions.1", "No block of this model"]),
-    ("unknown hookpoint", lambda tmp, unet, be: resolve_hookpoint(unet, "up_blocks.9.attentions.0"),
-     errors.HookpointError, ["unknown hookpoint", "up_blocks.1.attentions.1", "another architecture"]),
-    ("SDXL hookpoint on an SD1.5-style model", lambda tmp, unet, be: resolve_hookpoint(unet, "down.2.1"),
-     errors.HookpointError, ["down_blocks.2.attentions.1", "another architecture"]),
-    ("feature index out of range", lambda tmp, unet, be: make_unit_spec(unet, HP, [500], random_sae()),
-     errors.UnitError, ["500", "128 latents", "0..127"]),
-    ("channel index out of range", lambda tmp, unet, be: make_unit_spec(unet, HP, [32]),
-     errors.UnitError, ["channel 32", "32 channels"]),
-    ("duplicated unit", lambda tmp, unet, be: make_unit_spec(unet, HP, [3, 3], random_sae()),
-     errors.UnitError, ["listed twice"]),
-    ("empty unit list", lambda tmp, unet, be: make_unit_spec(unet, HP, [], random_sae()),
-     errors.UnitError, ["no units", "e.g."]),
-    ("unreadable unit text", lambda tmp, unet, be: parse_units("3, x"), errors.UnitError, ["'x'", "'10-13'"]),
-    ("negative steps", lambda tmp, unet, be: LVOConfig(steps=-5), errors.LVOError, ["steps", "positive"]),
-    ("lr ≤ 0", lambda tmp, unet, be: LVOConfig(lr=0.0), errors.LVOError, ["lr must be > 0"]),
-    ("NaN steering strength", lambda tmp, unet, be: StrengthSchedule([1], strength=float("nan")),
-     errors.LVOError, ["finite"]),
-    ("timestep outside the schedule",
-     lambda tmp, unet, be: optimize(be, Channel(0), torch.randn(1, 4, 16, 16), [1000], [1]),
-     errors.TimestepError, ["1000", "0…999"]),
-    ("analysis from another hookpoint",
-     lambda tmp, unet, be: visualize(be, [3], sae=random_sae(), analysis=other_analysis(), timesteps=[0], seeds=[1]),
-     errors.ActivityError, ["mid_block.attentions.0", "rerun the analysis"]),
-    ("analysis from another SAE",
-     lambda tmp, unet, be: visualize(be, [3], sae=random_sae(), analysis=other_analysis(HP), timesteps=[0], seeds=[1]),
-     errors.ActivityError, ["different SAE", "rerun"]),
-    ("peaks without an analysis", lambda tmp, unet, be: plan_rows([3], [1], "peaks"),
-     errors.LVOError, ["needs an activity analysis", "0,500"]),
-    ("empty safetensors", lambda tmp, unet, be: load_sae(corrupt(tmp, "empty")),
-     errors.SAEFormatError, ["empty or truncated", "again"]),
-    ("truncated safetensors", lambda tmp, unet, be: load_sae(corrupt(tmp, "truncated")),
-     errors.SAEFormatError, ["truncated"]),
-    ("pickle where safetensors was expected", lambda tmp, unet, be: load_sae(corrupt(tmp, "pickle")),
-     errors.UnsafeFileError, ["pickle", "weights_only=True", "convert"]),
-    ("cfg.json that lies about shapes", lambda tmp, unet, be: load_sae(write_sae(tmp / "lie", d_in=1280)),
-     errors.SAEFormatError, ["config says d_in=1280", "weights have d_in=6"]),
-    ("unknown SAE format", lambda tmp, unet, be: load_sae(tmp),
-     errors.SAEFormatError, ["holds no SAE", "cfg.json + sae.safetensors"]),
-    ("latents become NaN mid-run", lambda tmp, unet, be: nan_midway(be),
-     errors.LVOError, ["non-finite", "step 2", "kept the latents"]),
+    Case("sae width differs from the block (no block fits)", errors.SAEMismatchError,
+         ["1280", "outputs 32", "up_blocks.1.attentions.1", "No block of this model"],
+         cli=lambda tmp: VIS + ["--sae", str(sae_folder(tmp, 1280)), "--units", "1"],
+         python=lambda tmp, unet, be: visualize(be, [1], sae=load_sae(sae_folder(tmp, 1280)), timesteps=[0],
+                                                seeds=[1])),
+    Case("sae width differs from the block (others fit)", errors.SAEMismatchError,
+         ["reads 64 channels", "outputs 32", "Blocks of this model with 64 channels", "up_blocks.0.resnets.0"],
+         cli=lambda tmp: VIS + ["--sae", str(sae_folder(tmp, 64)), "--units", "1"],
+         python=lambda tmp, unet, be: visualize(be, [1], sae=load_sae(sae_folder(tmp, 64)), timesteps=[0],
+                                                seeds=[1])),
+    Case("unknown hookpoint", errors.HookpointError,
+         ["unknown hookpoint", "up_blocks.1.attentions.1", "another architecture"],
+         cli=lambda tmp: VIS + ["--units", "1", "--hookpoint", "up_blocks.9.attentions.0"],
+         python=lambda tmp, unet, be: resolve_hookpoint(unet, "up_blocks.9.attentions.0")),
+    Case("SDXL hookpoint on an SD1.5-style model", errors.HookpointError,
+         ["down_blocks.2.attentions.1", "another architecture"],
+         cli=lambda tmp: VIS + ["--units", "1", "--hookpoint", "down.2.1"],
+         python=lambda tmp, unet, be: resolve_hookpoint(unet, "down.2.1")),
+    Case("feature index out of range", errors.UnitError, ["500", "128 latents", "0..127"],
+         cli=lambda tmp: VIS + ["--units", "500"],
+         python=lambda tmp, unet, be: make_unit_spec(unet, HP, [500], random_sae())),
+    Case("channel index out of range", errors.UnitError, ["channel 32", "32 channels"],
+         cli=lambda tmp: VIS + ["--raw", "--units", "32"],
+         python=lambda tmp, unet, be: visualize(be, [32], timesteps=[0], seeds=[1])),
+    Case("duplicated unit", errors.UnitError, ["listed twice"],
+         cli=lambda tmp: VIS + ["--units", "3,3"],
+         python=lambda tmp, unet, be: make_unit_spec(unet, HP, [3, 3], random_sae())),
+    Case("empty unit list", errors.UnitError, ["e.g."],
+         cli=lambda tmp: VIS + ["--units", ""],
+         python=lambda tmp, unet, be: make_unit_spec(unet, HP, [], random_sae())),
+    Case("unreadable unit text", errors.UnitError, ["'x'", "'10-13'"],
+         cli=lambda tmp: VIS + ["--units", "3,x"], python=lambda tmp, unet, be: parse_units("3, x")),
+    Case("unreadable atlas range", errors.UnitError, ["'5-x'", "'10-13'"],
+         cli=lambda tmp: ["atlas", "--units", "5-x", "--timesteps", "0"],
+         python=lambda tmp, unet, be: parse_units("5-x")),
+    Case("negative steps", errors.LVOError, ["steps must be a positive integer"],
+         cli=lambda tmp: VIS + ["--units", "1", "--steps", "-5"],
+         python=lambda tmp, unet, be: LVOConfig(steps=-5)),
+    Case("lr ≤ 0", errors.LVOError, ["lr must be > 0"], cli=lambda tmp: VIS + ["--units", "1", "--lr", "0"],
+         python=lambda tmp, unet, be: LVOConfig(lr=0.0)),
+    Case("atlas chunk size 0", errors.LVOError, ["--chunk-size must be a positive integer"],
+         cli=lambda tmp: ["atlas", "--units", "0-3", "--timesteps", "0", "--chunk-size", "0"],
+         not_for={"python": "the chunk size is a CLI flag of the atlas; build_atlas takes any size ≥ 1"}),
+    Case("NaN steering strength", errors.LVOError, ["finite"],
+         cli=lambda tmp: ["steer", "--units", "3", "--seeds", "1", "--strength", "nan"],
+         python=lambda tmp, unet, be: StrengthSchedule([1], strength=float("nan"))),
+    Case("steering with neither an analysis nor a strength", errors.LVOError, ["either an activity analysis"],
+         cli=lambda tmp: ["steer", "--units", "3", "--seeds", "1"],
+         python=lambda tmp, unet, be: StrengthSchedule([1])),
+    Case("timestep outside the schedule", errors.TimestepError, ["1000", "0…999"],
+         cli=lambda tmp: VIS[:1] + ["--units", "3", "--timesteps", "1000", "--prior", "random", "--seeds", "1"],
+         python=lambda tmp, unet, be: optimize(be, Channel(0), torch.randn(1, 4, 16, 16), [1000], [1])),
+    Case("analysis from another hookpoint", errors.ActivityError, ["mid_block.attentions.0", "rerun the analysis"],
+         cli=lambda tmp: VIS + ["--units", "3", "--analysis", str(analysis_file(tmp))],
+         python=lambda tmp, unet, be: visualize(be, [3], sae=random_sae(), analysis=other_analysis(),
+                                                timesteps=[0], seeds=[1])),
+    Case("analysis from another SAE", errors.ActivityError, ["different SAE", "rerun"],
+         cli=lambda tmp: VIS + ["--units", "3", "--analysis", str(analysis_file(tmp, HP))],
+         python=lambda tmp, unet, be: visualize(be, [3], sae=random_sae(), analysis=other_analysis(HP),
+                                                timesteps=[0], seeds=[1])),
+    Case("analysis file missing", errors.LVOError, ["missing.safetensors", "does not exist"],
+         cli=lambda tmp: VIS + ["--units", "3", "--analysis", "missing.safetensors"],
+         python=lambda tmp, unet, be: load_analysis("missing.safetensors")),
+    Case("peaks without an analysis", errors.LVOError, ["needs an activity analysis", "0,500"],
+         cli=lambda tmp: VIS[:1] + ["--units", "3", "--timesteps", "peaks"],
+         python=lambda tmp, unet, be: plan_rows([3], [1], "peaks")),
+    Case("empty safetensors", errors.SAEFormatError, ["empty or truncated", "again"],
+         cli=lambda tmp: VIS + ["--units", "1", "--sae", str(corrupt(tmp, "empty"))],
+         python=lambda tmp, unet, be: load_sae(corrupt(tmp, "empty"))),
+    Case("truncated safetensors", errors.SAEFormatError, ["truncated"],
+         cli=lambda tmp: VIS + ["--units", "1", "--sae", str(corrupt(tmp, "truncated"))],
+         python=lambda tmp, unet, be: load_sae(corrupt(tmp, "truncated"))),
+    Case("pickle where safetensors was expected", errors.UnsafeFileError, ["pickle", "weights_only=True", "convert"],
+         cli=lambda tmp: VIS + ["--units", "1", "--sae", str(corrupt(tmp, "pickle"))],
+         python=lambda tmp, unet, be: load_sae(corrupt(tmp, "pickle"))),
+    Case("cfg.json that lies about shapes", errors.SAEFormatError, ["config says d_in=1280", "weights have d_in=6"],
+         cli=lambda tmp: VIS + ["--units", "1", "--sae", str(write_sae(tmp / "lie", d_in=1280))],
+         python=lambda tmp, unet, be: load_sae(write_sae(tmp / "lie", d_in=1280))),
+    Case("unknown SAE format", errors.SAEFormatError, ["holds no SAE", "cfg.json + sae.safetensors"],
+         cli=lambda tmp: VIS + ["--units", "1", "--sae", str(tmp)],
+         python=lambda tmp, unet, be: load_sae(tmp)),
+    Case("hookpoint missing from a multi-hookpoint root", errors.SAEFormatError,
+         ["no SAE for hookpoint 'mid_block.attentions.0'", "unet.up_blocks.1.attentions.1"],
+         cli=lambda tmp: ["info", "--sae", str(sae_root(tmp)), "--hookpoint", "mid_block.attentions.0"],
+         python=lambda tmp, unet, be: load_sae(sae_root(tmp), hookpoint="mid_block.attentions.0")),
+    Case("hookpoint given for a single SAE without a model", errors.LVOError, ["give --model"],
+         cli=lambda tmp: ["info", "--sae", str(sae_folder(tmp, 32)), "--hookpoint", "mid_block.attentions.0"],
+         not_for={"python": "load_sae of a single SAE has no hookpoint to choose; visualize checks the block"}),
+    Case("unknown objective value", errors.LVOError, ["dense", "sparse"],
+         cli=lambda tmp: VIS + ["--units", "1", "--value", "bogus"],
+         python=lambda tmp, unet, be: SAEFeature(random_sae(), 3, value="bogus")),
+    Case("backend without a decoder", errors.LVOError, ["no decoder"],
+         python=lambda tmp, unet, be: backend_without("decoder", unet).decode(torch.zeros(1, 4, 16, 16)),
+         not_for={"cli": "every CLI model has a decoder; a model without one is refused earlier"}),
+    Case("backend without a schedule", errors.LVOError, ["scheduler"],
+         python=lambda tmp, unet, be: backend_without("scheduler", unet),
+         not_for={"cli": NO_CLI}),
+    Case("one seed per prompt", errors.LVOError, ["one seed per prompt"],
+         python=lambda tmp, unet, be: analyze_activity(unet, sd15_scheduler(), HP, ["a", "b"], CharPromptEncoder(),
+                                                       seeds=[1]),
+         not_for={"cli": "analyze derives one seed per prompt from --seed"}),
+    Case("model that does not exist", errors.LVOError, ["nowhere", "does not exist"],
+         cli=lambda tmp: VIS + ["--units", "1", "--model", "nowhere"],
+         python=lambda tmp, unet, be: load_model("nowhere")),
+    Case("single-file checkpoint without a config", errors.LVOError, ["also give --config"],
+         cli=lambda tmp: VIS + ["--units", "1", "--model", str(checkpoint(tmp)[0])],
+         python=lambda tmp, unet, be: load_model(str(checkpoint(tmp)[0]))),
+    Case("checkpoint whose VAE does not load", errors.LVOError, ["VAE weights", "do not load"],
+         cli=lambda tmp: VIS + ["--units", "1", "--model", str(checkpoint(tmp, True)[0]), "--config",
+                                str(tmp / "model")],
+         python=lambda tmp, unet, be: load_model(str(checkpoint(tmp, True)[0]), config=str(tmp / "model"))),
+    Case("priors file without the unit", errors.LVOError, ["no latent for unit 9", "run `steer`"],
+         cli=lambda tmp: VIS[:1] + ["--units", "9", "--seeds", "1", "--timesteps", "0", "--prior",
+                                    str(priors_file(tmp))],
+         python=lambda tmp, unet, be: priors_from_file(str(priors_file(tmp)))([9], [1])),
+    Case("--raw and --sae together", errors.LVOError, ["not both"],
+         cli=lambda tmp: VIS + ["--units", "1", "--sae", "tiny", "--raw"],
+         not_for={"python": "Python passes an SAE or none; there is no flag pair to contradict"}),
+    Case("prompts file missing", errors.LVOError, ["prompts file nope.txt does not exist"],
+         cli=lambda tmp: ["analyze", "--prompts", "nope.txt"],
+         python=lambda tmp, unet, be: read_prompts("nope.txt", "tiny")),
+    Case("rerun from a missing result.json", errors.LVOError, ["missing.json does not exist", "result.json"],
+         cli=lambda tmp: ["visualize", "--from-json", "missing.json"],
+         python=lambda tmp, unet, be: load_result("missing.json")),
+    Case("latents become NaN mid-run", errors.LVOError, ["non-finite", "step 2", "kept the latents"],
+         python=lambda tmp, unet, be: nan_midway(be),
+         not_for={"cli": "the tiny model does not diverge; a NaN is reported in result.json, not raised"}),
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_gets_a_clear_error(case, tmp_path, unet, backend):
-    _, action, error, fragments = case
+def run_python(case: Case, tmp: Path, unet, backend) -> None:
     flags = [p.requires_grad for p in unet.parameters()]
-    with pytest.raises(error) as info:
-        action(tmp_path, unet, backend)
+    with pytest.raises(case.error) as info:
+        case.python(tmp, unet, backend)
     message = str(info.value)
-    for fragment in fragments:
+    for fragment in case.fragments:
         assert fragment in message, f"'{fragment}' missing from: {message}"
     assert isinstance(info.value, ValueError)  # every LVOError is a ValueError for callers that know only those
     assert [p.requires_grad for p in unet.parameters()] == flags  # nothing else changed
+
+
+def run_cli(case: Case, tmp: Path, unet, backend) -> None:
+    argv = case.cli(tmp)
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main(argv + ([] if "--out" in argv or argv[0] in ("info", "analyze") else
+                                ["--out", str(tmp / "out")]))
+        except SystemExit as exc:  # argparse's own errors go through the same one-line shape
+            code = exc.code
+    text = err.getvalue()
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), text
+    assert "Traceback" not in text + out.getvalue()
+    for fragment in case.fragments:
+        assert fragment in lines[0], f"'{fragment}' missing from: {lines[0]}"
+
+
+RUNNERS = {"python": run_python, "cli": run_cli}  # a node runner joins here (see the module docstring)
+MATRIX = [(case, entry) for case in CASES for entry in RUNNERS if getattr(case, entry, None) is not None]
+
+
+def test_every_case_names_every_entry_point():
+    for case in CASES:
+        for entry in RUNNERS:
+            assert (getattr(case, entry, None) is not None) != (entry in case.not_for), (case.id, entry)
+
+
+@pytest.mark.parametrize("case, entry", MATRIX, ids=[f"{e}: {c.id}" for c, e in MATRIX])
+def test_bad_input_gets_a_clear_error(case, entry, tmp_path, unet, backend):
+    RUNNERS[entry](case, tmp_path, unet, backend)
+
+
+def test_no_bare_value_errors_in_the_library():
+    """Library errors are LVOErrors (ValueErrors still), so the CLI prints them as one line, never a traceback."""
+    offenders = [(p.name, n + 1) for p in ROOT.glob("lvo_core/**/*.py") if "/sae/" not in str(p)
+                 for n, line in enumerate(p.read_text().splitlines()) if "raise ValueError(" in line]
+    assert offenders == []
 
 
 def test_no_code_from_files_anywhere_in_the_pack():

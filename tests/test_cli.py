@@ -29,8 +29,8 @@ def test_analyze_writes_a_reusable_analysis(analysis_file):
 
 def test_visualize_end_to_end_and_rerun_from_json(tmp_path, analysis_file, capsys):
     out = tmp_path / "vis"
-    args = ["visualize", "--analysis", str(analysis_file), "--units", "8,47", "--seeds", "1,2", "--steps", "8",
-            "--prior-steps", "4", "--out", str(out)]
+    args = ["visualize", "--recipe", "paper", "--analysis", str(analysis_file), "--units", "8,47", "--seeds", "1,2",
+            "--steps", "8", "--prior-steps", "4", "--out", str(out)]
     assert main(args) == 0
     printed = capsys.readouterr().out
     result = json.loads((out / "result.json").read_text())
@@ -50,25 +50,45 @@ def test_visualize_end_to_end_and_rerun_from_json(tmp_path, analysis_file, capsy
     assert torch.equal(load_file(again / "latents.safetensors")["latents"], latents["latents"])
 
 
-def test_resume_skips_finished_rows_and_redoes_partial_ones(tmp_path, capsys):
+def test_visualize_defaults_to_the_faithful_recipe_and_reuses_its_bank(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "vis"
+    args = ["visualize", "--units", "3,8", "--seeds", "1,2", "--steps", "2", "--bank-size", "6", "--eval-samples", "1"]
+    assert main(args + ["--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["prior"] == "bank" and result["recipe"]["name"] == "faithful" and result["config"]["steps"] == 2
+    assert {r["timestep"] for r in result["rows"]} == {200} and result["bank"]["size"] == 6
+    index = json.loads((out / "bank" / "bank.json").read_text())
+    assert index["scores"] == [["sae", 200]]
+    monkeypatch.setattr("lvo_core.bank.sample_with", lambda *a, **k: pytest.fail("the bank was sampled again"))
+    monkeypatch.setattr("lvo_core.bank.score_latents", lambda *a, **k: pytest.fail("the bank was scored again"))
+    again = tmp_path / "again"
+    assert main(args + ["--out", str(again), "--bank", str(out / "bank")]) == 0
+    assert torch.equal(load_file(again / "latents.safetensors")["latents"],
+                       load_file(out / "latents.safetensors")["latents"])
+    capsys.readouterr()
+    assert main(args + ["--out", str(again), "--bank", str(out / "bank"), "--timesteps", "0"]) == 2
+    assert "--select-t" in capsys.readouterr().err
+
+
+def test_resume_skips_finished_batches_and_redoes_partial_ones_whole(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["visualize", "--units", "3,8", "--seeds", "1,2", "--timesteps", "0", "--prior", "random", "--steps", "4",
-            "--out", str(out)]
+            "--batch-size", "2", "--out", str(out)]
     assert main(args) == 0
     first = load_file(out / "latents.safetensors")["latents"]
     (out / "rows" / "feature8_t0_seed2.json").unlink()  # this row was cut off while being saved
     capsys.readouterr()
     assert main(args + ["--resume"]) == 0
     printed = capsys.readouterr().out
-    assert "1 visualizations (complete, 3 resumed from an earlier run)" in printed
-    again = load_file(out / "latents.safetensors")["latents"]
-    assert torch.equal(again[:3], first[:3])  # resumed rows: the very same bytes
-    torch.testing.assert_close(again[3], first[3], rtol=1e-4, atol=1e-5)  # redone alone instead of in a batch of 4
+    # the first batch (unit 3) is kept; the second is redone whole, with the very rows it had
+    assert "2 visualizations (complete, 2 resumed from an earlier run)" in printed
+    assert torch.equal(load_file(out / "latents.safetensors")["latents"], first)  # seeded: the same bytes
     result = json.loads((out / "result.json").read_text())
-    assert len(result["rows"]) == 4 and result["resumed_rows"] == 3 and result["complete"]
+    assert len(result["rows"]) == 4 and result["resumed_rows"] == 2 and result["complete"]
     assert main(args + ["--resume"]) == 0 and "already finished" in capsys.readouterr().out
-    assert main(args[:-4] + ["--steps", "5", "--out", str(out), "--resume"]) == 0  # other settings: nothing reused
-    assert "4 visualizations (complete, 0 resumed" in capsys.readouterr().out
+    assert json.loads((out / "result.json").read_text())["complete"]  # the summary is rewritten even then
+    assert main(args[:-6] + ["--steps", "5", "--batch-size", "2", "--out", str(out), "--resume"]) == 0
+    assert "4 visualizations (complete, 0 resumed" in capsys.readouterr().out  # other settings: nothing reused
 
 
 def test_steer_then_visualize_from_priors_file_and_raw_ablation(tmp_path, analysis_file):
@@ -126,7 +146,7 @@ def test_model_folder_and_single_file_checkpoint(tmp_path, capsys):
     single = load_model(str(tmp_path / "sd.safetensors"), config=str(folder))
     with torch.no_grad():
         torch.testing.assert_close(single.unet(x, t, ctx).sample, tiny.unet(x, t, ctx).sample)
-    assert single.vae is not None  # not in the checkpoint: taken from the config folder
+    assert single.vae is not None and single.info["vae"] == f"{folder}/vae"  # not in the checkpoint: said so
     assert main(["visualize", "--model", str(tmp_path / "sd.safetensors"), "--config", str(folder), "--sae", "tiny",
                  "--units", "3", "--seeds", "1", "--timesteps", "0", "--prior", "random", "--steps", "2",
                  "--out", str(tmp_path / "v")]) == 0
@@ -134,20 +154,13 @@ def test_model_folder_and_single_file_checkpoint(tmp_path, capsys):
     assert "also give --config" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["visualize", "--units", "3", "--timesteps", "peaks"], "needs an activity analysis"),
-    (["visualize", "--units", "300", "--timesteps", "0"], "out of range"),
-    (["visualize", "--units", "3,3", "--timesteps", "0"], "listed twice"),
-    (["visualize", "--units", "3", "--sae", "tiny", "--raw"], "not both"),
-    (["visualize", "--units", "3", "--timesteps", "1000", "--prior", "random"], "outside the schedule"),
-    (["visualize", "--units", "3", "--analysis", "missing.safetensors"], "does not exist"),
-    (["visualize", "--units", "3", "--timesteps", "0", "--lr", "0"], "lr must be > 0"),
-    (["visualize", "--units", "3", "--steps", "-1"], "--steps must be a positive integer"),
-    (["steer", "--units", "3", "--seeds", "1"], "either an activity analysis"),
-    (["steer", "--units", "3", "--seeds", "1", "--strength", "nan"], "finite"),
-    (["analyze", "--prompts", "nope.txt"], "prompts file nope.txt does not exist"),
-    (["visualize", "--model", "nowhere", "--units", "1"], "does not exist"),
-])
-def test_bad_input_exits_2_with_the_fix_named(args, message, capsys):
-    assert main(args) == 2
-    assert message in capsys.readouterr().err
+def test_info_hookpoint_chooses_inside_a_multi_hookpoint_root(tmp_path, capsys):
+    from lvo_core.sae import save_sae
+    from lvo_core.tiny import random_sae
+
+    for i, d_in in ((0, 32), (1, 64)):
+        save_sae(random_sae(d_in=d_in), tmp_path / f"unet.up_blocks.1.attentions.{i}",
+                 hookpoint=f"unet.up_blocks.1.attentions.{i}")
+    assert main(["info", "--sae", str(tmp_path), "--hookpoint", "output_blocks.4.1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["sae"]["d_in"] == 64 and report["sae"]["hookpoint"] == "unet.up_blocks.1.attentions.1"

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import LVOError
+
 SHAPES = ("circle", "square", "triangle", "ring", "cross")
 COLORS = {
     "red": (0.90, 0.15, 0.15),
@@ -46,7 +48,7 @@ def shape_mask(shape: str, cx: float, cy: float, r: float, size: int = SIZE, sup
         s1, s2, s3 = side(x, y, ax, ay, bx, by), side(x, y, bx, by, qx, qy), side(x, y, qx, qy, ax, ay)
         inside = ((s1 <= 0) & (s2 <= 0) & (s3 <= 0)) | ((s1 >= 0) & (s2 >= 0) & (s3 >= 0))
     else:
-        raise ValueError(f"unknown shape '{shape}'; known: {', '.join(SHAPES)}")
+        raise LVOError(f"unknown shape '{shape}'; known: {', '.join(SHAPES)}")
     return inside.reshape(size, supersample, size, supersample).mean(axis=(1, 3))
 
 
@@ -54,7 +56,7 @@ def render(shape: str, color: str, cx: float, cy: float, r: float, background: f
            rng: np.random.Generator | None = None) -> np.ndarray:
     """One ``[SIZE, SIZE, 3]`` image in [0, 1]: a dark, slightly noisy background and the shape in its colour."""
     if color not in COLORS:
-        raise ValueError(f"unknown colour '{color}'; known: {', '.join(COLORS)}")
+        raise LVOError(f"unknown colour '{color}'; known: {', '.join(COLORS)}")
     rng = rng or np.random.default_rng(0)
     image = np.full((SIZE, SIZE, 3), background, np.float32) + rng.normal(0, 0.02, (SIZE, SIZE, 3)).astype(np.float32)
     cover = shape_mask(shape, cx, cy, r)[..., None]

@@ -1,0 +1,514 @@
+"""What each command of ``python -m lvo_core`` does, as library calls over parsed settings.
+
+Each ``cmd_*`` takes the settings as attributes (an ``argparse.Namespace`` from :mod:`lvo_core.cli`, or a
+``types.SimpleNamespace`` from Python), writes its files, prints what it did and returns the exit status.
+Bad input raises :class:`~lvo_core.errors.LVOError`; the CLI turns it into one line and status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import LVOError
+
+DEFAULT_HOOKPOINT = "up_blocks.1.attentions.1"
+TINY_PROMPTS = ["red circle", "blue square", "green triangle", "yellow ring", "red stripes", "blue circle",
+                "green square", "white ring"]
+NOT_RECORDED = ("func", "from_json", "resume")
+
+
+class Progress:
+    """A one-line progress bar on stderr, redrawn at most every 0.2 s."""
+
+    def __init__(self, label: str):
+        self.label, self.last, self.start = label, 0.0, time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - self.last < 0.2 and done < total:
+            return
+        self.last = now
+        bar = "#" * int(done / max(total, 1) * 30)
+        print(f"\r{self.label} [{bar:<30}] {done}/{total} {now - self.start:6.1f}s", end="", file=sys.stderr)
+        if done >= total:
+            print(file=sys.stderr)
+
+
+def recorded_args(s: Any) -> dict[str, Any]:
+    """The settings as written into result files (enough to rerun with ``--from-json``)."""
+    return {k: v for k, v in vars(s).items() if k not in NOT_RECORDED}
+
+
+def check_settings(s: Any) -> Any:
+    """Refuse missing units and non-positive counts before anything loads."""
+    if s.command in ("steer", "visualize", "atlas") and not s.units:
+        raise LVOError("give --units, e.g. --units 12,305 (feature or channel indices)")
+    for name in ("steps", "prior_steps", "batch_size", "k", "top_n", "eval_samples", "lvo_steps", "check_every",
+                 "bank_size", "chunk_size"):
+        value = getattr(s, name, None)
+        if value is not None and value != "auto" and value <= 0:
+            raise LVOError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    return s
+
+
+def read_prompts(path: str | None, model_source: str) -> list[str]:
+    if path is None:
+        if model_source == "tiny":
+            return list(TINY_PROMPTS)
+        if model_source == "toy":
+            from .toy.world import COLORS, SHAPES
+
+            return [f"{c} {s}" for c in COLORS for s in SHAPES]
+        raise LVOError("give --prompts FILE (one prompt per line)")
+    p = Path(path)
+    if not p.is_file():
+        raise LVOError(f"prompts file {p} does not exist")
+    prompts = [line.strip() for line in p.read_text(encoding="utf-8").splitlines()]
+    prompts = [line for line in prompts if line and not line.startswith("#")]
+    if not prompts:
+        raise LVOError(f"prompts file {p} has no prompts (one per line; '#' starts a comment)")
+    return prompts
+
+
+def setup(s: Any):
+    """Model, SAE (None for raw units) and hookpoint name from the common settings, the SAE's width checked
+    against the block (naming the blocks that would fit)."""
+    from .hookpoints import check_sae_fits, resolve_hookpoint
+    from .models import load_model
+    from .sae import load_sae
+    from .tiny import random_sae
+
+    if s.raw and s.sae:
+        raise LVOError("give either --sae (SAE features) or --raw (raw channels), not both")
+    model = load_model(s.model, config=s.config, device=s.device)
+    sae = None
+    if not s.raw:
+        spec = s.sae or (model.source if model.source in ("tiny", "toy") else None)
+        if spec is None:
+            raise LVOError("give --sae PATH for SAE features, or --raw for raw channels")
+        if spec == "toy":
+            from .toy import SAE_PATH
+
+            spec = str(SAE_PATH)
+        sae = random_sae() if spec == "tiny" else load_sae(spec, hookpoint=s.hookpoint)
+        sae = sae.to(device=s.device, dtype=torch.float32)
+    hookpoint = s.hookpoint or (sae.hookpoint if sae is not None and sae.hookpoint else DEFAULT_HOOKPOINT)
+    if sae is not None:
+        check_sae_fits(sae.d_in, resolve_hookpoint(model.unet, hookpoint), model.unet)
+    return model, sae, hookpoint
+
+
+def load_analysis(path: str | None):
+    from .activity import ActivityAnalysis
+
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        raise LVOError(f"activity analysis {path} does not exist; create it with `python -m lvo_core analyze`")
+    return ActivityAnalysis.load(path)
+
+
+def backend_for(model, hookpoint: str):
+    from .backend import DiffusersBackend
+
+    return DiffusersBackend(model.unet, hookpoint, scheduler=model.scheduler, decoder=model.decoder,
+                            encode_prompt=model.require_prompts())
+
+
+def priors_from_file(path: str):
+    """A prior ``(units, seeds) -> latents`` read from ``steer``'s ``priors.safetensors``."""
+    import json
+
+    from safetensors import safe_open
+
+    from .sae.formats import read_safetensors
+
+    tensors = read_safetensors(path)
+    with safe_open(path, framework="pt") as fh:
+        rows = json.loads((fh.metadata() or {}).get("rows", "[]"))
+    table = {(int(r["unit"]), int(r["seed"])): tensors["latents"][i] for i, r in enumerate(rows)}
+
+    def prior(units: list[int], seeds: list[int]) -> torch.Tensor:
+        missing = [(u, s) for u, s in zip(units, seeds) if (u, s) not in table]
+        if missing:
+            raise LVOError(f"priors file {path} has no latent for unit {missing[0][0]}, seed {missing[0][1]}; "
+                           f"run `steer` with the same units and seeds")
+        return torch.stack([table[(u, s)] for u, s in zip(units, seeds)])
+    prior.label = f"file:{path}"
+    return prior
+
+
+def steer_prior(model, sae, hookpoint: str, analysis, s: Any):
+    """The steered-generation prior with the ``--mode/--scale/--strength/--window/--prior-steps`` settings."""
+    from .steering import steer
+
+    empty = model.require_prompts()([""])
+
+    def prior(units: list[int], seeds: list[int]) -> torch.Tensor:
+        return steer(model.unet, model.scheduler, hookpoint, units, seeds, empty, sae=sae, analysis=analysis,
+                     mode=s.mode, scale=s.scale, strength=s.strength, window=tuple(s.window), steps=s.prior_steps)
+    prior.label = "steer"
+    return prior
+
+
+def make_prior(s: Any, model, sae, hookpoint: str, analysis):
+    if s.prior == "random":
+        return "random"
+    if s.prior == "steer":
+        return steer_prior(model, sae, hookpoint, analysis, s)
+    if not Path(s.prior).is_file():
+        raise LVOError(f"--prior {s.prior}: give 'steer', 'random' or an existing priors.safetensors file")
+    return priors_from_file(s.prior)
+
+
+def lvo_config(s: Any, kind: str, base: Any = None):
+    """The LVO config from a preset (or a recipe's ``base`` config) and the flags that override it."""
+    from dataclasses import replace
+
+    from .optimize import auto_precision, preset
+    from .transforms import ROBUSTNESS_LEVELS
+
+    if base is None:
+        config = preset(s.preset or kind, robustness=s.robustness)
+    else:
+        config = base if s.robustness is None else replace(base, augment=ROBUSTNESS_LEVELS[s.robustness])
+    overrides: dict[str, Any] = {"precision": auto_precision(s.device) if s.precision == "auto" else s.precision,
+                                 "check_every": s.check_every}
+    for name in ("steps", "lr", "optimizer", "tv_weight", "range_weight", "moment_weight", "blur_sigma", "seed",
+                 "prior_weight"):
+        if getattr(s, name) is not None:
+            overrides[name] = getattr(s, name)
+    if s.no_noise:
+        overrides["noise"] = False
+    if s.no_precondition:
+        overrides["precondition"] = False
+    if s.no_augment:
+        overrides["augment"] = ROBUSTNESS_LEVELS["L0"]
+    if s.no_penalties:
+        overrides.update(tv_weight=0.0, range_weight=0.0, moment_weight=0.0)
+    if s.minimize:
+        overrides["maximize"] = False
+    return replace(config, **overrides)
+
+
+def chosen_recipe(s: Any) -> str:
+    """``--recipe``, or by default ``faithful`` — unless ``--prior`` or ``--preset`` describe a hand-built run."""
+    if s.recipe:
+        return s.recipe
+    return "custom" if s.prior is not None or s.preset is not None else "faithful"
+
+
+def bank_for(s: Any, backend, sae, units: list[int], variant, analysis, cluster: Any = None):
+    """The sample bank in ``--bank`` (default ``<out>/bank``): built or resumed, and scored at the units' selection
+    timesteps, by one process (rank 0 under torchrun; the others wait and load it)."""
+    from .bank import BankSettings, SampleBank, build_bank
+    from .selection import selection_timesteps
+
+    folder = Path(s.bank) if s.bank else Path(s.out) / "bank"
+    if cluster is None or cluster.rank == 0:
+        bank = build_bank(backend, BankSettings(size=s.bank_size), sae=sae, out=folder, on_progress=Progress("bank"))
+        timesteps, _ = selection_timesteps(units, variant.select_t, analysis, variant.fallback_t)
+        bank.ensure_scores(backend, sae, sorted(set(timesteps.values())), on_progress=Progress("bank scores"))
+    if cluster is not None:
+        cluster.barrier()
+    bank = SampleBank.load(folder)
+    bank.check_matches(backend, sae)
+    return bank
+
+
+def _lvo_setup(s: Any, cluster: Any = None):
+    """What ``visualize`` and ``atlas`` run: ``(backend, visualize kwargs, info, fingerprint settings, units)``
+    under a named recipe (``faithful`` unless the flags describe a hand-built run), its flags overriding its
+    settings; ``--units all`` becomes every feature or channel."""
+    from dataclasses import replace
+
+    from .recipes import recipe, recipe_start
+
+    model, sae, hookpoint = setup(s)
+    analysis = load_analysis(s.analysis)
+    kind = "sae" if sae is not None else "raw"
+    backend = backend_for(model, hookpoint)
+    count = sae.d_sae if sae is not None else backend.hookpoint.channels
+    todo = list(range(count)) if s.units == "all" else list(s.units)
+    name = chosen_recipe(s)
+    settings = recorded_args(s)
+    info = {"command": s.command, "args": dict(settings), "hookpoint": hookpoint, "model": model.source,
+            "sae": None if sae is None else sae.summary(), "recipe": name}
+    common = dict(sae=sae, analysis=analysis, seeds=s.seeds, batch_size=s.batch_size, display=s.display,
+                  eval_samples=s.eval_samples)
+    if name == "custom":
+        kwargs = dict(common, timesteps=s.timesteps or "peaks", value=s.value or "dense",
+                      prior=make_prior(replace_prior(s), model, sae, hookpoint, analysis), config=lvo_config(s, kind))
+        return backend, kwargs, info, settings, todo
+    variant = recipe(name, raw=sae is None)
+    if s.select_t is not None:
+        variant = replace(variant, select_t=s.select_t)
+    variant = replace(variant, config=lvo_config(s, kind, variant.config), value=s.value or variant.value)
+    if s.timesteps is not None:
+        if variant.prior == "bank":
+            raise LVOError(f"--timesteps sets the rows of a hand-built run; the {name} recipe polishes at its "
+                           f"selection timestep: give --select-t (a timestep or 'peak') instead")
+        variant = replace(variant, timesteps=s.timesteps if isinstance(s.timesteps, str) else tuple(s.timesteps))
+    bank = bank_for(s, backend, sae, todo, variant, analysis, cluster) if variant.prior == "bank" else None
+    factory = None
+    if variant.prior == "steer":
+        def factory(unit_sae, unit_analysis, strength):
+            s2 = replace_prior(s, strength=strength if strength is not None else s.strength)
+            return steer_prior(model, unit_sae, hookpoint, unit_analysis, s2)
+    prior, timesteps, _notes = recipe_start(backend, variant, todo, sae=sae, analysis=analysis, seeds=s.seeds,
+                                            steer_prior=factory, bank=bank)
+    kwargs = dict(common, timesteps=timesteps, value=variant.value, prior=prior, config=variant.config,
+                  optimize_latents=variant.polish)
+    info["recipe"] = settings["recipe_settings"] = variant.describe()
+    if bank is not None:  # the bank by identity, not by folder content (scores are added to it over time)
+        info["bank"] = settings["bank"] = {k: v for k, v in bank.describe().items() if k != "scores"}
+    return backend, kwargs, info, settings, todo
+
+
+def replace_prior(s: Any, **changes: Any) -> Any:
+    """A copy of the settings with ``prior`` defaulted to ``steer`` (and ``changes`` applied)."""
+    from types import SimpleNamespace
+
+    data = {**vars(s), "prior": s.prior or "steer", **changes}
+    return SimpleNamespace(**data)
+
+
+# ---------------------------------------------------------------------------------------------- commands
+def cmd_analyze(s: Any) -> int:
+    from .activity import analyze_activity
+
+    model, sae, hookpoint = setup(s)
+    prompts = read_prompts(s.prompts, model.source)
+    progress, done = Progress("analyze"), [0]
+
+    def on_generation(first: int, count: int, _latents) -> None:
+        done[0] += count
+        progress(done[0], len(prompts))
+
+    analysis = analyze_activity(model.unet, model.scheduler, hookpoint, prompts, model.require_prompts(), sae=sae,
+                                seeds=list(range(s.seed, s.seed + len(prompts))), steps=s.steps,
+                                guidance=s.guidance, top_n=s.top_n, batch_size=s.batch_size,
+                                on_generation=on_generation)
+    analysis.meta.update({"model": model.source, "sae": s.sae})
+    analysis.save(s.out)
+    active = analysis.frequency.max(0) > 0
+    print(f"{int(active.sum())} of {len(analysis.units)} units were among the top-{analysis.top_n} at some timestep; "
+          f"wrote {s.out}")
+    return 0
+
+
+def cmd_steer(s: Any) -> int:
+    import json
+
+    from .metrics import display_images
+    from .pipeline import plan_rows
+    from .plots import image_grid
+    from .report import save_json, save_png, save_tensors, versions
+
+    model, sae, hookpoint = setup(s)
+    analysis = load_analysis(s.analysis)
+    rows = plan_rows(s.units, s.seeds, [0], None)
+    latents = steer_prior(model, sae, hookpoint, analysis, s)([r.unit for r in rows], [r.seed for r in rows])
+    out = Path(s.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta_rows = [{"unit": r.unit, "seed": r.seed} for r in rows]
+    save_tensors({"latents": latents}, out / "priors.safetensors", {"rows": json.dumps(meta_rows)})
+    if model.decoder is not None:
+        with torch.no_grad():
+            images = display_images(model.decoder(latents))
+        save_png(image_grid(list(images.numpy()), [f"{r.unit} s{r.seed}" for r in rows], columns=len(s.seeds),
+                            cell=128), out / "priors.png")
+    save_json({"command": "steer", "args": recorded_args(s), "rows": meta_rows, "versions": versions()},
+              out / "steer.json")
+    print(f"wrote {len(rows)} steered priors to {out}/priors.safetensors")
+    return 0
+
+
+def cmd_visualize(s: Any) -> int:
+    from .runs import results_table, run_visualize
+
+    start = time.perf_counter()
+    backend, kwargs, info, settings, units = _lvo_setup(s)
+    vis, result = run_visualize(s.out, backend, units, resume=s.resume, settings=settings, info=info,
+                                on_progress=Progress("visualize"), **kwargs)
+    if vis is None:
+        print(f"all {len(result['rows'])} visualizations in {s.out} were already finished with these settings")
+        return 0
+    print(results_table(result, "feature" if kwargs["sae"] is not None else "channel"))
+    state = "complete" if vis.complete else ("interrupted" if vis.interrupted else "stopped: " + "; ".join(vis.stopped))
+    print(f"{len(vis.rows)} visualizations ({state}, {result['resumed_rows']} resumed from an earlier run) in "
+          f"{time.perf_counter() - start:.1f}s; wrote {s.out}/result.json")
+    if vis.interrupted:
+        print(f"interrupted: finished batches are saved in {s.out}; rerun the same command with --resume to finish",
+              file=sys.stderr)
+    return 130 if vis.interrupted else 0
+
+
+def cmd_atlas(s: Any) -> int:
+    from .atlas import build_atlas, join_cluster
+
+    cluster = join_cluster()
+    try:
+        if cluster.world > 1 and torch.cuda.is_available():
+            s.device = f"cuda:{cluster.local_rank}"
+        start = time.perf_counter()
+        backend, kwargs, info, settings, units = _lvo_setup(s, cluster)
+        kind = "feature" if kwargs["sae"] is not None else "channel"
+
+        def report_chunk(index: int, total: int) -> None:
+            print(f"[rank {cluster.rank}/{cluster.world}] chunk {index + 1}/{total} done", file=sys.stderr)
+
+        index, ran = build_atlas(s.out, backend, units, cluster=cluster, settings=settings,
+                                 info={**info, "world_size": cluster.world}, chunk_size=s.chunk_size,
+                                 on_chunk=report_chunk, **kwargs)
+        if index is not None:
+            seconds = time.perf_counter() - start
+            todo = len(units) - index["resumed_units"]
+            per_1000 = f", {seconds / todo * 1000:.0f} s per 1000 units" if todo else ""
+            print(f"atlas: {index['finished_units']}/{index['total_units']} {kind}s finished "
+                  f"({index['resumed_units']} from an earlier run) on {cluster.world} process(es) in {seconds:.1f}s"
+                  f"{per_1000}; wrote {s.out}/index.json, atlas.html, atlas.png")
+        elif ran == 0:
+            print(f"[rank {cluster.rank}] no work left", file=sys.stderr)
+        return 0
+    finally:
+        cluster.close()
+
+
+def cmd_examples(s: Any) -> int:
+    from .examples import generate_with_maps, overlay, rank_examples
+    from .metrics import display_images
+    from .plots import image_grid
+    from .report import save_json, save_png, versions
+
+    model, sae, hookpoint = setup(s)
+    analysis = load_analysis(s.analysis)
+    prompts = read_prompts(s.prompts, model.source)
+    t = s.timestep
+    if t is None:
+        peaks = analysis.peaks(s.unit) if analysis is not None else []
+        t = peaks[0] if peaks else 500
+    latents, maps, used = generate_with_maps(model.unet, model.scheduler, hookpoint, prompts, model.require_prompts(),
+                                             s.unit, t, sae=sae, seeds=range(s.seed, s.seed + len(prompts)),
+                                             steps=s.steps, guidance=s.guidance, batch_size=s.batch_size)
+    ranked = rank_examples(maps, k=s.k, by=s.by, prompts=prompts, timestep=used)
+    out = Path(s.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if model.decoder is not None:
+        with torch.no_grad():
+            images = display_images(model.decoder(latents[[e.index for e in ranked]]))
+        vmax = max(float(ranked[0].heatmap.max()), 1e-8)
+        tiles = [overlay(img, e.heatmap, vmax=vmax) for img, e in zip(images.numpy(), ranked)]
+        save_png(image_grid(tiles, [f"{e.prompt} {e.score:.2f}" for e in ranked], columns=min(4, len(tiles)),
+                            cell=160), out / f"examples_{s.unit}.png")
+    save_json({"command": "examples", "args": recorded_args(s), "timestep": used, "versions": versions(),
+               "examples": [{"rank": i + 1, "prompt": e.prompt, "index": e.index, "score": e.score}
+                            for i, e in enumerate(ranked)]}, out / f"examples_{s.unit}.json")
+    for i, e in enumerate(ranked):
+        print(f"{i + 1:>3}. {e.score:9.4f}  {e.prompt}")
+    return 0
+
+
+def cmd_ablate(s: Any) -> int:
+    from .ablate import markdown_table, standard_variants
+    from .toy.concepts import toy_ablation
+
+    variants = standard_variants()
+    if s.variants:
+        names = [n.strip() for n in s.variants.split("|")]
+        known = {v.name: v for v in variants}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise LVOError(f"unknown variant '{unknown[0]}'; known: {', '.join(known)}")
+        variants = [known[n] for n in names]
+    start = time.perf_counter()
+
+    def progress(i: int, total: int, summary: dict) -> None:
+        print(f"[ablate {i + 1}/{total}] {summary['variant']}: agreement {summary.get('agreement')}, "
+              f"{summary['seconds']} s ({time.perf_counter() - start:.0f} s so far)", file=sys.stderr, flush=True)
+
+    def phase(name: str) -> None:
+        print(f"[ablate] {name} … ({time.perf_counter() - start:.0f} s so far)", file=sys.stderr, flush=True)
+
+    report = toy_ablation(s.out, variants=variants, seeds=s.seeds, count=s.units, raw_count=s.raw_units,
+                          prior_steps=s.prior_steps, device=s.device, on_variant=progress, held_out=s.held_out,
+                          on_phase=phase)
+    print("units:", ", ".join(f"{u} {c}" for u, c in report["concepts"]["sae"].items()))
+    print("raw channels:", ", ".join(f"{u} {c}" for u, c in report["concepts"]["raw"].items()))
+    print("held-out features:", ", ".join(f"{u} {c}" for u, c in report["concepts"]["held_out"].items()))
+    print(markdown_table(report["table"]))
+    print(f"wrote {s.out}/ablation.md, ablation.json, sheets/ ({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+def cmd_demo(s: Any) -> int:
+    from .ablate import markdown_table
+    from .demo import run_demo
+
+    summary = run_demo(s.out, num_units=s.units, lvo_steps=s.lvo_steps)
+    print(f"toy world, {summary['hookpoint']}: {len(summary['units'])} concept-pure SAE features and "
+          f"{len(summary['channels'])} raw channels")
+    for unit, concept in {**summary["concepts"], **summary["channel_concepts"]}.items():
+        print(f"  unit {unit:>4}: {concept} of its top-20 held-out images")
+    steps = ", ".join(f"{name} {n} steps" for name, n in summary["lvo_steps"].items())
+    print(f"\nLVO ({steps}), seeds {summary['seeds']}; agreement = the judge reads the unit's concept in the image")
+    print(markdown_table(summary["table"]))
+    print(f"\nwrote {s.out}/: concepts.png (dataset examples | paper | faithful per unit), activity.png, "
+          f"summary.json ({summary['seconds']} s)")
+    return 0
+
+
+def cmd_info(s: Any) -> int:
+    import json
+
+    from .hookpoints import check_sae_fits, list_hookpoints, resolve_hookpoint
+    from .models import load_model
+    from .sae import describe, load_sae
+
+    report: dict = {}
+    if s.sae:
+        report["sae"] = describe(s.sae)
+        if s.hookpoint and "hookpoints" in report["sae"]:  # a root of several: the hookpoint chooses (or fails)
+            report["sae"] = load_sae(s.sae, hookpoint=s.hookpoint).summary()
+        elif s.hookpoint and not s.model:
+            raise LVOError(f"--hookpoint {s.hookpoint}: {s.sae} holds one SAE, not a root of several; give --model "
+                           f"too to check the SAE against that block")
+    if s.model or not s.sae:
+        unet = load_model(s.model or "tiny", config=s.config).unet
+        report["hookpoints"] = [{"diffusers": p.diffusers_name, "ldm": p.ldm_name, "channels": p.channels,
+                                 "kind": p.kind} for p in list_hookpoints(unet)]
+        if s.hookpoint:
+            point = resolve_hookpoint(unet, s.hookpoint)
+            report["hookpoint"] = {"diffusers": point.diffusers_name, "ldm": point.ldm_name,
+                                   "channels": point.channels}
+        if s.sae:
+            sae = load_sae(s.sae, hookpoint=s.hookpoint)
+            point = resolve_hookpoint(unet, s.hookpoint or sae.hookpoint or DEFAULT_HOOKPOINT)
+            check_sae_fits(sae.d_in, point, unet)
+            report["fit"] = f"SAE ({sae.d_in} channels) fits {point.diffusers_name} / {point.ldm_name}"
+    if s.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    if "sae" in report:
+        print("SAE:", json.dumps(report["sae"], indent=2))
+    for p in report.get("hookpoints", []):
+        print(f"  {p['diffusers']:<32} {p['ldm']:<20} {p['channels']:>6}  {p['kind']}")
+    if "hookpoint" in report:
+        h = report["hookpoint"]
+        print(f"hookpoint {s.hookpoint} is {h['diffusers']} / {h['ldm']} ({h['channels']} channels)")
+    if "fit" in report:
+        print(report["fit"])
+    return 0
+
+
+def cmd_convert(s: Any) -> int:
+    from .sae import convert_to_safetensors, load_sae
+
+    out = convert_to_safetensors(s.source, s.out, k=s.k)
+    print(f"wrote {out} ({load_sae(out).summary()['format']} layout, safetensors only)")
+    return 0
