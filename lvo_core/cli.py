@@ -184,6 +184,17 @@ def convert_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, help="number of active latents, if the source does not say")
 
 
+def bank_args(p: argparse.ArgumentParser) -> None:
+    _model_args(p)
+    p.add_argument("--out", default="lvo_runs/bank", help="bank folder: built, resumed, or scored further")
+    p.add_argument("--size", type=int, default=160, help="pool size (160); pool image i comes from seed 2^20 + i")
+    p.add_argument("--steps", type=int, default=25, help="DDIM steps per sample (25)")
+    p.add_argument("--timesteps", type=int_list, default=[200], help="timesteps to score every unit at (200)")
+    p.add_argument("--units", type=int_list, help="also draw these units' top pool images (model-generated "
+                                                   "dataset examples) to examples.png")
+    p.add_argument("--k", type=int, default=8, help="examples per unit (8)")
+
+
 def demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="lvo_runs/demo", help="output folder (default: lvo_runs/demo)")
     p.add_argument("--units", type=int, default=6, help="how many concept-pure features to show (6)")
@@ -211,6 +222,8 @@ SUBCOMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Cal
     ("atlas", "LVO for many units (all of an SAE), resumable, on 1 or N processes (torchrun)", atlas_args,
      commands.cmd_atlas),
     ("examples", "top-activating generations of a unit, ranked, with heatmaps", examples_args, commands.cmd_examples),
+    ("bank", "the sample bank: the model's own samples, scored for every unit (faithful's starts)", bank_args,
+     commands.cmd_bank),
     ("info", "hookable blocks of a model, SAE summary, and whether they fit", info_args, commands.cmd_info),
     ("convert", "convert an SAE (e.g. a pickled ae.pt/state_dict.pth) to safetensors", convert_args,
      commands.cmd_convert),

@@ -380,6 +380,39 @@ def cmd_atlas(s: Any) -> int:
         cluster.close()
 
 
+def cmd_bank(s: Any) -> int:
+    from .bank import BankSettings, build_bank
+    from .metrics import display_images
+    from .plots import image_grid
+    from .report import save_png
+
+    model, sae, hookpoint = setup(s)
+    backend = backend_for(model, hookpoint)
+    start = time.perf_counter()
+    bank = build_bank(backend, BankSettings(size=s.size, steps=s.steps), sae=sae, out=s.out,
+                      on_progress=Progress("bank"))
+    bank.ensure_scores(backend, sae, s.timesteps, on_progress=Progress("bank scores"))
+    kind = "feature" if sae is not None else "channel"
+    print(f"sample bank of {bank.size} samples at {hookpoint}, scored at t = {', '.join(map(str, s.timesteps))} "
+          f"({time.perf_counter() - start:.1f}s); wrote {s.out}/bank.json")
+    if s.units:
+        if model.decoder is None:
+            raise LVOError("drawing examples needs a decoder (VAE); this model has none")
+        tiles, labels = [], []
+        for unit in s.units:
+            for t in s.timesteps:
+                order = bank.top(unit, t, s.k, sae)
+                scores = bank.score(unit, t, sae)
+                with torch.no_grad():
+                    images = display_images(model.decoder(bank.latents[order].to(backend.device)).float().cpu())
+                tiles += list(images.numpy())
+                labels += [f"{kind} {unit}, t {t}: #{j + 1}, pool {i}, score {float(scores[i]):.3f}"
+                           for j, i in enumerate(order)]
+        save_png(image_grid(tiles, labels, columns=s.k, cell=128), Path(s.out) / "examples.png")
+        print(f"wrote {s.out}/examples.png: each unit's top {s.k} pool images (model-generated dataset examples)")
+    return 0
+
+
 def cmd_examples(s: Any) -> int:
     from .examples import generate_with_maps, overlay, rank_examples
     from .metrics import display_images

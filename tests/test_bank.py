@@ -172,3 +172,16 @@ def test_wilson_interval_by_hand():
     low, high = wilson(8, 10)
     assert (round(low, 3), round(high, 3)) == (0.49, 0.943)  # the textbook 95 % interval for 8/10
     assert wilson(0, 20)[0] == 0.0 and wilson(20, 20)[1] == 1.0 and wilson(0, 0) == (0.0, 1.0)
+
+
+def test_bank_command_builds_scores_and_draws_examples(tmp_path, capsys):
+    from lvo_core.cli import main
+
+    out = tmp_path / "bank"
+    args = ["bank", "--size", "4", "--steps", "2", "--timesteps", "200,500", "--out", str(out)]
+    assert main(args + ["--units", "3", "--k", "2"]) == 0
+    bank = SampleBank.load(out)
+    assert bank.size == 4 and sorted(bank.scores) == [("sae", 200), ("sae", 500)]
+    assert (out / "examples.png").is_file() and "model-generated dataset examples" in capsys.readouterr().out
+    assert main(args + ["--units", "3", "--k", "9"]) == 2  # more examples than the pool holds: a clean error
+    assert "larger bank" in capsys.readouterr().err

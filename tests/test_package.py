@@ -121,3 +121,14 @@ def test_bad_steps_is_a_clean_error(capsys):
     assert "--lvo-steps must be a positive integer" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["visualize-everything"])
+
+
+def test_readme_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    """The README's Python block, verbatim, on the shipped toy world (in a scratch folder for its outputs)."""
+    block = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+    printed = capsys.readouterr().out
+    assert "torch.Size([4, 32, 32, 3])" in printed
+    assert (tmp_path / "lvo_runs" / "python-example" / "result.json").is_file()
+    assert (tmp_path / "lvo_runs" / "bank-toy" / "bank.json").is_file()
