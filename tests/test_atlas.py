@@ -100,3 +100,17 @@ def test_killing_a_rank_mid_run_then_resuming_completes_the_atlas(tmp_path):
     resumed, ref = latents(out), latents(reference)
     for u in range(12):  # chunks and batches are cut from the whole unit list: the same bytes after the crash
         assert torch.equal(resumed[u], ref[u]), u
+
+
+def test_atlas_defaults_to_the_faithful_recipe_with_one_bank(tmp_path, capsys):
+    """Without a hand-built prior the atlas runs `faithful`: one sample bank for every unit, rows at t = 200."""
+    from lvo_core.cli import main
+
+    out = tmp_path / "atlas"
+    assert main(["atlas", "--units", "0-3", "--seeds", "1", "--steps", "2", "--bank-size", "4", "--chunk-size", "2",
+                 "--eval-samples", "1", "--out", str(out)]) == 0
+    index = json.loads((out / "index.json").read_text())
+    rows = [r for unit in index["units"] for r in unit["rows"]]
+    assert {r["timestep"] for r in rows} == {200} and len(rows) == 4
+    bank = json.loads((out / "bank" / "bank.json").read_text())
+    assert bank["size"] == 4 and bank["scores"] == [["sae", 200]]
