@@ -117,7 +117,8 @@ def _load_toy(device: torch.device, dtype: torch.dtype) -> LoadedModel:
     if not (WEIGHTS / "unet" / "config.json").is_file():
         raise LVOError(f"the toy world's weights are missing from {WEIGHTS}; train them with "
                        f"`python -m lvo_core.toy.train`")
-    unet = UNet2DConditionModel.from_pretrained(str(WEIGHTS / "unet"), local_files_only=True,
+    # low_cpu_mem_usage=False: a 2.5 M-parameter model gains nothing from accelerate, and diffusers would warn
+    unet = UNet2DConditionModel.from_pretrained(str(WEIGHTS / "unet"), local_files_only=True, low_cpu_mem_usage=False,
                                                 torch_dtype=torch.float32)
     codec = PatchPCACodec.load(WEIGHTS / "codec.safetensors")
     return LoadedModel(_place(unet, device, dtype), sd15_scheduler(), None, load_toy_encoder(WEIGHTS, device), TOY,

@@ -69,8 +69,9 @@ class Recipe:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "note": self.note, "prior": self.prior, "steer_strength": self.steer_strength,
                 "value": self.value, "timesteps": self.timesteps if isinstance(self.timesteps, str)
-                else list(self.timesteps), "raw": self.raw, "polish": self.polish, "select": self.select, "pool": self.pool,
-                "select_t": self.select_t, "fallback_t": self.fallback_t, "config": self.config.to_dict()}
+                else list(self.timesteps), "raw": self.raw, "polish": self.polish, "select": self.select,
+                "pool": self.pool, "select_t": self.select_t, "fallback_t": self.fallback_t,
+                "config": self.config.to_dict()}
 
     def for_raw(self) -> "Recipe":
         """The raw-channel counterpart: the reference's raw penalties and gradient blur, and the dense value

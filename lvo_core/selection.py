@@ -1,12 +1,12 @@
-"""Choosing where a faithful visualization starts: the pool image that drives the unit hardest, at a timestep that
-comes from the data.
+"""Choosing where a faithful visualization starts: the pool image that drives the unit hardest, at a timestep where
+the unit means its concept.
 
-A unit is scored where it means its concept: by default at a fixed, moderately noisy timestep (t = 200 of 1000;
-on the toy world, where the truth is known, this beat the unit's activity peak and matched its purest timestep:
-see the README's ablation), or at its highest activity peak (``"peak"``, which needs an analysis; a unit the
-analysis never saw active falls back to the fixed timestep with a warning, never an error, so every unit gets a
-picture), or at a per-unit timestep the caller chose from labelled data. Seed slot k of a unit starts from its k-th best pool image, so the seeds of
-one unit show different samples.
+By default a fixed, moderately noisy timestep (t = 200 of 1000: on the toy world, where the truth is known, it beat
+the unit's activity peak and matched each unit's purest timestep; see the README's ablation); or the unit's
+highest activity peak (``"peak"``, which needs an analysis: a unit the analysis never saw active falls back to
+the fixed timestep with a warning, never an error, so every unit gets a picture); or a per-unit timestep the caller
+chose, e.g. from labelled data. Seed slot k of a unit starts from its k-th best pool image, so the seeds of one
+unit show different samples.
 """
 
 from __future__ import annotations
