@@ -150,8 +150,10 @@ def steer_prior(model, sae, hookpoint: str, analysis, s: Any):
     empty = model.require_prompts()([""])
 
     def prior(units: list[int], seeds: list[int]) -> torch.Tensor:
+        progress = Progress(f"steer {len(units)} rows")
         return steer(model.unet, model.scheduler, hookpoint, units, seeds, empty, sae=sae, analysis=analysis,
-                     mode=s.mode, scale=s.scale, strength=s.strength, window=tuple(s.window), steps=s.prior_steps)
+                     mode=s.mode, scale=s.scale, strength=s.strength, window=tuple(s.window), steps=s.prior_steps,
+                     on_step=lambda i, n: progress(i + 1, n))
     prior.label = "steer"
     return prior
 
@@ -428,7 +430,8 @@ def cmd_examples(s: Any) -> int:
         t = peaks[0] if peaks else 500
     latents, maps, used = generate_with_maps(model.unet, model.scheduler, hookpoint, prompts, model.require_prompts(),
                                              s.unit, t, sae=sae, seeds=range(s.seed, s.seed + len(prompts)),
-                                             steps=s.steps, guidance=s.guidance, batch_size=s.batch_size)
+                                             steps=s.steps, guidance=s.guidance, batch_size=s.batch_size,
+                                             on_progress=Progress("examples"))
     ranked = rank_examples(maps, k=s.k, by=s.by, prompts=prompts, timestep=used)
     out = Path(s.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -77,10 +77,12 @@ def generate_with_maps(unet: nn.Module, scheduler, hookpoint: str, prompts: Sequ
                        encode_prompt: Callable[[list[str]], Tensor], unit: int, timestep: int, *,
                        sae: SparseAutoencoder | None = None, seeds: Sequence[int] | None = None, steps: int = 50,
                        guidance: float = 7.5, latent_shape: Sequence[int] | None = None,
-                       batch_size: int = 4) -> tuple[Tensor, Tensor, int]:
+                       batch_size: int = 4, on_progress: Callable[[int, int], None] | None = None
+                       ) -> tuple[Tensor, Tensor, int]:
     """Generate from ``prompts`` and record ``unit``'s map at the sampled timestep nearest ``timestep``.
 
-    Returns the final latents ``[N, C, h, w]``, the maps ``[N, H, W]`` and the timestep actually used.
+    Returns the final latents ``[N, C, h, w]``, the maps ``[N, H, W]`` and the timestep actually used;
+    ``on_progress(prompts done, prompts)`` after each batch.
     """
     point = resolve_hookpoint(unet, hookpoint)
     if sae is not None:
@@ -106,6 +108,8 @@ def generate_with_maps(unet: nn.Module, scheduler, hookpoint: str, prompts: Sequ
             latents.append(sample(unet, scheduler, encode_prompt(chunk), uncond=uncond, guidance=guidance,
                                   steps=steps, seeds=seeds[start:start + len(chunk)], latent_shape=size,
                                   on_step=on_step))
+        if on_progress is not None:
+            on_progress(start + len(chunk), len(prompts))
     return torch.cat(latents), torch.cat(maps), ts[step_index]
 
 
