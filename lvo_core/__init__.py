@@ -13,9 +13,20 @@ __version__ = "0.1.0"
 
 from .errors import (ActivityError, HookpointError, LVOError, SAEFormatError, SAEMismatchError, TimestepError,
                      UnitError, UnsafeFileError)
-from .hookpoints import Hookpoint, list_hookpoints, resolve_hookpoint
-from .sae import SparseAutoencoder, load_sae, save_sae
 
 __all__ = ["__version__", "LVOError", "SAEFormatError", "UnsafeFileError", "HookpointError", "SAEMismatchError",
-           "UnitError", "ActivityError", "TimestepError", "Hookpoint", "list_hookpoints", "resolve_hookpoint", "SparseAutoencoder",
-           "load_sae", "save_sae"]
+           "UnitError", "ActivityError", "TimestepError", "Hookpoint", "list_hookpoints", "resolve_hookpoint",
+           "SparseAutoencoder", "load_sae", "save_sae"]
+
+
+def __getattr__(name: str):
+    """The torch-backed names load on first use, so ``import lvo_core`` (and the CLI's first line) is instant."""
+    if name in ("Hookpoint", "list_hookpoints", "resolve_hookpoint"):
+        from . import hookpoints
+
+        return getattr(hookpoints, name)
+    if name in ("SparseAutoencoder", "load_sae", "save_sae"):
+        from . import sae
+
+        return getattr(sae, name)
+    raise AttributeError(f"module 'lvo_core' has no attribute '{name}'")
