@@ -256,6 +256,44 @@ def worker_saelens6(out: Path) -> dict[str, Any]:
             files["expected_fp32.safetensors"] = EXPECTED_FP32_DOC
             case["expected_fp32"] = "expected_fp32.safetensors"
         e.add(name, dtype=dtype, settings={"architecture": cfg.architecture(), **kw}, files=files, cases=[case])
+    # Trained SAEs reach users through TrainingSAE.save_inference_model: TopK folds its decoder norms there and
+    # BatchTopK is saved as a JumpReLU SAE with its learned global threshold.
+    from sae_lens.saes import (BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig, TopKTrainingSAE,
+                               TopKTrainingSAEConfig)
+
+    for i, (suffix, sae_cls, cfg_cls) in enumerate([("topk_training_saved_for_inference", TopKTrainingSAE,
+                                                      TopKTrainingSAEConfig),
+                                                     ("batchtopk_training_saved_for_inference", BatchTopKTrainingSAE,
+                                                      BatchTopKTrainingSAEConfig)]):
+        name = f"saelens6_{suffix}"
+        folder = e.folder(name)
+        cfg = cfg_cls(d_in=D_IN, d_sae=D_SAE, k=K, dtype="float32", device="cpu")
+        cfg.metadata.hook_name = hook
+        sae = sae_cls(cfg)
+        seed = 3000 + 100 * i
+        fill_(sae.W_dec, unit_rows(seed) * row_norms(seed + 1)[:, None])
+        fill_(sae.W_enc, rand(seed + 2, D_IN, D_SAE, scale=0.8))
+        fill_(sae.b_dec, rand(seed + 3, D_IN, scale=0.3))
+        fill_(sae.b_enc, rand(seed + 4, D_SAE, scale=0.5))
+        if hasattr(sae, "topk_threshold"):
+            sae.topk_threshold = torch.tensor(0.6)
+        sae.save_inference_model(folder / "sae")
+        loaded = SAE.load_from_disk(str(folder / "sae"), device="cpu")
+        x = make_inputs(seed + 8)
+        with torch.no_grad():
+            codes = loaded.encode(x)
+            recon = loaded.decode(codes)
+        save_expected(folder / "expected.safetensors", x, codes, recon)
+        e.add(name, settings={"training_architecture": cfg.architecture(), "k": K,
+                              "rescale_acts_by_decoder_norm": cfg.rescale_acts_by_decoder_norm,
+                              "saved_architecture": json.loads((folder / "sae" / "cfg.json").read_text())[
+                                  "architecture"]},
+              files={"sae/cfg.json": "SAELens inference config (TrainingSAE.save_inference_model)",
+                     "sae/sae_weights.safetensors": "SAELens inference weights (TrainingSAE.save_inference_model)",
+                     "expected.safetensors": EXPECTED_DOC},
+              cases=[{"path": "sae", "expected": "expected.safetensors", "hookpoint": None,
+                      "expect": {"format": "saelens", "hookpoint": hook}}],
+              written_by="library save code: TrainingSAE.save_inference_model(); outputs from SAE.load_from_disk()")
     del sae_lens
     return e.entries
 
