@@ -42,6 +42,9 @@ GROUPS: dict[str, list[str]] = {
 }
 # published needs only torch + safetensors: it reuses the sparsify venv rather than installing torch again
 VENV_OF = {"published": "sparsify"}
+# Packages removed after installing: nnsight pulls a PyPI torchvision whose compiled ops do not load with the CPU
+# torch build, which breaks importing transformers; nothing here needs torchvision.
+DROP: dict[str, list[str]] = {"dictionary_learning": ["torchvision"]}
 
 D_IN, D_SAE, K = 8, 32, 4
 N_TOKENS = 8
@@ -67,7 +70,11 @@ def ensure_venv(root: Path, group: str) -> Path:
         shutil.rmtree(venv)
     _run([sys.executable, "-m", "venv", str(venv)])
     _run([str(python), "-m", "pip", "install", "-q", TORCH])
-    _run([str(python), "-m", "pip", "install", "-q", *GROUPS[group], "safetensors"])
+    # torch stays pinned in the second install too: a dependency asking for a newer torch (dictionary-learning's
+    # nnsight does) would otherwise replace the CPU build with a CUDA one.
+    _run([str(python), "-m", "pip", "install", "-q", TORCH, *GROUPS[group], "safetensors"])
+    if DROP.get(group):
+        _run([str(python), "-m", "pip", "uninstall", "-y", "-q", *DROP[group]])
     stamp.write_text(json.dumps(wanted))
     return python
 
@@ -81,16 +88,19 @@ def orchestrate(args: argparse.Namespace) -> None:
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"variants": {}}
     for group in groups:
         python = ensure_venv(venvs, VENV_OF.get(group, group))
-        for name, entry in list(manifest["variants"].items()):
-            if entry["group"] == group:
-                shutil.rmtree(out / name, ignore_errors=True)
-                del manifest["variants"][name]
         with tempfile.TemporaryDirectory() as tmp:
-            frag = Path(tmp) / "entries.json"
+            frag, staged = Path(tmp) / "entries.json", Path(tmp) / "out"
             env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONNOUSERSITE": "1"}
-            _run([str(python), str(HERE), "--worker", group, "--out", str(out), "--entries", str(frag)],
+            # the worker writes into a staging folder, so a failed run leaves the committed fixtures untouched
+            _run([str(python), str(HERE), "--worker", group, "--out", str(staged), "--entries", str(frag)],
                  env=env, cwd=tmp)
+            for name, entry in list(manifest["variants"].items()):
+                if entry["group"] == group:
+                    shutil.rmtree(out / name, ignore_errors=True)
+                    del manifest["variants"][name]
             for name, entry in json.loads(frag.read_text()).items():
+                shutil.rmtree(out / name, ignore_errors=True)
+                shutil.move(str(staged / name), str(out / name))
                 manifest["variants"][name] = {"group": group, **entry}
     manifest["about"] = (
         "SAE parity fixtures written by tests/parity/make_fixtures.py. Each variant folder holds the SAE files "
@@ -176,8 +186,8 @@ class Entries:
             written_by: str | None = None) -> None:
         self.entries[name] = {
             "library": library or self.library, "version": version or self.version,
-            "written_by": written_by or self.written_by, "dtype": dtype, "settings": settings,
-            "files": files, "cases": cases}
+            "written_by": written_by or self.written_by, "torch": version_of("torch"), "dtype": dtype,
+            "settings": settings, "files": files, "cases": cases}
         print(f"  {name}: {len(cases)} case(s)")
 
 
