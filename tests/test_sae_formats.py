@@ -73,7 +73,8 @@ def test_sparsify_groupmax_and_input_unit_norm(tmp_path, x):
     expect.scatter_(-1, best, groups.gather(-1, best))
     torch.testing.assert_close(sae.encode(x), expect.reshape(a.shape))
     z = sae.encode(x)
-    torch.testing.assert_close(sae.reconstruct(x), (z @ t["W_dec"] + t["b_dec"]) * (std + 1e-5) + mean)
+    # SAeUron divides by std + 1e-5 but multiplies back by the bare std
+    torch.testing.assert_close(sae.reconstruct(x), (z @ t["W_dec"] + t["b_dec"]) * std + mean)
 
 
 def test_dtype_is_read_from_file(tmp_path):
@@ -197,8 +198,10 @@ def test_dictionary_learning_autoencoder(tmp_path, x):
     write_dictionary_learning(tmp_path / "dl", "AutoEncoder", t)
     sae = load_sae(tmp_path / "dl")
     f = ((x - t["bias"]) @ t["encoder.weight"].T + t["encoder.bias"]).relu()
-    torch.testing.assert_close(sae.encode(x), f)
-    torch.testing.assert_close(sae.decode(f), f @ t["decoder.weight"].T + t["bias"])
+    # load_dictionary normalizes the decoder (normalize_decoder=True), which scales each code by its decoder norm
+    norms = t["decoder.weight"].norm(dim=0)
+    torch.testing.assert_close(sae.encode(x), f * norms, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(sae.reconstruct(x), f @ t["decoder.weight"].T + t["bias"], rtol=1e-5, atol=1e-5)
 
 
 def test_dictionary_learning_topk_and_batchtopk_threshold(tmp_path, x):
@@ -223,6 +226,49 @@ def test_dictionary_learning_jumprelu_folds_decoder_norm(tmp_path, x):
     torch.testing.assert_close(sae.encode(x), f, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(sae.reconstruct(x), (f / norms) @ t["W_dec"] + t["b_dec"], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(sae.decoder_norms(), torch.ones(D_SAE))
+
+
+@pytest.mark.parametrize("cls", ["JumpReluAutoEncoder", "GatedAutoEncoder"])
+def test_dictionary_learning_current_configs_do_not_scale_codes(tmp_path, x, cls):
+    """Configs written since the December 2024 trainer rewrite (e.g. with sparsity_warmup_steps) mean unscaled codes."""
+    if cls == "JumpReluAutoEncoder":
+        t = {"W_enc": rnd(D_IN, D_SAE, seed=2), "b_enc": rnd(D_SAE, seed=3), "W_dec": rnd(D_SAE, D_IN, seed=4) * 3,
+             "b_dec": rnd(D_IN, seed=5), "threshold": rnd(D_SAE, seed=6).abs() * 0.3}
+        pre = x @ t["W_enc"] + t["b_enc"]
+        f = (pre * (pre > t["threshold"])).relu()
+        recon = f @ t["W_dec"] + t["b_dec"]
+    else:
+        t = {"decoder_bias": rnd(D_IN, seed=1), "encoder.weight": rnd(D_SAE, D_IN, seed=2), "r_mag": rnd(D_SAE, seed=3),
+             "gate_bias": rnd(D_SAE, seed=4), "mag_bias": rnd(D_SAE, seed=5),
+             "decoder.weight": rnd(D_IN, D_SAE, seed=6) * 3}
+        x_enc = (x - t["decoder_bias"]) @ t["encoder.weight"].T
+        f = (x_enc + t["gate_bias"] > 0).float() * (t["r_mag"].exp() * x_enc + t["mag_bias"]).relu()
+        recon = f @ t["decoder.weight"].T + t["decoder_bias"]
+    write_dictionary_learning(tmp_path / "new", cls, t, extra={"sparsity_warmup_steps": 2000})
+    sae = load_sae(tmp_path / "new")
+    torch.testing.assert_close(sae.encode(x), f, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(sae.reconstruct(x), recon, rtol=1e-5, atol=1e-5)
+    assert sae.meta["codes_scaled_by_decoder_norm"] is False
+
+
+def test_sdxl_unbox_checkpoints_root(tmp_path, x):
+    """sdxl-unbox's checkpoints/<block>_k10_hidden5120_…/final/ layout: the hookpoint comes from the folder name."""
+    root = tmp_path / "checkpoints"
+    blocks = ["unet.down_blocks.2.attentions.1", "unet.mid_block.attentions.0", "unet.up_blocks.0.attentions.0",
+              "unet.up_blocks.0.attentions.1"]
+    for block in blocks:
+        write_openai(root / f"{block}_k10_hidden5120_auxk256_bs4096_lr0.0001" / "final")
+    assert detect_format(root) == "openai-multi"
+    assert list_sae_hookpoints(root) == sorted(blocks)
+    for alias, block in [("down.2.1", blocks[0]), ("mid.0", blocks[1]), ("up.0.1", blocks[3]), (blocks[2], blocks[2])]:
+        assert load_sae(root, hookpoint=alias).hookpoint == block
+    assert load_sae(root / f"{blocks[0]}_k10_hidden5120_auxk256_bs4096_lr0.0001" / "final").hookpoint == blocks[0]
+    write_openai(tmp_path / "unet.up_blocks.0.attentions.1")
+    assert load_sae(tmp_path / "unet.up_blocks.0.attentions.1").hookpoint == "unet.up_blocks.0.attentions.1"
+    with pytest.raises(SAEFormatError, match="several hookpoints; choose one of"):
+        load_sae(root)
+    with pytest.raises(SAEFormatError, match="no SAE for hookpoint 'up.1.1'; available"):
+        load_sae(root, hookpoint="up.1.1")
 
 
 def test_dictionary_learning_gated(tmp_path, x):

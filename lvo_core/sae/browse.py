@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from ..errors import SAEFormatError
-from .formats import SPARSIFY_ROOT, detect_format
+from .formats import ROOT_FORMATS, detect_format, root_members
 
 MAX_DEPTH = 4
 
@@ -50,9 +50,9 @@ def find_saes(root: str | os.PathLike) -> list[str]:
                         walk(entry, depth + 1)
                     continue
                 found.append(rel)
-                if fmt == SPARSIFY_ROOT:
-                    found.extend(f"{rel}/{c.name}" for c in sorted(entry.iterdir())
-                                 if (c / "cfg.json").is_file() and (c / "sae.safetensors").is_file())
+                if fmt in ROOT_FORMATS:
+                    found.extend(sorted(member.relative_to(base).as_posix()
+                                        for member in root_members(entry).values()))
             elif entry.suffix == ".safetensors" and not (folder / "cfg.json").is_file():
                 found.append(rel)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,6 +28,8 @@ SAELENS = "saelens"
 DICTIONARY_LEARNING = "dictionary_learning"
 OPENAI = "openai"
 SPARSIFY_ROOT = "sparsify-multi"
+OPENAI_ROOT = "openai-multi"
+ROOT_FORMATS = (SPARSIFY_ROOT, OPENAI_ROOT)
 BARE = "safetensors"
 
 MAX_JSON_BYTES = 1 << 20
@@ -98,6 +101,29 @@ def _rows(weight: Tensor, d_sae: int, name: str, where: Path) -> Tensor:
                          f"d_sae={d_sae}")
 
 
+def _cast(tensors: dict[str, Tensor], dtype: torch.dtype | None) -> dict[str, Tensor]:
+    """Floating tensors in ``dtype`` (None keeps the file's), before any folding, so that a bf16 file asked for
+    in float32 is folded in float32 rather than rounded to bf16 first."""
+    if dtype is None:
+        return tensors
+    return {key: v.to(dtype) if v.is_floating_point() else v for key, v in tensors.items()}
+
+
+def _scale_rows(weight: Tensor, scale: Tensor) -> Tensor:
+    """``weight[i] * scale[i]`` computed in at least float32 and returned in ``weight``'s dtype."""
+    work = torch.promote_types(weight.dtype, torch.float32)
+    return (weight.to(work) * scale.to(work)[:, None]).to(weight.dtype)
+
+
+def _scale(vector: Tensor, scale: Tensor) -> Tensor:
+    work = torch.promote_types(vector.dtype, torch.float32)
+    return (vector.to(work) * scale.to(work)).to(vector.dtype)
+
+
+def _row_norms(weight: Tensor) -> Tensor:
+    return weight.to(torch.promote_types(weight.dtype, torch.float32)).norm(dim=-1)
+
+
 def cfg_int(cfg: dict[str, Any], key: str, where: Path, default: int | None = None) -> int | None:
     """An integer setting from a config, or ``default`` when absent; anything else is a clear format error."""
     value = cfg.get(key)
@@ -119,7 +145,8 @@ def _check_cfg_dims(cfg: dict[str, Any], d_in: int, d_sae: int, where: Path, key
 # ---------------------------------------------------------------------------------------------------- detection
 def detect_format(path: str | os.PathLike) -> str:
     """Name of the layout at ``path``: one of sparsify, sparsify-multi, saelens, dictionary_learning, openai,
-    safetensors (a bare weights file). Raises :class:`SAEFormatError` for anything else."""
+    openai-multi (sdxl-unbox's ``checkpoints/`` root), safetensors (a bare weights file). Raises
+    :class:`SAEFormatError` for anything else."""
     p = Path(path)
     if not p.exists():
         raise SAEFormatError(f"SAE path {p} does not exist")
@@ -143,30 +170,77 @@ def detect_format(path: str | os.PathLike) -> str:
         return OPENAI
     if any(_is_sparsify_dir(c) for c in p.iterdir() if c.is_dir()):
         return SPARSIFY_ROOT
+    if any(_openai_dir(c) for c in p.iterdir() if c.is_dir()):
+        return OPENAI_ROOT
     raise SAEFormatError(
         f"{p} holds no SAE this pack can read. Expected one of: cfg.json + sae.safetensors (sparsify/SAeUron), "
         f"cfg.json + sae_weights.safetensors (SAELens), config.json + ae.pt (dictionary_learning), config.json + "
-        f"state_dict.pth (openai-style), or a folder of sparsify hookpoint folders. Found: {sorted(names)[:12]}")
+        f"state_dict.pth (openai-style), or a folder of sparsify or sdxl-unbox hookpoint folders. "
+        f"Found: {sorted(names)[:12]}")
 
 
 def _is_sparsify_dir(p: Path) -> bool:
     return (p / "cfg.json").is_file() and (p / "sae.safetensors").is_file()
 
 
+def _is_openai_dir(p: Path) -> bool:
+    return (p / "config.json").is_file() and (p / "state_dict.pth").is_file()
+
+
+def _openai_dir(child: Path) -> Path | None:
+    """The SAE folder of one sdxl-unbox root entry: the entry itself or its ``final/`` checkpoint."""
+    for candidate in (child, child / "final"):
+        if _is_openai_dir(candidate):
+            return candidate
+    return None
+
+
+# sdxl-unbox names its run folders <hookpoint>_k<k>_hidden<latents>_auxk<..>_bs<..>_lr<..> and keeps the SAE in
+# their final/ subfolder (utils/loaders.py of surkovv/sdxl-unbox).
+_UNBOX_RUN = re.compile(r"^(?P<hook>.+?)_k\d+_hidden\d+(_.*)?$")
+_HOOK_LIKE = re.compile(r"^(unet\.|diffusion_model\.)?((down_blocks|up_blocks|input_blocks|output_blocks)\.\d+|"
+                        r"mid_block|middle_block)(\.|$)|^(down|up|mid)\.\d+(\.\d+)?$")
+
+
+def hookpoint_from_folder(folder: Path) -> str | None:
+    """The hookpoint an sdxl-unbox-style folder is named after, or None when its name is not a hookpoint.
+
+    ``…/unet.down_blocks.2.attentions.1_k10_hidden5120_auxk256_bs4096_lr0.0001/final`` and
+    ``…/unet.down_blocks.2.attentions.1`` both give ``unet.down_blocks.2.attentions.1``.
+    """
+    name = folder.parent.name if folder.name == "final" else folder.name
+    m = _UNBOX_RUN.match(name)
+    if m:
+        name = m.group("hook")
+    return name if _HOOK_LIKE.match(name) else None
+
+
+def root_members(path: str | os.PathLike) -> dict[str, Path]:
+    """Hookpoint name → SAE folder for a multi-hookpoint root (sparsify/SAeUron or sdxl-unbox ``checkpoints/``)."""
+    root = Path(path)
+    members: dict[str, Path] = {}
+    for child in sorted(c for c in root.iterdir() if c.is_dir()):
+        if _is_sparsify_dir(child):
+            members[child.name] = child
+        elif (sae_dir := _openai_dir(child)) is not None:
+            members[hookpoint_from_folder(sae_dir) or child.name] = sae_dir
+    return members
+
+
 def list_sae_hookpoints(path: str | os.PathLike) -> list[str]:
-    """Hookpoint folder names inside a multi-hookpoint root (one entry for a single SAE: its own hookpoint)."""
+    """Hookpoint names inside a multi-hookpoint root (one entry for a single SAE: its own hookpoint)."""
     p = Path(path)
-    if detect_format(p) == SPARSIFY_ROOT:
-        return sorted(c.name for c in p.iterdir() if c.is_dir() and _is_sparsify_dir(c))
+    if detect_format(p) in ROOT_FORMATS:
+        return sorted(root_members(p))
     return [load_sae(p).hookpoint or ""]
 
 
 # ---------------------------------------------------------------------------------------------------- loaders
 def _load_sparsify(folder: Path, k: int | None = None, weights: Path | None = None,
-                   cfg: dict[str, Any] | None = None) -> SparseAutoencoder:
+                   cfg: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> SparseAutoencoder:
     cfg = _read_json(folder / "cfg.json") if cfg is None else cfg
     weights = weights or folder / "sae.safetensors"
-    t = read_safetensors(weights)
+    t = _cast(read_safetensors(weights), dtype)
     _need(t, ("encoder.weight", "encoder.bias", "W_dec", "b_dec"), weights)
     if "W_skip" in t:
         raise SAEFormatError(f"{weights} has a skip connection (W_skip): transcoders/skip SAEs are not supported")
@@ -209,10 +283,18 @@ def _saelens_activation(cfg: dict[str, Any]) -> tuple[str, int | None]:
 
 
 def _load_saelens(folder: Path, k: int | None = None, weights: Path | None = None,
-                  cfg: dict[str, Any] | None = None) -> SparseAutoencoder:
+                  cfg: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> SparseAutoencoder:
+    """SAELens 5.x and 6.x folders.
+
+    Two per-latent scalings are folded into the weights so the in-memory SAE computes the library's numbers:
+    ``rescale_acts_by_decoder_norm`` (6.x topk) multiplies the pre-activations by each latent's decoder norm
+    *before* TopK and divides it out again in decode, which equals encoder rows and bias times the norm and unit
+    decoder rows; ``finetuning_scaling_factor`` (5.x; tensor ``finetuning_scaling_factor`` or the older
+    ``scaling_factor``) multiplies codes before decoding, which equals scaled decoder rows.
+    """
     cfg = _read_json(folder / "cfg.json") if cfg is None else cfg
     weights = weights or folder / "sae_weights.safetensors"
-    t = read_safetensors(weights)
+    t = _cast(read_safetensors(weights), dtype)
     activation, cfg_k = _saelens_activation(cfg)
     _need(t, ("W_enc", "W_dec", "b_dec") + (("b_gate", "b_mag", "r_mag") if activation == "gated" else ("b_enc",)),
           weights)
@@ -237,35 +319,85 @@ def _load_saelens(folder: Path, k: int | None = None, weights: Path | None = Non
         b_enc = t["b_gate"]
     else:
         b_enc = t["b_enc"]
+    meta: dict[str, Any] = {"cfg": cfg, "path": str(folder)}
+    if cfg.get("rescale_acts_by_decoder_norm"):
+        if activation != "topk":
+            raise SAEFormatError(f"{folder}: rescale_acts_by_decoder_norm is only known for SAELens topk SAEs, "
+                                 f"not '{activation}'; convert the SAE with SAELens' fold_W_dec_norm() first")
+        if dtype is None and W_dec.dtype in (torch.bfloat16, torch.float16):
+            # Folded 16-bit weights would be rounded after scaling, which flips near-tied TopK choices that the
+            # library (scaling after its matmul) keeps: fold and run in float32 instead.
+            W_enc, W_dec, b_enc, b_dec, pre_bias = (v.float() for v in (W_enc, W_dec, b_enc, b_dec, pre_bias))
+            t = _cast(t, torch.float32)
+            meta["upcast"] = "float32, so folding the decoder norms does not round the weights"
+        norms = _row_norms(W_dec).clamp_min(1e-12)
+        W_enc, b_enc = _scale_rows(W_enc, norms), _scale(b_enc, norms)
+        W_dec = _scale_rows(W_dec, 1.0 / norms)
+        meta["folded"] = "decoder norms into the encoder (rescale_acts_by_decoder_norm)"
+    scaling = t.get("finetuning_scaling_factor", t.get("scaling_factor"))
+    if scaling is not None and not bool((scaling == 1).all()):
+        if scaling.shape != (W_dec.shape[0],):
+            raise SAEFormatError(f"{weights}: finetuning scaling factor has shape {tuple(scaling.shape)}, "
+                                 f"expected ({W_dec.shape[0]},); the weights file does not belong to this config")
+        W_dec = _scale_rows(W_dec, scaling)
+        meta["folded"] = "finetuning_scaling_factor into the decoder"
     hook = cfg.get("hook_name") or (cfg.get("metadata") or {}).get("hook_name")
     if activation == "topk" and k is None and cfg_k is None:
         raise SAEFormatError(f"{folder}: a topk SAE without 'k' in its config; pass k explicitly")
     return SparseAutoencoder(
         W_enc=W_enc, b_enc=b_enc, W_dec=W_dec, b_dec=b_dec, pre_bias=pre_bias, activation=activation,
         k=int(k if k is not None else cfg_k) if activation == "topk" else None, input_norm=input_norm,
-        hookpoint=hook, source_format=SAELENS, meta={"cfg": cfg, "path": str(folder)}, **extra)
+        hookpoint=hook, source_format=SAELENS, meta=meta, **extra)
 
 
-def _fold_decoder_norm(W_dec: Tensor) -> tuple[Tensor, Tensor]:
-    """Unit-norm decoder rows and their norms, for formats whose codes are scaled by the decoder norm."""
-    norms = W_dec.norm(dim=-1)
-    return W_dec / norms.clamp_min(1e-12)[:, None], norms
+# Keys the dictionary_learning trainers write into config.json only since their December 2024 rewrite.
+DL_POST_2024_KEYS = ("sparsity_warmup_steps", "decay_start", "target_l0")
 
 
-def _load_dictionary_learning(folder: Path, k: int | None = None, **_: Any) -> SparseAutoencoder:
+def dl_scales_codes_by_decoder_norm(trainer_cfg: dict[str, Any]) -> bool:
+    """Whether a dictionary_learning JumpReLU/Gated file comes from the code that scaled codes by decoder norms.
+
+    Until 2025-01-01 (JumpReluAutoEncoder) and 2025-01-07 (GatedAutoEncoder) the library's ``encode`` multiplied
+    each code by its latent's decoder norm and ``decode`` divided it out again; since then (and in every PyPI
+    release) codes are not scaled. The files carry no library version, so the trainer config decides: trainers
+    from the December 2024 rewrite on write at least one of :data:`DL_POST_2024_KEYS`; a config with none of them
+    is read the old way. Files trained from a git checkout between 2024-12-27 and those dates are read the new
+    way, although that code still scaled; with unit-norm decoders both readings agree.
+    """
+    return not any(key in trainer_cfg for key in DL_POST_2024_KEYS)
+
+
+def _load_dictionary_learning(folder: Path, k: int | None = None, dtype: torch.dtype | None = None,
+                              **_: Any) -> SparseAutoencoder:
+    """dictionary_learning ``config.json`` + ``ae.pt``, computing what ``utils.load_dictionary`` computes.
+
+    ``AutoEncoder`` loads with ``normalize_decoder=True``, which rescales encoder rows and bias by the decoder
+    norms and makes the decoder unit-norm unless it already is (the library's ``allclose`` test); JumpReLU and
+    Gated codes are scaled by the decoder norm only for files :func:`dl_scales_codes_by_decoder_norm` dates
+    before 2025.
+    """
     config = _read_json(folder / "config.json")
     trainer = config.get("trainer", config)
+    if not isinstance(trainer, dict):
+        raise SAEFormatError(f"{folder / 'config.json'}: 'trainer' must be an object")
     cls = trainer.get("dict_class", "AutoEncoder")
-    t = _load_pickled_weights(folder / "ae.pt")
+    t = _cast(_load_pickled_weights(folder / "ae.pt"), dtype)
+    legacy = dl_scales_codes_by_decoder_norm(trainer)
     where = folder / "ae.pt"
-    meta = {"cfg": config, "path": str(folder), "dict_class": cls}
+    legacy = legacy and cls in ("JumpReluAutoEncoder", "GatedAutoEncoder")
+    meta: dict[str, Any] = {"cfg": config, "path": str(folder), "dict_class": cls,
+                            "codes_scaled_by_decoder_norm": legacy}
     hook = trainer.get("submodule_name") or trainer.get("hookpoint")
     if cls == "AutoEncoder":
         _need(t, ("bias", "encoder.weight", "encoder.bias", "decoder.weight"), where)
         d_sae = t["encoder.weight"].shape[0]
-        sae = dict(W_enc=t["encoder.weight"], b_enc=t["encoder.bias"],
-                   W_dec=_rows(t["decoder.weight"], d_sae, "decoder.weight", where), b_dec=t["bias"],
-                   pre_bias=t["bias"], activation="relu")
+        W_enc, b_enc = t["encoder.weight"], t["encoder.bias"]
+        W_dec = _rows(t["decoder.weight"], d_sae, "decoder.weight", where)
+        norms = _row_norms(W_dec)
+        if not torch.allclose(norms, torch.ones_like(norms)):
+            W_enc, b_enc, W_dec = _scale_rows(W_enc, norms), _scale(b_enc, norms), _scale_rows(W_dec, 1.0 / norms)
+            meta["folded"] = "decoder norms into the encoder (load_dictionary's normalize_decoder)"
+        sae = dict(W_enc=W_enc, b_enc=b_enc, W_dec=W_dec, b_dec=t["bias"], pre_bias=t["bias"], activation="relu")
     elif cls in ("AutoEncoderTopK", "BatchTopKSAE"):
         _need(t, ("encoder.weight", "encoder.bias", "decoder.weight", "b_dec"), where)
         d_sae = t["encoder.weight"].shape[0]
@@ -280,19 +412,28 @@ def _load_dictionary_learning(folder: Path, k: int | None = None, **_: Any) -> S
     elif cls == "JumpReluAutoEncoder":
         _need(t, ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"), where)
         d_sae = t["b_enc"].shape[0]
-        W_dec, norms = _fold_decoder_norm(_rows(t["W_dec"], d_sae, "W_dec", where))
-        # encode() multiplies codes by the decoder norm and decode() divides it out: fold it into the weights.
-        sae = dict(W_enc=_rows(t["W_enc"], d_sae, "W_enc", where) * norms[:, None], b_enc=t["b_enc"] * norms,
-                   W_dec=W_dec, b_dec=t["b_dec"], pre_bias=torch.zeros_like(t["b_dec"]), activation="jumprelu",
-                   threshold=t["threshold"] * norms)
+        W_enc, b_enc, threshold = _rows(t["W_enc"], d_sae, "W_enc", where), t["b_enc"], t["threshold"]
+        W_dec = _rows(t["W_dec"], d_sae, "W_dec", where)
+        if legacy:
+            # pre-2025 encode() multiplied codes by the decoder norm and decode() divided it out: fold it in.
+            norms = _row_norms(W_dec).clamp_min(1e-12)
+            W_enc, b_enc, threshold = _scale_rows(W_enc, norms), _scale(b_enc, norms), _scale(threshold, norms)
+            W_dec = _scale_rows(W_dec, 1.0 / norms)
+        sae = dict(W_enc=W_enc, b_enc=b_enc, W_dec=W_dec, b_dec=t["b_dec"], pre_bias=torch.zeros_like(t["b_dec"]),
+                   activation="jumprelu", threshold=threshold)
     elif cls == "GatedAutoEncoder":
         _need(t, ("decoder_bias", "encoder.weight", "r_mag", "gate_bias", "mag_bias", "decoder.weight"), where)
         d_sae = t["encoder.weight"].shape[0]
-        W_dec, norms = _fold_decoder_norm(_rows(t["decoder.weight"], d_sae, "decoder.weight", where))
+        W_dec = _rows(t["decoder.weight"], d_sae, "decoder.weight", where)
         W_enc = t["encoder.weight"]
+        mag_scale, b_mag = t["r_mag"].exp(), t["mag_bias"]
+        if legacy:
+            # pre-2025 encode() multiplied codes by the decoder norm and decode() divided it out: fold it in.
+            norms = _row_norms(W_dec).clamp_min(1e-12)
+            W_dec = _scale_rows(W_dec, 1.0 / norms)
+            mag_scale, b_mag = _scale(mag_scale, norms), _scale(b_mag, norms)
         sae = dict(W_enc=W_enc, b_enc=t["gate_bias"], W_dec=W_dec, b_dec=t["decoder_bias"],
-                   pre_bias=t["decoder_bias"], activation="gated",
-                   W_mag=W_enc * (t["r_mag"].exp() * norms)[:, None], b_mag=t["mag_bias"] * norms)
+                   pre_bias=t["decoder_bias"], activation="gated", W_mag=_scale_rows(W_enc, mag_scale), b_mag=b_mag)
     else:
         raise SAEFormatError(f"{folder}: dictionary_learning class '{cls}' is not supported (AutoEncoder, "
                              f"AutoEncoderTopK, BatchTopKSAE, JumpReluAutoEncoder, GatedAutoEncoder)")
@@ -301,10 +442,12 @@ def _load_dictionary_learning(folder: Path, k: int | None = None, **_: Any) -> S
     return SparseAutoencoder(**sae, hookpoint=hook, source_format=DICTIONARY_LEARNING, meta=meta)
 
 
-def _load_openai(folder: Path, k: int | None = None, **_: Any) -> SparseAutoencoder:
+def _load_openai(folder: Path, k: int | None = None, dtype: torch.dtype | None = None,
+                 **_: Any) -> SparseAutoencoder:
+    """openai-style k-SAE (sdxl-unbox): its config has no hookpoint, so it is read from the folder name."""
     config = _read_json(folder / "config.json")
     where = folder / "state_dict.pth"
-    t = _load_pickled_weights(where)
+    t = _cast(_load_pickled_weights(where), dtype)
     _need(t, ("encoder.weight", "decoder.weight", "pre_bias", "latent_bias"), where)
     d_sae = t["encoder.weight"].shape[0]
     _check_cfg_dims({"d_model": config.get("d_model"), "n_dirs_local": config.get("n_dirs_local")},
@@ -315,22 +458,23 @@ def _load_openai(folder: Path, k: int | None = None, **_: Any) -> SparseAutoenco
     return SparseAutoencoder(
         W_enc=t["encoder.weight"], b_enc=t["latent_bias"], W_dec=_rows(t["decoder.weight"], d_sae, "decoder.weight", where),
         b_dec=t["pre_bias"], pre_bias=t["pre_bias"], activation="topk", k=int(k),
-        hookpoint=config.get("hookpoint") or config.get("block"), source_format=OPENAI, input_kind="update",
+        hookpoint=config.get("hookpoint") or config.get("block") or hookpoint_from_folder(folder),
+        source_format=OPENAI, input_kind="update",
         meta={"cfg": config, "path": str(folder)})
 
 
-def _load_bare(path: Path, k: int | None = None, **_: Any) -> SparseAutoencoder:
+def _load_bare(path: Path, k: int | None = None, dtype: torch.dtype | None = None, **_: Any) -> SparseAutoencoder:
     keys = set(safetensors_keys(path))
     cfg_path = path.parent / "cfg.json"
     cfg = _read_json(cfg_path) if cfg_path.is_file() else {}
     if {"encoder.weight", "W_dec"} <= keys:
-        return _load_sparsify(path.parent, k=k, weights=path, cfg=cfg)
+        return _load_sparsify(path.parent, k=k, weights=path, cfg=cfg, dtype=dtype)
     if {"W_enc", "W_dec"} <= keys:
         if "k" not in cfg and k is not None:
             cfg = {**cfg, "architecture": "topk", "k": k}
         if "threshold" in keys and "architecture" not in cfg:
             cfg = {**cfg, "architecture": "jumprelu"}
-        return _load_saelens(path.parent, k=k, weights=path, cfg=cfg)
+        return _load_saelens(path.parent, k=k, weights=path, cfg=cfg, dtype=dtype)
     raise SAEFormatError(f"{path}: unrecognised tensor names {sorted(keys)[:10]}; expected sparsify "
                          f"(encoder.weight, W_dec, …) or SAELens (W_enc, W_dec, …) names")
 
@@ -345,20 +489,18 @@ _LOADERS: dict[str, Callable[..., SparseAutoencoder]] = {
 
 
 def _pick_hookpoint(root: Path, hookpoint: str | None) -> Path:
-    options = sorted(c for c in root.iterdir() if c.is_dir() and _is_sparsify_dir(c))
+    options = root_members(root)
     if hookpoint is None:
         if len(options) == 1:
-            return options[0]
-        raise SAEFormatError(f"{root} holds SAEs for several hookpoints; choose one of: "
-                             f"{', '.join(o.name for o in options)}")
+            return next(iter(options.values()))
+        raise SAEFormatError(f"{root} holds SAEs for several hookpoints; choose one of: {', '.join(options)}")
     from ..hookpoints import equivalent_names  # local import: hookpoints imports diffusers lazily too
 
     wanted = set(equivalent_names(hookpoint))
-    for option in options:
-        if set(equivalent_names(option.name)) & wanted:
-            return option
-    raise SAEFormatError(f"{root} has no SAE for hookpoint '{hookpoint}'; available: "
-                         f"{', '.join(o.name for o in options)}")
+    for name, folder in options.items():
+        if set(equivalent_names(name)) & wanted:
+            return folder
+    raise SAEFormatError(f"{root} has no SAE for hookpoint '{hookpoint}'; available: {', '.join(options)}")
 
 
 def load_sae(path: str | os.PathLike, *, hookpoint: str | None = None, k: int | None = None,
@@ -371,11 +513,12 @@ def load_sae(path: str | os.PathLike, *, hookpoint: str | None = None, k: int | 
     """
     p = Path(path)
     fmt = detect_format(p)
-    if fmt == SPARSIFY_ROOT:
-        p, fmt = _pick_hookpoint(p, hookpoint), SPARSIFY
+    if fmt in ROOT_FORMATS:
+        p = _pick_hookpoint(p, hookpoint)
+        fmt = detect_format(p)
     elif p.is_file() and fmt != BARE:
         p = p.parent
-    sae = _LOADERS[fmt](p, k=k)
+    sae = _LOADERS[fmt](p, k=k, dtype=dtype)
     if device is not None or dtype is not None:
         sae = sae.to(device=device, dtype=dtype)
     return sae
@@ -438,9 +581,9 @@ def convert_to_safetensors(path: str | os.PathLike, out_folder: str | os.PathLik
 def describe(path: str | os.PathLike) -> dict[str, Any]:
     """Format and shapes of the SAE(s) at ``path``, for ``info`` commands and the UI."""
     fmt = detect_format(path)
-    if fmt == SPARSIFY_ROOT:
-        return {"format": fmt, "hookpoints": {h: load_sae(path, hookpoint=h).summary()
-                                              for h in list_sae_hookpoints(path)}}
+    if fmt in ROOT_FORMATS:
+        members = root_members(path)
+        return {"format": fmt, "hookpoints": {h: load_sae(folder).summary() for h, folder in members.items()}}
     return load_sae(path).summary()
 
 

@@ -148,12 +148,17 @@ class SparseAutoencoder:
 
     # ------------------------------------------------------------------ math
     def normalize_input(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
-        """Apply the input normalisation the SAE was trained with; returns the stats needed to undo it."""
+        """Apply the input normalisation the SAE was trained with; returns the stats needed to undo it.
+
+        ``standardize`` divides by ``std + 1e-5`` but the stats hold ``std`` alone: every library that standardizes
+        (SAELens ``layer_norm``, SAeUron ``input_unit_norm``, OpenAI's ``LN``) multiplies back by the bare ``std``,
+        so the round trip is deliberately not an exact inverse (it matters for small-scale activations).
+        """
         if self.input_norm == "standardize":
             mean = x.mean(dim=-1, keepdim=True)
             centered = x - mean
             std = centered.std(dim=-1, keepdim=True)
-            return centered / (std + 1e-5), (mean, std + 1e-5)
+            return centered / (std + 1e-5), (mean, std)
         if self.input_norm == "rescale":
             scale = x.norm(dim=-1, keepdim=True) / (self.d_in ** 0.5)
             return x / scale, (torch.zeros_like(scale), scale)
