@@ -121,7 +121,7 @@ def table_sheet(cells: Sequence[Sequence[tuple[np.ndarray, str]]], row_titles: S
     scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     columns = sum(n for _, n in groups)
     if any(len(row) != columns for row in cells):
-        raise ValueError(f"every row needs {columns} cells (the column groups' total)")
+        raise LVOError(f"every row needs {columns} cells (the column groups' total)")
     gap, label_w = 6, 150
     caption_lines = max((len(_wrap(c, cell, small, scratch)) for row in cells for _, c in row), default=0)
     row_h = cell + 4 + 13 * caption_lines + gap
