@@ -5,10 +5,11 @@ ComfyUI imports this folder as a package and reads ``NODE_CLASS_MAPPINGS``, ``NO
 The pack uses ComfyUI's V1 node API, which every ComfyUI version supports.
 """
 
-from .nodes import node_mappings, setup_comfyui
-
-NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = node_mappings()
 WEB_DIRECTORY = "./web"
-setup_comfyui()
+if __package__:  # pytest imports this file on its own (no package) when the clone's folder name has a hyphen
+    from .nodes import node_mappings, setup_comfyui
+
+    NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = node_mappings()
+    setup_comfyui()
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

@@ -57,7 +57,8 @@ class LVOOptimize:
     DESCRIPTION = ("Latent Visualization by Optimization: optimizes latents so that each unit fires maximally at "
                    "each chosen timestep (schedule-matched noise, augmentations, penalties, preconditioned Adam), "
                    "decodes them and reports metrics. Runs on a trainable copy of the UNet blocks up to the hook; "
-                   "the shared model is untouched. Interrupt returns what is done.")
+                   "the shared model is untouched. Interrupt keeps what is done: the finished images and metrics "
+                   "are shown in the node and saved to output/lvo_interrupted/.")
     RETURN_TYPES = ("LATENT", "IMAGE", "STRING")
     RETURN_NAMES = ("latent", "images", "metrics")
     OUTPUT_TOOLTIPS = ("Optimized latents, one per unit × timestep × seed.", "Decoded visualizations.",
@@ -110,24 +111,31 @@ class LVOOptimize:
                              precision=auto_precision(glue.compute_device(model)) if precision == "auto" else precision)
         shape = tuple(glue.latent_in(model, latent["samples"][:1]).shape[1:])
         backend = glue.backend(model, units, vae, empty_prompt, shape)
-        progress = glue.Progress(len(units.units) * len(seed_list) * steps)
+        progress = glue.Progress(len(units.units) * len(seed_list) * steps, keep_partial=True)
 
         def on_preview(rows, step, images):
             progress(progress.bar.current, progress.bar.total, images)
 
-        vis = visualize(backend, list(units.units), sae=units.sae, analysis=activity, timesteps=_timesteps(timesteps),
-                        seeds=seed_list, prior=prior_function(model, latent, shape), config=config, value=objective,
-                        batch_size=batch_size or "auto", on_progress=progress, on_preview=on_preview,
-                        should_stop=glue.interrupted)
+        try:
+            vis = visualize(backend, list(units.units), sae=units.sae, analysis=activity,
+                            timesteps=_timesteps(timesteps), seeds=seed_list, prior=prior_function(model, latent, shape),
+                            config=config, value=objective, batch_size=batch_size or "auto", on_progress=progress,
+                            on_preview=on_preview, should_stop=progress.should_stop)
+            extra_mb = round(backend.copy_bytes / 2 ** 20, 1)
+        finally:
+            backend.release()
         metrics = [{**m, "label": units.label(m["unit"])} for m in vis.metrics]
         report = {"hookpoint": units.hookpoint, "kind": units.kind, "config": vis.config.to_dict(),
-                  "complete": vis.complete, "interrupted": vis.interrupted, "stopped": vis.stopped,
-                  "seconds": round(vis.seconds, 2), "extra_memory_mb": round(backend.copy_bytes / 2 ** 20, 1),
+                  "complete": vis.complete, "interrupted": vis.interrupted or progress.interrupt_seen,
+                  "stopped": vis.stopped, "seconds": round(vis.seconds, 2), "extra_memory_mb": extra_mb,
                   "metrics": metrics}
-        backend.release()
         text = json.dumps(report)
+        ui = {"lvo_metrics": [text]}
+        if progress.interrupt_seen:  # the host drops return values of interrupted prompts: keep them on disk
+            ui["images"] = glue.save_partial(vis.images, text) if vis.images is not None else []
+            glue.end_interrupted(ui)
         latent_out = {"samples": glue.latent_out(model, vis.latents)}
-        return {"ui": {"lvo_metrics": [text]}, "result": (latent_out, vis.images, text)}
+        return {"ui": ui, "result": (latent_out, vis.images, text)}
 
 
 class LVOFeatureGrid:

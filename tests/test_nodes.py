@@ -82,23 +82,28 @@ def fake_comfy(monkeypatch, pack, unet):
     progress = []
 
     class Progress:
-        def __init__(self, total):
+        def __init__(self, total, keep_partial=False):
             self.bar = types.SimpleNamespace(current=0, total=total)
+            self.interrupt_seen = False
 
         def __call__(self, done, total, preview=None):
             self.bar.current, self.bar.total = done, total
             progress.append((done, total, None if preview is None else tuple(preview.shape)))
 
+        def should_stop(self):
+            return glue.interrupted()
+
     def backend(model, spec, vae, cond, shape, trainable=True):
         return core_backend.DiffusersBackend(unet, spec.hookpoint, scheduler=sd15_scheduler(), decoder=tiny_vae(),
                                              empty_context=cond[0][0], latent_shape=shape)
 
+    real_progress = glue.Progress
     monkeypatch.setattr(glue, "backend", backend)
     monkeypatch.setattr(glue, "Progress", Progress)
     monkeypatch.setattr(glue, "interrupted", lambda: False)
     monkeypatch.setattr(glue, "latent_in", lambda model, x: x * 0.18215)
     monkeypatch.setattr(glue, "latent_out", lambda model, x: x / 0.18215)
-    return types.SimpleNamespace(glue=glue, progress=progress, patcher=FakePatcher(unet))
+    return types.SimpleNamespace(glue=glue, progress=progress, patcher=FakePatcher(unet), real_progress=real_progress)
 
 
 def empty_cond():
@@ -223,6 +228,101 @@ def test_lvo_optimize_interrupt_returns_partial(fake_comfy, pack, monkeypatch):
     assert report["interrupted"] and not report["complete"] and out["result"][1].shape == (1, 32, 32, 3)
 
 
+class Interrupted(Exception):
+    """Stand-in for comfy.model_management.InterruptProcessingException."""
+
+
+@pytest.fixture
+def host(fake_comfy, monkeypatch, tmp_path):
+    """ComfyUI's real interrupt path: the progress hook raises (clearing the flag), the server sends messages."""
+    glue = fake_comfy.glue
+    monkeypatch.setattr(glue, "Progress", fake_comfy.real_progress)
+    state = {"flag": False, "raise_at": None, "sent": []}
+
+    class ProgressBar:
+        def __init__(self, total):
+            self.current, self.total = 0, total
+
+        def update_absolute(self, value, total=None, preview=None):
+            self.current = value
+            if state["raise_at"] is not None and value >= state["raise_at"]:
+                state["raise_at"] = None
+                raise Interrupted()
+
+    utils = types.ModuleType("comfy.utils")
+    utils.ProgressBar = ProgressBar
+    mm = types.ModuleType("comfy.model_management")
+    mm.InterruptProcessingException = Interrupted
+    mm.processing_interrupted = lambda: state["flag"]
+    monkeypatch.setattr(glue, "interrupted", lambda: bool(mm.processing_interrupted()))
+    folders = types.ModuleType("folder_paths")
+    folders.get_output_directory = lambda: str(tmp_path)
+    server = types.ModuleType("server")
+    server.PromptServer = types.SimpleNamespace(instance=types.SimpleNamespace(
+        client_id="c1", send_sync=lambda event, data, client: state["sent"].append((event, data, client))))
+    context = types.ModuleType("comfy_execution.utils")
+    context.get_executing_context = lambda: types.SimpleNamespace(node_id="6", prompt_id="p1")
+    for name, module in {"comfy.utils": utils, "comfy.model_management": mm, "folder_paths": folders,
+                         "server": server, "comfy_execution": types.ModuleType("comfy_execution"),
+                         "comfy_execution.utils": context}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(sys.modules["comfy"], "utils", utils, raising=False)
+    monkeypatch.setattr(sys.modules["comfy"], "model_management", mm, raising=False)
+    monkeypatch.setattr(sys.modules["comfy_execution"], "utils", context, raising=False)
+    return types.SimpleNamespace(state=state, out=tmp_path)
+
+
+def test_interrupt_from_the_progress_hook_keeps_the_partial_result(fake_comfy, pack, host, monkeypatch):
+    """ComfyUI raises its interrupt inside the progress hook: the node still ends the run between steps, saves the
+    finished images and metrics, shows them on the node and then ends the prompt as interrupted."""
+    spec = pack.NODE_CLASS_MAPPINGS["LVOFeatureHook"]().select(fake_comfy.patcher, "3, 8", "", None)["result"][0]
+    released = []
+    backend = fake_comfy.glue.backend
+
+    def tracked(*args, **kwargs):
+        b = backend(*args, **kwargs)
+        release = b.release
+        b.release = lambda: released.append(1) or release()
+        return b
+
+    monkeypatch.setattr(fake_comfy.glue, "backend", tracked)
+    host.state["raise_at"] = 5
+    node = pack.NODE_CLASS_MAPPINGS["LVOOptimize"]()
+    with pytest.raises(Interrupted):
+        node.optimize(fake_comfy.patcher, None, spec, empty_cond(), {"samples": torch.zeros(1, 4, 16, 16)}, "0",
+                      "auto", 300, 0.05, "1", "dense", "L1", True, 8, "fp32", 0)
+    assert released == [1]
+    saved = sorted(p.name for p in (host.out / "lvo_interrupted").iterdir())
+    assert len([n for n in saved if n.endswith(".png")]) == 2 and any(n.endswith("_metrics.json") for n in saved)
+    ((event, data, client),) = host.state["sent"]
+    assert event == "executed" and client == "c1" and data["node"] == "6" and data["prompt_id"] == "p1"
+    report = json.loads(data["output"]["lvo_metrics"][0])
+    assert report["interrupted"] and not report["complete"] and len(report["metrics"]) == 2
+    assert [i["subfolder"] for i in data["output"]["images"]] == ["lvo_interrupted"] * 2
+
+
+def test_lvo_optimize_releases_its_copy_when_it_fails(fake_comfy, pack, host, monkeypatch):
+    spec = pack.NODE_CLASS_MAPPINGS["LVOFeatureHook"]().select(fake_comfy.patcher, "3", "", None)["result"][0]
+    released = []
+    backend = fake_comfy.glue.backend
+
+    def tracked(*args, **kwargs):
+        b = backend(*args, **kwargs)
+        b.release = lambda: released.append(1)
+        return b
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(fake_comfy.glue, "backend", tracked)
+    monkeypatch.setattr(sys.modules["comfyui_lvo.nodes.lvo_nodes"], "visualize", failing)
+    node = pack.NODE_CLASS_MAPPINGS["LVOOptimize"]()
+    with pytest.raises(RuntimeError, match="out of memory"):
+        node.optimize(fake_comfy.patcher, None, spec, empty_cond(), {"samples": torch.zeros(1, 4, 16, 16)}, "0",
+                      "auto", 3, 0.05, "1", "dense", "L1", True, 8, "fp32", 0)
+    assert released == [1]
+
+
 def test_dataset_examples_node(fake_comfy, pack, monkeypatch):
     monkeypatch.setattr(fake_comfy.glue, "encode_images",
                         lambda vae, images: torch.nn.functional.avg_pool2d(images.movedim(-1, 1), 4)[:, :3]
@@ -332,3 +432,52 @@ def test_two_steered_clones_never_see_each_others_patches(fake_comfy, pack, unet
     assert torch.equal(interleaved[2], plain) and torch.equal(interleaved[3], only_a)
     assert len(a.wrappers["diffusion_model"]["lvo"]) == len(b.wrappers["diffusion_model"]["lvo"]) == 1
     assert not fake_comfy.patcher.wrappers
+
+
+def test_sae_folders_follow_symlinks_and_extra_paths_to_readable_saes_only(pack, tmp_path):
+    from lvo_core.sae import save_sae
+
+    folders = importlib.import_module("comfyui_lvo.nodes.sae_folders")
+    models, shared, extra = tmp_path / "models_sae", tmp_path / "shared", tmp_path / "extra"
+    for d in (models, shared, extra):
+        d.mkdir()
+    save_sae(random_sae(d_in=32), shared / "SAeUron" / "unet.up_blocks.1.attentions.1",
+             hookpoint="unet.up_blocks.1.attentions.1")
+    save_sae(random_sae(d_in=32), extra / "mine")
+    (models / "SAeUron").symlink_to(shared / "SAeUron")  # shared by a symlink
+    (models / "etc").symlink_to("/etc")                    # not an SAE: never listed, never walked as one
+    (models / "dangling").symlink_to(tmp_path / "gone")
+    (models / "loop").symlink_to(models)
+    (shared / "secret.txt").write_text("x")
+    roots = [models, extra]
+    names = folders.list_names(roots)
+    assert names == ["SAeUron", "SAeUron/unet.up_blocks.1.attentions.1", "mine"]
+    assert folders.resolve(roots, "SAeUron") == (shared / "SAeUron").resolve()
+    assert folders.resolve(roots, "mine") == (extra / "mine").resolve()
+    for bad in ("../shared/SAeUron", "/etc/passwd", "etc/passwd", "SAeUron/../../shared", "", "a\x00b", "etc"):
+        assert folders.resolve(roots, bad) is None, bad
+    message = f"{shared / 'SAeUron'}/cfg.json is broken; also {models}/x and {extra}"
+    text = folders.relative_message(message, roots, "SAeUron", (shared / "SAeUron").resolve())
+    assert str(tmp_path) not in text and text.startswith("SAeUron/cfg.json is broken") and "x and models/sae" in text
+
+
+def test_sae_info_errors_name_paths_relative_to_models_sae(pack):
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    routes = importlib.import_module("comfyui_lvo.nodes.routes")
+    errors = sys.modules["comfyui_lvo.lvo_core.errors"]
+
+    def describe(name, hookpoint):
+        raise errors.SAEFormatError(f"/srv/comfy/models/sae/{name} holds no SAE this pack can read")
+
+    async def scenario():
+        app = web.Application()
+        app.add_routes(routes.handlers(lambda: ["bad"], describe,
+                                       lambda text, name: text.replace("/srv/comfy/models/sae/", "")))
+        async with TestClient(TestServer(app)) as client:
+            resp = await client.get("/lvo/sae_info?name=bad")
+            return resp.status, await resp.json()
+
+    status, body = asyncio.run(scenario())
+    assert status == 422 and body == {"error": "bad holds no SAE this pack can read"}
