@@ -22,6 +22,16 @@ from ..lvo_core.noise import alphas_from_sigmas
 from ..lvo_core.units import UnitSpec
 from . import sae_folders
 
+try:  # the V3 node schema, pinned to a versioned API as ComfyUI's maintainers advise (0.3.4x and later)
+    from comfy_api.v0_0_2 import ComfyExtension, io
+
+    V3 = True
+except ImportError:  # an older ComfyUI, or no ComfyUI at all (tests): the same nodes through V1
+    from . import schema_v1 as io
+    from .schema_v1 import ComfyExtension
+
+    V3 = False
+
 SAE_FOLDER = "sae"
 SAE_EXTENSIONS = {".safetensors", ".pt", ".pth"}
 WRAPPER_KEY = "lvo"
@@ -46,8 +56,11 @@ def register_sae_folder() -> None:
 
 
 def sae_roots() -> list[Path]:
-    import folder_paths
-
+    """The registered ``sae`` folders that exist (none outside ComfyUI)."""
+    try:
+        import folder_paths
+    except ImportError:
+        return []
     return [Path(p) for p in folder_paths.get_folder_paths(SAE_FOLDER) if os.path.isdir(p)]
 
 
@@ -212,6 +225,13 @@ def sampling_timesteps(model, scheduler: str, steps: int) -> list[int]:
     sampling = model.get_model_object("model_sampling")
     sigmas = comfy.samplers.calculate_sigmas(sampling, scheduler, steps)
     return [int(round(float(sampling.timestep(s)))) for s in sigmas[:-1]]
+
+
+def sampler_names() -> tuple[list[str], list[str]]:
+    """ComfyUI's sampler and scheduler names (for the combos of the sampling nodes)."""
+    import comfy.samplers
+
+    return list(comfy.samplers.KSampler.SAMPLERS), list(comfy.samplers.KSampler.SCHEDULERS)
 
 
 def encode_text(clip, text: str) -> list:

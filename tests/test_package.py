@@ -7,6 +7,7 @@ import json
 import re
 import sys
 import tomllib
+import types
 from pathlib import Path
 
 import pytest
@@ -20,17 +21,29 @@ from lvo_core.sae import save_sae
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_pack_imports_like_comfyui_does():
-    """ComfyUI imports the pack folder as a package under its folder name (hyphens and all)."""
-    spec = importlib.util.spec_from_file_location("comfyui-lvo", ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(ROOT)])
+def import_pack(name: str, monkeypatch) -> object:
+    """Import the pack folder as ComfyUI does (a package named after the folder, hyphens and all), with the one
+    ComfyUI module the node schemas read at import (the sampler names) stood in for."""
+    samplers = types.ModuleType("comfy.samplers")
+    samplers.KSampler = types.SimpleNamespace(SAMPLERS=["euler"], SCHEDULERS=["normal"])
+    comfy = types.ModuleType("comfy")
+    comfy.samplers = samplers
+    monkeypatch.setitem(sys.modules, "comfy", comfy)
+    monkeypatch.setitem(sys.modules, "comfy.samplers", samplers)
+    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     try:
         spec.loader.exec_module(module)
     finally:
-        sys.modules.pop(spec.name, None)
-    assert isinstance(module.NODE_CLASS_MAPPINGS, dict)
+        for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+            sys.modules.pop(key)
+    return module
+
+
+def test_pack_imports_like_comfyui_does(monkeypatch):
+    module = import_pack("comfyui-lvo", monkeypatch)
+    assert isinstance(module.NODE_CLASS_MAPPINGS, dict)  # no comfy_api here: the V1 entry
     assert set(module.NODE_DISPLAY_NAME_MAPPINGS) == set(module.NODE_CLASS_MAPPINGS)
     assert (ROOT / module.WEB_DIRECTORY).is_dir()
 
