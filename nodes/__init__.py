@@ -9,22 +9,52 @@ to :data:`NODE_MODULES`), append it to that module's ``NODES``, done. ComfyUI it
 
 from __future__ import annotations
 
+import logging
+
+from ..lvo_core.errors import LVOError
 from . import activity_nodes, lvo_nodes, sae_nodes, steering_nodes
-from .comfy_glue import V3, ComfyExtension
+from .comfy_glue import V3, ComfyExtension, install_hint, missing_requirements
 
 NODE_MODULES = (sae_nodes, activity_nodes, steering_nodes, lvo_nodes)
 
 __all__ = ["V3", "comfy_entrypoint", "node_list", "node_mappings", "setup_comfyui"]
 
 
+def not_ready(cls: type, hint: str) -> type:
+    """``cls`` with the same id and inputs (so workflows still load) whose description starts with ``hint`` and
+    whose run stops with it: what a user sees on the node when the pack's requirements are missing."""
+
+    class NotReady(cls):
+        @classmethod
+        def define_schema(klass):
+            schema = cls.define_schema()
+            schema.description = f"NOT READY — {hint}. {schema.description}"
+            return schema
+
+        @classmethod
+        def execute(klass, **kwargs):
+            raise LVOError(hint)
+
+    NotReady.__name__ = NotReady.__qualname__ = cls.__name__
+    return NotReady
+
+
 def node_list() -> list[type]:
-    """Every node class, in menu order; a node id registered twice is a bug."""
+    """Every node class, in menu order; a node id registered twice is a bug. With requirements missing, every
+    node says so (and the log says it once, at import)."""
     nodes = [cls for module in NODE_MODULES for cls in module.NODES]
     ids = [cls.__name__ for cls in nodes]  # each class is named as its node id (a test checks)
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise RuntimeError(f"node ids registered twice: {duplicates}")
-    return nodes
+    missing = missing_requirements()
+    return [not_ready(cls, install_hint(missing)) for cls in nodes] if missing else nodes
+
+
+def log_missing_requirements() -> None:
+    missing = missing_requirements()
+    if missing:
+        logging.warning("[comfyui-lvo] %s", install_hint(missing))
 
 
 def node_mappings() -> tuple[dict[str, type], dict[str, str]]:
@@ -54,6 +84,7 @@ def setup_comfyui() -> bool:
         return False
     from . import comfy_glue, routes
 
+    log_missing_requirements()
     comfy_glue.register_sae_folder()
     routes.register()
     return True

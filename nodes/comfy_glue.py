@@ -39,6 +39,28 @@ HUB_HINT = ("SAeUron from the hub repo bcywinski/SAeUron into models/sae/SAeUron
             "surkovv/sdxl-unbox")
 
 
+# ------------------------------------------------------------------------------------------- requirements
+def missing_requirements() -> list[str]:
+    """Packages of requirements.txt that ComfyUI does not bring itself and that are not installed (a plain
+    ``git clone`` without the pip step): the nodes stay loadable, say what to install and refuse to run."""
+    missing = []
+    try:
+        import diffusers  # noqa: F401  (hookpoint naming and SD layouts)
+    except ImportError:
+        missing.append("diffusers")
+    return missing
+
+
+def install_hint(missing: list[str]) -> str:
+    """One line naming the fix, with the pack's own requirements file and the Python that runs ComfyUI."""
+    import sys
+
+    requirements = Path(__file__).resolve().parents[1] / "requirements.txt"
+    return (f"comfyui-lvo needs {', '.join(missing)}: install the pack's requirements into ComfyUI's Python "
+            f"({sys.executable} -m pip install -r {requirements}) or install the pack with ComfyUI-Manager, then "
+            f"restart ComfyUI")
+
+
 # ------------------------------------------------------------------------------------------- model folders
 def register_sae_folder() -> None:
     """Register ``models/sae`` (first) and its extensions with ComfyUI's folder registry, keeping any ``sae:``
