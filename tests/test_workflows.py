@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from workflow_tools import GRAPHS, REFERENCE, ROOT, TEMPLATES, build, node_specs, template_index, to_api, validate
+from workflow_tools import GRAPHS, REFERENCE, ROOT, TEMPLATES, build, node_specs, to_api, validate
 
 FILES = sorted((ROOT / "workflows").glob("*.json"))
 
@@ -63,24 +63,27 @@ def test_validator_catches_broken_workflows(specs):
     assert validate(short, specs)
 
 
-def test_templates_are_the_workflows_with_thumbnails_and_an_index():
-    """Browse Templates reads example_workflows/: the same JSON as workflows/ (the source), a same-name .jpg (the
-    thumbnail type the frontend asks custom-node packs for) and index.json; regenerate both with the tool."""
+def test_templates_are_the_workflows_with_thumbnails():
+    """Browse Templates reads example_workflows/: the same JSON as workflows/ (the source) and a same-name .jpg (the
+    thumbnail type the frontend asks custom-node packs for); regenerate both with the tool. No index.json: ComfyUI
+    would list it as a template of its own."""
     from PIL import Image
 
     names = {p.name for p in TEMPLATES.iterdir()}
     stems = sorted(p.stem for p in FILES)
-    assert names == {"index.json"} | {f"{s}.json" for s in stems} | {f"{s}.jpg" for s in stems}
+    assert names == {f"{s}.json" for s in stems} | {f"{s}.jpg" for s in stems}
     for path in FILES:
         assert (TEMPLATES / path.name).read_text() == path.read_text(), "regenerate: python tests/workflow_tools.py"
         with Image.open(TEMPLATES / f"{path.stem}.jpg") as thumb:
             assert thumb.format == "JPEG" and thumb.size == (512, 384)
-    index = json.loads((TEMPLATES / "index.json").read_text())
-    assert index == template_index()
-    listed = [t for category in index for t in category["templates"]]
-    assert sorted(t["name"] for t in listed) == stems
-    for t in listed:
-        assert t["title"] and t["mediaSubtype"] == "jpg" and "bcywinski/SAeUron" in t["description"]
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_workflow_says_where_to_get_its_models(path: Path):
+    workflow = json.loads(path.read_text())
+    notes = [n["widgets_values"][0] for n in workflow["nodes"] if n["type"] == "Note"]
+    assert len(notes) == 1 and "bcywinski/SAeUron" in notes[0] and "models/sae/SAeUron" in notes[0]
+    assert "surkovv/sdxl-unbox" in notes[0] and "v1-5-pruned-emaonly.safetensors" in notes[0]
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)

@@ -2,8 +2,9 @@
 definitions: ComfyUI core from the saved ``/object_info`` of ComfyUI 0.3.64, this pack from its ``INPUT_TYPES``.
 
 ``python tests/workflow_tools.py`` rewrites ``workflows/*.json`` from the graphs in :data:`GRAPHS`, and from them
-the Browse Templates folder ``example_workflows/``: the same JSON, a same-name ``.jpg`` thumbnail (a drawing of the
-graph: groups, nodes, links) and ``index.json`` (title, description, media type). ``workflows/`` stays the source.
+the Browse Templates folder ``example_workflows/``: the same JSON and a same-name ``.jpg`` thumbnail (a drawing of
+the graph under its title). ``workflows/`` stays the source. No ``index.json``: ComfyUI lists every ``*.json`` there
+as a template (an "index" card), and the frontend shows a pack's templates by file name and ``.jpg`` thumbnail only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference" / "comfyui-0.3.64-object_info-core.json"
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SEED_NAMES = {"seed", "noise_seed"}
+NOTE = "Note"  # a frontend-only node (text shown on the canvas); never sent to the server
+EXTRA_HEIGHT = {"LVOActivityAnalysis": 210, "LVOOptimize": 80, "LVOSAELoader": 30, "LVOFeatureHook": 30}  # DOM widgets
 CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
 SAE = "SAeUron"
 
@@ -92,6 +95,11 @@ def build(graph: dict, specs: dict) -> dict:
                 links.append([link_id, src, slot, node_id, None, src_type])
                 incoming[(node_id, name)] = link_id
     for order, (node_id, (type_name, values)) in enumerate(graph["nodes"].items()):
+        if type_name == NOTE:
+            nodes.append({"id": node_id, "type": NOTE, "pos": [0, 0], "size": [330, 150], "flags": {}, "order": order,
+                          "mode": 0, "inputs": [], "outputs": [], "properties": {"text": ""},
+                          "widgets_values": [values["text"]], "color": "#432", "bgcolor": "#653"})
+            continue
         spec = specs[type_name]
         node_inputs, widgets = [], []
         for name, kind, options, widget in _inputs(spec):
@@ -115,7 +123,8 @@ def build(graph: dict, specs: dict) -> dict:
         outputs = [{"name": n, "type": t, "links": [l[0] for l in links if l[1] == node_id and l[2] == i]}
                    for i, (n, t) in enumerate(zip(spec.get("output_name") or spec["output"], spec["output"]))]
         multiline = sum(1 for n, k, o, w in _inputs(spec) if w and o.get("multiline") and (node_id, n) not in incoming)
-        height = 50 + 24 * (len(widgets) + len(node_inputs) + len(outputs)) + 90 * multiline
+        height = (50 + 24 * (len(widgets) + len(node_inputs) + len(outputs)) + 90 * multiline
+                  + EXTRA_HEIGHT.get(type_name, 0))
         nodes.append({"id": node_id, "type": type_name, "pos": [0, 0], "size": [330, height], "flags": {},
                       "order": order, "mode": 0, "inputs": node_inputs, "outputs": outputs,
                       "properties": {"Node name for S&R": type_name}, "widgets_values": widgets})
@@ -178,6 +187,10 @@ def validate(workflow: dict, specs: dict) -> list[str]:
         if not (out["type"] == inp["type"] == kind):
             problems.append(f"link {link_id}: {out['type']} → {inp['type']} (declared {kind})")
     for node in workflow["nodes"]:
+        if node["type"] == NOTE:
+            if not (isinstance(node.get("widgets_values"), list) and len(node["widgets_values"]) == 1):
+                problems.append(f"node {node['id']} (Note): needs exactly its text")
+            continue
         spec = specs.get(node["type"])
         if spec is None:
             problems.append(f"node {node['id']}: unknown type {node['type']}")
@@ -227,6 +240,8 @@ def to_api(workflow: dict, specs: dict) -> dict:
     links = {l[0]: l for l in workflow["links"]}
     prompt = {}
     for node in workflow["nodes"]:
+        if node["type"] == NOTE:
+            continue  # the frontend leaves virtual nodes out of the prompt
         spec = specs[node["type"]]
         values = list(node.get("widgets_values") or [])
         inputs = {}
@@ -250,7 +265,13 @@ def L(src: int, slot: int = 0) -> tuple:  # noqa: N802 - reads like a link in th
 
 
 PROMPTS = "a portrait of a woman\na red rose in a vase\na waterfall in a forest\na city street at night"
-BASE = {1: ("CheckpointLoaderSimple", {"ckpt_name": CHECKPOINT}),
+GET_MODELS_NOTE = ("Models this workflow needs:\n"
+                   "- checkpoint: Stable Diffusion 1.5 (v1-5-pruned-emaonly.safetensors) in models/checkpoints\n"
+                   "- SAE: SAeUron from the hub repo bcywinski/SAeUron, folder models/sae/SAeUron\n"
+                   "  (SDXL: sdxl-unbox, hub repo surkovv/sdxl-unbox)\n"
+                   "Symlinked folders and extra_model_paths.yaml 'sae:' folders work too.")
+BASE = {99: (NOTE, {"text": GET_MODELS_NOTE}),
+        1: ("CheckpointLoaderSimple", {"ckpt_name": CHECKPOINT}),
         2: ("CLIPTextEncode", {"clip": L(1, 1), "text": ""}),
         3: ("LVOSAELoader", {"sae_name": SAE, "hookpoint": "up_blocks.1.attentions.1", "k": 0})}
 
@@ -270,25 +291,24 @@ def _feature_chain(first: int, hook_inputs: dict, prefix: str) -> dict:
     }
 
 
-GET_MODELS = ("Needs an SD1.5 checkpoint (v1-5-pruned-emaonly.safetensors in models/checkpoints) and SAeUron's "
-              "SAE from the hub repo bcywinski/SAeUron in models/sae/SAeUron (SDXL: sdxl-unbox, surkovv/sdxl-unbox).")
 LOAD = "Load: checkpoint, empty prompt, SAE"
+LOADERS = [99, 1, 2, 3]
 GRAPHS = {
     "lvo_sae_feature.json": {
         "title": "LVO: one SAE feature",
         "note": "One SAE feature the full LVO way: activity analysis -> steering prior -> LVO at {0} + peaks.",
-        "groups": [(LOAD, [1, 2, 3]), ("SAE feature 1234: activity -> prior -> LVO", [4, 5, 6, 7, 8, 9, 10])],
+        "groups": [(LOAD, LOADERS), ("SAE feature 1234: activity -> prior -> LVO", [4, 5, 6, 7, 8, 9, 10])],
         "nodes": {**BASE, **_feature_chain(5, {"model": L(1), "units": "1234", "sae": L(3)}, "lvo_feature")}},
     "lvo_raw_vs_sae.json": {
         "title": "LVO: SAE feature vs raw channel",
         "note": "The same pipeline for an SAE feature (top) and a raw channel of the same block (bottom).",
-        "groups": [(LOAD, [1, 2, 3]), ("SAE feature 1234", [4, 5, 6, 7, 8, 9, 10]),
+        "groups": [(LOAD, LOADERS), ("SAE feature 1234", [4, 5, 6, 7, 8, 9, 10]),
                    ("Raw channel 42 of the same block (baseline)", [11, 12, 13, 14, 15, 16, 17])],
         "nodes": {**BASE, **_feature_chain(5, {"model": L(1), "units": "1234", "sae": L(3)}, "lvo_sae"),
                   **_feature_chain(12, {"model": L(1), "units": "42"}, "lvo_raw")}},
     "lvo_activity_examples.json": {
         "title": "LVO: when and where a feature fires",
-        "groups": [(LOAD, [1, 2, 3]), ("Activity over timesteps, ranked dataset examples", [4, 5, 6, 7, 8])],
+        "groups": [(LOAD, LOADERS), ("Activity over timesteps, ranked dataset examples", [4, 5, 6, 7, 8])],
         "note": "When is a feature active, and on which images: activity analysis + ranked dataset examples.",
         "nodes": {**BASE, 4: ("LVOFeatureHook", {"model": L(1), "units": "1234, 77", "sae": L(3)}),
                   5: ("LVOActivityAnalysis", {"model": L(1), "clip": L(1, 1), "vae": L(1, 2), "units": L(4),
@@ -299,7 +319,7 @@ GRAPHS = {
                   8: ("PreviewImage", {"images": L(5, 1)})}},
     "lvo_feature_atlas.json": {
         "title": "LVO: atlas of 16 features",
-        "groups": [(LOAD, [1, 2, 3]), ("16 features at t=0 in one labelled grid", [4, 5, 6, 7, 8])],
+        "groups": [(LOAD, LOADERS), ("16 features at t=0 in one labelled grid", [4, 5, 6, 7, 8])],
         "note": "An atlas: 16 features at t=0 from random starts, one seed each, in one labelled grid.",
         "nodes": {**BASE, 4: ("LVOFeatureHook", {"model": L(1), "units": "0-15", "sae": L(3)}),
                   5: ("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}),
@@ -312,14 +332,6 @@ GRAPHS = {
 
 TEMPLATES = ROOT / "example_workflows"
 MODULE = "comfyui-lvo"
-
-
-def template_index() -> list[dict]:
-    """``example_workflows/index.json``: one category with every workflow (title, description, thumbnail type)."""
-    return [{"moduleName": MODULE, "title": "LVO: see what a diffusion UNet has learned", "type": "image",
-             "templates": [{"name": Path(name).stem, "title": graph["title"],
-                            "description": f"{graph['note']} {GET_MODELS}", "mediaType": "image",
-                            "mediaSubtype": "jpg"} for name, graph in GRAPHS.items()]}]
 
 
 def thumbnail(workflow: dict, title: str):
@@ -359,12 +371,14 @@ def thumbnail(workflow: dict, title: str):
 
 
 def write_templates(workflows: dict[str, dict]) -> None:
-    """``example_workflows/``: each workflow as is, its thumbnail, and the index, from ``workflows/`` alone."""
+    """``example_workflows/``: each workflow as is and its thumbnail, from ``workflows/`` alone."""
     TEMPLATES.mkdir(exist_ok=True)
     for name, workflow in workflows.items():
         (TEMPLATES / name).write_text(json.dumps(workflow, indent=2) + "\n")
         thumbnail(workflow, GRAPHS[name]["title"]).save(TEMPLATES / f"{Path(name).stem}.jpg", quality=88)
-    (TEMPLATES / "index.json").write_text(json.dumps(template_index(), indent=2) + "\n")
+    stale = TEMPLATES / "index.json"
+    if stale.exists():
+        stale.unlink()
 
 
 def main() -> None:
