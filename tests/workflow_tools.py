@@ -156,7 +156,7 @@ def _layout(nodes: list[dict], links: list[list], groups: list[tuple[str, list[i
             return depth[node_id]
 
         heights: dict[int, int] = {}
-        band_top = top + (60 if title else 0)
+        band_top = top + (110 if title else 0)  # room for a title readable at fit-to-view zoom
         for node in sorted((by_id[m] for m in members), key=lambda n: (column(n["id"]), n["order"])):
             col = column(node["id"])
             node["pos"] = [30 + 370 * col, band_top + heights.get(col, 0)]
@@ -165,7 +165,7 @@ def _layout(nodes: list[dict], links: list[list], groups: list[tuple[str, list[i
         if title:
             width = 370 * (max(depth.values()) + 1) - 10
             frames.append({"id": index + 1, "title": title, "bounding": [10, top, width, bottom - top + 20],
-                           "color": GROUP_COLORS[index % len(GROUP_COLORS)], "font_size": 32, "flags": {}})
+                           "color": GROUP_COLORS[index % len(GROUP_COLORS)], "font_size": 72, "flags": {}})
         top = bottom + 80
     return frames
 
