@@ -321,6 +321,10 @@ def save_partial(images: Tensor, report: str, prefix: str = "lvo_interrupted") -
     out = Path(folder_paths.get_output_directory()) / prefix
     out.mkdir(parents=True, exist_ok=True)
     stem = time.strftime("%Y%m%d-%H%M%S")
+    n = 1
+    while (out / f"{stem}_metrics.json").exists():  # two interrupts in one second keep both
+        n += 1
+        stem = time.strftime("%Y%m%d-%H%M%S") + f"-{n}"
     (out / f"{stem}_metrics.json").write_text(report)
     entries = []
     for i, image in enumerate(images):

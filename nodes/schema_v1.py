@@ -11,9 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-V3 = False  # this is the stand-in, not ComfyUI's comfy_api
-
-
 class Input:
     """One node input: a socket, or a widget when the type is INT/FLOAT/STRING/BOOLEAN/COMBO."""
 
