@@ -12,6 +12,8 @@ from ..lvo_core.errors import ActivityError, LVOError
 from ..lvo_core.examples import maps_from_latents, overlay, rank_examples
 from ..lvo_core.plots import activity_chart, image_grid
 from . import comfy_glue as glue
+from .comfy_glue import io
+from .sockets import ACTIVITY, UNITS
 
 CATEGORY = "LVO"
 
@@ -30,46 +32,46 @@ def activity_payload(analysis, units) -> dict:
                        "max": [round(float(analysis.max_at(u, t)), 4) for t in grid]} for u in units]}
 
 
-class LVOActivityAnalysis:
-    NODE_ID = "LVOActivityAnalysis"
-    DISPLAY_NAME = "LVO Activity Analysis"
-    CATEGORY = CATEGORY
-    DESCRIPTION = ("Generates one image per prompt and records, at every timestep, how often each unit is among "
-                   "the top-N most active (its activity profile), its mean and dataset maximum. Peaks and dataset "
-                   "maxima drive Steering, Steering Init and LVO Optimize.")
-    RETURN_TYPES = ("LVO_ACTIVITY", "IMAGE", "IMAGE", "STRING")
-    RETURN_NAMES = ("activity", "chart", "images", "prompts")
-    OUTPUT_TOOLTIPS = ("The analysis (profiles, peaks, dataset maxima, top examples).",
-                       "Activity of the selected units over timesteps, peaks marked.",
-                       "The generated images (for Dataset Examples).", "The prompts, one per line.")
-    FUNCTION = "analyze"
+class LVOActivityAnalysis(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        samplers, schedulers = glue.sampler_names()
+        return io.Schema(
+            node_id="LVOActivityAnalysis", display_name="LVO Activity Analysis", category=CATEGORY,
+            description="Generates one image per prompt and records, at every timestep, how often each unit is "
+                        "among the top-N most active (its activity profile), its mean and dataset maximum. Peaks and "
+                        "dataset maxima drive Steering, Steering Init and LVO Optimize.",
+            inputs=[
+                io.Model.Input("model", tooltip="The diffusion model."),
+                io.Clip.Input("clip", tooltip="Encodes the prompts."),
+                io.Vae.Input("vae", tooltip="Decodes the generated images."),
+                UNITS.Input("units", tooltip="Block and SAE to analyse; the chart shows these units."),
+                io.String.Input("prompts", multiline=True, default="a photo of a cat\na red rose\na waterfall",
+                                tooltip="One prompt per line."),
+                io.String.Input("negative", default="", tooltip="Negative prompt for CFG."),
+                io.Int.Input("steps", default=50, min=1, max=1000, tooltip="Sampling steps (reference 50)."),
+                io.Float.Input("cfg", default=7.5, min=1.0, max=30.0, step=0.5, tooltip="Guidance scale."),
+                io.Combo.Input("sampler_name", options=samplers, default="ddim", tooltip="Sampler."),
+                io.Combo.Input("scheduler", options=schedulers, default="ddim_uniform", tooltip="Schedule."),
+                io.Int.Input("seed", default=0, min=0, max=2 ** 31 - 1,
+                             tooltip="Seed of the first prompt; the next prompts count up."),
+                io.Int.Input("width", default=512, min=64, max=4096, step=8, tooltip="Image width."),
+                io.Int.Input("height", default=512, min=64, max=4096, step=8, tooltip="Image height."),
+                io.Int.Input("top_n", default=20, min=1, max=100000,
+                             tooltip="A unit is active when among the top N at a timestep (reference 20)."),
+            ],
+            outputs=[
+                ACTIVITY.Output(display_name="activity",
+                                tooltip="The analysis (profiles, peaks, dataset maxima, top examples)."),
+                io.Image.Output(display_name="chart", tooltip="Activity of the selected units over timesteps, "
+                                                              "peaks marked."),
+                io.Image.Output(display_name="images", tooltip="The generated images (for Dataset Examples)."),
+                io.String.Output(display_name="prompts", tooltip="The prompts, one per line."),
+            ])
 
     @classmethod
-    def INPUT_TYPES(cls):
-        import comfy.samplers
-
-        return {"required": {
-            "model": ("MODEL", {"tooltip": "The diffusion model."}),
-            "clip": ("CLIP", {"tooltip": "Encodes the prompts."}),
-            "vae": ("VAE", {"tooltip": "Decodes the generated images."}),
-            "units": ("LVO_UNITS", {"tooltip": "Block and SAE to analyse; the chart shows these units."}),
-            "prompts": ("STRING", {"multiline": True, "default": "a photo of a cat\na red rose\na waterfall",
-                                   "tooltip": "One prompt per line."}),
-            "negative": ("STRING", {"default": "", "tooltip": "Negative prompt for CFG."}),
-            "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "Sampling steps (reference 50)."}),
-            "cfg": ("FLOAT", {"default": 7.5, "min": 1.0, "max": 30.0, "step": 0.5, "tooltip": "Guidance scale."}),
-            "sampler_name": (comfy.samplers.KSampler.SAMPLERS, {"default": "ddim", "tooltip": "Sampler."}),
-            "scheduler": (comfy.samplers.KSampler.SCHEDULERS, {"default": "ddim_uniform", "tooltip": "Schedule."}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "tooltip": "Seed of the first prompt; "
-                             "the next prompts count up."}),
-            "width": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8, "tooltip": "Image width."}),
-            "height": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8, "tooltip": "Image height."}),
-            "top_n": ("INT", {"default": 20, "min": 1, "max": 100000, "tooltip": "A unit is active when among the "
-                              "top N at a timestep (reference 20)."}),
-        }}
-
-    def analyze(self, model, clip, vae, units, prompts, negative, steps, cfg, sampler_name, scheduler, seed, width,
-                height, top_n):
+    def execute(cls, model, clip, vae, units, prompts: str, negative: str, steps: int, cfg: float, sampler_name: str,
+                scheduler: str, seed: int, width: int, height: int, top_n: int) -> io.NodeOutput:
         lines = [p.strip() for p in prompts.splitlines() if p.strip()]
         if not lines:
             raise ActivityError("no prompts: write one prompt per line")
@@ -98,15 +100,15 @@ class LVOActivityAnalysis:
             samples = glue.sample(patched, noise, glue.encode_text(clip, prompt), neg, latent, steps, cfg,
                                   sampler_name, scheduler, seed + gen,
                                   on_step=lambda i, n, gen=gen: progress(gen * steps + i, len(lines) * steps))
-            images.append(self._decode(vae, samples))
+            images.append(cls._decode(vae, samples))
         analysis = acc.result(unit_kind=units.kind, hookpoint=units.hookpoint,
                               sae_id=sae_fingerprint(units.sae) if units.sae is not None else None, prompts=lines,
                               seeds=[seed + i for i in range(len(lines))],
                               meta={"steps": steps, "guidance": cfg, "sampler": sampler_name, "scheduler": scheduler})
         chart = _to_image(activity_chart(analysis, list(units.units)))
         payload = json.dumps(activity_payload(analysis, units.units))
-        return {"ui": {"lvo_activity": [payload]},  # the web extension draws it in the node, interactively
-                "result": (analysis, chart, torch.cat(images), "\n".join(lines))}
+        return io.NodeOutput(analysis, chart, torch.cat(images), "\n".join(lines),
+                             ui={"lvo_activity": [payload]})  # the web extension draws it in the node, interactively
 
     @staticmethod
     def _decode(vae, samples):
@@ -114,38 +116,38 @@ class LVOActivityAnalysis:
         return decoded.reshape(-1, *decoded.shape[-3:])
 
 
-class LVODatasetExamples:
-    NODE_ID = "LVODatasetExamples"
-    DISPLAY_NAME = "LVO Dataset Examples"
-    CATEGORY = CATEGORY
-    DESCRIPTION = ("Ranks images by how strongly a unit fires on them at a timestep (images encoded by the VAE and "
-                   "noised as the scheduler would) and overlays a heatmap of where it fires.")
-    RETURN_TYPES = ("IMAGE", "IMAGE", "STRING")
-    RETURN_NAMES = ("examples", "grid", "ranking")
-    OUTPUT_TOOLTIPS = ("The top images with heatmap overlays, best first.", "The same as one labelled grid.",
-                       "Ranking as JSON (index, score, prompt).")
-    FUNCTION = "rank"
+class LVODatasetExamples(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LVODatasetExamples", display_name="LVO Dataset Examples", category=CATEGORY,
+            description="Ranks images by how strongly a unit fires on them at a timestep (images encoded by the VAE "
+                        "and noised as the scheduler would) and overlays a heatmap of where it fires.",
+            inputs=[
+                io.Model.Input("model", tooltip="The diffusion model."),
+                io.Vae.Input("vae", tooltip="Encodes the images into latents."),
+                io.Image.Input("images", tooltip="Candidate images (e.g. Activity Analysis's generations)."),
+                UNITS.Input("units", tooltip="Block and SAE."),
+                io.Conditioning.Input("empty_prompt", tooltip="Conditioning for the UNet pass (empty prompt)."),
+                io.Int.Input("unit", default=-1, min=-1, max=1 << 20,
+                             tooltip="Which unit; -1 = the first of the selection."),
+                io.Int.Input("timestep", default=-1, min=-1, max=999,
+                             tooltip="Timestep; -1 = the unit's first activity peak (needs an analysis), else 500."),
+                io.Int.Input("k", default=8, min=1, max=256, tooltip="How many examples to keep."),
+                io.Int.Input("seed", default=0, min=0, max=2 ** 31 - 1, tooltip="Seed of the noise."),
+                ACTIVITY.Input("activity", optional=True, tooltip="For the default timestep."),
+                io.String.Input("prompts", optional=True, force_input=True,
+                                tooltip="Labels, one per image (one per line)."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="examples", tooltip="The top images with heatmap overlays, best first."),
+                io.Image.Output(display_name="grid", tooltip="The same as one labelled grid."),
+                io.String.Output(display_name="ranking", tooltip="Ranking as JSON (index, score, prompt)."),
+            ])
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model": ("MODEL", {"tooltip": "The diffusion model."}),
-            "vae": ("VAE", {"tooltip": "Encodes the images into latents."}),
-            "images": ("IMAGE", {"tooltip": "Candidate images (e.g. Activity Analysis's generations)."}),
-            "units": ("LVO_UNITS", {"tooltip": "Block and SAE."}),
-            "empty_prompt": ("CONDITIONING", {"tooltip": "Conditioning for the UNet pass (empty prompt)."}),
-            "unit": ("INT", {"default": -1, "min": -1, "max": 1 << 20, "tooltip": "Which unit; -1 = the first of "
-                             "the selection."}),
-            "timestep": ("INT", {"default": -1, "min": -1, "max": 999, "tooltip": "Timestep; -1 = the unit's first "
-                                 "activity peak (needs an analysis), else 500."}),
-            "k": ("INT", {"default": 8, "min": 1, "max": 256, "tooltip": "How many examples to keep."}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "tooltip": "Seed of the noise."}),
-        }, "optional": {
-            "activity": ("LVO_ACTIVITY", {"tooltip": "For the default timestep."}),
-            "prompts": ("STRING", {"forceInput": True, "tooltip": "Labels, one per image (one per line)."}),
-        }}
-
-    def rank(self, model, vae, images, units, empty_prompt, unit, timestep, k, seed, activity=None, prompts=None):
+    def execute(cls, model, vae, images, units, empty_prompt, unit: int, timestep: int, k: int, seed: int,
+                activity=None, prompts: str | None = None) -> io.NodeOutput:
         if images.ndim != 4 or images.shape[-1] not in (3, 4):
             raise LVOError(f"expected an IMAGE batch [B, H, W, 3], got shape {tuple(images.shape)}")
         if images.shape[1] % 8 or images.shape[2] % 8 or min(images.shape[1:3]) < 64:
@@ -169,7 +171,7 @@ class LVODatasetExamples:
         grid = image_grid(tiles, [f"#{e.index} {e.score:.2f}" for e in ranked], columns=min(4, len(tiles)))
         ranking = json.dumps({"unit": unit, "timestep": timestep,
                               "examples": [{"index": e.index, "score": e.score, "prompt": e.prompt} for e in ranked]})
-        return (torch.from_numpy(np.stack(tiles)).float(), _to_image(grid), ranking)
+        return io.NodeOutput(torch.from_numpy(np.stack(tiles)).float(), _to_image(grid), ranking)
 
 
 NODES = [LVOActivityAnalysis, LVODatasetExamples]

@@ -20,52 +20,88 @@ from ..lvo_core.errors import LVOError
 from ..lvo_core.hooks import forward_hook, from_tokens, split_output, to_tokens
 from ..lvo_core.noise import alphas_from_sigmas
 from ..lvo_core.units import UnitSpec
+from . import sae_folders
+
+try:  # the V3 node schema, pinned to a versioned API as ComfyUI's maintainers advise (0.3.4x and later)
+    from comfy_api.v0_0_2 import ComfyExtension, io
+
+    V3 = True
+except ImportError:  # an older ComfyUI, or no ComfyUI at all (tests): the same nodes through V1
+    from . import schema_v1 as io
+    from .schema_v1 import ComfyExtension
+
+    V3 = False
 
 SAE_FOLDER = "sae"
 SAE_EXTENSIONS = {".safetensors", ".pt", ".pth"}
 WRAPPER_KEY = "lvo"
+HUB_HINT = ("SAeUron from the hub repo bcywinski/SAeUron into models/sae/SAeUron, or sdxl-unbox from "
+            "surkovv/sdxl-unbox")
+
+
+# ------------------------------------------------------------------------------------------- requirements
+def missing_requirements() -> list[str]:
+    """Packages of requirements.txt that ComfyUI does not bring itself and that are not installed (a plain
+    ``git clone`` without the pip step): the nodes stay loadable, say what to install and refuse to run."""
+    missing = []
+    try:
+        import diffusers  # noqa: F401  (hookpoint naming and SD layouts)
+    except ImportError:
+        missing.append("diffusers")
+    return missing
+
+
+def install_hint(missing: list[str]) -> str:
+    """One line naming the fix, with the pack's own requirements file and the Python that runs ComfyUI."""
+    import sys
+
+    requirements = Path(__file__).resolve().parents[1] / "requirements.txt"
+    return (f"comfyui-lvo needs {', '.join(missing)}: install the pack's requirements into ComfyUI's Python "
+            f"({sys.executable} -m pip install -r {requirements}) or install the pack with ComfyUI-Manager, then "
+            f"restart ComfyUI")
 
 
 # ------------------------------------------------------------------------------------------- model folders
 def register_sae_folder() -> None:
-    """Register ``models/sae`` (and its extensions) with ComfyUI's folder registry, once."""
+    """Register ``models/sae`` (first) and its extensions with ComfyUI's folder registry, keeping any ``sae:``
+    folders extra_model_paths.yaml added before the pack loaded."""
     import folder_paths
 
     default = os.path.join(folder_paths.models_dir, SAE_FOLDER)
     os.makedirs(default, exist_ok=True)
     if SAE_FOLDER in folder_paths.folder_names_and_paths:
         paths, exts = folder_paths.folder_names_and_paths[SAE_FOLDER]
+        paths = [default] + [p for p in paths if p != default]
         folder_paths.folder_names_and_paths[SAE_FOLDER] = (paths, set(exts) | SAE_EXTENSIONS)
     else:
         folder_paths.folder_names_and_paths[SAE_FOLDER] = ([default], set(SAE_EXTENSIONS))
 
 
 def sae_roots() -> list[Path]:
-    import folder_paths
-
+    """The registered ``sae`` folders that exist (none outside ComfyUI)."""
+    try:
+        import folder_paths
+    except ImportError:
+        return []
     return [Path(p) for p in folder_paths.get_folder_paths(SAE_FOLDER) if os.path.isdir(p)]
 
 
 def list_saes() -> list[str]:
-    """Loadable SAEs under every registered ``sae`` folder: files, single-SAE folders and multi-hookpoint roots."""
-    from ..lvo_core.sae.browse import find_saes
-
-    names: list[str] = []
-    for root in sae_roots():
-        names += [n for n in find_saes(root) if n not in names]
-    return sorted(names)
+    """Loadable SAEs under every registered ``sae`` folder (symlinks followed to readable SAEs only)."""
+    return sae_folders.list_names(sae_roots())
 
 
 def sae_path(name: str) -> Path:
-    """Absolute path of a listed SAE name; names can never escape the registered folders."""
-    from ..lvo_core.sae.browse import resolve_inside
+    """The resolved path of a listed SAE name; a name that is not listed never reaches the file system."""
+    path = sae_folders.resolve(sae_roots(), name)
+    if path is None:
+        raise LVOError(f"SAE '{name[:200]}' not found in the models/sae folders; put SAE files or folders there (e.g. "
+                       f"{HUB_HINT}) and refresh")
+    return path
 
-    for root in sae_roots():
-        path = resolve_inside(root, name)
-        if path is not None and path.exists():
-            return path
-    raise LVOError(f"SAE '{name}' not found in the models/sae folders ({', '.join(map(str, sae_roots()))}); "
-                   f"put SAE files or folders there and refresh")
+
+def relative_message(text: str, name: str | None = None, target: Path | None = None) -> str:
+    return sae_folders.relative_message(text, sae_roots(), name, target)
 
 
 # ------------------------------------------------------------------------------------------- model access
@@ -213,6 +249,13 @@ def sampling_timesteps(model, scheduler: str, steps: int) -> list[int]:
     return [int(round(float(sampling.timestep(s)))) for s in sigmas[:-1]]
 
 
+def sampler_names() -> tuple[list[str], list[str]]:
+    """ComfyUI's sampler and scheduler names (for the combos of the sampling nodes)."""
+    import comfy.samplers
+
+    return list(comfy.samplers.KSampler.SAMPLERS), list(comfy.samplers.KSampler.SCHEDULERS)
+
+
 def encode_text(clip, text: str) -> list:
     """CONDITIONING for a prompt, as CLIP Text Encode makes it."""
     tokens = clip.tokenize(text)
@@ -232,21 +275,83 @@ def seeded_noise_like(latent: Tensor, seeds: list[int]) -> Tensor:
 
 
 class Progress:
-    """ComfyUI's progress bar (websocket ``progress`` events, with an optional preview image)."""
+    """ComfyUI's progress bar (websocket ``progress`` events, with an optional preview image).
 
-    def __init__(self, total: int):
+    ComfyUI raises its interrupt from inside the progress hook (and clears the flag while raising). With
+    ``keep_partial`` the exception is caught and remembered in ``interrupt_seen`` instead, so the node's own stop
+    check can end the run between steps and keep what is finished; the node then calls :func:`end_interrupted`.
+    """
+
+    def __init__(self, total: int, keep_partial: bool = False):
         import comfy.utils
 
         self.bar = comfy.utils.ProgressBar(total)
+        self.keep_partial = keep_partial
+        self.interrupt_seen = False
 
     def __call__(self, done: int, total: int, preview: Tensor | None = None) -> None:
+        import comfy.model_management
+
         image = None
         if preview is not None and len(preview):
             from PIL import Image
 
             arr = (preview[0].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
             image = ("JPEG", Image.fromarray(arr), 512)
-        self.bar.update_absolute(done, total, image)
+        try:
+            self.bar.update_absolute(done, total, image)
+        except comfy.model_management.InterruptProcessingException:
+            if not self.keep_partial:
+                raise
+            self.interrupt_seen = True
+
+    def should_stop(self) -> bool:
+        return self.interrupt_seen or interrupted()
+
+
+def save_partial(images: Tensor, report: str, prefix: str = "lvo_interrupted") -> list[dict]:
+    """Write an interrupted run's images (PNG) and metrics (JSON) to ComfyUI's output folder; returns the image
+    entries the frontend shows (``filename``, ``subfolder``, ``type``)."""
+    import time
+
+    import folder_paths
+    import numpy as np
+    from PIL import Image
+
+    out = Path(folder_paths.get_output_directory()) / prefix
+    out.mkdir(parents=True, exist_ok=True)
+    stem = time.strftime("%Y%m%d-%H%M%S")
+    n = 1
+    while (out / f"{stem}_metrics.json").exists():  # two interrupts in one second keep both
+        n += 1
+        stem = time.strftime("%Y%m%d-%H%M%S") + f"-{n}"
+    (out / f"{stem}_metrics.json").write_text(report)
+    entries = []
+    for i, image in enumerate(images):
+        name = f"{stem}_{i:03d}.png"
+        arr = (image[..., :3].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        Image.fromarray(np.ascontiguousarray(arr)).save(out / name)
+        entries.append({"filename": name, "subfolder": prefix, "type": "output"})
+    return entries
+
+
+def end_interrupted(ui: dict) -> None:
+    """Show ``ui`` on the running node (the ``executed`` message ComfyUI itself would send), then end the prompt as
+    interrupted, as the user asked: ComfyUI drops a node's return value once it has been interrupted."""
+    import comfy.model_management
+    from server import PromptServer
+
+    try:
+        from comfy_execution.utils import get_executing_context
+    except ImportError:  # ComfyUI before the execution context (2025): the UI learns it from the images saved
+        context = None
+    else:
+        context = get_executing_context()
+    server = PromptServer.instance
+    if context is not None and server.client_id is not None:
+        server.send_sync("executed", {"node": context.node_id, "display_node": context.node_id, "output": ui,
+                                      "prompt_id": context.prompt_id}, server.client_id)
+    raise comfy.model_management.InterruptProcessingException()
 
 
 def interrupted() -> bool:

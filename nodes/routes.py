@@ -12,8 +12,10 @@ from aiohttp import web
 MAX_NAME = 512
 
 
-def handlers(list_saes: Callable[[], list[str]], describe: Callable[[str, str | None], dict]) -> list[web.RouteDef]:
-    """Route definitions, independent of ComfyUI's server so they can be tested with aiohttp's test client."""
+def handlers(list_saes: Callable[[], list[str]], describe: Callable[[str, str | None], dict],
+             relative: Callable[[str, str], str] = lambda text, name: text) -> list[web.RouteDef]:
+    """Route definitions, independent of ComfyUI's server so they can be tested with aiohttp's test client.
+    ``relative(message, name)`` rewrites the server's absolute paths in error messages relative to models/sae."""
 
     async def saes(_request: web.Request) -> web.Response:
         return web.json_response({"saes": list_saes()})
@@ -29,7 +31,7 @@ def handlers(list_saes: Callable[[], list[str]], describe: Callable[[str, str | 
         try:
             return web.json_response(describe(name, hookpoint))
         except ValueError as exc:  # every LVOError is a ValueError: bad file or bad hookpoint
-            return web.json_response({"error": str(exc)}, status=422)
+            return web.json_response({"error": relative(str(exc), name)}, status=422)
         except Exception as exc:  # never a traceback to the client; the server log keeps it
             logging.exception("lvo: /lvo/sae_info failed")
             return web.json_response({"error": f"internal error ({type(exc).__name__})"}, status=500)
@@ -48,6 +50,12 @@ def register() -> None:
         path = glue.sae_path(name)
         return load_sae(path, hookpoint=hookpoint).summary() if hookpoint else describe(path)
 
+    def relative(text: str, name: str) -> str:
+        try:
+            return glue.relative_message(text, name, glue.sae_path(name))
+        except ValueError:
+            return glue.relative_message(text)
+
     table = PromptServer.instance.routes  # an aiohttp RouteTableDef: add through its public decorator
-    for route in handlers(glue.list_saes, describe_one):
+    for route in handlers(glue.list_saes, describe_one, relative):
         table.route(route.method, route.path)(route.handler)

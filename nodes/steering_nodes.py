@@ -8,6 +8,8 @@ from ..lvo_core.errors import LVOError
 from ..lvo_core.steering import REFERENCE_SEEDS, BlockSteer, StrengthSchedule, default_scale
 from ..lvo_core.units import parse_units
 from . import comfy_glue as glue
+from .comfy_glue import io
+from .sockets import ACTIVITY, UNITS
 
 CATEGORY = "LVO"
 SEEDS_DEFAULT = ", ".join(map(str, REFERENCE_SEEDS))
@@ -26,91 +28,85 @@ def _schedule(spec, activity, strength: float, scale: float, timesteps: str, sta
                             strength=strength or None, window=(start, end), gate=timesteps)
 
 
-def _steer_inputs() -> dict:
-    return {
-        "mode": (["add", "scale"], {"tooltip": "add: push along the feature's decoder direction (raw: add a "
-                                    "constant to the channel). scale: multiply the feature's code by the strength, "
-                                    "SAE error preserved."}),
-        "strength": ("FLOAT", {"default": 0.0, "min": -1e6, "max": 1e6, "step": 0.1, "tooltip": "Fixed strength "
-                               "(or factor in scale mode). 0 = the unit's dataset max at each timestep × scale "
-                               "(needs an activity analysis)."}),
-        "scale": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1e5, "step": 1.0, "tooltip": "Multiplier of the "
-                            "dataset max. 0 = the reference's 500 (SAE) / 50 (raw)."}),
-        "timesteps": (["active", "window"], {"tooltip": "active: steer where the unit's activity profile is > 0 "
-                                             "(needs an analysis). window: steer between start and end percent."}),
-        "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                                    "tooltip": "Start of the window as a fraction of sampling."}),
-        "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                                  "tooltip": "End of the window as a fraction of sampling."}),
-    }
+def _steer_inputs() -> list:
+    return [
+        io.Combo.Input("mode", options=["add", "scale"],
+                       tooltip="add: push along the feature's decoder direction (raw: add a constant to the "
+                               "channel). scale: multiply the feature's code by the strength, SAE error preserved."),
+        io.Float.Input("strength", default=0.0, min=-1e6, max=1e6, step=0.1,
+                       tooltip="Fixed strength (or factor in scale mode). 0 = the unit's dataset max at each "
+                               "timestep × scale (needs an activity analysis)."),
+        io.Float.Input("scale", default=0.0, min=0.0, max=1e5, step=1.0,
+                       tooltip="Multiplier of the dataset max. 0 = the reference's 500 (SAE) / 50 (raw)."),
+        io.Combo.Input("timesteps", options=["active", "window"],
+                       tooltip="active: steer where the unit's activity profile is > 0 (needs an analysis). "
+                               "window: steer between start and end percent."),
+        io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
+                       tooltip="Start of the window as a fraction of sampling."),
+        io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
+                       tooltip="End of the window as a fraction of sampling."),
+    ]
 
 
-class LVOSteering:
-    NODE_ID = "LVOSteering"
-    DISPLAY_NAME = "LVO Steering"
-    CATEGORY = CATEGORY
-    DESCRIPTION = ("Returns a copy of the model that pushes the hooked block towards the chosen units while "
-                   "sampling; works with the stock KSampler and any sampler node. The input model is untouched.")
-    RETURN_TYPES = ("MODEL",)
-    RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The steered model (a clone; the hook exists only while it runs).",)
-    FUNCTION = "patch"
+class LVOSteering(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LVOSteering", display_name="LVO Steering", category=CATEGORY,
+            description="Returns a copy of the model that pushes the hooked block towards the chosen units while "
+                        "sampling; works with the stock KSampler and any sampler node. The input model is untouched.",
+            inputs=[
+                io.Model.Input("model", tooltip="The model to steer (it is cloned, never modified)."),
+                UNITS.Input("units", tooltip="Units to push (all of them at once)."),
+                *_steer_inputs(),
+                io.Combo.Input("apply_to", options=["both", "cond"],
+                               tooltip="Steer both CFG halves (as SAeUron) or only the conditional one."),
+                ACTIVITY.Input("activity", optional=True,
+                               tooltip="Activity analysis of these units: active timesteps and dataset maxima."),
+            ],
+            outputs=[io.Model.Output(display_name="model",
+                                     tooltip="The steered model (a clone; the hook exists only while it runs).")])
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model": ("MODEL", {"tooltip": "The model to steer (it is cloned, never modified)."}),
-            "units": ("LVO_UNITS", {"tooltip": "Units to push (all of them at once)."}),
-            **_steer_inputs(),
-            "apply_to": (["both", "cond"], {"tooltip": "Steer both CFG halves (as SAeUron) or only the "
-                                            "conditional one."}),
-        }, "optional": {
-            "activity": ("LVO_ACTIVITY", {"tooltip": "Activity analysis of these units: active timesteps and "
-                                          "dataset maxima."}),
-        }}
-
-    def patch(self, model, units, mode, strength, scale, timesteps, start_percent, end_percent, apply_to,
-              activity=None):
+    def execute(cls, model, units, mode: str, strength: float, scale: float, timesteps: str, start_percent: float,
+                end_percent: float, apply_to: str, activity=None) -> io.NodeOutput:
         schedule = _schedule(units, activity, strength, scale, timesteps, start_percent, end_percent)
         steer = BlockSteer(units.units, units.sae, units.channels, schedule, mode)
-        return (glue.add_block_edit(model, glue.ldm_module_path(model, units.hookpoint), steer, apply_to),)
+        return io.NodeOutput(glue.add_block_edit(model, glue.ldm_module_path(model, units.hookpoint), steer, apply_to))
 
 
-class LVOSteeringInit:
-    NODE_ID = "LVOSteeringInit"
-    DISPLAY_NAME = "LVO Steering Init (prior)"
-    CATEGORY = CATEGORY
-    DESCRIPTION = ("The LVO prior by the reference protocol: one generation per unit × seed with the empty prompt, "
-                   "cfg 1, 50 steps, the block steered towards that row's unit (strength = dataset max × 500 SAE / "
-                   "× 50 raw at active timesteps, or fixed). Uses ComfyUI's own sampling.")
-    RETURN_TYPES = ("LATENT",)
-    RETURN_NAMES = ("prior",)
-    OUTPUT_TOOLTIPS = ("Latents, one row per unit × seed (in that order), remembered for LVO Optimize.",)
-    FUNCTION = "generate"
+class LVOSteeringInit(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        samplers, schedulers = glue.sampler_names()
+        return io.Schema(
+            node_id="LVOSteeringInit", display_name="LVO Steering Init (prior)", category=CATEGORY,
+            description="The LVO prior by the reference protocol: one generation per unit × seed with the empty "
+                        "prompt, cfg 1, 50 steps, the block steered towards that row's unit (strength = dataset max "
+                        "× 500 SAE / × 50 raw at active timesteps, or fixed). Uses ComfyUI's own sampling.",
+            inputs=[
+                io.Model.Input("model", tooltip="The diffusion model."),
+                UNITS.Input("units", tooltip="Units to make priors for."),
+                io.Conditioning.Input("empty_prompt", tooltip="Conditioning of the EMPTY prompt (CLIP Text Encode "
+                                                              "with no text), as the reference protocol prescribes."),
+                io.String.Input("seeds", default=SEEDS_DEFAULT, tooltip="One generation per seed and unit (the "
+                                                                        "reference: 1024, 1111, 4359, 3248, 1026)."),
+                io.Int.Input("steps", default=50, min=1, max=1000, tooltip="Sampling steps (reference 50)."),
+                io.Int.Input("width", default=512, min=64, max=4096, step=8, tooltip="Image width."),
+                io.Int.Input("height", default=512, min=64, max=4096, step=8, tooltip="Image height."),
+                io.Combo.Input("sampler_name", options=samplers, default="ddim", tooltip="Sampler."),
+                io.Combo.Input("scheduler", options=schedulers, default="ddim_uniform", tooltip="Schedule."),
+                *_steer_inputs(),
+                ACTIVITY.Input("activity", optional=True,
+                               tooltip="Activity analysis: active timesteps and dataset maxima."),
+            ],
+            outputs=[io.Latent.Output(display_name="prior", tooltip="Latents, one row per unit × seed (in that "
+                                                                    "order), remembered for LVO Optimize.")])
 
     @classmethod
-    def INPUT_TYPES(cls):
-        import comfy.samplers
-
-        return {"required": {
-            "model": ("MODEL", {"tooltip": "The diffusion model."}),
-            "units": ("LVO_UNITS", {"tooltip": "Units to make priors for."}),
-            "empty_prompt": ("CONDITIONING", {"tooltip": "Conditioning of the EMPTY prompt (CLIP Text Encode with "
-                                              "no text), as the reference protocol prescribes."}),
-            "seeds": ("STRING", {"default": SEEDS_DEFAULT, "tooltip": "One generation per seed and unit (the "
-                                 "reference: 1024, 1111, 4359, 3248, 1026)."}),
-            "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "Sampling steps (reference 50)."}),
-            "width": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8, "tooltip": "Image width."}),
-            "height": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 8, "tooltip": "Image height."}),
-            "sampler_name": (comfy.samplers.KSampler.SAMPLERS, {"default": "ddim", "tooltip": "Sampler."}),
-            "scheduler": (comfy.samplers.KSampler.SCHEDULERS, {"default": "ddim_uniform", "tooltip": "Schedule."}),
-            **_steer_inputs(),
-        }, "optional": {
-            "activity": ("LVO_ACTIVITY", {"tooltip": "Activity analysis: active timesteps and dataset maxima."}),
-        }}
-
-    def generate(self, model, units, empty_prompt, seeds, steps, width, height, sampler_name, scheduler, mode,
-                 strength, scale, timesteps, start_percent, end_percent, activity=None):
+    def execute(cls, model, units, empty_prompt, seeds: str, steps: int, width: int, height: int, sampler_name: str,
+                scheduler: str, mode: str, strength: float, scale: float, timesteps: str, start_percent: float,
+                end_percent: float, activity=None) -> io.NodeOutput:
         seed_list = parse_units(seeds)
         if not seed_list:
             raise LVOError("give at least one seed, e.g. '1024, 1111'")
@@ -124,7 +120,7 @@ class LVOSteeringInit:
         progress = glue.Progress(steps)
         samples = glue.sample(patched, noise, empty_prompt, empty_prompt, latent, steps, 1.0, sampler_name,
                               scheduler, seed_list[0], on_step=progress)
-        return ({"samples": samples, "lvo_prior": {"rows": rows, "hookpoint": units.hookpoint}},)
+        return io.NodeOutput({"samples": samples, "lvo_prior": {"rows": rows, "hookpoint": units.hookpoint}})
 
 
 NODES = [LVOSteering, LVOSteeringInit]

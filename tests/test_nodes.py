@@ -21,6 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def pack():
+    samplers = types.ModuleType("comfy.samplers")
+    samplers.KSampler = types.SimpleNamespace(SAMPLERS=["euler", "ddim"], SCHEDULERS=["normal", "ddim_uniform"])
+    comfy = sys.modules.setdefault("comfy", types.ModuleType("comfy"))
+    comfy.samplers = samplers
+    sys.modules["comfy.samplers"] = samplers
     spec = importlib.util.spec_from_file_location("comfyui_lvo", ROOT / "__init__.py",
                                                   submodule_search_locations=[str(ROOT)])
     module = importlib.util.module_from_spec(spec)
@@ -29,6 +34,7 @@ def pack():
     yield module
     for name in [n for n in sys.modules if n == "comfyui_lvo" or n.startswith("comfyui_lvo.")]:
         sys.modules.pop(name)
+    sys.modules.pop("comfy.samplers", None)
 
 
 class FakeModelSampling:
@@ -82,23 +88,28 @@ def fake_comfy(monkeypatch, pack, unet):
     progress = []
 
     class Progress:
-        def __init__(self, total):
+        def __init__(self, total, keep_partial=False):
             self.bar = types.SimpleNamespace(current=0, total=total)
+            self.interrupt_seen = False
 
         def __call__(self, done, total, preview=None):
             self.bar.current, self.bar.total = done, total
             progress.append((done, total, None if preview is None else tuple(preview.shape)))
 
+        def should_stop(self):
+            return glue.interrupted()
+
     def backend(model, spec, vae, cond, shape, trainable=True):
         return core_backend.DiffusersBackend(unet, spec.hookpoint, scheduler=sd15_scheduler(), decoder=tiny_vae(),
                                              empty_context=cond[0][0], latent_shape=shape)
 
+    real_progress = glue.Progress
     monkeypatch.setattr(glue, "backend", backend)
     monkeypatch.setattr(glue, "Progress", Progress)
     monkeypatch.setattr(glue, "interrupted", lambda: False)
     monkeypatch.setattr(glue, "latent_in", lambda model, x: x * 0.18215)
     monkeypatch.setattr(glue, "latent_out", lambda model, x: x / 0.18215)
-    return types.SimpleNamespace(glue=glue, progress=progress, patcher=FakePatcher(unet))
+    return types.SimpleNamespace(glue=glue, progress=progress, patcher=FakePatcher(unet), real_progress=real_progress)
 
 
 def empty_cond():
@@ -106,51 +117,80 @@ def empty_cond():
 
 
 def test_every_node_is_registered_with_tooltips(pack):
+    """Same node ids as the V1 pack (saved workflows keep loading); every input and output has a tooltip."""
     ids = set(pack.NODE_CLASS_MAPPINGS)
     assert ids == {"LVOSAELoader", "LVOFeatureHook", "LVOActivityAnalysis", "LVODatasetExamples", "LVOSteering",
                    "LVOSteeringInit", "LVOOptimize", "LVOFeatureGrid"}
-    samplers = types.ModuleType("comfy.samplers")
-    samplers.KSampler = types.SimpleNamespace(SAMPLERS=["euler", "ddim"], SCHEDULERS=["normal", "ddim_uniform"])
-    comfy = sys.modules.setdefault("comfy", types.ModuleType("comfy"))
-    comfy.samplers = samplers
-    sys.modules["comfy.samplers"] = samplers
-    glue = sys.modules["comfyui_lvo.nodes.comfy_glue"]
-    glue_list = glue.list_saes
-    glue.list_saes = lambda: ["SAeUron"]
+    for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
+        schema = cls.define_schema()
+        assert schema.node_id == node_id == cls.__name__ and pack.NODE_DISPLAY_NAME_MAPPINGS[node_id]
+        assert schema.category.startswith("LVO") and schema.description and callable(cls.execute)
+        for item in schema.inputs + schema.outputs:
+            assert item.tooltip, f"{node_id}.{item.id or item.display_name} has no tooltip"
+        assert all(o.display_name for o in schema.outputs)
+        assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES) == len(schema.outputs)
+    assert "bcywinski/SAeUron" in pack.NODE_CLASS_MAPPINGS["LVOSAELoader"].INPUT_TYPES()["required"]["sae_name"][1][
+        "tooltip"]
+
+
+def test_v1_entry_returns_what_comfyui_v1_expects(pack):
+    node = pack.NODE_CLASS_MAPPINGS["LVOFeatureGrid"]()
+    out = getattr(node, node.FUNCTION)(images=torch.rand(2, 32, 32, 3), cell=32)
+    assert set(out) == {"result"} and out["result"][0].shape[0] == 1 and node.RETURN_TYPES == ("IMAGE",)
+
+
+def test_with_comfy_api_the_pack_exports_only_the_v3_entry_point(monkeypatch):
+    """A package that defines NODE_CLASS_MAPPINGS is loaded as V1 and its comfy_entrypoint ignored: with comfy_api
+    present the pack must define the entry point and nothing else."""
+    spec = importlib.util.spec_from_file_location("lvo_v1_io", ROOT / "nodes" / "schema_v1.py")
+    io_module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "lvo_v1_io", io_module)
+    spec.loader.exec_module(io_module)
+    api = types.ModuleType("comfy_api")
+    versioned = types.ModuleType("comfy_api.v0_0_2")
+    versioned.io, versioned.ComfyExtension = io_module, io_module.ComfyExtension
+    monkeypatch.setitem(sys.modules, "comfy_api", api)
+    monkeypatch.setitem(sys.modules, "comfy_api.v0_0_2", versioned)
+    pkg = importlib.util.spec_from_file_location("lvo_v3", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(pkg)
+    sys.modules["lvo_v3"] = module
     try:
-        for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
-            assert cls.CATEGORY.startswith("LVO") and cls.DESCRIPTION and cls.FUNCTION
-            assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES)
-            spec = cls.INPUT_TYPES()
-            for group in spec.values():
-                for name, (kind, *opts) in group.items():
-                    assert opts and opts[0].get("tooltip"), f"{node_id}.{name} has no tooltip"
-            assert callable(getattr(cls, cls.FUNCTION))
+        pkg.loader.exec_module(module)
+        assert not hasattr(module, "NODE_CLASS_MAPPINGS") and module.WEB_DIRECTORY == "./web"
+        extension = asyncio.run(module.comfy_entrypoint())
+        assert isinstance(extension, io_module.ComfyExtension)
+        nodes = asyncio.run(extension.get_node_list())
+        assert [n.__name__ for n in nodes][:2] == ["LVOSAELoader", "LVOFeatureHook"] and len(nodes) == 8
+        assert all(issubclass(n, io_module.ComfyNode) for n in nodes)
     finally:
-        glue.list_saes = glue_list
-        sys.modules.pop("comfy.samplers")
-        if not hasattr(comfy, "__file__"):
-            sys.modules.pop("comfy", None)
+        for name in [n for n in sys.modules if n == "lvo_v3" or n.startswith("lvo_v3.")]:
+            sys.modules.pop(name)
+
+
+def run(pack, node_id: str, *args, **kwargs):
+    """Call a node's V3 ``execute`` with positional values in schema order (as the UI lays out its inputs)."""
+    cls = pack.NODE_CLASS_MAPPINGS[node_id]
+    names = [i.id for i in cls.define_schema().inputs]
+    return cls.execute(**dict(zip(names, args)), **kwargs)
 
 
 def test_feature_hook_validates_against_the_model(fake_comfy, pack):
-    hook = pack.NODE_CLASS_MAPPINGS["LVOFeatureHook"]()
     sae = random_sae(d_in=32)
-    out = hook.select(fake_comfy.patcher, "3, 10-12", "output_blocks.4.1", sae)
-    spec = out["result"][0]
+    out = run(pack, "LVOFeatureHook", fake_comfy.patcher, "3, 10-12", "output_blocks.4.1", sae)
+    spec = out.args[0]
     assert spec.units == (3, 10, 11, 12) and spec.hookpoint == "up_blocks.1.attentions.1" and spec.kind == "sae"
-    raw = hook.select(fake_comfy.patcher, "5", "", None)["result"][0]
+    raw = run(pack, "LVOFeatureHook", fake_comfy.patcher, "5", "", None).args[0]
     assert raw.kind == "raw" and raw.channels == 32
     from lvo_core.errors import SAEMismatchError, UnitError
 
     with pytest.raises(Exception, match="reads 64 channels") as err:
-        hook.select(fake_comfy.patcher, "1", "", random_sae(d_in=64))
+        run(pack, "LVOFeatureHook", fake_comfy.patcher, "1", "", random_sae(d_in=64))
     assert type(err.value).__name__ == SAEMismatchError.__name__
     with pytest.raises(Exception, match="out of range") as err:
-        hook.select(fake_comfy.patcher, "999", "", sae)
+        run(pack, "LVOFeatureHook", fake_comfy.patcher, "999", "", sae)
     assert type(err.value).__name__ == UnitError.__name__
     with pytest.raises(Exception, match="cannot read unit 'x'"):
-        hook.select(fake_comfy.patcher, "1, x", "", sae)
+        run(pack, "LVOFeatureHook", fake_comfy.patcher, "1, x", "", sae)
 
 
 def test_block_wrapper_edits_cond_rows_only_while_running(fake_comfy, pack, unet):
@@ -186,89 +226,178 @@ def test_block_wrapper_edits_cond_rows_only_while_running(fake_comfy, pack, unet
 
 
 def test_lvo_optimize_node(fake_comfy, pack):
-    hook = pack.NODE_CLASS_MAPPINGS["LVOFeatureHook"]()
-    spec = hook.select(fake_comfy.patcher, "3, 8", "", random_sae(d_in=32))["result"][0]
-    node = pack.NODE_CLASS_MAPPINGS["LVOOptimize"]()
+    spec = run(pack, "LVOFeatureHook", fake_comfy.patcher, "3, 8", "", random_sae(d_in=32)).args[0]
+    node = "LVOOptimize"
     empty_latent = {"samples": torch.zeros(1, 4, 16, 16)}
-    out = node.optimize(fake_comfy.patcher, None, spec, empty_cond(), empty_latent, "0, 300", "auto", 4, 0.05,
+    out = run(pack, node, fake_comfy.patcher, None, spec, empty_cond(), empty_latent, "0, 300", "auto", 4, 0.05,
                         "1, 2", "dense", "L1", True, 3, "fp32", 2)
-    latent, images, text = out["result"]
+    latent, images, text = out.args
     report = json.loads(text)
     assert latent["samples"].shape == (8, 4, 16, 16) and images.shape == (8, 32, 32, 3)
     assert report["complete"] and [m["label"] for m in report["metrics"]][:2] == ["feature 3", "feature 3"]
-    assert report["config"]["moment_weight"] == 0.5 and out["ui"]["lvo_metrics"] == [text]
+    assert report["config"]["moment_weight"] == 0.5 and out.ui["lvo_metrics"] == [text]
     previews = [p for p in fake_comfy.progress if p[2] is not None]
     assert previews and previews[0][2][1:] == (32, 32, 3)
     assert fake_comfy.progress[-1][:2] == (32, 32)  # 8 rows × 4 steps
     prior = {"samples": torch.randn(4, 4, 16, 16), "lvo_prior": {"rows": [[3, 1], [3, 2], [8, 1], [8, 2]]}}
-    from_prior = node.optimize(fake_comfy.patcher, None, spec, empty_cond(), prior, "0", "sae", 2, 0.05, "1, 2",
-                               "dense", "L0", False, 0, "auto", 0)["result"][0]
+    from_prior = run(pack, node, fake_comfy.patcher, None, spec, empty_cond(), prior, "0", "sae", 2, 0.05, "1, 2",
+                               "dense", "L0", False, 0, "auto", 0).args[0]
     assert from_prior["samples"].shape == (4, 4, 16, 16)
     with pytest.raises(Exception, match="no row for unit 3 and seed 5"):
-        node.optimize(fake_comfy.patcher, None, spec, empty_cond(), prior, "0", "sae", 2, 0.05, "5", "dense",
+        run(pack, node, fake_comfy.patcher, None, spec, empty_cond(), prior, "0", "sae", 2, 0.05, "5", "dense",
                       "L0", False, 8, "fp32", 0)
     with pytest.raises(Exception, match="needs an activity analysis"):
-        node.optimize(fake_comfy.patcher, None, spec, empty_cond(), empty_latent, "peaks", "sae", 2, 0.05, "1",
+        run(pack, node, fake_comfy.patcher, None, spec, empty_cond(), empty_latent, "peaks", "sae", 2, 0.05, "1",
                       "dense", "L1", True, 8, "fp32", 0)
 
 
-def test_lvo_optimize_interrupt_returns_partial(fake_comfy, pack, monkeypatch):
-    spec = pack.NODE_CLASS_MAPPINGS["LVOFeatureHook"]().select(fake_comfy.patcher, "3", "", None)["result"][0]
-    calls = []
-    monkeypatch.setattr(fake_comfy.glue, "interrupted", lambda: calls.append(1) or len(calls) > 2)
-    node = pack.NODE_CLASS_MAPPINGS["LVOOptimize"]()
-    out = node.optimize(fake_comfy.patcher, None, spec, empty_cond(), {"samples": torch.zeros(1, 4, 16, 16)}, "0",
-                        "auto", 50, 0.05, "1", "dense", "L1", True, 8, "fp32", 0)
-    report = json.loads(out["result"][2])
-    assert report["interrupted"] and not report["complete"] and out["result"][1].shape == (1, 32, 32, 3)
+class Interrupted(Exception):
+    """Stand-in for comfy.model_management.InterruptProcessingException."""
+
+
+@pytest.fixture
+def host(fake_comfy, monkeypatch, tmp_path):
+    """ComfyUI's real interrupt path: the progress hook raises (clearing the flag), the server sends messages."""
+    glue = fake_comfy.glue
+    monkeypatch.setattr(glue, "Progress", fake_comfy.real_progress)
+    state = {"flag": False, "raise_at": None, "sent": []}
+
+    class ProgressBar:
+        def __init__(self, total):
+            self.current, self.total = 0, total
+
+        def update_absolute(self, value, total=None, preview=None):
+            self.current = value
+            if state["raise_at"] is not None and value >= state["raise_at"]:
+                state["raise_at"] = None
+                raise Interrupted()
+
+    utils = types.ModuleType("comfy.utils")
+    utils.ProgressBar = ProgressBar
+    mm = types.ModuleType("comfy.model_management")
+    mm.InterruptProcessingException = Interrupted
+    mm.processing_interrupted = lambda: state["flag"]
+    monkeypatch.setattr(glue, "interrupted", lambda: bool(mm.processing_interrupted()))
+    folders = types.ModuleType("folder_paths")
+    folders.get_output_directory = lambda: str(tmp_path)
+    server = types.ModuleType("server")
+    server.PromptServer = types.SimpleNamespace(instance=types.SimpleNamespace(
+        client_id="c1", send_sync=lambda event, data, client: state["sent"].append((event, data, client))))
+    context = types.ModuleType("comfy_execution.utils")
+    context.get_executing_context = lambda: types.SimpleNamespace(node_id="6", prompt_id="p1")
+    for name, module in {"comfy.utils": utils, "comfy.model_management": mm, "folder_paths": folders,
+                         "server": server, "comfy_execution": types.ModuleType("comfy_execution"),
+                         "comfy_execution.utils": context}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(sys.modules["comfy"], "utils", utils, raising=False)
+    monkeypatch.setattr(sys.modules["comfy"], "model_management", mm, raising=False)
+    monkeypatch.setattr(sys.modules["comfy_execution"], "utils", context, raising=False)
+    return types.SimpleNamespace(state=state, out=tmp_path)
+
+
+@pytest.mark.parametrize("where", ["progress hook", "stop check"])
+def test_interrupt_keeps_the_partial_result(fake_comfy, pack, host, monkeypatch, where):
+    """ComfyUI raises its interrupt inside the progress hook (clearing the flag), or the node's stop check sees the
+    flag first: either way the run ends between steps, the finished images and metrics are saved and shown on the
+    node, and the prompt then ends as interrupted (ComfyUI keeps no outputs of an interrupted prompt)."""
+    spec = run(pack, "LVOFeatureHook", fake_comfy.patcher, "3, 8", "", None).args[0]
+    released = []
+    backend = fake_comfy.glue.backend
+
+    def tracked(*args, **kwargs):
+        b = backend(*args, **kwargs)
+        release = b.release
+        b.release = lambda: released.append(1) or release()
+        return b
+
+    monkeypatch.setattr(fake_comfy.glue, "backend", tracked)
+    if where == "progress hook":
+        host.state["raise_at"] = 5
+    else:
+        calls = []
+        monkeypatch.setattr(fake_comfy.glue, "interrupted", lambda: calls.append(1) or len(calls) > 2)
+    with pytest.raises(Interrupted):
+        run(pack, "LVOOptimize", fake_comfy.patcher, None, spec, empty_cond(), {"samples": torch.zeros(1, 4, 16, 16)},
+            "0", "auto", 300, 0.05, "1", "dense", "L1", True, 8, "fp32", 0)
+    assert released == [1]
+    saved = sorted(p.name for p in (host.out / "lvo_interrupted").iterdir())
+    assert len([n for n in saved if n.endswith(".png")]) == 2 and any(n.endswith("_metrics.json") for n in saved)
+    ((event, data, client),) = host.state["sent"]
+    assert event == "executed" and client == "c1" and data["node"] == "6" and data["prompt_id"] == "p1"
+    report = json.loads(data["output"]["lvo_metrics"][0])
+    assert report["interrupted"] and not report["complete"] and len(report["metrics"]) == 2
+    assert [i["subfolder"] for i in data["output"]["images"]] == ["lvo_interrupted"] * 2
+
+
+def test_lvo_optimize_releases_its_copy_when_it_fails(fake_comfy, pack, host, monkeypatch):
+    spec = run(pack, "LVOFeatureHook", fake_comfy.patcher, "3", "", None).args[0]
+    released = []
+    backend = fake_comfy.glue.backend
+
+    def tracked(*args, **kwargs):
+        b = backend(*args, **kwargs)
+        b.release = lambda: released.append(1)
+        return b
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(fake_comfy.glue, "backend", tracked)
+    monkeypatch.setattr(sys.modules["comfyui_lvo.nodes.lvo_nodes"], "visualize", failing)
+    node = "LVOOptimize"
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run(pack, node, fake_comfy.patcher, None, spec, empty_cond(), {"samples": torch.zeros(1, 4, 16, 16)}, "0",
+                      "auto", 3, 0.05, "1", "dense", "L1", True, 8, "fp32", 0)
+    assert released == [1]
 
 
 def test_dataset_examples_node(fake_comfy, pack, monkeypatch):
     monkeypatch.setattr(fake_comfy.glue, "encode_images",
                         lambda vae, images: torch.nn.functional.avg_pool2d(images.movedim(-1, 1), 4)[:, :3]
                         .repeat(1, 2, 1, 1)[:, :4])
-    spec = pack.NODE_CLASS_MAPPINGS["LVOFeatureHook"]().select(fake_comfy.patcher, "3", "", random_sae(d_in=32))
-    spec = spec["result"][0]
-    node = pack.NODE_CLASS_MAPPINGS["LVODatasetExamples"]()
+    spec = run(pack, "LVOFeatureHook", fake_comfy.patcher, "3", "", random_sae(d_in=32))
+    spec = spec.args[0]
+    node = "LVODatasetExamples"
     images = torch.rand(5, 64, 64, 3)
-    examples, grid, ranking = node.rank(fake_comfy.patcher, None, images, spec, empty_cond(), -1, 200, 3, 0,
+    examples, grid, ranking = run(pack, node, fake_comfy.patcher, None, images, spec, empty_cond(), -1, 200, 3, 0,
                                         prompts="a\nb\nc\nd\ne")
     data = json.loads(ranking)
     scores = [e["score"] for e in data["examples"]]
     assert examples.shape == (3, 64, 64, 3) and grid.ndim == 4 and scores == sorted(scores, reverse=True)
     assert data["unit"] == 3 and data["timestep"] == 200 and data["examples"][0]["prompt"] in "abcde"
     with pytest.raises(Exception, match="multiples of 8"):
-        node.rank(fake_comfy.patcher, None, torch.rand(2, 60, 64, 3), spec, empty_cond(), -1, 200, 3, 0)
+        run(pack, node, fake_comfy.patcher, None, torch.rand(2, 60, 64, 3), spec, empty_cond(), -1, 200, 3, 0)
     with pytest.raises(Exception, match=r"IMAGE batch \[B, H, W, 3\]"):
-        node.rank(fake_comfy.patcher, None, torch.rand(2, 64, 64), spec, empty_cond(), -1, 200, 3, 0)
+        run(pack, node, fake_comfy.patcher, None, torch.rand(2, 64, 64), spec, empty_cond(), -1, 200, 3, 0)
     with pytest.raises(Exception, match="not in the selection"):
-        node.rank(fake_comfy.patcher, None, images, spec, empty_cond(), 7, 200, 3, 0)
+        run(pack, node, fake_comfy.patcher, None, images, spec, empty_cond(), 7, 200, 3, 0)
 
 
 def test_steering_node_schedule_errors_and_patch(fake_comfy, pack):
-    spec = pack.NODE_CLASS_MAPPINGS["LVOFeatureHook"]().select(fake_comfy.patcher, "3", "", random_sae(d_in=32))
-    spec = spec["result"][0]
-    node = pack.NODE_CLASS_MAPPINGS["LVOSteering"]()
-    (patched,) = node.patch(fake_comfy.patcher, spec, "add", 5.0, 0.0, "window", 0.0, 0.5, "both")
+    spec = run(pack, "LVOFeatureHook", fake_comfy.patcher, "3", "", random_sae(d_in=32))
+    spec = spec.args[0]
+    node = "LVOSteering"
+    (patched,) = run(pack, node, fake_comfy.patcher, spec, "add", 5.0, 0.0, "window", 0.0, 0.5, "both")
     assert "lvo" in patched.wrappers["diffusion_model"] and not fake_comfy.patcher.wrappers
     with pytest.raises(Exception, match="needs an activity analysis"):
-        node.patch(fake_comfy.patcher, spec, "add", 5.0, 0.0, "active", 0.0, 1.0, "both")
+        run(pack, node, fake_comfy.patcher, spec, "add", 5.0, 0.0, "active", 0.0, 1.0, "both")
     with pytest.raises(Exception, match="strength 0 means"):
-        node.patch(fake_comfy.patcher, spec, "add", 0.0, 0.0, "window", 0.0, 1.0, "both")
+        run(pack, node, fake_comfy.patcher, spec, "add", 0.0, 0.0, "window", 0.0, 1.0, "both")
 
 
 def test_feature_grid(pack):
-    node = pack.NODE_CLASS_MAPPINGS["LVOFeatureGrid"]()
+    node = "LVOFeatureGrid"
     images = torch.rand(4, 32, 32, 3)
     metrics = json.dumps({"metrics": [{"unit": u, "timestep": t, "ratio": 1.5, "activation": 2.0}
                                       for u in (1, 2) for t in (0, 500)]})
-    (grid,) = node.grid(images, 64, metrics)
+    (grid,) = run(pack, node, images, 64, metrics)
     assert grid.shape[0] == 1 and grid.shape[-1] == 3 and grid.shape[1] > 2 * 64  # two lines of tiles + captions
     atlas = json.dumps({"metrics": [{"unit": u, "timestep": 0, "ratio": None, "activation": 1.0} for u in range(4)]})
-    (square,) = node.grid(images, 64, atlas)
+    (square,) = run(pack, node, images, 64, atlas)
     assert square.shape[2] < 3 * 64  # 4 single-image units wrap into 2 × 2, not one column of 4
     with pytest.raises(Exception, match="4 images but 1 metric rows"):
-        node.grid(images, 64, json.dumps({"metrics": [{"unit": 1, "timestep": 0, "ratio": None, "activation": 1}]}))
+        run(pack, node, images, 64,
+            json.dumps({"metrics": [{"unit": 1, "timestep": 0, "ratio": None, "activation": 1}]}))
 
 
 def test_routes_validate_and_never_leak_tracebacks(pack, tmp_path):
@@ -332,3 +461,52 @@ def test_two_steered_clones_never_see_each_others_patches(fake_comfy, pack, unet
     assert torch.equal(interleaved[2], plain) and torch.equal(interleaved[3], only_a)
     assert len(a.wrappers["diffusion_model"]["lvo"]) == len(b.wrappers["diffusion_model"]["lvo"]) == 1
     assert not fake_comfy.patcher.wrappers
+
+
+def test_sae_folders_follow_symlinks_and_extra_paths_to_readable_saes_only(pack, tmp_path):
+    from lvo_core.sae import save_sae
+
+    folders = importlib.import_module("comfyui_lvo.nodes.sae_folders")
+    models, shared, extra = tmp_path / "models_sae", tmp_path / "shared", tmp_path / "extra"
+    for d in (models, shared, extra):
+        d.mkdir()
+    save_sae(random_sae(d_in=32), shared / "SAeUron" / "unet.up_blocks.1.attentions.1",
+             hookpoint="unet.up_blocks.1.attentions.1")
+    save_sae(random_sae(d_in=32), extra / "mine")
+    (models / "SAeUron").symlink_to(shared / "SAeUron")  # shared by a symlink
+    (models / "etc").symlink_to("/etc")                    # not an SAE: never listed, never walked as one
+    (models / "dangling").symlink_to(tmp_path / "gone")
+    (models / "loop").symlink_to(models)
+    (shared / "secret.txt").write_text("x")
+    roots = [models, extra]
+    names = folders.list_names(roots)
+    assert names == ["SAeUron", "SAeUron/unet.up_blocks.1.attentions.1", "mine"]
+    assert folders.resolve(roots, "SAeUron") == (shared / "SAeUron").resolve()
+    assert folders.resolve(roots, "mine") == (extra / "mine").resolve()
+    for bad in ("../shared/SAeUron", "/etc/passwd", "etc/passwd", "SAeUron/../../shared", "", "a\x00b", "etc"):
+        assert folders.resolve(roots, bad) is None, bad
+    message = f"{shared / 'SAeUron'}/cfg.json is broken; also {models}/x and {extra}"
+    text = folders.relative_message(message, roots, "SAeUron", (shared / "SAeUron").resolve())
+    assert str(tmp_path) not in text and text.startswith("SAeUron/cfg.json is broken") and "x and models/sae" in text
+
+
+def test_sae_info_errors_name_paths_relative_to_models_sae(pack):
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    routes = importlib.import_module("comfyui_lvo.nodes.routes")
+    errors = sys.modules["comfyui_lvo.lvo_core.errors"]
+
+    def describe(name, hookpoint):
+        raise errors.SAEFormatError(f"/srv/comfy/models/sae/{name} holds no SAE this pack can read")
+
+    async def scenario():
+        app = web.Application()
+        app.add_routes(routes.handlers(lambda: ["bad"], describe,
+                                       lambda text, name: text.replace("/srv/comfy/models/sae/", "")))
+        async with TestClient(TestServer(app)) as client:
+            resp = await client.get("/lvo/sae_info?name=bad")
+            return resp.status, await resp.json()
+
+    status, body = asyncio.run(scenario())
+    assert status == 422 and body == {"error": "bad holds no SAE this pack can read"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from workflow_tools import GRAPHS, REFERENCE, ROOT, build, node_specs, to_api, validate
+from workflow_tools import GRAPHS, REFERENCE, ROOT, TEMPLATES, build, node_specs, to_api, validate
 
 FILES = sorted((ROOT / "workflows").glob("*.json"))
 
@@ -61,3 +61,47 @@ def test_validator_catches_broken_workflows(specs):
     short = copy.deepcopy(good)
     next(n for n in short["nodes"] if n["type"] == "LVOOptimize")["widgets_values"].pop()
     assert validate(short, specs)
+
+
+def test_templates_are_the_workflows_with_thumbnails():
+    """Browse Templates reads example_workflows/: the same JSON as workflows/ (the source) and a same-name .jpg (the
+    thumbnail type the frontend asks custom-node packs for); regenerate both with the tool. No index.json: ComfyUI
+    would list it as a template of its own."""
+    from PIL import Image
+
+    names = {p.name for p in TEMPLATES.iterdir()}
+    stems = sorted(p.stem for p in FILES)
+    assert names == {f"{s}.json" for s in stems} | {f"{s}.jpg" for s in stems}
+    for path in FILES:
+        assert (TEMPLATES / path.name).read_text() == path.read_text(), "regenerate: python tests/workflow_tools.py"
+        with Image.open(TEMPLATES / f"{path.stem}.jpg") as thumb:
+            assert thumb.format == "JPEG" and thumb.size == (512, 384)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_workflow_says_where_to_get_its_models(path: Path):
+    workflow = json.loads(path.read_text())
+    notes = [n["widgets_values"][0] for n in workflow["nodes"] if n["type"] == "Note"]
+    assert len(notes) == 1 and "bcywinski/SAeUron" in notes[0] and "models/sae/SAeUron" in notes[0]
+    assert "surkovv/sdxl-unbox" in notes[0] and "v1-5-pruned-emaonly.safetensors" in notes[0]
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_layout_reads_at_a_glance(path: Path):
+    """Every node sits in exactly one titled group, no two nodes overlap, and the groups do not overlap."""
+    workflow = json.loads(path.read_text())
+    groups = [g["bounding"] for g in workflow["groups"]]
+    assert groups and all(g["title"] for g in workflow["groups"])
+
+    def inside(node, box):
+        (x, y), (w, h) = node["pos"], node["size"]
+        return box[0] <= x and box[1] <= y and x + w <= box[0] + box[2] and y + h <= box[1] + box[3]
+
+    def overlap(a, b):
+        return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+    for node in workflow["nodes"]:
+        assert sum(inside(node, g) for g in groups) == 1, node["type"]
+    boxes = [[*n["pos"], *n["size"]] for n in workflow["nodes"]]
+    assert not any(overlap(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert not any(overlap(a, b) for i, a in enumerate(groups) for b in groups[i + 1:])

@@ -1,7 +1,10 @@
 """Build, validate and convert ComfyUI workflows (UI format, as the frontend saves them) against real node
 definitions: ComfyUI core from the saved ``/object_info`` of ComfyUI 0.3.64, this pack from its ``INPUT_TYPES``.
 
-``python tests/workflow_tools.py`` rewrites ``workflows/*.json`` from the graphs in :data:`GRAPHS`.
+``python tests/workflow_tools.py`` rewrites ``workflows/*.json`` from the graphs in :data:`GRAPHS`, and from them
+the Browse Templates folder ``example_workflows/``: the same JSON and a same-name ``.jpg`` thumbnail (a drawing of
+the graph under its title). ``workflows/`` stays the source. No ``index.json``: ComfyUI lists every ``*.json`` there
+as a template (an "index" card), and the frontend shows a pack's templates by file name and ``.jpg`` thumbnail only.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference" / "comfyui-0.3.64-object_info-core.json"
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SEED_NAMES = {"seed", "noise_seed"}
+NOTE = "Note"  # a frontend-only node (text shown on the canvas); never sent to the server
+EXTRA_HEIGHT = {"LVOActivityAnalysis": 210, "LVOOptimize": 80, "LVOSAELoader": 30, "LVOFeatureHook": 30}  # DOM widgets
 CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
 SAE = "SAeUron"
 
@@ -90,6 +95,11 @@ def build(graph: dict, specs: dict) -> dict:
                 links.append([link_id, src, slot, node_id, None, src_type])
                 incoming[(node_id, name)] = link_id
     for order, (node_id, (type_name, values)) in enumerate(graph["nodes"].items()):
+        if type_name == NOTE:
+            nodes.append({"id": node_id, "type": NOTE, "pos": [0, 0], "size": [330, 150], "flags": {}, "order": order,
+                          "mode": 0, "inputs": [], "outputs": [], "properties": {"text": ""},
+                          "widgets_values": [values["text"]], "color": "#432", "bgcolor": "#653"})
+            continue
         spec = specs[type_name]
         node_inputs, widgets = [], []
         for name, kind, options, widget in _inputs(spec):
@@ -113,34 +123,51 @@ def build(graph: dict, specs: dict) -> dict:
         outputs = [{"name": n, "type": t, "links": [l[0] for l in links if l[1] == node_id and l[2] == i]}
                    for i, (n, t) in enumerate(zip(spec.get("output_name") or spec["output"], spec["output"]))]
         multiline = sum(1 for n, k, o, w in _inputs(spec) if w and o.get("multiline") and (node_id, n) not in incoming)
-        height = 50 + 24 * (len(widgets) + len(node_inputs) + len(outputs)) + 90 * multiline
+        height = (50 + 24 * (len(widgets) + len(node_inputs) + len(outputs)) + 90 * multiline
+                  + EXTRA_HEIGHT.get(type_name, 0))
         nodes.append({"id": node_id, "type": type_name, "pos": [0, 0], "size": [330, height], "flags": {},
                       "order": order, "mode": 0, "inputs": node_inputs, "outputs": outputs,
                       "properties": {"Node name for S&R": type_name}, "widgets_values": widgets})
-    _layout(nodes, links)
+    groups = _layout(nodes, links, graph.get("groups") or [("", list(graph["nodes"]))])
     return {"id": "00000000-0000-0000-0000-000000000000", "revision": 0, "last_node_id": max(graph["nodes"]),
-            "last_link_id": len(links), "nodes": nodes, "links": links, "groups": [], "config": {},
+            "last_link_id": len(links), "nodes": nodes, "links": links, "groups": groups, "config": {},
             "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}, "frontendVersion": "1.27.10", "lvo": graph.get("note", "")},
             "version": 0.4}
 
 
-def _layout(nodes: list[dict], links: list[list]) -> None:
-    """Left to right by pipeline stage: a node's column is its longest path from a source; columns stack nodes."""
+GROUP_COLORS = ("#3f789e", "#8a6d3b", "#4f7a4f", "#7a4f7a")
+
+
+def _layout(nodes: list[dict], links: list[list], groups: list[tuple[str, list[int]]]) -> list[dict]:
+    """Each group is one band, bands stacked top to bottom; inside a band, left to right by pipeline stage (a
+    node's column is its longest path from a source within the band). Returns the UI-format groups (titled frames)."""
     parents: dict[int, list[int]] = {}
     for link in links:
         parents.setdefault(link[3], []).append(link[1])
-    depth: dict[int, int] = {}
+    by_id = {n["id"]: n for n in nodes}
+    frames, top = [], 40
+    for index, (title, members) in enumerate(groups):
+        inside = set(members)
+        depth: dict[int, int] = {}
 
-    def column(node_id: int) -> int:
-        if node_id not in depth:
-            depth[node_id] = 1 + max((column(p) for p in parents.get(node_id, [])), default=-1)
-        return depth[node_id]
+        def column(node_id: int) -> int:
+            if node_id not in depth:
+                depth[node_id] = 1 + max((column(p) for p in parents.get(node_id, []) if p in inside), default=-1)
+            return depth[node_id]
 
-    heights: dict[int, int] = {}
-    for node in sorted(nodes, key=lambda n: (column(n["id"]), n["order"])):
-        col = column(node["id"])
-        node["pos"] = [30 + 370 * col, 40 + heights.get(col, 0)]
-        heights[col] = heights.get(col, 0) + node["size"][1] + 40
+        heights: dict[int, int] = {}
+        band_top = top + (110 if title else 0)  # room for a title readable at fit-to-view zoom
+        for node in sorted((by_id[m] for m in members), key=lambda n: (column(n["id"]), n["order"])):
+            col = column(node["id"])
+            node["pos"] = [30 + 370 * col, band_top + heights.get(col, 0)]
+            heights[col] = heights.get(col, 0) + node["size"][1] + 40
+        bottom = band_top + max(heights.values()) - 40
+        if title:
+            width = 370 * (max(depth.values()) + 1) - 10
+            frames.append({"id": index + 1, "title": title, "bounding": [10, top, width, bottom - top + 20],
+                           "color": GROUP_COLORS[index % len(GROUP_COLORS)], "font_size": 72, "flags": {}})
+        top = bottom + 80
+    return frames
 
 
 # ------------------------------------------------------------------------------------------------ checking
@@ -160,6 +187,10 @@ def validate(workflow: dict, specs: dict) -> list[str]:
         if not (out["type"] == inp["type"] == kind):
             problems.append(f"link {link_id}: {out['type']} → {inp['type']} (declared {kind})")
     for node in workflow["nodes"]:
+        if node["type"] == NOTE:
+            if not (isinstance(node.get("widgets_values"), list) and len(node["widgets_values"]) == 1):
+                problems.append(f"node {node['id']} (Note): needs exactly its text")
+            continue
         spec = specs.get(node["type"])
         if spec is None:
             problems.append(f"node {node['id']}: unknown type {node['type']}")
@@ -209,6 +240,8 @@ def to_api(workflow: dict, specs: dict) -> dict:
     links = {l[0]: l for l in workflow["links"]}
     prompt = {}
     for node in workflow["nodes"]:
+        if node["type"] == NOTE:
+            continue  # the frontend leaves virtual nodes out of the prompt
         spec = specs[node["type"]]
         values = list(node.get("widgets_values") or [])
         inputs = {}
@@ -232,7 +265,13 @@ def L(src: int, slot: int = 0) -> tuple:  # noqa: N802 - reads like a link in th
 
 
 PROMPTS = "a portrait of a woman\na red rose in a vase\na waterfall in a forest\na city street at night"
-BASE = {1: ("CheckpointLoaderSimple", {"ckpt_name": CHECKPOINT}),
+GET_MODELS_NOTE = ("Models this workflow needs:\n"
+                   "- checkpoint: Stable Diffusion 1.5 (v1-5-pruned-emaonly.safetensors) in models/checkpoints\n"
+                   "- SAE: SAeUron from the hub repo bcywinski/SAeUron, folder models/sae/SAeUron\n"
+                   "  (SDXL: sdxl-unbox, hub repo surkovv/sdxl-unbox)\n"
+                   "Symlinked folders and extra_model_paths.yaml 'sae:' folders work too.")
+BASE = {99: (NOTE, {"text": GET_MODELS_NOTE}),
+        1: ("CheckpointLoaderSimple", {"ckpt_name": CHECKPOINT}),
         2: ("CLIPTextEncode", {"clip": L(1, 1), "text": ""}),
         3: ("LVOSAELoader", {"sae_name": SAE, "hookpoint": "up_blocks.1.attentions.1", "k": 0})}
 
@@ -252,15 +291,24 @@ def _feature_chain(first: int, hook_inputs: dict, prefix: str) -> dict:
     }
 
 
+LOAD = "Load: checkpoint, empty prompt, SAE"
+LOADERS = [99, 1, 2, 3]
 GRAPHS = {
     "lvo_sae_feature.json": {
+        "title": "LVO: one SAE feature",
         "note": "One SAE feature the full LVO way: activity analysis -> steering prior -> LVO at {0} + peaks.",
+        "groups": [(LOAD, LOADERS), ("SAE feature 1234: activity -> prior -> LVO", [4, 5, 6, 7, 8, 9, 10])],
         "nodes": {**BASE, **_feature_chain(5, {"model": L(1), "units": "1234", "sae": L(3)}, "lvo_feature")}},
     "lvo_raw_vs_sae.json": {
+        "title": "LVO: SAE feature vs raw channel",
         "note": "The same pipeline for an SAE feature (top) and a raw channel of the same block (bottom).",
+        "groups": [(LOAD, LOADERS), ("SAE feature 1234", [4, 5, 6, 7, 8, 9, 10]),
+                   ("Raw channel 42 of the same block (baseline)", [11, 12, 13, 14, 15, 16, 17])],
         "nodes": {**BASE, **_feature_chain(5, {"model": L(1), "units": "1234", "sae": L(3)}, "lvo_sae"),
                   **_feature_chain(12, {"model": L(1), "units": "42"}, "lvo_raw")}},
     "lvo_activity_examples.json": {
+        "title": "LVO: when and where a feature fires",
+        "groups": [(LOAD, LOADERS), ("Activity over timesteps, ranked dataset examples", [4, 5, 6, 7, 8])],
         "note": "When is a feature active, and on which images: activity analysis + ranked dataset examples.",
         "nodes": {**BASE, 4: ("LVOFeatureHook", {"model": L(1), "units": "1234, 77", "sae": L(3)}),
                   5: ("LVOActivityAnalysis", {"model": L(1), "clip": L(1, 1), "vae": L(1, 2), "units": L(4),
@@ -270,6 +318,8 @@ GRAPHS = {
                   7: ("SaveImage", {"images": L(6, 1), "filename_prefix": "lvo_examples"}),
                   8: ("PreviewImage", {"images": L(5, 1)})}},
     "lvo_feature_atlas.json": {
+        "title": "LVO: atlas of 16 features",
+        "groups": [(LOAD, LOADERS), ("16 features at t=0 in one labelled grid", [4, 5, 6, 7, 8])],
         "note": "An atlas: 16 features at t=0 from random starts, one seed each, in one labelled grid.",
         "nodes": {**BASE, 4: ("LVOFeatureHook", {"model": L(1), "units": "0-15", "sae": L(3)}),
                   5: ("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}),
@@ -280,15 +330,70 @@ GRAPHS = {
 }
 
 
+TEMPLATES = ROOT / "example_workflows"
+MODULE = "comfyui-lvo"
+
+
+def thumbnail(workflow: dict, title: str):
+    """A drawing of the workflow (group frames, node boxes, links) under its title, 512 × 384, as a PIL image."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", (512, 384), "#202020")
+    draw = ImageDraw.Draw(image)
+    boxes = [(n["pos"][0], n["pos"][1], n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
+             for n in workflow["nodes"]] + [(g["bounding"][0], g["bounding"][1], g["bounding"][0] + g["bounding"][2],
+                                              g["bounding"][1] + g["bounding"][3]) for g in workflow["groups"]]
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    scale = min(480 / (x1 - x0), 300 / (y1 - y0))
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return 16 + (x - x0) * scale, 68 + (y - y0) * scale
+
+    for group in workflow["groups"]:
+        gx, gy, gw, gh = group["bounding"]
+        draw.rectangle([*at(gx, gy), *at(gx + gw, gy + gh)], outline=group["color"], width=2)
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    for link in workflow["links"]:
+        a, b = nodes[link[1]], nodes[link[3]]
+        draw.line([at(a["pos"][0] + a["size"][0], a["pos"][1] + 20), at(b["pos"][0], b["pos"][1] + 20)],
+                  fill="#707070", width=1)
+    for node in workflow["nodes"]:
+        fill = "#2f5f8f" if node["type"].startswith("LVO") else "#4a4a4a"
+        draw.rectangle([*at(*node["pos"]), *at(node["pos"][0] + node["size"][0], node["pos"][1] + node["size"][1])],
+                       fill=fill, outline="#9a9a9a")
+    try:
+        font = ImageFont.load_default(size=26)
+    except TypeError:  # Pillow < 10.1 has one bitmap size only
+        font = ImageFont.load_default()
+    draw.text((16, 18), title, fill="#f0f0f0", font=font)
+    return image
+
+
+def write_templates(workflows: dict[str, dict]) -> None:
+    """``example_workflows/``: each workflow as is and its thumbnail, from ``workflows/`` alone."""
+    TEMPLATES.mkdir(exist_ok=True)
+    for name, workflow in workflows.items():
+        (TEMPLATES / name).write_text(json.dumps(workflow, indent=2) + "\n")
+        thumbnail(workflow, GRAPHS[name]["title"]).save(TEMPLATES / f"{Path(name).stem}.jpg", quality=88)
+    stale = TEMPLATES / "index.json"
+    if stale.exists():
+        stale.unlink()
+
+
 def main() -> None:
     specs = node_specs()
+    written = {}
     for name, graph in GRAPHS.items():
         workflow = build(graph, specs)
         problems = validate(workflow, specs)
         if problems:
             raise SystemExit(f"{name}: " + "; ".join(problems))
         (ROOT / "workflows" / name).write_text(json.dumps(workflow, indent=2) + "\n")
+        written[name] = workflow
         print("wrote", name)
+    write_templates({name: json.loads((ROOT / "workflows" / name).read_text()) for name in written})
+    print("wrote", TEMPLATES.relative_to(ROOT))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 //    peaks highlighted).
 //  - LVO Optimize: a table of the metrics of every visualization.
 //  - SAE Loader / Feature Hook: a one-line summary of what was loaded or selected.
+// Everything is a DOM widget (addDOMWidget), created with the node and filled when it has run: the classic canvas
+// renderer and Nodes 2.0 (Vue nodes, where canvas drawing hooks never run and only widgets that exist when the
+// node is mounted are shown) both display it.
 import { app } from "../../scripts/app.js";
 
 const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
@@ -10,10 +13,18 @@ const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"
 function domWidget(node, name, element, minHeight = 40) {
   const existing = node.widgets?.find((w) => w.name === name);
   if (existing) return existing.element;
+  element.style.minHeight = `${minHeight}px`;
   node.addDOMWidget(name, name, element, { serialize: false, hideOnZoom: false, getMinHeight: () => minHeight });
   const size = node.computeSize();
   node.setSize([Math.max(node.size[0], size[0]), Math.max(node.size[1], size[1])]);
   return element;
+}
+
+function placeholder(text) {
+  const el = document.createElement("div");
+  el.style.cssText = "font:11px sans-serif;color:#999;white-space:pre-wrap";
+  el.textContent = text;
+  return el;
 }
 
 function drawActivity(canvas, data, hover) {
@@ -65,9 +76,11 @@ function activityElement(node) {
   return { box, canvas, readout };
 }
 
+const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
 function metricsTable(report) {
   const rows = report.metrics.map((m) =>
-    `<tr><td>${m.label}</td><td>${m.timestep}</td><td>${m.seed}</td><td>${m.activation.toFixed(3)}</td>` +
+    `<tr><td>${escapeHtml(m.label)}</td><td>${m.timestep}</td><td>${m.seed}</td><td>${m.activation.toFixed(3)}</td>` +
     `<td>${m.prior_activation.toFixed(3)}</td><td>${m.ratio === null ? "—" : m.ratio.toFixed(2)}</td>` +
     `<td>${m.rank}/${m.num_units}</td></tr>`).join("");
   const state = report.complete ? "complete" : report.interrupted ? "interrupted (partial result)" : "stopped";
@@ -77,37 +90,59 @@ function metricsTable(report) {
     `${rows}</table></div>`;
 }
 
+function onCreated(nodeType, create) {
+  const onNodeCreated = nodeType.prototype.onNodeCreated;
+  nodeType.prototype.onNodeCreated = function () {
+    const result = onNodeCreated?.apply(this, arguments);
+    create(this);
+    return result;
+  };
+}
+
+function onExecuted(nodeType, show) {
+  const previous = nodeType.prototype.onExecuted;
+  nodeType.prototype.onExecuted = function (message) {
+    previous?.apply(this, arguments);
+    if (message) show(this, message);
+  };
+}
+
 app.registerExtension({
   name: "comfyui-lvo",
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    const onExecuted = nodeType.prototype.onExecuted;
     if (nodeData.name === "LVOActivityAnalysis") {
-      nodeType.prototype.onExecuted = function (message) {
-        onExecuted?.apply(this, arguments);
-        const payload = message?.lvo_activity?.[0];
-        if (!payload) return;
-        this.lvoActivity = JSON.parse(payload);
-        if (!this.lvoChart) { this.lvoChart = activityElement(this); domWidget(this, "lvo_activity_chart", this.lvoChart.box, 200); }
-        drawActivity(this.lvoChart.canvas, this.lvoActivity, null);
-      };
+      onCreated(nodeType, (node) => {
+        node.lvoChart = activityElement(node);
+        domWidget(node, "lvo_activity_chart", node.lvoChart.box, 200);
+        node.lvoChart.readout.textContent = "run the node to see its units' activity over the timesteps";
+      });
+      onExecuted(nodeType, (node, message) => {
+        const payload = message.lvo_activity?.[0];
+        if (!payload || !node.lvoChart) return;
+        node.lvoActivity = JSON.parse(payload);
+        node.lvoChart.readout.textContent = "hover the chart for values";
+        drawActivity(node.lvoChart.canvas, node.lvoActivity, null);
+      });
     } else if (nodeData.name === "LVOOptimize") {
-      nodeType.prototype.onExecuted = function (message) {
-        onExecuted?.apply(this, arguments);
-        const payload = message?.lvo_metrics?.[0];
-        if (!payload) return;
+      onCreated(nodeType, (node) => {
+        node.lvoMetrics = domWidget(node, "lvo_metrics", placeholder("metrics appear here after a run"), 60);
+      });
+      onExecuted(nodeType, (node, message) => {
+        const payload = message.lvo_metrics?.[0];
+        if (!payload || !node.lvoMetrics) return;
         const report = JSON.parse(payload);
-        const el = domWidget(this, "lvo_metrics", document.createElement("div"), 60 + 16 * report.metrics.length);
-        el.innerHTML = metricsTable(report);
-      };
+        node.lvoMetrics.style.minHeight = `${60 + 16 * report.metrics.length}px`;
+        node.lvoMetrics.innerHTML = metricsTable(report);
+        node.setSize([node.size[0], Math.max(node.size[1], node.computeSize()[1])]);
+      });
     } else if (nodeData.name === "LVOSAELoader" || nodeData.name === "LVOFeatureHook") {
-      nodeType.prototype.onExecuted = function (message) {
-        onExecuted?.apply(this, arguments);
-        const text = message?.text?.[0];
-        if (!text) return;
-        const el = domWidget(this, "lvo_summary", document.createElement("div"));
-        el.style.cssText = "font:11px sans-serif;color:#ccc;white-space:pre-wrap";
-        el.textContent = text;
-      };
+      onCreated(nodeType, (node) => {
+        node.lvoSummary = domWidget(node, "lvo_summary", placeholder(""), 20);
+      });
+      onExecuted(nodeType, (node, message) => {
+        const text = message.text?.[0];
+        if (text && node.lvoSummary) node.lvoSummary.textContent = text;
+      });
     }
   },
 });
