@@ -10,6 +10,7 @@ error preserved (SAeUron's steering). Many (unit, seed) rows steer in one batch,
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Sequence
 
 import numpy as np
@@ -24,6 +25,10 @@ from .sae.model import SparseAutoencoder
 from .sampling import default_latent_shape, sample
 
 REFERENCE_SEEDS = (1024, 1111, 4359, 3248, 1026)
+
+
+class SteeringWarning(UserWarning):
+    """A unit cannot be steered as asked and falls back to an unsteered prior (said, never silent)."""
 DEFAULT_SCALE = {"sae": 500.0, "raw": 50.0}
 MODES = ("add", "scale")
 
@@ -75,13 +80,15 @@ class StrengthSchedule:
             raise LVOError(f"steering window must satisfy 0 ≤ start ≤ end ≤ 1, got {window}")
         self.window = window
         self._profiles = [analysis.profile(u) for u in self.units] if analysis is not None else None
+        self.notes: dict[int, str] = {}
         if gate == "active":
-            silent = [u for u, p in zip(self.units, self._profiles) if not (p > 0).any()]
-            if silent:
-                kind = "feature" if analysis.unit_kind == "sae" else "channel"
-                raise LVOError(f"{kind} {silent[0]} is never among the top-{analysis.top_n} in this activity "
-                               f"analysis, so steering at its active timesteps would do nothing; steer within a "
-                               f"window instead, or pick an active unit")
+            kind = "feature" if analysis.unit_kind == "sae" else "channel"
+            for u, p in zip(self.units, self._profiles):
+                if not (p > 0).any() and u not in self.notes:
+                    self.notes[u] = (f"{kind} {u} is never among the top-{analysis.top_n} in this activity analysis, "
+                                     f"so it is not steered: its prior is a plain empty-prompt sample. To steer it, "
+                                     f"use a window with a fixed strength, or the faithful recipe's sample bank")
+                    warnings.warn(self.notes[u], SteeringWarning, stacklevel=2)
 
     def __call__(self, step: int, steps: int, t: int) -> Tensor:
         return self.at(int(t), step / max(1, steps - 1))

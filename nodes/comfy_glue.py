@@ -309,6 +309,13 @@ class Progress:
         return self.interrupt_seen or interrupted()
 
 
+def output_directory() -> Path:
+    """ComfyUI's output folder (where named sample banks are kept)."""
+    import folder_paths
+
+    return Path(folder_paths.get_output_directory())
+
+
 def save_partial(images: Tensor, report: str, prefix: str = "lvo_interrupted") -> list[dict]:
     """Write an interrupted run's images (PNG) and metrics (JSON) to ComfyUI's output folder; returns the image
     entries the frontend shows (``filename``, ``subfolder``, ``type``)."""

@@ -136,7 +136,7 @@ class LVOOptimize(io.ComfyNode):
         report = {"hookpoint": units.hookpoint, "kind": units.kind, "config": vis.config.to_dict(),
                   "complete": vis.complete, "interrupted": vis.interrupted or progress.interrupt_seen,
                   "stopped": vis.stopped, "seconds": round(vis.seconds, 2), "extra_memory_mb": extra_mb,
-                  "metrics": metrics}
+                  "notes": (latent.get("lvo_prior") or {}).get("notes", []), "metrics": metrics}
         text = json.dumps(report)
         ui = {"lvo_metrics": [text]}
         if report["interrupted"]:  # ComfyUI drops what an interrupted prompt computed: keep it on disk and show it

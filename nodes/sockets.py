@@ -7,3 +7,4 @@ from .comfy_glue import io
 SAE = io.Custom("LVO_SAE")
 UNITS = io.Custom("LVO_UNITS")
 ACTIVITY = io.Custom("LVO_ACTIVITY")
+BANK = io.Custom("LVO_BANK")

@@ -120,7 +120,10 @@ class LVOSteeringInit(io.ComfyNode):
         progress = glue.Progress(steps)
         samples = glue.sample(patched, noise, empty_prompt, empty_prompt, latent, steps, 1.0, sampler_name,
                               scheduler, seed_list[0], on_step=progress)
-        return io.NodeOutput({"samples": samples, "lvo_prior": {"rows": rows, "hookpoint": units.hookpoint}})
+        notes = list(schedule.notes.values())
+        return io.NodeOutput({"samples": samples, "lvo_prior": {"rows": rows, "hookpoint": units.hookpoint,
+                                                                "notes": notes}},
+                             ui={"text": notes} if notes else None)
 
 
 NODES = [LVOSteering, LVOSteeringInit]

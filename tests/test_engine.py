@@ -278,8 +278,9 @@ def test_strength_schedule():
         StrengthSchedule([1], strength=float("nan"))
     with pytest.raises(LVOError, match="either an activity analysis"):
         StrengthSchedule([1])
-    with pytest.raises(LVOError, match="channel 2 is never among the top-1"):
-        StrengthSchedule([1, 2], analysis=analysis, scale=1.0)
+    with pytest.warns(UserWarning, match="channel 2 is never among the top-1.*plain empty-prompt sample"):
+        silent = StrengthSchedule([1, 2], analysis=analysis, scale=1.0)
+    assert silent(0, 3, 900).tolist() == [4.0, 0.0] and list(silent.notes) == [2]  # unsteered, and said so
     assert StrengthSchedule([2], analysis=analysis, strength=1.0, gate="window").at(500, 0.5).tolist() == [1.0]
 
 

@@ -120,7 +120,7 @@ def test_every_node_is_registered_with_tooltips(pack):
     """Same node ids as the V1 pack (saved workflows keep loading); every input and output has a tooltip."""
     ids = set(pack.NODE_CLASS_MAPPINGS)
     assert ids == {"LVOSAELoader", "LVOFeatureHook", "LVOActivityAnalysis", "LVODatasetExamples", "LVOSteering",
-                   "LVOSteeringInit", "LVOOptimize", "LVOFeatureGrid"}
+                   "LVOSteeringInit", "LVOOptimize", "LVOFeatureGrid", "LVOSampleBank", "LVOFaithful"}
     for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
         schema = cls.define_schema()
         assert schema.node_id == node_id == cls.__name__ and pack.NODE_DISPLAY_NAME_MAPPINGS[node_id]
@@ -160,7 +160,7 @@ def test_with_comfy_api_the_pack_exports_only_the_v3_entry_point(monkeypatch):
         extension = asyncio.run(module.comfy_entrypoint())
         assert isinstance(extension, io_module.ComfyExtension)
         nodes = asyncio.run(extension.get_node_list())
-        assert [n.__name__ for n in nodes][:2] == ["LVOSAELoader", "LVOFeatureHook"] and len(nodes) == 8
+        assert [n.__name__ for n in nodes][:2] == ["LVOSAELoader", "LVOFeatureHook"] and len(nodes) == 10
         assert all(issubclass(n, io_module.ComfyNode) for n in nodes)
     finally:
         for name in [n for n in sys.modules if n == "lvo_v3" or n.startswith("lvo_v3.")]:
@@ -510,3 +510,26 @@ def test_sae_info_errors_name_paths_relative_to_models_sae(pack):
 
     status, body = asyncio.run(scenario())
     assert status == 422 and body == {"error": "bad holds no SAE this pack can read"}
+
+
+def test_sample_bank_and_faithful_nodes(fake_comfy, pack):
+    """The faithful recipe in ComfyUI: one bank, each row starts from its unit's k-th best pool image at t = 200."""
+    sae = random_sae(d_in=32)
+    spec = run(pack, "LVOFeatureHook", fake_comfy.patcher, "3, 8", "", sae).args[0]
+    bank = run(pack, "LVOSampleBank", fake_comfy.patcher, spec, empty_cond(), {"samples": torch.zeros(1, 4, 16, 16)},
+               6, 2, 1 << 20, "").args[0]
+    assert bank.size == 6 and fake_comfy.progress[-1][:2] == (6, 6)
+    faithful = "LVOFaithful"
+    latent, images, text = run(pack, faithful, fake_comfy.patcher, None, spec, empty_cond(), bank, "1, 2", "200", 2,
+                               "fp32").args
+    report = json.loads(text)
+    assert latent["samples"].shape == (4, 4, 16, 16) and images.shape == (4, 32, 32, 3) and report["complete"]
+    assert {m["timestep"] for m in report["metrics"]} == {200} and report["recipe"]["name"] == "faithful"
+    selected = run(pack, faithful, fake_comfy.patcher, None, spec, empty_cond(), bank, "1, 2", "", 0, "auto").args[0]
+    order = bank.top(3, 200, 2, sae)  # polish 0: exactly the unit's two best pool images (in LATENT space)
+    torch.testing.assert_close(selected["samples"][:2], bank.latents[order] / 0.18215)
+    other = run(pack, "LVOFeatureHook", fake_comfy.patcher, "3", "", random_sae(d_in=32, seed=9)).args[0]
+    with pytest.raises(Exception, match="different SAE"):
+        run(pack, faithful, fake_comfy.patcher, None, other, empty_cond(), bank, "1", "200", 1, "fp32")
+    with pytest.raises(Exception, match="one timestep or 'peak'"):
+        run(pack, faithful, fake_comfy.patcher, None, spec, empty_cond(), bank, "1", "0, 500", 1, "fp32")

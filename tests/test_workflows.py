@@ -26,8 +26,9 @@ def test_converter_matches_the_frontend_on_the_reference_workflow(specs):
     assert to_api(ui, specs) == {k: {kk: vv for kk, vv in v.items() if kk != "_meta"} for k, v in api.items()}
 
 
-def test_four_example_workflows_ship(specs):
-    assert {f.name for f in FILES} == set(GRAPHS) and len(FILES) == 4
+def test_five_example_workflows_ship(specs):
+    assert {f.name for f in FILES} == set(GRAPHS) and len(FILES) == 5
+    assert "lvo_faithful_feature.json" in GRAPHS  # the default recipe has its own workflow
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)

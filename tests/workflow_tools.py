@@ -20,7 +20,8 @@ REFERENCE = ROOT.parent / "shared" / "reference" / "comfyui-0.3.64-object_info-c
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SEED_NAMES = {"seed", "noise_seed"}
 NOTE = "Note"  # a frontend-only node (text shown on the canvas); never sent to the server
-EXTRA_HEIGHT = {"LVOActivityAnalysis": 210, "LVOOptimize": 80, "LVOSAELoader": 30, "LVOFeatureHook": 30}  # DOM widgets
+EXTRA_HEIGHT = {"LVOActivityAnalysis": 210, "LVOOptimize": 80, "LVOFaithful": 80, "LVOSAELoader": 30,
+                "LVOFeatureHook": 30}  # DOM widgets
 CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
 SAE = "SAeUron"
 
@@ -294,6 +295,19 @@ def _feature_chain(first: int, hook_inputs: dict, prefix: str) -> dict:
 LOAD = "Load: checkpoint, empty prompt, SAE"
 LOADERS = [99, 1, 2, 3]
 GRAPHS = {
+    "lvo_faithful_feature.json": {
+        "title": "LVO: faithful feature pictures",
+        "note": "The default recipe: a sample bank of the model's own images (built once, kept under "
+                "output/lvo_banks/), each feature's best one at t = 200, polished for 30 steps.",
+        "groups": [(LOAD, LOADERS), ("Features 1234 and 77: sample bank -> faithful pictures", [4, 5, 6, 7, 8, 9])],
+        "nodes": {**BASE, 4: ("LVOFeatureHook", {"model": L(1), "units": "1234, 77", "sae": L(3)}),
+                  5: ("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}),
+                  6: ("LVOSampleBank", {"model": L(1), "units": L(4), "empty_prompt": L(2), "latent": L(5),
+                                        "name": "sd15_up_blocks.1.attentions.1"}),
+                  7: ("LVOFaithful", {"model": L(1), "vae": L(1, 2), "units": L(4), "empty_prompt": L(2),
+                                      "bank": L(6)}),
+                  8: ("LVOFeatureGrid", {"images": L(7, 1), "metrics": L(7, 2)}),
+                  9: ("SaveImage", {"images": L(8), "filename_prefix": "lvo_faithful"})}},
     "lvo_sae_feature.json": {
         "title": "LVO: one SAE feature",
         "note": "One SAE feature the full LVO way: activity analysis -> steering prior -> LVO at {0} + peaks.",

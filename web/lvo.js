@@ -123,7 +123,7 @@ app.registerExtension({
         node.lvoChart.readout.textContent = "hover the chart for values";
         drawActivity(node.lvoChart.canvas, node.lvoActivity, null);
       });
-    } else if (nodeData.name === "LVOOptimize") {
+    } else if (nodeData.name === "LVOOptimize" || nodeData.name === "LVOFaithful") {
       onCreated(nodeType, (node) => {
         node.lvoMetrics = domWidget(node, "lvo_metrics", placeholder("metrics appear here after a run"), 60);
       });

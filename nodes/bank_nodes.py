@@ -1,0 +1,155 @@
+"""Sample Bank (the model's own unconditional samples, scored for every unit) and LVO Faithful (the default recipe:
+the best-scoring pool sample per unit and seed, briefly polished)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from ..lvo_core.bank import BankSettings, build_bank
+from ..lvo_core.errors import LVOError
+from ..lvo_core.optimize import auto_precision
+from ..lvo_core.recipes import recipe, visualize_recipe
+from ..lvo_core.selection import SELECT_T, selection_timesteps
+from ..lvo_core.units import parse_units
+from . import comfy_glue as glue
+from .comfy_glue import io
+from .sockets import ACTIVITY, BANK, UNITS
+
+CATEGORY = "LVO"
+BANK_FOLDER = "lvo_banks"
+
+
+def bank_folder(name: str) -> Path | None:
+    """``output/lvo_banks/<name>`` for a named bank (kept and resumed across runs); None keeps it in memory."""
+    name = name.strip()
+    if not name:
+        return None
+    if any(c in name for c in "/\\\0") or name in (".", ".."):
+        raise LVOError(f"bank name '{name}' must be a plain folder name (letters, digits, - and _), not a path")
+    return glue.output_directory() / BANK_FOLDER / name
+
+
+def selection_rule(text: str) -> str | int:
+    """'peak', one timestep, or (empty) the default selection timestep."""
+    text = text.strip()
+    if text == "peak":
+        return text
+    values = parse_units(text)
+    if len(values) > 1:
+        raise LVOError(f"selection_t takes one timestep or 'peak', got '{text}'")
+    return values[0] if values else SELECT_T
+
+
+class LVOSampleBank(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LVOSampleBank", display_name="LVO Sample Bank", category=CATEGORY,
+            description="A pool of the model's own samples (empty prompt, no CFG, DDIM), built once and reused by "
+                        "every faithful visualization of this block: each unit starts from the pool image that "
+                        "drives it hardest. Named banks are saved under output/lvo_banks/ and resume if "
+                        "interrupted; a bank made with another model or SAE is refused.",
+            inputs=[
+                io.Model.Input("model", tooltip="The diffusion model (SD1.x/SD2.x UNet)."),
+                UNITS.Input("units", tooltip="Units from LVO Feature Hook: the bank is scored at their block, with "
+                                             "their SAE."),
+                io.Conditioning.Input("empty_prompt", tooltip="Conditioning of the EMPTY prompt: the pool is "
+                                                              "sampled unconditionally."),
+                io.Latent.Input("latent", tooltip="An Empty Latent Image: the size of the pool's samples."),
+                io.Int.Input("size", default=160, min=8, max=100000,
+                             tooltip="Pool size (160). On the toy world best-of-40 shows the concept 72 % of the "
+                                     "time, best-of-160 88 %."),
+                io.Int.Input("steps", default=25, min=1, max=200, tooltip="DDIM steps per sample (25)."),
+                io.Int.Input("seed", default=BankSettings().seed, min=0, max=2 ** 48,
+                             tooltip="Pool image i is sampled from seed + i."),
+                io.String.Input("name", default="", tooltip="Folder name under output/lvo_banks/ to keep (and "
+                                                            "resume) the bank; empty = this run only."),
+            ],
+            outputs=[BANK.Output(display_name="bank", tooltip="The sample bank, for LVO Faithful.")])
+
+    @classmethod
+    def execute(cls, model, units, empty_prompt, latent: dict, size: int, steps: int, seed: int,
+                name: str) -> io.NodeOutput:
+        shape = tuple(glue.latent_in(model, latent["samples"][:1]).shape[1:])
+        backend = glue.backend(model, units, None, empty_prompt, shape, trainable=False)
+        settings = BankSettings(size=size, steps=steps, seed=seed)
+        progress = glue.Progress(size)
+        bank = build_bank(backend, settings, sae=units.sae, out=bank_folder(name), on_progress=progress,
+                          should_stop=glue.interrupted)
+        return io.NodeOutput(bank)
+
+
+class LVOFaithful(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LVOFaithful", display_name="LVO Faithful", category=CATEGORY,
+            description="The faithful recipe (the pack's default): per unit and seed, the sample-bank image that "
+                        "drives the unit hardest at the selection timestep, then a short LVO polish there. On the "
+                        "toy world, where the truth is known, its images show the unit's concept 88-92 % of the "
+                        "time (paper recipe: 0-1 %). Interrupt keeps what is done.",
+            inputs=[
+                io.Model.Input("model", tooltip="The diffusion model (SD1.x/SD2.x UNet)."),
+                io.Vae.Input("vae", tooltip="Decodes the visualizations."),
+                UNITS.Input("units", tooltip="Units to visualize."),
+                io.Conditioning.Input("empty_prompt", tooltip="Conditioning of the EMPTY prompt."),
+                BANK.Input("bank", tooltip="A Sample Bank of this model and block."),
+                io.String.Input("seeds", default="1, 2, 3, 4",
+                                tooltip="One picture per seed: seed k starts from the unit's k-th best pool image."),
+                io.String.Input("selection_t", default=str(SELECT_T),
+                                tooltip=f"Timestep the pool is scored and polished at: a number ({SELECT_T}, "
+                                        f"measured best) or 'peak' (each unit's activity peak; needs an analysis)."),
+                io.Int.Input("polish_steps", default=recipe("faithful").config.steps, min=0, max=1000,
+                             tooltip="LVO steps after the selection (30; 0 = the pool image as it is). Longer "
+                                     "polishes raise activation and lose the concept."),
+                io.Combo.Input("precision", options=["auto", "fp32", "bf16", "fp16"],
+                               tooltip="UNet precision (autocast; the latent stays fp32)."),
+                ACTIVITY.Input("activity", optional=True,
+                               tooltip="Activity analysis: dataset maxima for the ratio metric, peaks for 'peak'."),
+            ],
+            outputs=[
+                io.Latent.Output(display_name="latent", tooltip="Visualization latents, one per unit × seed."),
+                io.Image.Output(display_name="images", tooltip="Decoded visualizations."),
+                io.String.Output(display_name="metrics", tooltip="Metrics per image as JSON (activation, ratio to "
+                                                                 "dataset max, pool image, selection timestep)."),
+            ])
+
+    @classmethod
+    def execute(cls, model, vae, units, empty_prompt, bank, seeds: str, selection_t: str, polish_steps: int,
+                precision: str, activity=None) -> io.NodeOutput:
+        seed_list = parse_units(seeds)
+        if not seed_list:
+            raise LVOError("give at least one seed, e.g. '1, 2, 3, 4'")
+        rule = selection_rule(selection_t)
+        base = recipe("faithful", raw=units.sae is None)
+        config = replace(base.config, steps=max(polish_steps, 1), check_every=10,
+                         precision=auto_precision(glue.compute_device(model)) if precision == "auto" else precision)
+        chosen = replace(base, config=config, polish=polish_steps > 0, select_t=rule)
+        shape = tuple(bank.latents.shape[1:])
+        backend = glue.backend(model, units, vae, empty_prompt, shape)
+        progress = glue.Progress(len(units.units) * len(seed_list) * max(polish_steps, 1), keep_partial=True)
+        try:
+            timesteps, _ = selection_timesteps(units.units, rule, activity)
+            bank.ensure_scores(backend, units.sae, sorted(set(timesteps.values())))
+            vis = visualize_recipe(backend, chosen, list(units.units), sae=units.sae, analysis=activity,
+                                   seeds=seed_list, bank=bank, batch_size="auto", on_progress=progress,
+                                   should_stop=progress.should_stop)
+            extra_mb = round(backend.copy_bytes / 2 ** 20, 1)
+        finally:
+            backend.release()
+        metrics = [{**m, "label": units.label(m["unit"])} for m in vis.metrics]
+        report = {"hookpoint": units.hookpoint, "kind": units.kind, "recipe": chosen.describe(),
+                  "complete": vis.complete, "interrupted": vis.interrupted or progress.interrupt_seen,
+                  "seconds": round(vis.seconds, 2), "extra_memory_mb": extra_mb,
+                  "notes": sorted({m["note"] for m in metrics if m.get("note")}), "metrics": metrics}
+        text = json.dumps(report)
+        ui = {"lvo_metrics": [text]}
+        if report["interrupted"]:
+            ui["images"] = glue.save_partial(vis.images, text) if vis.images is not None else []
+            glue.end_interrupted(ui)
+        return io.NodeOutput({"samples": glue.latent_out(model, vis.latents)}, vis.images, text, ui=ui)
+
+
+NODES = [LVOSampleBank, LVOFaithful]
