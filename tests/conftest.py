@@ -91,3 +91,6 @@ def ldm_view(unet) -> nn.Module:
             outputs.append(nn.ModuleList(items))
     root.output_blocks = nn.ModuleList(outputs)
     return root
+
+
+from comfy_standins import fake_comfy, pack  # noqa: E402,F401  (the ComfyUI stand-ins, for node tests anywhere)

@@ -3,9 +3,10 @@
 A case gives, per entry point, how to feed it the bad input (``cli``: the arguments of ``python -m lvo_core``;
 ``python``: a library call), or in ``not_for`` why that entry point cannot meet it. Each entry point has one runner
 that checks the same error and message fragments: the Python runner the error class and that nothing else changed,
-the CLI runner exit status 2 and one line on stderr, never a traceback. A new entry point (the ComfyUI nodes) is
-one field of :class:`Case` and one runner in ``RUNNERS``; :func:`test_every_case_names_every_entry_point` then
-fails until every case says how it meets it, or why it cannot.
+the CLI runner exit status 2 and one line on stderr, never a traceback, the node runner (the pack's nodes on the
+ComfyUI stand-ins) the same error and message as ComfyUI would show it on the node, with the shared model
+unpatched. A new entry point is one field of :class:`Case` and one runner in ``RUNNERS``;
+:func:`test_every_case_names_every_entry_point` then fails until every case says how it meets it, or why not.
 """
 
 from __future__ import annotations
@@ -134,13 +135,15 @@ VIS = ["visualize", "--timesteps", "0", "--seeds", "1", "--prior", "random", "--
 @dataclass
 class Case:
     """One bad input: what must be raised (``error``, ``fragments`` of its message) and how each entry point
-    meets it: ``cli(tmp) -> argv``, ``python(tmp, unet, backend)``; ``not_for`` names why an entry point cannot."""
+    meets it: ``cli(tmp) -> argv``, ``python(tmp, unet, backend)``, ``node(tmp, host)`` (a :class:`NodeHost`);
+    ``not_for`` names why an entry point cannot."""
 
     id: str
     error: type
     fragments: list[str]
     cli: object = None
     python: object = None
+    node: object = None
     not_for: dict[str, str] = field(default_factory=dict)
 
 
@@ -307,7 +310,113 @@ def run_cli(case: Case, tmp: Path, unet, backend) -> None:
         assert fragment in lines[0], f"'{fragment}' missing from: {lines[0]}"
 
 
-RUNNERS = {"python": run_python, "cli": run_cli}  # a node runner joins here (see the module docstring)
+class NodeHost:
+    """The pack's nodes on the ComfyUI stand-ins (``tests/comfy_standins.py``), as a workflow would chain them."""
+
+    def __init__(self, pack, comfy, monkeypatch):
+        self.pack, self.comfy, self.monkeypatch = pack, comfy, monkeypatch
+
+    def _run(self, node_id: str, **inputs):
+        cls = self.pack.NODE_CLASS_MAPPINGS[node_id]
+        return cls.execute(**inputs).args[0]
+
+    def loader(self, path: Path, hookpoint: str = "", k: int = 0):
+        """LVO SAE Loader on a file that the models/sae listing resolved to ``path``."""
+        self.monkeypatch.setattr(self.comfy.glue, "sae_path", lambda name: Path(path))
+        return self._run("LVOSAELoader", sae_name=Path(path).name, hookpoint=hookpoint, k=k)
+
+    def hook(self, units: str = "1", hookpoint: str = "", sae=None):
+        return self._run("LVOFeatureHook", model=self.comfy.patcher, units=units, hookpoint=hookpoint, sae=sae)
+
+    def sae_units(self, units: str = "3"):
+        return self.hook(units, sae=random_sae())
+
+    def optimize(self, units, timesteps: str = "0", steps: int = 1, lr: float = 0.05, objective: str = "dense",
+                 activity=None):
+        return self._run("LVOOptimize", model=self.comfy.patcher, vae=None, units=units,
+                         empty_prompt=[[CharPromptEncoder()([""]), {}]], latent={"samples": torch.zeros(1, 4, 16, 16)},
+                         timesteps=timesteps, preset="auto", steps=steps, lr=lr, seeds="1", objective=objective,
+                         robustness="L1", noise=True, batch_size=1, precision="fp32", preview_every=0,
+                         activity=activity)
+
+    def steering(self, units, strength: float, timesteps: str = "window", activity=None):
+        return self._run("LVOSteering", model=self.comfy.patcher, units=units, mode="add", strength=strength,
+                         scale=0.0, timesteps=timesteps, start_percent=0.0, end_percent=1.0, apply_to="both",
+                         activity=activity)
+
+
+def run_node(case: Case, tmp: Path, host: NodeHost) -> None:
+    """ComfyUI shows the error's message on the node: the same class (by name: the pack carries its own copy of
+    lvo_core) and fragments, and the shared model gets no patch."""
+    with pytest.raises(Exception) as info:
+        case.node(tmp, host)
+    names = {k.__name__ for k in type(info.value).__mro__}
+    assert case.error.__name__ in names and "ValueError" in names, type(info.value).__mro__
+    for fragment in case.fragments:
+        assert fragment in str(info.value), f"'{fragment}' missing from: {info.value}"
+    assert host.comfy.patcher.wrappers == {}
+
+
+NODES = {
+    "sae width differs from the block (no block fits)": lambda tmp, n: n.hook("1", sae=n.loader(sae_folder(tmp, 1280))),
+    "sae width differs from the block (others fit)": lambda tmp, n: n.hook("1", sae=n.loader(sae_folder(tmp, 64))),
+    "unknown hookpoint": lambda tmp, n: n.hook("1", "up_blocks.9.attentions.0"),
+    "SDXL hookpoint on an SD1.5-style model": lambda tmp, n: n.hook("1", "down.2.1"),
+    "feature index out of range": lambda tmp, n: n.hook("500", sae=random_sae()),
+    "channel index out of range": lambda tmp, n: n.hook("32"),
+    "duplicated unit": lambda tmp, n: n.hook("3, 3", sae=random_sae()),
+    "empty unit list": lambda tmp, n: n.hook("", sae=random_sae()),
+    "unreadable unit text": lambda tmp, n: n.hook("3, x", sae=random_sae()),
+    "unreadable atlas range": lambda tmp, n: n.hook("5-x", sae=random_sae()),
+    "negative steps": lambda tmp, n: n.optimize(n.sae_units(), steps=-5),
+    "lr ≤ 0": lambda tmp, n: n.optimize(n.sae_units(), lr=0.0),
+    "NaN steering strength": lambda tmp, n: n.steering(n.sae_units(), float("nan")),
+    "timestep outside the schedule": lambda tmp, n: n.optimize(n.sae_units(), timesteps="1000"),
+    "analysis from another hookpoint": lambda tmp, n: n.optimize(n.sae_units(), activity=other_analysis()),
+    "analysis from another SAE": lambda tmp, n: n.optimize(n.sae_units(), activity=other_analysis(HP)),
+    "peaks without an analysis": lambda tmp, n: n.optimize(n.sae_units(), timesteps="peaks"),
+    "empty safetensors": lambda tmp, n: n.loader(corrupt(tmp, "empty")),
+    "truncated safetensors": lambda tmp, n: n.loader(corrupt(tmp, "truncated")),
+    "pickle where safetensors was expected": lambda tmp, n: n.loader(corrupt(tmp, "pickle")),
+    "cfg.json that lies about shapes": lambda tmp, n: n.loader(write_sae(tmp / "lie", d_in=1280)),
+    "unknown SAE format": lambda tmp, n: n.loader(tmp),
+    "hookpoint missing from a multi-hookpoint root": lambda tmp, n: n.loader(sae_root(tmp), "mid_block.attentions.0"),
+    "unknown objective value": lambda tmp, n: n.optimize(n.sae_units(), objective="bogus"),
+}
+NOT_FOR_NODES = {
+    "atlas chunk size 0": "the atlas is a CLI command; no node chunks work",
+    "steering with neither an analysis nor a strength": "the node says it in its own words first (strength 0 means "
+                                                        "'dataset max × scale', which needs an activity analysis): "
+                                                        "test_nodes",
+    "analysis file missing": "analyses reach nodes as LVO_ACTIVITY sockets, never as file names",
+    "row timesteps given to the faithful recipe": "LVO Faithful has no row-timesteps input, only selection_t",
+    "hookpoint given for a single SAE without a model": "SAE Loader passes the hookpoint on; Feature Hook checks it",
+    "backend without a decoder": "every node backend decodes with the VAE socket ComfyUI requires",
+    "backend without a schedule": "a node backend reads the schedule from the MODEL itself",
+    "one seed per prompt": "Activity Analysis makes one seed per prompt itself",
+    "model that does not exist": "ComfyUI's own loaders open models",
+    "single-file checkpoint without a config": "ComfyUI's own loaders open checkpoints",
+    "checkpoint whose VAE does not load": "ComfyUI's own loaders open checkpoints",
+    "priors file without the unit": "priors reach LVO Optimize as a LATENT (its missing row: test_nodes)",
+    "--raw and --sae together": "Feature Hook has one optional SAE socket: raw without it, SAE with it",
+    "prompts file missing": "prompts reach Activity Analysis as text, never as a file name",
+    "rerun from a missing result.json": "a CLI rerun; ComfyUI reruns from the saved workflow",
+    "latents become NaN mid-run": "the NaN stop is the engine's and reported in the node's metrics (test_hygiene)",
+}
+for _case in CASES:
+    if _case.id in NODES:
+        _case.node = NODES[_case.id]
+    elif _case.id in NOT_FOR_NODES:
+        _case.not_for["node"] = NOT_FOR_NODES[_case.id]
+
+
+def run_node_case(case: Case, tmp: Path, request) -> None:
+    host = NodeHost(request.getfixturevalue("pack"), request.getfixturevalue("fake_comfy"),
+                    request.getfixturevalue("monkeypatch"))
+    run_node(case, tmp, host)
+
+
+RUNNERS = {"python": run_python, "cli": run_cli, "node": run_node_case}
 MATRIX = [(case, entry) for case in CASES for entry in RUNNERS if getattr(case, entry, None) is not None]
 
 
@@ -318,8 +427,11 @@ def test_every_case_names_every_entry_point():
 
 
 @pytest.mark.parametrize("case, entry", MATRIX, ids=[f"{e}: {c.id}" for c, e in MATRIX])
-def test_bad_input_gets_a_clear_error(case, entry, tmp_path, unet, backend):
-    RUNNERS[entry](case, tmp_path, unet, backend)
+def test_bad_input_gets_a_clear_error(case, entry, tmp_path, unet, backend, request):
+    if entry == "node":
+        run_node_case(case, tmp_path, request)
+    else:
+        RUNNERS[entry](case, tmp_path, unet, backend)
 
 
 def test_no_bare_value_errors_in_the_library():
