@@ -195,6 +195,23 @@ def bank_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, default=8, help="examples per unit (8)")
 
 
+def search_args(p: argparse.ArgumentParser) -> None:
+    _model_args(p)
+    p.add_argument("--image", action="append", help="image file to search (repeat for several)")
+    p.add_argument("--prompt", action="append", help="…or a prompt: its generation is searched (repeatable)")
+    p.add_argument("--timestep", type=int, default=200, help="timestep the features are read at (200)")
+    p.add_argument("--top", type=int, default=10, help="features per image (10)")
+    p.add_argument("--by", default="auto", choices=["auto", "lift", "ratio", "activation"],
+                   help="rank by lift over the bank's samples (auto with --bank), ratio to dataset max (auto with "
+                        "--analysis) or raw activation")
+    p.add_argument("--bank", help="sample bank folder (its pool is the baseline for 'lift')")
+    p.add_argument("--analysis", help="activity analysis (dataset max and activity peak of each hit)")
+    p.add_argument("--steps", type=int, default=25, help="sampling steps for --prompt (25)")
+    p.add_argument("--guidance", type=float, default=7.5, help="CFG scale for --prompt (7.5)")
+    p.add_argument("--seed", type=int, default=0, help="seed for --prompt")
+    p.add_argument("--out", default="lvo_runs/search", help="output folder (search.png, search.json)")
+
+
 def demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="lvo_runs/demo", help="output folder (default: lvo_runs/demo)")
     p.add_argument("--units", type=int, default=6, help="how many concept-pure features to show (6)")
@@ -224,6 +241,8 @@ SUBCOMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Cal
     ("examples", "top-activating generations of a unit, ranked, with heatmaps", examples_args, commands.cmd_examples),
     ("bank", "the sample bank: the model's own samples, scored for every unit (faithful's starts)", bank_args,
      commands.cmd_bank),
+    ("search", "which SAE features an image (or a prompt's generation) drives, and where", search_args,
+     commands.cmd_search),
     ("info", "hookable blocks of a model, SAE summary, and whether they fit", info_args, commands.cmd_info),
     ("convert", "convert an SAE (e.g. a pickled ae.pt/state_dict.pth) to safetensors", convert_args,
      commands.cmd_convert),

@@ -415,6 +415,75 @@ def cmd_bank(s: Any) -> int:
     return 0
 
 
+def cmd_search(s: Any) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from .bank import SampleBank
+    from .examples import overlay
+    from .feature_search import search_features, unit_list
+    from .metrics import display_images
+    from .plots import image_grid
+    from .report import save_json, save_png, versions
+    from .sampling import sample
+
+    if not s.image and not s.prompt:
+        raise LVOError("give --image FILE or --prompt TEXT (either may be repeated)")
+    model, sae, hookpoint = setup(s)
+    if sae is None:
+        raise LVOError("feature search ranks SAE features: give --sae (raw channels have no dictionary to search)")
+    backend = backend_for(model, hookpoint)
+    latents, names = [], []
+    for path in s.image or []:
+        if not Path(path).is_file():
+            raise LVOError(f"image {path} does not exist")
+        encoder = model.encoder
+        if encoder is None:
+            raise LVOError(f"model '{model.source}' has no image encoder (VAE); search a --prompt instead")
+        c, h, w = backend.latent_shape
+        with torch.no_grad():  # the decoder's output size says how many pixels a latent cell covers
+            size = model.decoder(torch.zeros(1, c, h, w, device=backend.device)).shape[-2:]
+        picture = Image.open(path).convert("RGB").resize((int(size[1]), int(size[0])), Image.BICUBIC)
+        pixels = torch.from_numpy(np.asarray(picture, np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            latents.append(encoder(pixels.to(backend.device)).float().cpu())
+        names.append(Path(path).name)
+    if s.prompt:
+        encode = model.require_prompts()
+        with torch.no_grad():
+            latents.append(sample(model.unet, model.scheduler, encode(list(s.prompt)), uncond=encode([""]),
+                                  guidance=s.guidance, steps=s.steps, seeds=range(s.seed, s.seed + len(s.prompt)),
+                                  latent_shape=backend.latent_shape).float().cpu())
+        names += list(s.prompt)
+    z = torch.cat(latents)
+    bank = SampleBank.load(s.bank) if s.bank else None
+    found = search_features(backend, sae, z, timestep=s.timestep, top=s.top, by=s.by,
+                            analysis=load_analysis(s.analysis), bank=bank)
+    with torch.no_grad():
+        images = display_images(model.decoder(z.to(backend.device)).float().cpu()).numpy() if model.decoder else None
+    tiles, labels = [], []
+    for name, image, hits in zip(names, images if images is not None else [None] * len(names), found):
+        print(f"{name}: " + ", ".join(f"{h.unit} ({h.score:.2f})" for h in hits))
+        if image is None:
+            continue
+        tiles.append(image)
+        labels.append(name)
+        for h in hits:
+            tiles.append(overlay(image, h.heatmap.numpy()))
+            extra = "".join(f", {k} {getattr(h, k)}" for k in ("lift", "ratio") if getattr(h, k) is not None)
+            labels.append(f"feature {h.unit}: activation {h.activation:.3f}{extra}")
+    out = Path(s.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if tiles:
+        save_png(image_grid(tiles, labels, columns=s.top + 1, cell=128), out / "search.png")
+    save_json({"command": "search", "args": recorded_args(s), "timestep": s.timestep, "versions": versions(),
+               "images": [{"name": n, "units": unit_list(h), "hits": [x.to_dict() for x in h]}
+                          for n, h in zip(names, found)]}, out / "search.json")
+    print(f"wrote {out}/search.json" + (", search.png (each hit's heatmap over the image)" if tiles else "")
+          + f"; feed the units to LVO: --units {unit_list(found[0]).replace(' ', '')}")
+    return 0
+
+
 def cmd_examples(s: Any) -> int:
     from .examples import generate_with_maps, overlay, rank_examples
     from .metrics import display_images

@@ -48,6 +48,23 @@ class LoadedModel:
             return vae_decoder(self.vae)
         return None
 
+    @property
+    def encoder(self) -> Callable[[Tensor], Tensor] | None:
+        """Images ``[B, 3, H, W]`` in [-1, 1] → latents: the VAE's encoder (posterior mean, scaled), or the toy
+        world's codec."""
+        codec = self.info.get("decoder")
+        if codec is not None:
+            return lambda images: codec.encode(images.float().cpu())
+        if self.vae is None:
+            return None
+        vae = self.vae
+        factor = float(getattr(vae.config, "scaling_factor", 0.18215))
+
+        def encode(images: Tensor) -> Tensor:
+            param = next(vae.parameters())
+            return vae.encode(images.to(param)).latent_dist.mean * factor
+        return encode
+
     def require_prompts(self) -> PromptEncoder:
         if self.encode_prompt is None:
             raise LVOError(f"model '{self.source}' has no text encoder: add text_encoder/ and tokenizer/ (and "

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 
 from ..lvo_core.errors import LVOError
-from . import activity_nodes, bank_nodes, lvo_nodes, sae_nodes, steering_nodes
+from . import activity_nodes, bank_nodes, lvo_nodes, sae_nodes, search_nodes, steering_nodes
 from .comfy_glue import V3, ComfyExtension, install_hint, missing_requirements
 
-NODE_MODULES = (sae_nodes, activity_nodes, steering_nodes, lvo_nodes, bank_nodes)
+NODE_MODULES = (sae_nodes, activity_nodes, steering_nodes, lvo_nodes, bank_nodes, search_nodes)
 
 __all__ = ["V3", "comfy_entrypoint", "node_list", "node_mappings", "setup_comfyui"]
 

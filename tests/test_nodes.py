@@ -23,7 +23,8 @@ def test_every_node_is_registered_with_tooltips(pack):
     """Same node ids as the V1 pack (saved workflows keep loading); every input and output has a tooltip."""
     ids = set(pack.NODE_CLASS_MAPPINGS)
     assert ids == {"LVOSAELoader", "LVOFeatureHook", "LVOActivityAnalysis", "LVODatasetExamples", "LVOSteering",
-                   "LVOSteeringInit", "LVOOptimize", "LVOFeatureGrid", "LVOSampleBank", "LVOFaithful"}
+                   "LVOSteeringInit", "LVOOptimize", "LVOFeatureGrid", "LVOSampleBank", "LVOFaithful",
+                   "LVOFeatureSearch"}
     for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
         schema = cls.define_schema()
         assert schema.node_id == node_id == cls.__name__ and pack.NODE_DISPLAY_NAME_MAPPINGS[node_id]
@@ -63,7 +64,7 @@ def test_with_comfy_api_the_pack_exports_only_the_v3_entry_point(monkeypatch):
         extension = asyncio.run(module.comfy_entrypoint())
         assert isinstance(extension, io_module.ComfyExtension)
         nodes = asyncio.run(extension.get_node_list())
-        assert [n.__name__ for n in nodes][:2] == ["LVOSAELoader", "LVOFeatureHook"] and len(nodes) == 10
+        assert [n.__name__ for n in nodes][:2] == ["LVOSAELoader", "LVOFeatureHook"] and len(nodes) == 11
         assert all(issubclass(n, io_module.ComfyNode) for n in nodes)
     finally:
         for name in [n for n in sys.modules if n == "lvo_v3" or n.startswith("lvo_v3.")]:

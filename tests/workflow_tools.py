@@ -308,6 +308,23 @@ GRAPHS = {
                                       "bank": L(6)}),
                   8: ("LVOFeatureGrid", {"images": L(7, 1), "metrics": L(7, 2)}),
                   9: ("SaveImage", {"images": L(8), "filename_prefix": "lvo_faithful"})}},
+    "lvo_feature_search.json": {
+        "title": "LVO: find features in an image",
+        "note": "Feature search: the SAE features an image drives most (ranked by lift over the model's own "
+                "samples), their heatmaps, and faithful pictures of them.",
+        "groups": [(LOAD, LOADERS), ("Image -> features found -> their faithful pictures",
+                                     [4, 5, 6, 7, 8, 9, 10, 11])],
+        "nodes": {**BASE, 4: ("LoadImage", {"image": "example.png"}),
+                  5: ("LVOFeatureHook", {"model": L(1), "units": "0", "sae": L(3)}),
+                  6: ("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}),
+                  7: ("LVOSampleBank", {"model": L(1), "units": L(5), "empty_prompt": L(2), "latent": L(6),
+                                        "name": "sd15_up_blocks.1.attentions.1"}),
+                  8: ("LVOFeatureSearch", {"model": L(1), "vae": L(1, 2), "sae": L(3), "image": L(4),
+                                           "empty_prompt": L(2), "top": 8, "bank": L(7)}),
+                  9: ("PreviewImage", {"images": L(8, 1)}),
+                  10: ("LVOFaithful", {"model": L(1), "vae": L(1, 2), "units": L(8), "empty_prompt": L(2),
+                                       "bank": L(7)}),
+                  11: ("LVOFeatureGrid", {"images": L(10, 1), "metrics": L(10, 2)})}},
     "lvo_sae_feature.json": {
         "title": "LVO: one SAE feature",
         "note": "One SAE feature the full LVO way: activity analysis -> steering prior -> LVO at {0} + peaks.",
