@@ -97,7 +97,8 @@ class LVOFaithful(io.ComfyNode):
                 io.Conditioning.Input("empty_prompt", tooltip="Conditioning of the EMPTY prompt."),
                 BANK.Input("bank", tooltip="A Sample Bank of this model and block."),
                 io.String.Input("seeds", default="1, 2, 3, 4",
-                                tooltip="One picture per seed: seed k starts from the unit's k-th best pool image."),
+                                tooltip="One picture per seed: the k-th seed of the list starts from the unit's k-th "
+                                        "best pool image (the seed itself draws the polish's noise)."),
                 io.String.Input("selection_t", default=str(SELECT_T),
                                 tooltip=f"Timestep the pool is scored and polished at: a number ({SELECT_T}, "
                                         f"measured best) or 'peak' (each unit's activity peak; needs an analysis)."),

@@ -171,8 +171,9 @@ class LVOFeatureGrid(io.ComfyNode):
             if len(rows) != len(arrays):
                 raise LVOError(f"{len(arrays)} images but {len(rows)} metric rows; connect the images and metrics "
                                f"of the same LVO Optimize node")
-            labels = [f"{m['unit']} t{m['timestep']} " + (f"x{m['ratio']:.2f}" if m.get("ratio") is not None
-                                                          else f"a{m['activation']:.2f}") for m in rows]
+            labels = [f"{m.get('label', m['unit'])}" + (f", seed {m['seed']}" if "seed" in m else "")
+                      + f", t {m['timestep']}: " + (f"{m['ratio']:.2f}x dataset max" if m.get("ratio") is not None
+                                                    else f"activation {m['activation']:.2f}") for m in rows]
             sheet = contact_sheet(arrays, [m["unit"] for m in rows], labels, cell=cell)
         else:
             sheet = image_grid(arrays, None, columns=min(len(arrays), 8), cell=cell)
