@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -255,8 +256,6 @@ def _load_batches(folder: Path, model_id: str) -> Tensor:
     found: dict[int, Tensor] = {}
     for path in sorted(folder.glob("latents-*.safetensors")):
         check_safetensors_file(path)
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
             tensor = fh.get_tensor("latents")

@@ -173,9 +173,8 @@ def toy_report(tmp_path_factory):
     from lvo_core.toy.concepts import toy_ablation
 
     out = tmp_path_factory.mktemp("ablation")
-    report = toy_ablation(out, variants=[recipe("paper"), recipe("best"), recipe("faithful"),
-                                         recipe("paper", raw=True)], count=8, raw_count=2, seeds=(1, 2, 3, 4),
-                          held_out=8, held_out_variants=[recipe("faithful")])
+    report = toy_ablation(out, variants=[recipe("paper"), recipe("best"), recipe("paper", raw=True)], count=8,
+                          raw_count=2, seeds=(1, 2, 3, 4))
     return out, report
 
 
@@ -212,19 +211,23 @@ def test_toy_world_lvo_reaches_the_dataset_max_and_best_shows_concepts(toy_repor
             (at_max, agreement), abs=0.04), name
     saved = json.loads((out / "ablation.json").read_text())
     assert saved["table"] == report["table"] and (out / "ablation.md").read_text().startswith("| variant |")
-    assert len(list((out / "sheets").glob("*.png"))) == 5
+    assert len(list((out / "sheets").glob("*.png"))) == 3
 
 
 @trained
 def test_toy_world_faithful_shows_the_concept_on_held_out_features(toy_report):
-    """The issue's bar, on features never used to choose a default: the unit's concept in ≥ 2/3 of the images,
-    ≥ 40 points above the base rate, ≥ 90 % of the units at their dataset max."""
-    _, report = toy_report
+    """The bar, on the ablation's own units (10 tuning features, 10 held-out ones never used to choose a default):
+    the unit's concept in ≥ 2/3 of the images, ≥ 40 points above the base rate, ≥ 90 % of the units at their
+    dataset max; and far above the gradient-only recipes."""
+    from lvo_core.toy.concepts import toy_ablation
+
+    report = toy_ablation(None, variants=[recipe("faithful")], count=10, raw_count=0, seeds=(1, 2, 3, 4),
+                          held_out=10, held_out_variants=[recipe("faithful")])
     table = {row["variant"]: row for row in report["table"]}
     tuning, held = table["faithful"], table["faithful [held-out]"]
-    assert not set(report["held_out"]) & set(report["units"]) and len(report["held_out"]) == 8
+    assert not set(report["held_out"]) & set(report["units"]) and len(report["held_out"]) == 10
     for row in (tuning, held):
         assert row["agreement"] >= 2 / 3 and row["agreement"] >= row["agreement_shuffled"] + 0.4, row
-        assert row["units_at_dataset_max"] >= 0.9, row
-    assert tuning["agreement"] > table["best"]["agreement"] + 0.3  # far above the gradient-only recipes
-    assert tuning["judged_none"] < 0.2
+        assert row["units_at_dataset_max"] >= 0.9 and row["judged_none"] < 0.2, row
+    best = {row["variant"]: row for row in toy_report[1]["table"]}["best"]
+    assert tuning["agreement"] > best["agreement"] + 0.3
