@@ -47,27 +47,29 @@ def activity_chart(analysis: ActivityAnalysis, units: Sequence[int], width: int 
     draw.text((left + (right - left) // 2 - 60, bottom + 18), "timestep (sampling runs ->)", fill=(40, 40, 40), font=small)
     draw.text((left, 8), title or f"activity (top-{analysis.top_n} frequency) at {analysis.hookpoint}",
               fill=(0, 0, 0), font=font)
-    taken: list[tuple[float, float, float, float]] = []
+    peaks = []  # markers first, so that no label lands on any unit's marker
     for i, unit in enumerate(units):
         color = PALETTE[i % len(PALETTE)]
         profile = analysis.profile(unit)
-        points = [(x_of(t), y_of(profile[t])) for t in range(0, 1001, 4)]
-        draw.line(points, fill=color, width=2)
+        draw.line([(x_of(t), y_of(profile[t])) for t in range(0, 1001, 4)], fill=color, width=2)
         for t in analysis.peaks(unit):
             cx, cy = x_of(t), y_of(profile[t])
             draw.ellipse([cx - 4, cy - 4, cx + 4, cy + 4], outline=color, width=2)
-            text = f"t {t}"
-            w = draw.textlength(text, font=small)
-            x, y = (cx + 5 if cx + 5 + w < right - 2 else cx - 6 - w), max(top + 2, cy - 16)
-            while any(x < bx + bw and bx < x + w and y < by + 12 and by < y + 12 for bx, by, bw, _ in taken):
-                y += 12
-            taken.append((x, y, w, 12))
-            draw.text((x, y), text, fill=color, font=small)
+            peaks.append((cx, cy, t, color))
         name = f"{'feature' if analysis.unit_kind == 'sae' else 'channel'} {unit}"
         if labels and unit in labels:
             name += f": {labels[unit]}"
         draw.text((left + 8 + (right - left) // 3 * (i % 3), bottom + 34 + 14 * (i // 3)), name, fill=color,
                   font=small)
+    taken = [(cx - 5, cy - 5, 10, 10) for cx, cy, _, _ in peaks]
+    for cx, cy, t, color in peaks:
+        text = f"t {t}"
+        w = draw.textlength(text, font=small)
+        x, y = (cx + 6 if cx + 6 + w < right - 2 else cx - 8 - w), max(top + 2, cy - 18)
+        while any(x < bx + bw and bx < x + w and y < by + bh and by < y + 12 for bx, by, bw, bh in taken):
+            y -= 12 if y - 12 > top else -24
+        taken.append((x, y, w, 12))
+        draw.text((x, y), text, fill=color, font=small)
     return img
 
 
