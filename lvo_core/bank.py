@@ -170,10 +170,9 @@ class SampleBank:
             pool: int | None = None) -> list[int]:
         """Indices of the ``count`` pool images that drive ``unit`` hardest at ``t``, best first (ties by index)."""
         scores = self.score(unit, t, sae, pool)
-        order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))
-        if count > len(order):
-            raise BankError(f"{count} images asked from a pool of {len(order)}; build a larger bank or ask fewer")
-        return order[:count]
+        if count > len(scores):
+            raise BankError(f"{count} images asked from a pool of {len(scores)}; build a larger bank or ask fewer")
+        return torch.sort(scores, descending=True, stable=True).indices[:count].tolist()
 
     # ------------------------------------------------------------------ persistence
     def describe(self) -> dict[str, Any]:

@@ -93,7 +93,8 @@ def search_features(backend: Backend, sae: SparseAutoencoder, latents: Tensor, *
         per_position = (per_position / draws).cpu()  # [B, N, U]
     means = per_position.mean(1)
     pool_mean = bank.scores[("sae", int(timestep))].float().mean(0) if bank is not None else None
-    dmax = (torch.tensor([analysis.max_at(u, timestep) if u in set(analysis.units.tolist()) else float("nan")
+    analysed = set(analysis.units.tolist()) if analysis is not None else set()
+    dmax = (torch.tensor([analysis.max_at(u, timestep) if u in analysed else float("nan")
                           for u in range(sae.d_sae)]) if analysis is not None else None)
     found = []
     for b in range(len(z)):
@@ -103,14 +104,14 @@ def search_features(backend: Backend, sae: SparseAutoencoder, latents: Tensor, *
             score = torch.nan_to_num(means[b] / dmax.clamp_min(1e-6), nan=-1.0)
         else:
             score = means[b]
-        order = sorted(range(len(score)), key=lambda u: (-float(score[u]), u))[:top]
+        order = torch.sort(score, descending=True, stable=True).indices[:top].tolist()
         hits = []
         for u in order:
             hit = FeatureHit(u, float(means[b, u]), float(score[u]), per_position[b, :, u].reshape(hw))
             if pool_mean is not None:
                 hit.lift = round(float(means[b, u] / pool_mean[u].clamp_min(1e-6)), 4)
                 hit.bank_examples = bank.top(u, timestep, min(examples, bank.size), sae)
-            if analysis is not None and u in set(analysis.units.tolist()):
+            if u in analysed:
                 hit.dataset_max = round(analysis.max_at(u, timestep), 6)
                 hit.ratio = round(hit.activation / hit.dataset_max, 4) if hit.dataset_max > 0 else None
                 peaks = analysis.peaks(u)

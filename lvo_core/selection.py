@@ -83,6 +83,7 @@ class BankPrior:
         if pool is not None and len(self.seeds) > pool:
             raise LVOError(f"{len(self.seeds)} seeds need at least as many pool images, the pool has {pool}")
         self.chosen: dict[tuple[int, int], int] = {}
+        self._order: dict[int, list[int]] = {}
 
     def pick(self, unit: int, seed: int) -> int:
         """The pool index row (unit, seed) starts from (unranked: pool image k for seed slot k, whatever the unit —
@@ -91,11 +92,13 @@ class BankPrior:
             raise LVOError(f"seed {seed} is not one of this prior's seeds {self.seeds}")
         if not self.ranked:
             return self.seeds.index(int(seed))
-        t = self.timesteps[int(unit)]
-        self.bank.ensure_scores(self.backend, self.sae, [t])
-        order = self.bank.top(int(unit), t, len(self.seeds), self.sae, self.pool)
-        index = order[self.seeds.index(int(seed))]
-        self.chosen[(int(unit), int(seed))] = index
+        unit = int(unit)
+        if unit not in self._order:  # one ranking per unit, shared by its seeds
+            t = self.timesteps[unit]
+            self.bank.ensure_scores(self.backend, self.sae, [t])
+            self._order[unit] = self.bank.top(unit, t, len(self.seeds), self.sae, self.pool)
+        index = self._order[unit][self.seeds.index(int(seed))]
+        self.chosen[(unit, int(seed))] = index
         return index
 
     def __call__(self, units: list[int], seeds: list[int]) -> Tensor:

@@ -3,7 +3,6 @@ the best-scoring pool sample per unit and seed, briefly polished)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from ..lvo_core.selection import SELECT_T, selection_timesteps
 from ..lvo_core.units import parse_units
 from . import comfy_glue as glue
 from .comfy_glue import io
+from .lvo_nodes import run_output
 from .sockets import ACTIVITY, BANK, UNITS
 
 CATEGORY = "LVO"
@@ -140,17 +140,8 @@ class LVOFaithful(io.ComfyNode):
             extra_mb = round(backend.copy_bytes / 2 ** 20, 1)
         finally:
             backend.release()
-        metrics = [{**m, "label": units.label(m["unit"])} for m in vis.metrics]
-        report = {"hookpoint": units.hookpoint, "kind": units.kind, "recipe": chosen.describe(),
-                  "complete": vis.complete, "interrupted": vis.interrupted or progress.interrupt_seen,
-                  "seconds": round(vis.seconds, 2), "extra_memory_mb": extra_mb,
-                  "notes": sorted({m["note"] for m in metrics if m.get("note")}), "metrics": metrics}
-        text = json.dumps(report)
-        ui = {"lvo_metrics": [text]}
-        if report["interrupted"]:
-            ui["images"] = glue.save_partial(vis.images, text) if vis.images is not None else []
-            glue.end_interrupted(ui)
-        return io.NodeOutput({"samples": glue.latent_out(model, vis.latents)}, vis.images, text, ui=ui)
+        return run_output(model, units, vis, progress, extra_mb, recipe=chosen.describe(),
+                          notes=sorted({m["note"] for m in vis.metrics if m.get("note")}))
 
 
 NODES = [LVOSampleBank, LVOFaithful]

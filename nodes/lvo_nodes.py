@@ -52,6 +52,22 @@ def prior_function(model, latent: dict, shape):
     return given
 
 
+def run_output(model, units, vis, progress, extra_mb: float, **fields) -> io.NodeOutput:
+    """LATENT, IMAGE and the metrics JSON of a visualization (also shown as the node's table). On an interrupt the
+    finished part is saved and shown, then the prompt ends as interrupted: ComfyUI drops what such a prompt
+    computed."""
+    metrics = [{**m, "label": units.label(m["unit"])} for m in vis.metrics]
+    report = {"hookpoint": units.hookpoint, "kind": units.kind, **fields, "complete": vis.complete,
+              "interrupted": vis.interrupted or progress.interrupt_seen, "seconds": round(vis.seconds, 2),
+              "extra_memory_mb": extra_mb, "metrics": metrics}
+    text = json.dumps(report)
+    ui = {"lvo_metrics": [text]}
+    if report["interrupted"]:
+        ui["images"] = glue.save_partial(vis.images, text) if vis.images is not None else []
+        glue.end_interrupted(ui)
+    return io.NodeOutput({"samples": glue.latent_out(model, vis.latents)}, vis.images, text, ui=ui)
+
+
 class LVOOptimize(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -132,18 +148,8 @@ class LVOOptimize(io.ComfyNode):
             extra_mb = round(backend.copy_bytes / 2 ** 20, 1)
         finally:
             backend.release()
-        metrics = [{**m, "label": units.label(m["unit"])} for m in vis.metrics]
-        report = {"hookpoint": units.hookpoint, "kind": units.kind, "config": vis.config.to_dict(),
-                  "complete": vis.complete, "interrupted": vis.interrupted or progress.interrupt_seen,
-                  "stopped": vis.stopped, "seconds": round(vis.seconds, 2), "extra_memory_mb": extra_mb,
-                  "notes": (latent.get("lvo_prior") or {}).get("notes", []), "metrics": metrics}
-        text = json.dumps(report)
-        ui = {"lvo_metrics": [text]}
-        if report["interrupted"]:  # ComfyUI drops what an interrupted prompt computed: keep it on disk and show it
-            ui["images"] = glue.save_partial(vis.images, text) if vis.images is not None else []
-            glue.end_interrupted(ui)
-        latent_out = {"samples": glue.latent_out(model, vis.latents)}
-        return io.NodeOutput(latent_out, vis.images, text, ui=ui)
+        return run_output(model, units, vis, progress, extra_mb, config=vis.config.to_dict(), stopped=vis.stopped,
+                          notes=(latent.get("lvo_prior") or {}).get("notes", []))
 
 
 class LVOFeatureGrid(io.ComfyNode):
