@@ -1,18 +1,32 @@
-"""lvo_core — Latent Visualization by Optimization for diffusion UNets, without ComfyUI.
+"""lvo_core — Latent Visualization by Optimization for diffusion models, without ComfyUI.
 
-Everything the ComfyUI nodes do lives here and is importable and testable on its own: SAE loading
-(:mod:`lvo_core.sae`), hookpoint naming (:mod:`lvo_core.hookpoints`), block hooks (:mod:`lvo_core.hooks`),
-time-step activity analysis (:mod:`lvo_core.activity`), dataset examples (:mod:`lvo_core.examples`), and the LVO
-engine: noise (:mod:`lvo_core.noise`), objectives, regularizers (:mod:`lvo_core.transforms`), steering priors
-(:mod:`lvo_core.steering`), the optimizer (:mod:`lvo_core.optimize`), metrics and :func:`lvo_core.pipeline.visualize`;
-the run record (:mod:`lvo_core.runs`: save, resume, fingerprint) and the commands behind the CLI
-(:mod:`lvo_core.commands`).
+Everything the ComfyUI nodes do lives here and is importable and testable on its own. The subpackages follow the
+pipeline a newcomer learns, and import only the ones before them:
+
+1. :mod:`lvo_core.sae` — sparse autoencoders: the math and every file format;
+2. :mod:`lvo_core.model` — model access: hooks, the backend seam, noise, sampling, loading;
+3. :mod:`lvo_core.analysis` — activity over timesteps, dataset examples, steering, the sample bank, feature
+   search, metrics and faithfulness;
+4. :mod:`lvo_core.lvo` — objectives, regularizers, the optimizer, :func:`lvo_core.lvo.pipeline.visualize` and the
+   recipes;
+5. :mod:`lvo_core.runs` — the run record (save, resume, fingerprint), reports, plots and atlases;
+6. :mod:`lvo_core.toy` — the toy world with known concepts and a judge, its demo and ablation.
+
+:mod:`lvo_core.commands` holds the bodies of the CLI's commands; :mod:`lvo_core.cli` only parses arguments.
 """
 
 __version__ = "0.1.0"
 
-from .errors import (ActivityError, HookpointError, LVOError, SAEFormatError, SAEMismatchError, TimestepError,
-                     UnitError, UnsafeFileError)
+from .errors import (
+    ActivityError,
+    HookpointError,
+    LVOError,
+    SAEFormatError,
+    SAEMismatchError,
+    TimestepError,
+    UnitError,
+    UnsafeFileError,
+)
 
 __all__ = ["__version__", "LVOError", "SAEFormatError", "UnsafeFileError", "HookpointError", "SAEMismatchError",
            "UnitError", "ActivityError", "TimestepError", "Hookpoint", "list_hookpoints", "resolve_hookpoint",

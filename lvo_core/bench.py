@@ -30,14 +30,20 @@ from typing import Any, Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .backend import DiffusersBackend
-from .hooks import capture
-from .noise import add_noise, alphas_from_scheduler, step_noise
-from .objectives import SAEFeature
-from .optimize import optimize, preset
-from .sampling import seeded_noise
-from .tiny import random_sae, sd15_scheduler, tiny_unet
-from .transforms import augment, moment_penalty, range_penalty, spectral_precondition, total_variation
+from .lvo.objectives import SAEFeature
+from .lvo.optimize import optimize, preset
+from .lvo.transforms import (
+    augment,
+    moment_penalty,
+    range_penalty,
+    spectral_precondition,
+    total_variation,
+)
+from .model.backend import DiffusersBackend
+from .model.hooks import capture
+from .model.noise import add_noise, alphas_from_scheduler, step_noise
+from .model.sampling import seeded_noise
+from .model.tiny import random_sae, sd15_scheduler, tiny_unet
 
 HOOKPOINT = "up_blocks.1.attentions.1"
 BF16_PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1, "RTX 4090": 165.2}
@@ -164,8 +170,8 @@ def measure_bank(world, device, batch: int, steps: int = 25, timed_steps: int | 
     """Sample-bank throughput: unconditional DDIM sampling (as the bank samples; and with CFG, which doubles each
     UNet batch), scoring every SAE feature at one timestep (4 draws), and the faithful recipe's 30-step polish.
     ``timed_steps`` < ``steps`` times that many sampler steps and scales to ``steps`` (said in the row)."""
-    from .bank import score_latents
-    from .sampling import ddim_from_alphas, sample_with
+    from .analysis.bank import score_latents
+    from .model.sampling import ddim_from_alphas, sample_with
 
     backend = DiffusersBackend(world["unet"], HOOKPOINT, scheduler=sd15_scheduler(),
                                empty_context=world["context"], latent_shape=world["shape"], copy_weights=False)

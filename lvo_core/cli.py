@@ -6,7 +6,7 @@ is the embedded random SAE) or raw channels (``--raw``). Errors from bad input p
 and exit with status 2; an interrupt (Ctrl-C, SIGTERM) stops the run, keeps what it finished and exits with 130.
 
 This module only parses: one ``*_args`` function per subcommand declares its flags, and :mod:`lvo_core.commands`
-does the work (the run record lives in :mod:`lvo_core.runs`).
+does the work (the run record lives in :mod:`lvo_core.runs.record`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Callable, Sequence
 import torch
 
 from . import commands
+from .analysis.steering import REFERENCE_SEEDS
 from .commands import DEFAULT_HOOKPOINT, check_settings
 from .errors import LVOError
-from .runs import RunInterrupted, load_result, sigterm_as_interrupt
-from .steering import REFERENCE_SEEDS
+from .runs.record import RunInterrupted, load_result, sigterm_as_interrupt
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,7 +34,7 @@ class Parser(argparse.ArgumentParser):
 
 def int_list(text: str) -> list[int]:
     """``12,305`` or ranges ``10-13``, as everywhere in the pack."""
-    from .units import parse_units
+    from .model.units import parse_units
 
     try:
         return parse_units(text)

@@ -75,17 +75,27 @@ def read_prompts(path: str | None, model_source: str) -> list[str]:
     return prompts
 
 
+def load_named_model(spec: str, **kwargs: Any):
+    """``toy`` (the shipped toy world) or anything :func:`~lvo_core.model.loading.load_model` takes."""
+    if spec == "toy":
+        from .toy import load_toy_model
+
+        return load_toy_model(device=kwargs.get("device", "cpu"))
+    from .model.loading import load_model
+
+    return load_model(spec, **kwargs)
+
+
 def setup(s: Any):
     """Model, SAE (None for raw units) and hookpoint name from the common settings, the SAE's width checked
     against the block (naming the blocks that would fit)."""
     from .hookpoints import check_sae_fits, resolve_hookpoint
-    from .models import load_model
+    from .model.tiny import random_sae
     from .sae import load_sae
-    from .tiny import random_sae
 
     if s.raw and s.sae:
         raise LVOError("give either --sae (SAE features) or --raw (raw channels), not both")
-    model = load_model(s.model, config=s.config, device=s.device)
+    model = load_named_model(s.model, config=s.config, device=s.device)
     sae = None
     if not s.raw:
         spec = s.sae or (model.source if model.source in ("tiny", "toy") else None)
@@ -104,7 +114,7 @@ def setup(s: Any):
 
 
 def load_analysis(path: str | None):
-    from .activity import ActivityAnalysis
+    from .analysis.activity import ActivityAnalysis
 
     if path is None:
         return None
@@ -114,7 +124,7 @@ def load_analysis(path: str | None):
 
 
 def backend_for(model, hookpoint: str):
-    from .backend import DiffusersBackend
+    from .model.backend import DiffusersBackend
 
     return DiffusersBackend(model.unet, hookpoint, scheduler=model.scheduler, decoder=model.decoder,
                             encode_prompt=model.require_prompts())
@@ -145,7 +155,7 @@ def priors_from_file(path: str):
 
 def steer_prior(model, sae, hookpoint: str, analysis, s: Any):
     """The steered-generation prior with the ``--mode/--scale/--strength/--window/--prior-steps`` settings."""
-    from .steering import steer
+    from .analysis.steering import steer
 
     empty = model.require_prompts()([""])
 
@@ -172,8 +182,8 @@ def lvo_config(s: Any, kind: str, base: Any = None):
     """The LVO config from a preset (or a recipe's ``base`` config) and the flags that override it."""
     from dataclasses import replace
 
-    from .optimize import auto_precision, preset
-    from .transforms import ROBUSTNESS_LEVELS
+    from .lvo.optimize import auto_precision, preset
+    from .lvo.transforms import ROBUSTNESS_LEVELS
 
     if base is None:
         config = preset(s.preset or kind, robustness=s.robustness)
@@ -208,8 +218,8 @@ def chosen_recipe(s: Any) -> str:
 def bank_for(s: Any, backend, sae, units: list[int], variant, analysis, cluster: Any = None):
     """The sample bank in ``--bank`` (default ``<out>/bank``): built or resumed, and scored at the units' selection
     timesteps, by one process (rank 0 under torchrun; the others wait and load it)."""
-    from .bank import BankSettings, SampleBank, build_bank
-    from .selection import selection_timesteps
+    from .analysis.bank import BankSettings, SampleBank, build_bank
+    from .analysis.selection import selection_timesteps
 
     folder = Path(s.bank) if s.bank else Path(s.out) / "bank"
     if cluster is None or cluster.rank == 0:
@@ -229,7 +239,7 @@ def _lvo_setup(s: Any, cluster: Any = None):
     settings; ``--units all`` becomes every feature or channel."""
     from dataclasses import replace
 
-    from .recipes import recipe, recipe_start
+    from .lvo.recipes import recipe, recipe_start
 
     model, sae, hookpoint = setup(s)
     analysis = load_analysis(s.analysis)
@@ -282,7 +292,7 @@ def replace_prior(s: Any, **changes: Any) -> Any:
 
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_analyze(s: Any) -> int:
-    from .activity import analyze_activity
+    from .analysis.activity import analyze_activity
 
     model, sae, hookpoint = setup(s)
     prompts = read_prompts(s.prompts, model.source)
@@ -307,10 +317,10 @@ def cmd_analyze(s: Any) -> int:
 def cmd_steer(s: Any) -> int:
     import json
 
-    from .metrics import display_images
-    from .pipeline import plan_rows
-    from .plots import image_grid
-    from .report import save_json, save_png, save_tensors, versions
+    from .analysis.metrics import display_images
+    from .lvo.pipeline import plan_rows
+    from .runs.plots import image_grid
+    from .runs.report import save_json, save_png, save_tensors, versions
 
     model, sae, hookpoint = setup(s)
     analysis = load_analysis(s.analysis)
@@ -332,7 +342,7 @@ def cmd_steer(s: Any) -> int:
 
 
 def cmd_visualize(s: Any) -> int:
-    from .runs import results_table, run_visualize
+    from .runs.record import results_table, run_visualize
 
     start = time.perf_counter()
     backend, kwargs, info, settings, units = _lvo_setup(s)
@@ -352,7 +362,7 @@ def cmd_visualize(s: Any) -> int:
 
 
 def cmd_atlas(s: Any) -> int:
-    from .atlas import build_atlas, join_cluster
+    from .runs.atlas import build_atlas, join_cluster
 
     cluster = join_cluster()
     try:
@@ -383,10 +393,10 @@ def cmd_atlas(s: Any) -> int:
 
 
 def cmd_bank(s: Any) -> int:
-    from .bank import BankSettings, build_bank
-    from .metrics import display_images
-    from .plots import image_grid
-    from .report import save_png
+    from .analysis.bank import BankSettings, build_bank
+    from .analysis.metrics import display_images
+    from .runs.plots import image_grid
+    from .runs.report import save_png
 
     model, sae, hookpoint = setup(s)
     backend = backend_for(model, hookpoint)
@@ -419,13 +429,13 @@ def cmd_search(s: Any) -> int:
     import numpy as np
     from PIL import Image
 
-    from .bank import SampleBank
-    from .examples import overlay
-    from .feature_search import search_features, unit_list
-    from .metrics import display_images
-    from .plots import image_grid
-    from .report import save_json, save_png, versions
-    from .sampling import sample
+    from .analysis.bank import SampleBank
+    from .analysis.examples import overlay
+    from .analysis.feature_search import search_features, unit_list
+    from .analysis.metrics import display_images
+    from .model.sampling import sample
+    from .runs.plots import image_grid
+    from .runs.report import save_json, save_png, versions
 
     if not s.image and not s.prompt:
         raise LVOError("give --image FILE or --prompt TEXT (either may be repeated)")
@@ -485,10 +495,10 @@ def cmd_search(s: Any) -> int:
 
 
 def cmd_examples(s: Any) -> int:
-    from .examples import generate_with_maps, overlay, rank_examples
-    from .metrics import display_images
-    from .plots import image_grid
-    from .report import save_json, save_png, versions
+    from .analysis.examples import generate_with_maps, overlay, rank_examples
+    from .analysis.metrics import display_images
+    from .runs.plots import image_grid
+    from .runs.report import save_json, save_png, versions
 
     model, sae, hookpoint = setup(s)
     analysis = load_analysis(s.analysis)
@@ -520,7 +530,7 @@ def cmd_examples(s: Any) -> int:
 
 
 def cmd_ablate(s: Any) -> int:
-    from .ablate import markdown_table, standard_variants
+    from .toy.ablate import markdown_table, standard_variants
     from .toy.concepts import toy_ablation
 
     variants = standard_variants()
@@ -552,8 +562,8 @@ def cmd_ablate(s: Any) -> int:
 
 
 def cmd_demo(s: Any) -> int:
-    from .ablate import markdown_table
-    from .demo import run_demo
+    from .toy.ablate import markdown_table
+    from .toy.demo import run_demo
 
     summary = run_demo(s.out, num_units=s.units, lvo_steps=s.lvo_steps)
     print(f"toy world, {summary['hookpoint']}: {len(summary['units'])} concept-pure SAE features and "
@@ -572,7 +582,6 @@ def cmd_info(s: Any) -> int:
     import json
 
     from .hookpoints import check_sae_fits, list_hookpoints, resolve_hookpoint
-    from .models import load_model
     from .sae import describe, load_sae
 
     report: dict = {}
@@ -584,7 +593,7 @@ def cmd_info(s: Any) -> int:
             raise LVOError(f"--hookpoint {s.hookpoint}: {s.sae} holds one SAE, not a root of several; give --model "
                            f"too to check the SAE against that block")
     if s.model or not s.sae:
-        unet = load_model(s.model or "tiny", config=s.config).unet
+        unet = load_named_model(s.model or "tiny", config=s.config).unet
         report["hookpoints"] = [{"diffusers": p.diffusers_name, "ldm": p.ldm_name, "channels": p.channels,
                                  "kind": p.kind} for p in list_hookpoints(unet)]
         if s.hookpoint:

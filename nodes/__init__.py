@@ -12,7 +12,14 @@ from __future__ import annotations
 import logging
 
 from ..lvo_core.errors import LVOError
-from . import activity_nodes, bank_nodes, lvo_nodes, sae_nodes, search_nodes, steering_nodes
+from . import (
+    activity_nodes,
+    bank_nodes,
+    lvo_nodes,
+    sae_nodes,
+    search_nodes,
+    steering_nodes,
+)
 from .comfy_glue import V3, ComfyExtension, install_hint, missing_requirements
 
 NODE_MODULES = (sae_nodes, activity_nodes, steering_nodes, lvo_nodes, bank_nodes, search_nodes)

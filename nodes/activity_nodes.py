@@ -7,10 +7,14 @@ import json
 import numpy as np
 import torch
 
-from ..lvo_core.activity import ActivityAccumulator, sae_fingerprint, unit_activations
+from ..lvo_core.analysis.activity import (
+    ActivityAccumulator,
+    sae_fingerprint,
+    unit_activations,
+)
+from ..lvo_core.analysis.examples import maps_from_latents, overlay, rank_examples
 from ..lvo_core.errors import ActivityError, LVOError
-from ..lvo_core.examples import maps_from_latents, overlay, rank_examples
-from ..lvo_core.plots import activity_chart, image_grid
+from ..lvo_core.runs.plots import activity_chart, image_grid
 from . import comfy_glue as glue
 from .comfy_glue import io
 from .sockets import ACTIVITY, UNITS

@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..lvo_core.bank import BankSettings, build_bank
+from ..lvo_core.analysis.bank import BankSettings, build_bank
+from ..lvo_core.analysis.selection import SELECT_T, selection_timesteps
 from ..lvo_core.errors import LVOError
-from ..lvo_core.optimize import auto_precision
-from ..lvo_core.recipes import recipe, visualize_recipe
-from ..lvo_core.selection import SELECT_T, selection_timesteps
-from ..lvo_core.units import parse_units
+from ..lvo_core.lvo.optimize import auto_precision
+from ..lvo_core.lvo.recipes import recipe, visualize_recipe
+from ..lvo_core.model.units import parse_units
 from . import comfy_glue as glue
 from .comfy_glue import io
 from .lvo_nodes import run_output

@@ -15,11 +15,11 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ..lvo_core.backend import ModuleBackend
 from ..lvo_core.errors import LVOError
-from ..lvo_core.hooks import forward_hook, from_tokens, split_output, to_tokens
-from ..lvo_core.noise import alphas_from_sigmas
-from ..lvo_core.units import UnitSpec
+from ..lvo_core.model.backend import ModuleBackend
+from ..lvo_core.model.hooks import forward_hook, from_tokens, split_output, to_tokens
+from ..lvo_core.model.noise import alphas_from_sigmas
+from ..lvo_core.model.units import UnitSpec
 from . import sae_folders
 
 try:  # the V3 node schema, pinned to a versioned API as ComfyUI's maintainers advise (0.3.4x and later)

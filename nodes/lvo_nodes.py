@@ -8,11 +8,12 @@ import numpy as np
 import torch
 
 from ..lvo_core.errors import LVOError
-from ..lvo_core.optimize import auto_precision, preset as make_preset
-from ..lvo_core.pipeline import visualize
-from ..lvo_core.plots import image_grid
-from ..lvo_core.sampling import seeded_noise
-from ..lvo_core.units import parse_units
+from ..lvo_core.lvo.optimize import auto_precision
+from ..lvo_core.lvo.optimize import preset as make_preset
+from ..lvo_core.lvo.pipeline import visualize
+from ..lvo_core.model.sampling import seeded_noise
+from ..lvo_core.model.units import parse_units
+from ..lvo_core.runs.plots import image_grid
 from . import comfy_glue as glue
 from .comfy_glue import io
 from .sockets import ACTIVITY, UNITS
@@ -169,7 +170,7 @@ class LVOFeatureGrid(io.ComfyNode):
 
     @classmethod
     def execute(cls, images, cell: int, metrics: str | None = None) -> io.NodeOutput:
-        from ..lvo_core.report import contact_sheet
+        from ..lvo_core.runs.report import contact_sheet
 
         arrays = list(images.cpu().numpy())
         if metrics:

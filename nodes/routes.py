@@ -3,9 +3,8 @@ only inside the registered models/sae folders; bad requests get a 4xx with a one
 
 from __future__ import annotations
 
-from typing import Callable
-
 import logging
+from typing import Callable
 
 from aiohttp import web
 

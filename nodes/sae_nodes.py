@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ..lvo_core.model.units import make_unit_spec, parse_units
 from ..lvo_core.sae import load_sae
-from ..lvo_core.units import make_unit_spec, parse_units
 from . import comfy_glue as glue
 from .comfy_glue import io
 from .sockets import SAE, UNITS

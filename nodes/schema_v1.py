@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+
 class Input:
     """One node input: a socket, or a widget when the type is INT/FLOAT/STRING/BOOLEAN/COMBO."""
 

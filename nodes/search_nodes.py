@@ -7,9 +7,9 @@ import json
 
 import torch
 
-from ..lvo_core.examples import overlay
-from ..lvo_core.feature_search import RANKINGS, search_features, unit_list
-from ..lvo_core.units import make_unit_spec
+from ..lvo_core.analysis.examples import overlay
+from ..lvo_core.analysis.feature_search import RANKINGS, search_features, unit_list
+from ..lvo_core.model.units import make_unit_spec
 from . import comfy_glue as glue
 from .comfy_glue import io
 from .sockets import ACTIVITY, BANK, SAE, UNITS

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import torch
 
+from ..lvo_core.analysis.steering import (
+    REFERENCE_SEEDS,
+    BlockSteer,
+    StrengthSchedule,
+    default_scale,
+)
 from ..lvo_core.errors import LVOError
-from ..lvo_core.steering import REFERENCE_SEEDS, BlockSteer, StrengthSchedule, default_scale
-from ..lvo_core.units import parse_units
+from ..lvo_core.model.units import parse_units
 from . import comfy_glue as glue
 from .comfy_glue import io
 from .sockets import ACTIVITY, UNITS

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import ldm_view
-from lvo_core.tiny import CharPromptEncoder, sd15_scheduler, tiny_vae
+
+from lvo_core.model.tiny import CharPromptEncoder, sd15_scheduler, tiny_vae
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,7 @@ class FakePatcher:
 def fake_comfy(monkeypatch, pack, unet):
     """Stand-ins for the glue functions that need ComfyUI; everything else is the real code."""
     glue = sys.modules["comfyui_lvo.nodes.comfy_glue"]
-    core_backend = sys.modules["comfyui_lvo.lvo_core.backend"]
+    core_backend = sys.modules["comfyui_lvo.lvo_core.model.backend"]
     patcher_ext = types.ModuleType("comfy.patcher_extension")
     patcher_ext.WrappersMP = types.SimpleNamespace(DIFFUSION_MODEL="diffusion_model")
     comfy = types.ModuleType("comfy")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from lvo_core.tiny import CharPromptEncoder, random_sae, sd15_scheduler, tiny_unet
+from lvo_core.model.tiny import CharPromptEncoder, random_sae, sd15_scheduler, tiny_unet
 
 torch.set_num_threads(int(os.environ.get("LVO_TEST_THREADS", "2")))
 __all__ = ["random_sae", "ldm_view"]

@@ -5,16 +5,28 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import random_sae
 from safetensors.numpy import save_file
 
-from conftest import random_sae
-from lvo_core.activity import (ActivityAccumulator, ActivityAnalysis, analyze_activity, analyze_captured,
-                               find_peaks, sae_fingerprint, unit_activations)
+from lvo_core.analysis.activity import (
+    ActivityAccumulator,
+    ActivityAnalysis,
+    analyze_activity,
+    analyze_captured,
+    find_peaks,
+    sae_fingerprint,
+    unit_activations,
+)
+from lvo_core.analysis.examples import (
+    colorize,
+    generate_with_maps,
+    overlay,
+    rank_examples,
+)
 from lvo_core.errors import ActivityError, SAEFormatError, UnitError
-from lvo_core.examples import colorize, generate_with_maps, overlay, rank_examples
-from lvo_core.hooks import capture, hook_count
-from lvo_core.sampling import sample
-from lvo_core.tiny import sd15_scheduler
+from lvo_core.model.hooks import capture, hook_count
+from lvo_core.model.sampling import sample
+from lvo_core.model.tiny import sd15_scheduler
 
 HP = "up_blocks.1.attentions.1"
 PROMPTS = ["red circle", "blue square", "green ring"]

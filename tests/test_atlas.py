@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from lvo_core.atlas import Cluster, chunks, run_atlas, unit_score
+from lvo_core.runs.atlas import Cluster, chunks, run_atlas, unit_score
 
 ROOT = Path(__file__).resolve().parents[1]
 ATLAS = ["-m", "lvo_core", "atlas", "--units", "0-11", "--timesteps", "0", "--seeds", "1", "--prior", "random",

@@ -23,26 +23,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import random_sae
 from safetensors.torch import save_file
 
-from conftest import random_sae
 from lvo_core import errors
-from lvo_core.activity import analyze_activity, analyze_captured
-from lvo_core.backend import DiffusersBackend
+from lvo_core.analysis.activity import analyze_activity, analyze_captured
+from lvo_core.analysis.steering import StrengthSchedule
 from lvo_core.cli import main
 from lvo_core.commands import load_analysis, priors_from_file, read_prompts
 from lvo_core.fileio import atomic_write
 from lvo_core.hookpoints import ldm_state_dict, resolve_hookpoint
-from lvo_core.models import load_model, save_model_folder
-from lvo_core.objectives import Channel, SAEFeature
-from lvo_core.optimize import LVOConfig, optimize, preset
-from lvo_core.pipeline import plan_rows, visualize
-from lvo_core.runs import load_result
+from lvo_core.lvo.objectives import Channel, SAEFeature
+from lvo_core.lvo.optimize import LVOConfig, optimize, preset
+from lvo_core.lvo.pipeline import plan_rows, visualize
+from lvo_core.model.backend import DiffusersBackend
+from lvo_core.model.loading import load_model, save_model_folder
+from lvo_core.model.tiny import CharPromptEncoder, sd15_scheduler, tiny_vae
+from lvo_core.model.units import make_unit_spec, parse_units
+from lvo_core.runs.record import load_result
 from lvo_core.sae import load_sae, save_sae
 from lvo_core.sae.browse import find_saes, resolve_inside
-from lvo_core.steering import StrengthSchedule
-from lvo_core.tiny import CharPromptEncoder, sd15_scheduler, tiny_vae
-from lvo_core.units import make_unit_spec, parse_units
 
 HP = "up_blocks.1.attentions.1"
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,7 +116,7 @@ def checkpoint(tmp: Path, bad_vae: bool = False) -> tuple[Path, Path]:
 
 
 def priors_file(tmp: Path) -> Path:
-    from lvo_core.report import save_tensors
+    from lvo_core.runs.report import save_tensors
 
     save_tensors({"latents": torch.zeros(1, 4, 16, 16)}, tmp / "priors.safetensors",
                  {"rows": json.dumps([{"unit": 8, "seed": 1}])})

@@ -10,16 +10,39 @@ from dataclasses import replace
 import pytest
 import torch
 
-from lvo_core.ablate import faithful_variants, run_variant, standard_variants, wilson
-from lvo_core.activity import unit_activations
-from lvo_core.backend import DiffusersBackend
-from lvo_core.bank import SCORE_STEP_OFFSET, BankError, BankSettings, SampleBank, build_bank, model_fingerprint
+from lvo_core.analysis.activity import unit_activations
+from lvo_core.analysis.bank import (
+    SCORE_STEP_OFFSET,
+    BankError,
+    BankSettings,
+    SampleBank,
+    build_bank,
+    model_fingerprint,
+)
+from lvo_core.analysis.selection import (
+    SELECT_T,
+    BankPrior,
+    SelectionWarning,
+    selection_timesteps,
+)
 from lvo_core.errors import LVOError
-from lvo_core.noise import add_noise, alphas_from_scheduler, step_noise
-from lvo_core.recipes import DEFAULT_RECIPE, RECIPES, recipe, recipe_start
-from lvo_core.sampling import ddim_from_alphas, sample
-from lvo_core.selection import SELECT_T, BankPrior, SelectionWarning, selection_timesteps
-from lvo_core.tiny import CharPromptEncoder, random_sae, sd15_scheduler, tiny_unet, tiny_vae
+from lvo_core.lvo.recipes import DEFAULT_RECIPE, RECIPES, recipe, recipe_start
+from lvo_core.model.backend import DiffusersBackend
+from lvo_core.model.noise import add_noise, alphas_from_scheduler, step_noise
+from lvo_core.model.sampling import ddim_from_alphas, sample
+from lvo_core.model.tiny import (
+    CharPromptEncoder,
+    random_sae,
+    sd15_scheduler,
+    tiny_unet,
+    tiny_vae,
+)
+from lvo_core.toy.ablate import (
+    faithful_variants,
+    run_variant,
+    standard_variants,
+    wilson,
+)
 
 HP = "up_blocks.1.attentions.1"
 SMALL = BankSettings(size=6, steps=3, draws=2, batch_size=4)
@@ -71,7 +94,7 @@ def test_selection_picks_the_argmax_per_seed_slot():
 def test_bank_prior_ranks_by_seed_slot_and_reuses_the_scores(backend, sae, bank, monkeypatch):
     prior = BankPrior(bank, backend, sae, {3: 200, 7: 200}, seeds=[11, 12])
     calls = []
-    monkeypatch.setattr("lvo_core.bank.score_latents", lambda *a, **k: calls.append(a) or None)
+    monkeypatch.setattr("lvo_core.analysis.bank.score_latents", lambda *a, **k: calls.append(a) or None)
     got = prior([3, 3, 7], [11, 12, 12])
     assert not calls  # already scored at t = 200: the bank is reused, not rescored
     order3, order7 = bank.top(3, 200, 2, sae), bank.top(7, 200, 2, sae)
@@ -96,8 +119,8 @@ def test_saved_bank_resumes_and_is_not_rebuilt(backend, sae, tmp_path, monkeypat
     torch.testing.assert_close(done.scores[("sae", 200)], whole.scores[("sae", 200)])
     index = json.loads((tmp_path / "bank" / "bank.json").read_text())
     assert index["scores"] == [["sae", 200]] and index["size"] == 6
-    monkeypatch.setattr("lvo_core.bank.sample_with", lambda *a, **k: pytest.fail("a finished bank was resampled"))
-    monkeypatch.setattr("lvo_core.bank.score_latents", lambda *a, **k: pytest.fail("saved scores were recomputed"))
+    monkeypatch.setattr("lvo_core.analysis.bank.sample_with", lambda *a, **k: pytest.fail("a finished bank was resampled"))
+    monkeypatch.setattr("lvo_core.analysis.bank.score_latents", lambda *a, **k: pytest.fail("saved scores were recomputed"))
     again = build_bank(backend, SMALL, sae=sae, out=tmp_path / "bank", timesteps=[200])
     torch.testing.assert_close(again.scores[("sae", 200)], whole.scores[("sae", 200)])
     with pytest.raises(BankError, match="other settings"):

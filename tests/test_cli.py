@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from lvo_core.activity import ActivityAnalysis
+from lvo_core.analysis.activity import ActivityAnalysis
 from lvo_core.cli import main
 from lvo_core.hookpoints import ldm_state_dict
-from lvo_core.models import load_model, save_model_folder
+from lvo_core.model.loading import load_model, save_model_folder
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +59,8 @@ def test_visualize_defaults_to_the_faithful_recipe_and_reuses_its_bank(tmp_path,
     assert {r["timestep"] for r in result["rows"]} == {200} and result["bank"]["size"] == 6
     index = json.loads((out / "bank" / "bank.json").read_text())
     assert index["scores"] == [["sae", 200]]
-    monkeypatch.setattr("lvo_core.bank.sample_with", lambda *a, **k: pytest.fail("the bank was sampled again"))
-    monkeypatch.setattr("lvo_core.bank.score_latents", lambda *a, **k: pytest.fail("the bank was scored again"))
+    monkeypatch.setattr("lvo_core.analysis.bank.sample_with", lambda *a, **k: pytest.fail("the bank was sampled again"))
+    monkeypatch.setattr("lvo_core.analysis.bank.score_latents", lambda *a, **k: pytest.fail("the bank was scored again"))
     again = tmp_path / "again"
     assert main(args + ["--out", str(again), "--bank", str(out / "bank")]) == 0
     assert torch.equal(load_file(again / "latents.safetensors")["latents"],
@@ -155,8 +155,8 @@ def test_model_folder_and_single_file_checkpoint(tmp_path, capsys):
 
 
 def test_info_hookpoint_chooses_inside_a_multi_hookpoint_root(tmp_path, capsys):
+    from lvo_core.model.tiny import random_sae
     from lvo_core.sae import save_sae
-    from lvo_core.tiny import random_sae
 
     for i, d_in in ((0, 32), (1, 64)):
         save_sae(random_sae(d_in=d_in), tmp_path / f"unet.up_blocks.1.attentions.{i}",

@@ -7,21 +7,28 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import random_sae
-from lvo_core.activity import analyze_captured
-from lvo_core.backend import DiffusersBackend
+
+from lvo_core.analysis.activity import analyze_captured
+from lvo_core.analysis.metrics import display_images, layer_activations, unit_metrics
+from lvo_core.analysis.steering import StrengthSchedule, feature_icon, steer
 from lvo_core.errors import LVOError, UnitError
-from lvo_core.hooks import capture, hook_count, run_to_block, to_tokens
-from lvo_core.metrics import display_images, layer_activations, unit_metrics
-from lvo_core.noise import add_noise, alphas_from_scheduler, step_noise
-from lvo_core.objectives import Channel, Direction, SAEFeature
-from lvo_core.optimize import PRESETS, ConfigError, Interrupted, LVOConfig, optimize, preset
-from lvo_core.pipeline import Row, plan_rows, visualize
-from lvo_core.sampling import sample, seeded_noise
-from lvo_core.steering import StrengthSchedule, feature_icon, steer
-from lvo_core.tiny import CharPromptEncoder, sd15_scheduler, tiny_vae
-from lvo_core.transforms import ROBUSTNESS_LEVELS, Augment
+from lvo_core.lvo.objectives import Channel, Direction, SAEFeature
+from lvo_core.lvo.optimize import (
+    PRESETS,
+    ConfigError,
+    Interrupted,
+    LVOConfig,
+    optimize,
+    preset,
+)
+from lvo_core.lvo.pipeline import Row, plan_rows, visualize
+from lvo_core.lvo.transforms import ROBUSTNESS_LEVELS, Augment
+from lvo_core.model.backend import DiffusersBackend
+from lvo_core.model.hooks import capture, hook_count, run_to_block, to_tokens
+from lvo_core.model.noise import add_noise, alphas_from_scheduler, step_noise
+from lvo_core.model.sampling import sample, seeded_noise
+from lvo_core.model.tiny import CharPromptEncoder, sd15_scheduler, tiny_vae
 
 HP = "up_blocks.1.attentions.1"
 
@@ -174,7 +181,7 @@ def test_interrupt_returns_the_partial_result(unet, backend, init):
 
 def test_inference_mode_weights_run_on_a_partial_trainable_copy(init):
     """ComfyUI's situation: weights created under inference_mode cannot be saved for backward."""
-    from lvo_core.tiny import tiny_unet
+    from lvo_core.model.tiny import tiny_unet
 
     with torch.inference_mode():
         shared = tiny_unet(seed=3)
@@ -441,8 +448,8 @@ def test_benchmark_runs_and_reports_every_figure(tmp_path):
 
 def test_diffusion_prior_term_by_hand(unet, backend, init):
     """With everything else off, one step descends exactly weight × (ε̂(z_t', t') − ε) at a seeded random t'."""
-    from lvo_core.noise import add_noise, alphas_from_scheduler, step_noise
-    from lvo_core.optimize import PRIOR_NOISE_OFFSET
+    from lvo_core.lvo.optimize import PRIOR_NOISE_OFFSET
+    from lvo_core.model.noise import add_noise, alphas_from_scheduler, step_noise
 
     config = preset("raw", steps=1, augment=ROBUSTNESS_LEVELS["L0"], precondition=False, tv_weight=0.0,
                     range_weight=0.0, blur_sigma=0.0, prior_weight=0.6, seed=4)

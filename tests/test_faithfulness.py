@@ -9,18 +9,29 @@ import numpy as np
 import pytest
 import torch
 
-from lvo_core.ablate import (BEST_COMPONENTS, AblationRow, markdown_table, shuffled_agreement, standard_variants,
-                             switched_off)
-from lvo_core.activity import unit_activations
-from lvo_core.backend import DiffusersBackend
+from lvo_core.analysis.activity import unit_activations
+from lvo_core.analysis.faithfulness import (
+    concept_agreement,
+    concept_purity,
+    dataset_activations,
+    reencode_robustness,
+)
 from lvo_core.errors import LVOError
-from lvo_core.faithfulness import concept_agreement, concept_purity, dataset_activations, reencode_robustness
-from lvo_core.noise import add_noise, alphas_from_scheduler, step_noise
-from lvo_core.objectives import Channel
-from lvo_core.optimize import PRESETS, optimize, preset, row_rms
-from lvo_core.recipes import RECIPES, recipe
-from lvo_core.sampling import seeded_noise
-from lvo_core.tiny import CharPromptEncoder, sd15_scheduler, tiny_vae
+from lvo_core.lvo.objectives import Channel
+from lvo_core.lvo.optimize import PRESETS, optimize, preset, row_rms
+from lvo_core.lvo.recipes import RECIPES, recipe
+from lvo_core.model.backend import DiffusersBackend
+from lvo_core.model.noise import add_noise, alphas_from_scheduler, step_noise
+from lvo_core.model.sampling import seeded_noise
+from lvo_core.model.tiny import CharPromptEncoder, sd15_scheduler, tiny_vae
+from lvo_core.toy.ablate import (
+    BEST_COMPONENTS,
+    AblationRow,
+    markdown_table,
+    shuffled_agreement,
+    standard_variants,
+    switched_off,
+)
 
 HP = "up_blocks.1.attentions.1"
 AXES = {"shape": ["circle", "ring"], "color": ["red", "blue", "green"]}
@@ -94,7 +105,7 @@ def test_reencode_robustness_is_the_top_rank_share(backend):
     every = reencode_robustness(backend, z, [0, 5], [200, 200], None, draws=3, top=32)
     assert every == [1.0, 1.0]  # 32 channels: every unit is within the top 32
     got = reencode_robustness(backend, z, [0, 5], [200, 200], None, draws=3, top=1)
-    from lvo_core.faithfulness import REENCODE_STEP_OFFSET
+    from lvo_core.analysis.faithfulness import REENCODE_STEP_OFFSET
 
     alphas, t, hits = alphas_from_scheduler(sd15_scheduler()).float(), torch.full((2,), 200), [0, 0]
     for d in range(3):

@@ -9,16 +9,20 @@ import types
 import numpy as np
 import pytest
 import torch
-
 from comfy_standins import empty_cond, run
-from lvo_core.activity import unit_activations
-from lvo_core.backend import DiffusersBackend
-from lvo_core.bank import BankSettings, build_bank
+
+from lvo_core.analysis.activity import unit_activations
+from lvo_core.analysis.bank import BankSettings, build_bank
+from lvo_core.analysis.feature_search import (
+    SEARCH_STEP_OFFSET,
+    search_features,
+    unit_list,
+)
 from lvo_core.errors import LVOError
-from lvo_core.feature_search import SEARCH_STEP_OFFSET, search_features, unit_list
-from lvo_core.noise import add_noise, step_noise
-from lvo_core.sampling import seeded_noise
-from lvo_core.tiny import CharPromptEncoder, random_sae, sd15_scheduler, tiny_vae
+from lvo_core.model.backend import DiffusersBackend
+from lvo_core.model.noise import add_noise, step_noise
+from lvo_core.model.sampling import seeded_noise
+from lvo_core.model.tiny import CharPromptEncoder, random_sae, sd15_scheduler, tiny_vae
 
 HP = "up_blocks.1.attentions.1"
 

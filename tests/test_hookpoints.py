@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import ldm_view, random_sae
 from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
 
-from conftest import ldm_view, random_sae
 from lvo_core.errors import HookpointError, SAEMismatchError
-from lvo_core.hookpoints import (check_sae_fits, equivalent_names, ldm_state_dict, list_hookpoints, name_map,
-                                 resolve_hookpoint)
+from lvo_core.hookpoints import (
+    check_sae_fits,
+    equivalent_names,
+    ldm_state_dict,
+    list_hookpoints,
+    name_map,
+    resolve_hookpoint,
+)
 
 
 def test_sd15_names_match_the_design_table(sd15_unet):

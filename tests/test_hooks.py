@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import ldm_view, random_sae
+
 from lvo_core.errors import SAEMismatchError
-from lvo_core.hooks import (AddChannel, AddDirection, EditFeature, StopForward, capture, edit, from_tokens,
-                            hook_count, run_to_block, to_tokens)
+from lvo_core.model.hooks import (
+    AddChannel,
+    AddDirection,
+    EditFeature,
+    StopForward,
+    capture,
+    edit,
+    from_tokens,
+    hook_count,
+    run_to_block,
+    to_tokens,
+)
 
 HP = "up_blocks.1.attentions.1"
 

@@ -5,13 +5,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lvo_core.backend import DiffusersBackend
-from lvo_core.hooks import hook_count
-from lvo_core.objectives import SAEFeature
-from lvo_core.optimize import preset
-from lvo_core.pipeline import visualize
-from lvo_core.steering import steer
-from lvo_core.tiny import CharPromptEncoder, random_sae, sd15_scheduler, tiny_unet, tiny_vae
+from lvo_core.analysis.steering import steer
+from lvo_core.lvo.objectives import SAEFeature
+from lvo_core.lvo.optimize import preset
+from lvo_core.lvo.pipeline import visualize
+from lvo_core.model.backend import DiffusersBackend
+from lvo_core.model.hooks import hook_count
+from lvo_core.model.tiny import (
+    CharPromptEncoder,
+    random_sae,
+    sd15_scheduler,
+    tiny_unet,
+    tiny_vae,
+)
 
 HP = "up_blocks.1.attentions.1"
 
@@ -55,14 +61,14 @@ def run(w, **kw):
 
 
 STAGES = {
-    "steering edit (prior)": ("lvo_core.hooks.AddDirection.__call__", boom),
-    "augmentation": ("lvo_core.optimize.augment", boom),
-    "noise": ("lvo_core.optimize.add_noise", boom),
-    "objective (graph half built)": ("lvo_core.objectives.SAEFeature.per_position", boom),
-    "gradient transform (after backward)": ("lvo_core.optimize.spectral_precondition", boom),
+    "steering edit (prior)": ("lvo_core.model.hooks.AddDirection.__call__", boom),
+    "augmentation": ("lvo_core.lvo.optimize.augment", boom),
+    "noise": ("lvo_core.lvo.optimize.add_noise", boom),
+    "objective (graph half built)": ("lvo_core.lvo.objectives.SAEFeature.per_position", boom),
+    "gradient transform (after backward)": ("lvo_core.lvo.optimize.spectral_precondition", boom),
     "optimizer step": ("torch.optim.AdamW.step", boom),
-    "preview decode": ("lvo_core.optimize.display_images", boom),
-    "metrics": ("lvo_core.pipeline.unit_metrics", boom),
+    "preview decode": ("lvo_core.lvo.optimize.display_images", boom),
+    "metrics": ("lvo_core.lvo.pipeline.unit_metrics", boom),
 }
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from comfy_standins import empty_cond, run
-from lvo_core.tiny import random_sae
+
+from lvo_core.model.tiny import random_sae
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,7 +117,7 @@ def test_block_wrapper_edits_cond_rows_only_while_running(fake_comfy, pack, unet
         plain = unet(x, 500, encoder_hidden_states=ctx).sample
     assert seen == [(1, 500, 1.0)]  # one cond row, timestep from sigma, progress along the schedule
     assert torch.equal(edited[0], plain[0]) and not torch.allclose(edited[1], plain[1])
-    from lvo_core.hooks import hook_count
+    from lvo_core.model.hooks import hook_count
 
     assert hook_count(unet) == 0
 

@@ -7,11 +7,27 @@ import math
 import pytest
 import torch
 
-from lvo_core.noise import add_noise, alphas_from_scheduler, alphas_from_sigmas, check_timesteps, step_noise
-from lvo_core.tiny import sd15_scheduler
-from lvo_core.transforms import (ROBUSTNESS_LEVELS, Augment, AugmentDraw, augment, blur_sigma, gaussian_blur,
-                                 moment_penalty, radial_frequency, range_penalty, spectral_precondition,
-                                 total_variation)
+from lvo_core.lvo.transforms import (
+    ROBUSTNESS_LEVELS,
+    Augment,
+    AugmentDraw,
+    augment,
+    blur_sigma,
+    gaussian_blur,
+    moment_penalty,
+    radial_frequency,
+    range_penalty,
+    spectral_precondition,
+    total_variation,
+)
+from lvo_core.model.noise import (
+    add_noise,
+    alphas_from_scheduler,
+    alphas_from_sigmas,
+    check_timesteps,
+    step_noise,
+)
+from lvo_core.model.tiny import sd15_scheduler
 
 
 # ---------------------------------------------------------------------------------------------- noise

@@ -6,15 +6,15 @@ import importlib.util
 import json
 import re
 import sys
-import tomllib
 import types
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
-
 from conftest import random_sae
-from lvo_core.activity import ActivityAnalysis
+
+from lvo_core.analysis.activity import ActivityAnalysis
 from lvo_core.cli import main
 from lvo_core.sae import save_sae
 

@@ -18,13 +18,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lvo_core.atlas import Cluster, build_atlas
-from lvo_core.backend import DiffusersBackend
 from lvo_core.cli import main
-from lvo_core.optimize import preset
-from lvo_core.pipeline import Row, visualize
-from lvo_core.runs import RunInterrupted, RunRecord, fingerprint, run_visualize
-from lvo_core.tiny import CharPromptEncoder, random_sae, sd15_scheduler, tiny_vae
+from lvo_core.lvo.optimize import preset
+from lvo_core.lvo.pipeline import Row, visualize
+from lvo_core.model.backend import DiffusersBackend
+from lvo_core.model.tiny import CharPromptEncoder, random_sae, sd15_scheduler, tiny_vae
+from lvo_core.runs.atlas import Cluster, build_atlas
+from lvo_core.runs.record import RunInterrupted, RunRecord, fingerprint, run_visualize
 
 HP = "up_blocks.1.attentions.1"
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,13 @@ import torch
 from safetensors.torch import save_file
 
 from lvo_core.errors import SAEFormatError, UnitError, UnsafeFileError
-from lvo_core.sae import convert_to_safetensors, detect_format, list_sae_hookpoints, load_sae, save_sae
+from lvo_core.sae import (
+    convert_to_safetensors,
+    detect_format,
+    list_sae_hookpoints,
+    load_sae,
+    save_sae,
+)
 from lvo_core.sae.model import SparseAutoencoder
 
 D_IN, D_SAE, K = 6, 12, 3

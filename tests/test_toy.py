@@ -79,10 +79,10 @@ trained = pytest.mark.skipif(not (WEIGHTS / "unet" / "config.json").is_file(), r
 @trained
 def test_trained_world_loads_like_any_model():
     from lvo_core.hookpoints import check_sae_fits, resolve_hookpoint
-    from lvo_core.models import load_model
     from lvo_core.sae import load_sae
+    from lvo_core.toy import load_toy_model
 
-    model = load_model("toy")
+    model = load_toy_model()
     point = resolve_hookpoint(model.unet, "output_blocks.4.1")
     sae = load_sae(SAE_PATH)
     check_sae_fits(sae.d_in, point, model.unet)

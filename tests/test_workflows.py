@@ -7,8 +7,16 @@ import json
 from pathlib import Path
 
 import pytest
-
-from workflow_tools import GRAPHS, REFERENCE, ROOT, TEMPLATES, build, node_specs, to_api, validate
+from workflow_tools import (
+    GRAPHS,
+    REFERENCE,
+    ROOT,
+    TEMPLATES,
+    build,
+    node_specs,
+    to_api,
+    validate,
+)
 
 FILES = sorted((ROOT / "workflows").glob("*.json"))
 

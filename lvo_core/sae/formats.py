@@ -494,7 +494,9 @@ def _pick_hookpoint(root: Path, hookpoint: str | None) -> Path:
         if len(options) == 1:
             return next(iter(options.values()))
         raise SAEFormatError(f"{root} holds SAEs for several hookpoints; choose one of: {', '.join(options)}")
-    from ..hookpoints import equivalent_names  # local import: hookpoints imports diffusers lazily too
+    from ..hookpoints import (
+        equivalent_names,  # local import: hookpoints imports diffusers lazily too
+    )
 
     wanted = set(equivalent_names(hookpoint))
     for name, folder in options.items():

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..backend import Backend, DiffusersBackend
-from ..faithfulness import ConceptPurity, concept_purity, dataset_activations
+from ..analysis.faithfulness import ConceptPurity, concept_purity, dataset_activations
+from ..model.backend import Backend, DiffusersBackend
 from ..sae.model import SparseAutoencoder
-from . import SAE_PATH, WEIGHTS
+from . import SAE_PATH, WEIGHTS, load_toy_model
 from .codec import PatchPCACodec
 from .judge import Judge
 from .world import COLORS, SHAPES, Dataset, make_dataset
@@ -36,10 +36,9 @@ class ToyWorld:
 
     @classmethod
     def load(cls, device: str | torch.device = "cpu") -> "ToyWorld":
-        from ..models import load_model
         from ..sae import load_sae
 
-        model = load_model("toy", device=device)
+        model = load_toy_model(device=device)
         backend = DiffusersBackend(model.unet, HOOKPOINT, scheduler=model.scheduler, decoder=model.decoder,
                                    encode_prompt=model.encode_prompt)
         return cls(backend, load_sae(SAE_PATH).to(device=device), model.info["decoder"], model.encode_prompt,
@@ -127,7 +126,7 @@ class ToyStudy:
 
     def ensure_bank(self, settings=None, on_progress=None):
         """The toy world's sample bank (built once per study, in memory: it takes seconds here)."""
-        from ..bank import BankSettings, build_bank
+        from ..analysis.bank import BankSettings, build_bank
 
         if self.bank is None:
             self.bank = build_bank(self.world.backend, settings or BankSettings(), on_progress=on_progress)
@@ -145,10 +144,10 @@ class ToyStudy:
 
 def prepare_study(count: int = 10, raw_count: int = 4, images: int = 1000, prior_steps: int = 50,
                   device: str | torch.device = "cpu", held_out: int = 0) -> ToyStudy:
-    from ..ablate import Judging, steer_factory
-    from ..activity import ActivityAnalysis
-    from ..tiny import sd15_scheduler
+    from ..analysis.activity import ActivityAnalysis
+    from ..model.tiny import sd15_scheduler
     from . import ANALYSIS, RAW_ANALYSIS
+    from .ablate import Judging, steer_factory
 
     world = ToyWorld.load(device)
     data = purity_data(images)
@@ -169,8 +168,8 @@ def toy_ablation(out=None, *, variants=None, seeds: Sequence[int] = (1, 2, 3, 4)
     """The ablation on the toy world: purity-selected units, every variant, every faithfulness metric; with
     ``held_out``, that many further concept-pure features get ``held_out_variants`` (default: the three recipes).
     ``on_phase(name)`` announces each preparation phase."""
-    from ..ablate import held_out_variants as default_held_out
-    from ..ablate import run_ablation, standard_variants
+    from .ablate import held_out_variants as default_held_out
+    from .ablate import run_ablation, standard_variants
 
     say = on_phase or (lambda _name: None)
     say("purity of every unit on 1000 held-out images, activity analyses, test units")

@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from ..report import save_json, save_png
-from ..sampling import sample
-from ..tiny import sd15_scheduler
+from ..model.sampling import sample
+from ..model.tiny import sd15_scheduler
+from ..runs.report import save_json, save_png
 from . import ANALYSIS, RAW_ANALYSIS, WEIGHTS, load_toy_encoder
 from .codec import PatchPCACodec
 from .judge import Judge, train_judge
@@ -66,7 +66,7 @@ ANALYSIS_REPEATS = 4  # every prompt generated with this many seeds
 def analyze_world(unet, encoder, raw: bool, folder: Path = WEIGHTS):
     """The activity analysis of the SAE features (or raw channels) over every prompt × 4 seeds, as the paper's
     protocol makes it (DDIM 25, CFG 3, conditional rows)."""
-    from ..activity import analyze_activity
+    from ..analysis.activity import analyze_activity
     from ..sae import load_sae
 
     prompts = [f"{c} {s}" for c in COLORS for s in SHAPES] * ANALYSIS_REPEATS
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         analyze_world(unet, encoder, raw=False, folder=folder).save(folder / ANALYSIS.name)
         analyze_world(unet, encoder, raw=True, folder=folder).save(folder / RAW_ANALYSIS.name)
-    from ..plots import image_grid
+    from ..runs.plots import image_grid
 
     groups = [c * len(SHAPES) + c % len(SHAPES) for c in range(len(COLORS))]  # every colour, every shape once
     tiles = [((images[g * 8 + j].permute(1, 2, 0) + 1) / 2).numpy() for g in groups for j in range(4)]

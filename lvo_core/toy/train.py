@@ -27,12 +27,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..hooks import capture
-from ..noise import add_noise, alphas_from_scheduler
-from ..report import save_json, versions
+from ..model.hooks import capture
+from ..model.noise import add_noise, alphas_from_scheduler
+from ..model.tiny import sd15_scheduler
+from ..runs.report import save_json, versions
 from ..sae import save_sae
 from ..sae.model import SparseAutoencoder
-from ..tiny import sd15_scheduler
 from .codec import PatchPCACodec
 from .text import NULL, ToyPromptEncoder, parse
 from .world import make_dataset

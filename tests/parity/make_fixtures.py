@@ -202,9 +202,16 @@ def worker_saelens6(out: Path) -> dict[str, Any]:
     torch = _torch()
     import sae_lens
     from sae_lens import SAE
-
-    from sae_lens.saes import (GatedSAE, GatedSAEConfig, JumpReLUSAE, JumpReLUSAEConfig, StandardSAE,
-                               StandardSAEConfig, TopKSAE, TopKSAEConfig)
+    from sae_lens.saes import (
+        GatedSAE,
+        GatedSAEConfig,
+        JumpReLUSAE,
+        JumpReLUSAEConfig,
+        StandardSAE,
+        StandardSAEConfig,
+        TopKSAE,
+        TopKSAEConfig,
+    )
 
     ver = version_of("sae-lens")
     e = Entries(out, "sae-lens", ver, "library save code: SAE.save_model(); outputs from SAE.load_from_disk()")
@@ -268,8 +275,12 @@ def worker_saelens6(out: Path) -> dict[str, Any]:
         e.add(name, dtype=dtype, settings={"architecture": cfg.architecture(), **kw}, files=files, cases=[case])
     # Trained SAEs reach users through TrainingSAE.save_inference_model: TopK folds its decoder norms there and
     # BatchTopK is saved as a JumpReLU SAE with its learned global threshold.
-    from sae_lens.saes import (BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig, TopKTrainingSAE,
-                               TopKTrainingSAEConfig)
+    from sae_lens.saes import (
+        BatchTopKTrainingSAE,
+        BatchTopKTrainingSAEConfig,
+        TopKTrainingSAE,
+        TopKTrainingSAEConfig,
+    )
 
     for i, (suffix, sae_cls, cfg_cls) in enumerate([("topk_training_saved_for_inference", TopKTrainingSAE,
                                                       TopKTrainingSAEConfig),
@@ -462,7 +473,10 @@ def worker_dictionary_learning(out: Path) -> dict[str, Any]:
     from dictionary_learning.trainers.batch_top_k import BatchTopKTrainer
     from dictionary_learning.trainers.gdm import GatedSAETrainer
     from dictionary_learning.trainers.jumprelu import JumpReluTrainer
-    from dictionary_learning.trainers.standard import StandardTrainer, StandardTrainerAprilUpdate
+    from dictionary_learning.trainers.standard import (
+        StandardTrainer,
+        StandardTrainerAprilUpdate,
+    )
     from dictionary_learning.trainers.top_k import TopKTrainer
     from dictionary_learning.utils import load_dictionary
 

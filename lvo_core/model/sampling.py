@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .errors import LVOError
+from ..errors import LVOError
 
 StepCallback = Callable[[int, int, Tensor], None]
 
@@ -62,7 +62,7 @@ def sample_with(eps_fn: Callable[[Tensor, Tensor, Tensor], Tensor], scheduler, c
                 on_step: StepCallback | None = None, before_step: Callable[[int, int], None] | None = None,
                 init_latents: Tensor | None = None) -> Tensor:
     """:func:`sample` over any ε-prediction ``eps_fn(x, t, context)`` (``t`` one timestep per row), e.g. a
-    :class:`~lvo_core.backend.Backend`'s ``predict_eps``, so every backend samples the same way."""
+    :class:`~lvo_core.model.backend.Backend`'s ``predict_eps``, so every backend samples the same way."""
     if steps <= 0:
         raise LVOError(f"steps must be positive, got {steps}")
     batch = len(seeds)

@@ -1,6 +1,6 @@
 """Named LVO recipes: everything that decides a visualization besides the unit and the seed.
 
-A recipe is more than an :class:`~lvo_core.optimize.LVOConfig`: it also says where the latent starts (a steering
+A recipe is more than an :class:`~lvo_core.lvo.optimize.LVOConfig`: it also says where the latent starts (a steering
 prior or plain noise, and how hard to steer), which SAE value is maximized and at which timesteps.
 
 * ``paper`` — the reference recipe: steering prior at the reference strength (dataset max × 500 at the unit's active
@@ -13,7 +13,7 @@ prior or plain noise, and how hard to steer), which SAE value is maximized and a
   dataset maximum less often than ``paper`` while its images show the unit's concept far more often. The fixed
   steering strength is in the hooked block's units (the toy block's tokens have norm ≈ 8); scale it with yours.
 * ``faithful`` — the default: start from the model's own sample that drives the unit hardest (a
-  :mod:`~lvo_core.bank` of unconditional samples, scored at the selection timestep, t = 200 by default, or the
+  :mod:`~lvo_core.analysis.bank` of unconditional samples, scored at the selection timestep, t = 200 by default, or the
   unit's activity peak), then a short polish with ``best``'s settings at that timestep. Choosing among the
   model's samples keeps the picture on the data; the polish lifts the activation past the dataset maximum before
   it starts to trade the concept away (measured: ``python -m lvo_core ablate``).
@@ -24,14 +24,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
-from .activity import ActivityAnalysis
-from .backend import Backend
-from .bank import SampleBank
-from .errors import LVOError
+from ..analysis.activity import ActivityAnalysis
+from ..analysis.bank import SampleBank
+from ..analysis.selection import FALLBACK_T, SELECT_T, BankPrior, selection_timesteps
+from ..errors import LVOError
+from ..model.backend import Backend
+from ..sae.model import SparseAutoencoder
 from .optimize import PRESETS, LVOConfig
 from .pipeline import PriorFn, Timesteps, Visualization, visualize
-from .sae.model import SparseAutoencoder
-from .selection import FALLBACK_T, SELECT_T, BankPrior, selection_timesteps
 
 SteerFactory = Callable[[SparseAutoencoder | None, ActivityAnalysis | None, float | None], PriorFn]
 
@@ -130,7 +130,7 @@ def visualize_recipe(backend: Backend, variant: Recipe, units: Sequence[int], *,
                      analysis: ActivityAnalysis | None = None, seeds: Sequence[int] = (1, 2, 3, 4),
                      steer_prior: SteerFactory | None = None, bank: SampleBank | None = None,
                      **options: Any) -> Visualization:
-    """:func:`~lvo_core.pipeline.visualize` under a recipe (``sae`` None: raw channels). Rows of a bank recipe
+    """:func:`~lvo_core.lvo.pipeline.visualize` under a recipe (``sae`` None: raw channels). Rows of a bank recipe
     carry the pool image they started from (``pool_index``) and, where the selection timestep was a fallback, a
     ``note`` saying so. ``options`` go to ``visualize`` (batch size, progress, previews, interrupts, …)."""
     prior, timesteps, notes = recipe_start(backend, variant, units, sae=sae, analysis=analysis, seeds=seeds,

@@ -15,8 +15,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .errors import LVOError, UnitError
-from .sae.model import SparseAutoencoder
+from ..errors import LVOError, UnitError
+from ..sae.model import SparseAutoencoder
 
 VALUES = ("dense", "pre", "sparse")
 REDUCTIONS = ("mean", "max")

@@ -6,7 +6,7 @@ timestep — averaged over a few fixed evaluation noise draws that the optimizer
 reached ÷ dataset maximum at that timestep) compares like with like.
 
 * ``activation`` / ``prior_activation``: the unit on the optimized latent / on the starting latent.
-* ``dataset_max`` and ``ratio``: from an :class:`~lvo_core.activity.ActivityAnalysis`, when one is given.
+* ``dataset_max`` and ``ratio``: from an :class:`~lvo_core.analysis.activity.ActivityAnalysis`, when one is given.
 * ``selectivity``: target minus the mean of all other units of the layer on the same input; ``rank``: the target's
   place among all units (1 = the most active unit of the layer).
 """
@@ -18,11 +18,11 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from ..errors import LVOError
+from ..model.backend import Backend
+from ..model.noise import add_noise, check_timesteps, step_noise
+from ..sae.model import SparseAutoencoder
 from .activity import ActivityAnalysis, unit_activations
-from .backend import Backend
-from .noise import add_noise, check_timesteps, step_noise
-from .sae.model import SparseAutoencoder
-from .errors import LVOError
 
 EVAL_STEP_OFFSET = 1 << 30  # evaluation noise uses step indices the optimizer never reaches
 

@@ -7,8 +7,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .activity import ActivityAnalysis
-from .errors import LVOError
+from ..analysis.activity import ActivityAnalysis
+from ..errors import LVOError
 
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]

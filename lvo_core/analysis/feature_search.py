@@ -16,12 +16,12 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from ..errors import LVOError
+from ..model.backend import Backend
+from ..model.noise import add_noise, check_timesteps, step_noise
+from ..sae.model import SparseAutoencoder
 from .activity import ActivityAnalysis
-from .backend import Backend
 from .bank import SampleBank
-from .errors import LVOError
-from .noise import add_noise, check_timesteps, step_noise
-from .sae.model import SparseAutoencoder
 
 SEARCH_STEP_OFFSET = 7 << 28  # noise draws of the search: no optimizer, metric or bank score uses them
 RANKINGS = ("auto", "lift", "ratio", "activation")

@@ -20,11 +20,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..lvo.recipes import DEFAULT_RECIPE, recipe
+from ..runs.plots import activity_chart, table_sheet
+from ..runs.report import save_json, save_png
 from .ablate import run_variant
-from .plots import activity_chart, table_sheet
-from .recipes import DEFAULT_RECIPE, recipe
-from .report import save_json, save_png
-from .toy.concepts import HOOKPOINT, describe, prepare_study
+from .concepts import HOOKPOINT, describe, prepare_study
 
 EXAMPLES = 3  # dataset examples per unit on the sheet
 RECIPES = ("paper", DEFAULT_RECIPE)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .sae.model import SparseAutoencoder
-from .errors import LVOError
+from ..errors import LVOError
+from ..sae.model import SparseAutoencoder
 
 SD15_BETAS = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
 

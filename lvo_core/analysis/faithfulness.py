@@ -3,7 +3,7 @@ visualization still drive the unit once it has been through the image codec and 
 
 These need labelled data (concept purity), a judge (agreement) and an image encoder (re-encode robustness), which
 a world with known concepts such as :mod:`lvo_core.toy` provides; on a real model only the activation metrics of
-:mod:`lvo_core.metrics` apply. Everything here is plain tensors and labels, so any world can plug in.
+:mod:`lvo_core.analysis.metrics` apply. Everything here is plain tensors and labels, so any world can plug in.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import LVOError
+from ..model.backend import Backend
+from ..model.noise import add_noise, check_timesteps, step_noise
+from ..sae.model import SparseAutoencoder
 from .activity import unit_activations
-from .backend import Backend
-from .noise import add_noise, check_timesteps, step_noise
-from .sae.model import SparseAutoencoder
-from .errors import LVOError
 
 REENCODE_STEP_OFFSET = 3 << 29  # noise draws the optimizer and the evaluation metrics never use
 

@@ -15,9 +15,9 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from .hookpoints import Hookpoint, check_sae_fits, resolve_hookpoint
-from .sae.model import SparseAutoencoder
-from .errors import LVOError
+from ..errors import LVOError
+from ..hookpoints import Hookpoint, check_sae_fits, resolve_hookpoint
+from ..sae.model import SparseAutoencoder
 
 RowSelector = Callable[[int], Any]
 

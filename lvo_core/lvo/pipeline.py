@@ -16,16 +16,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .activity import ActivityAnalysis
-from .backend import Backend
-from .errors import LVOError, UnitError
-from .hookpoints import check_sae_fits
-from .metrics import display_images, unit_metrics
+from ..analysis.activity import ActivityAnalysis
+from ..analysis.metrics import display_images, unit_metrics
+from ..analysis.steering import REFERENCE_SEEDS
+from ..errors import LVOError, UnitError
+from ..hookpoints import check_sae_fits
+from ..model.backend import Backend
+from ..model.sampling import seeded_noise
+from ..sae.model import SparseAutoencoder
 from .objectives import Channel, SAEFeature
 from .optimize import HISTORY_KEYS, PRESETS, LVOConfig, LVOResult, optimize
-from .sae.model import SparseAutoencoder
-from .sampling import seeded_noise
-from .steering import REFERENCE_SEEDS
 
 PriorFn = Callable[[list[int], list[int]], Tensor]
 
@@ -149,8 +149,8 @@ class Visualization:
 
     def save(self, out: str | os.PathLike, settings: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write this run as a run folder (one PNG per row, ``contact_sheet.png``, ``latents.safetensors``,
-        ``result.json``; see :mod:`lvo_core.runs`) and return the result JSON."""
-        from .runs import save_visualization
+        ``result.json``; see :mod:`lvo_core.runs.record`) and return the result JSON."""
+        from ..runs.record import save_visualization
 
         return save_visualization(self, out, settings)
 
@@ -182,7 +182,7 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
     partial batch. ``on_batch(rows, result, metrics, images)`` runs after each batch, the interrupted or NaN-stopped
     one too (``result.complete`` tells them apart), so it can be saved at once. Batches are cut from the whole plan;
     a batch whose rows are all in ``skip`` is not run again, any other is run whole (see
-    :mod:`lvo_core.runs`). ``optimize_latents=False`` measures and decodes the starting latents as they are (e.g.
+    :mod:`lvo_core.runs.record`). ``optimize_latents=False`` measures and decodes the starting latents as they are (e.g.
     bank selection alone). ``batch_size="auto"`` starts from :func:`auto_batch_size`; whatever the start, an
     out-of-memory error halves the batches and redoes the rows.
     """

@@ -13,8 +13,8 @@ from typing import Callable, Iterator, Protocol, Sequence
 import torch
 from torch import Tensor, nn
 
-from .errors import LVOError
-from .hookpoints import Hookpoint, resolve_hookpoint
+from ..errors import LVOError
+from ..hookpoints import Hookpoint, resolve_hookpoint
 from .hooks import run_to_block, to_tokens
 from .noise import alphas_from_scheduler
 from .sampling import default_latent_shape
@@ -84,7 +84,7 @@ def trainable_copy(unet: nn.Module, hookpoint: Hookpoint) -> tuple[nn.Module, in
     Why: ComfyUI creates model weights under ``torch.inference_mode()``, and autograd cannot save inference tensors
     for backward — not even for a gradient with respect to the input only. The shared model is never touched.
     """
-    from .hookpoints import _forward_order, list_hookpoints, unwrap_unet
+    from ..hookpoints import _forward_order, list_hookpoints, unwrap_unet
 
     unet = unwrap_unet(unet)
     order = _forward_order(hookpoint.diffusers_name)

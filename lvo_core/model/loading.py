@@ -17,12 +17,11 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from .errors import LVOError
+from ..errors import LVOError
 from .tiny import CharPromptEncoder, sd15_scheduler, tiny_unet, tiny_vae
 
 PromptEncoder = Callable[[list[str]], Tensor]
 TINY = "tiny"
-TOY = "toy"
 log = logging.getLogger("lvo_core")
 
 
@@ -116,30 +115,12 @@ def _scheduler(folder: Path):
     return sd15_scheduler()
 
 
-def _place(module: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
+def place(module: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
     """Move to ``device``; cast only when the dtype differs (diffusers warns about needless casts)."""
     module = module.to(device)
     if next(module.parameters()).dtype != dtype:
         module = module.to(dtype=dtype)
     return module.eval()
-
-
-def _load_toy(device: torch.device, dtype: torch.dtype) -> LoadedModel:
-    """The trained toy world that ships with the pack: its UNet, codec (as the decoder) and prompt encoder."""
-    from diffusers import UNet2DConditionModel
-
-    from .toy import WEIGHTS, load_toy_encoder
-    from .toy.codec import PatchPCACodec
-
-    if not (WEIGHTS / "unet" / "config.json").is_file():
-        raise LVOError(f"the toy world's weights are missing from {WEIGHTS}; train them with "
-                       f"`python -m lvo_core.toy.train`")
-    # low_cpu_mem_usage=False: a 2.5 M-parameter model gains nothing from accelerate, and diffusers would warn
-    unet = UNet2DConditionModel.from_pretrained(str(WEIGHTS / "unet"), local_files_only=True, low_cpu_mem_usage=False,
-                                                torch_dtype=torch.float32)
-    codec = PatchPCACodec.load(WEIGHTS / "codec.safetensors")
-    return LoadedModel(_place(unet, device, dtype), sd15_scheduler(), None, load_toy_encoder(WEIGHTS, device), TOY,
-                       {"kind": "toy world", "decoder": codec})
 
 
 VAE_PREFIX = "first_stage_model."
@@ -174,17 +155,15 @@ def load_model(spec: str = TINY, *, config: str | None = None, device: str | tor
     """``tiny``; a diffusers folder (``unet/``, optional ``vae/``, ``scheduler/``, text encoder); or a single-file
     checkpoint (``.safetensors``) whose UNet (and VAE, if present) load with ``config`` = a local diffusers folder."""
     device = torch.device(device)
-    if spec == TOY:
-        return _load_toy(device, dtype)
     if spec == TINY:
-        return LoadedModel(_place(tiny_unet(), device, dtype), sd15_scheduler(), _place(tiny_vae(), device, dtype),
+        return LoadedModel(place(tiny_unet(), device, dtype), sd15_scheduler(), place(tiny_vae(), device, dtype),
                            CharPromptEncoder().to(device), TINY, {"kind": "tiny random SD-shaped model"})
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     path = Path(spec)
     if not path.exists():
         raise LVOError(f"model {path} does not exist; give a local diffusers folder, a .safetensors checkpoint "
-                       f"with --config, or 'tiny'")
+                       f"with --config, or 'tiny' (the toy world loads with lvo_core.toy.load_toy_model)")
     if path.is_file():
         if config is None:
             raise LVOError(f"{path} is a single-file checkpoint: also give --config, a local diffusers folder "
@@ -206,8 +185,8 @@ def load_model(spec: str = TINY, *, config: str | None = None, device: str | tor
         vae = (AutoencoderKL.from_pretrained(str(path), subfolder="vae", local_files_only=True)
                if (path / "vae" / "config.json").is_file() else None)
         vae_source = f"{path}/vae" if vae is not None else None
-    unet = _place(unet, device, dtype)
-    vae = _place(vae, device, dtype) if vae is not None else None
+    unet = place(unet, device, dtype)
+    vae = place(vae, device, dtype) if vae is not None else None
     return LoadedModel(unet, _scheduler(folder), vae, _prompt_encoder(folder, device), str(path),
                        {"config": str(folder), "vae": vae_source})
 

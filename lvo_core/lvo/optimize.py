@@ -19,13 +19,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .backend import Backend
-from .errors import LVOError
-from .metrics import display_images
-from .noise import add_noise, check_timesteps, step_noise
+from ..analysis.metrics import display_images
+from ..errors import LVOError
+from ..model.backend import Backend
+from ..model.noise import add_noise, check_timesteps, step_noise
 from .objectives import Objective
-from .transforms import (ROBUSTNESS_LEVELS, Augment, augment, blur_sigma, gaussian_blur, moment_penalty,
-                         range_penalty, spectral_precondition, total_variation)
+from .transforms import (
+    ROBUSTNESS_LEVELS,
+    Augment,
+    augment,
+    blur_sigma,
+    gaussian_blur,
+    moment_penalty,
+    range_penalty,
+    spectral_precondition,
+    total_variation,
+)
 
 HISTORY_KEYS = ("activation", "tv", "range", "moment", "loss")
 

@@ -26,13 +26,13 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from ..errors import LVOError, UnitError
+from ..fileio import atomic_write, check_safetensors_file
+from ..model.backend import Backend
+from ..model.noise import add_noise, check_timesteps, step_noise
+from ..model.sampling import ddim_from_alphas, sample_with
+from ..sae.model import SparseAutoencoder
 from .activity import sae_fingerprint, unit_activations
-from .backend import Backend
-from .errors import LVOError, UnitError
-from .fileio import atomic_write, check_safetensors_file
-from .noise import add_noise, check_timesteps, step_noise
-from .sae.model import SparseAutoencoder
-from .sampling import ddim_from_alphas, sample_with
 
 FORMAT_VERSION = 1
 BANK_SEED = 1 << 20  # pool seeds start here: far from the LVO seeds (1, 2, … and the reference's 1024…)
@@ -113,7 +113,7 @@ class SampleBank:
     # ------------------------------------------------------------------ checks
     def check_matches(self, backend: Backend, sae: SparseAutoencoder | None = None) -> None:
         """Refuse a bank made for another model, hookpoint or SAE, naming what differs."""
-        from .hookpoints import equivalent_names
+        from ..hookpoints import equivalent_names
 
         if not set(equivalent_names(self.hookpoint)) & set(equivalent_names(backend.hookpoint.diffusers_name)):
             raise BankError(f"this sample bank was scored at hookpoint '{self.hookpoint}', not "

@@ -1,7 +1,7 @@
 """Ablations: the same units visualized under named recipes and with one component switched off at a time, scored
 with the activation metrics and — in a world with known concepts — concept agreement and re-encode robustness.
 
-A variant is a :class:`~lvo_core.recipes.Recipe`: the LVO settings, where the latent starts (steering prior or plain
+A variant is a :class:`~lvo_core.lvo.recipes.Recipe`: the LVO settings, where the latent starts (steering prior or plain
 noise), the SAE value maximized, the timesteps and the unit kind. Every variant sees the same units and seeds, so a
 table row differs from another only by what its name says.
 """
@@ -16,15 +16,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .activity import ActivityAnalysis
-from .backend import Backend
-from .bank import SampleBank
-from .errors import LVOError
-from .faithfulness import ConceptPurity, concept_agreement, reencode_report
-from .pipeline import PriorFn, Visualization
-from .recipes import Recipe, SteerFactory, recipe, visualize_recipe
-from .sae.model import SparseAutoencoder
-from .transforms import ROBUSTNESS_LEVELS
+from ..analysis.activity import ActivityAnalysis
+from ..analysis.bank import SampleBank
+from ..analysis.faithfulness import ConceptPurity, concept_agreement, reencode_report
+from ..errors import LVOError
+from ..lvo.pipeline import PriorFn, Visualization
+from ..lvo.recipes import Recipe, SteerFactory, recipe, visualize_recipe
+from ..lvo.transforms import ROBUSTNESS_LEVELS
+from ..model.backend import Backend
+from ..sae.model import SparseAutoencoder
 
 
 def switched_off(base: Recipe, component: str) -> Recipe:
@@ -124,7 +124,7 @@ def steer_factory(unet: torch.nn.Module, scheduler, hookpoint: str, empty_contex
                   steps: int = 50) -> SteerFactory:
     """Steering priors for :func:`run_variant`: the reference protocol (dataset max × scale at active timesteps)
     when the strength is None, else that fixed strength over the whole sampling."""
-    from .steering import steer
+    from ..analysis.steering import steer
 
     def factory(sae: SparseAutoencoder | None, analysis: ActivityAnalysis | None, strength: float | None) -> PriorFn:
         def prior(units: list[int], seeds: list[int]) -> torch.Tensor:
@@ -258,8 +258,8 @@ def run_ablation(backend: Backend, variants: Sequence[Recipe], units: Sequence[i
     """Run every variant on the same units (raw variants on ``raw_units``) and seeds, then ``held_out_variants`` on
     the ``held_out`` SAE features; with ``out``, write ``ablation.json`` (every row, plus ``extra``),
     ``ablation.md`` (the table) and a contact sheet per variant. ``bank`` serves the bank-prior recipes."""
-    from .metrics import display_images
-    from .report import contact_sheet, save_json, save_png
+    from ..analysis.metrics import display_images
+    from ..runs.report import contact_sheet, save_json, save_png
 
     out = Path(out) if out is not None else None
     if out is not None:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import LVOError
+from ..errors import LVOError
 
 
 # ------------------------------------------------------------------------------------------------ augmentations

@@ -2,7 +2,7 @@
 that records everything needed to reproduce the run (arguments, config, seeds, versions, history, metrics).
 
 Every file is written atomically, so an interrupted run never leaves a file that looks complete but is not. The run
-record that uses these writers (rows, resume, fingerprint, ``result.json``) is :mod:`lvo_core.runs`.
+record that uses these writers (rows, resume, fingerprint, ``result.json``) is :mod:`lvo_core.runs.record`.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from .fileio import atomic_write
+from ..fileio import atomic_write
 from .plots import image_grid
 
 
 def versions() -> dict[str, str]:
     import diffusers
 
-    from . import __version__
+    from .. import __version__
 
     return {"lvo_core": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
             "python": platform.python_version()}

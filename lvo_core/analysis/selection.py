@@ -17,11 +17,11 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from ..errors import LVOError, UnitError
+from ..model.backend import Backend
+from ..sae.model import SparseAutoencoder
 from .activity import ActivityAnalysis
-from .backend import Backend
 from .bank import SampleBank
-from .errors import LVOError, UnitError
-from .sae.model import SparseAutoencoder
 
 SELECT_T = 200  # the default selection timestep (measured on the toy world: python -m lvo_core ablate)
 FALLBACK_T = SELECT_T  # the "peak" rule's fallback for units no analysis saw active
@@ -68,7 +68,7 @@ def selection_timesteps(units: Sequence[int], rule: str | int | Mapping[int, int
 
 
 class BankPrior:
-    """A prior for :func:`~lvo_core.pipeline.visualize`: row (unit, seed) starts from the unit's k-th best pool
+    """A prior for :func:`~lvo_core.lvo.pipeline.visualize`: row (unit, seed) starts from the unit's k-th best pool
     image at its selection timestep (among the first ``pool`` images), where k is the seed's place in ``seeds``. Scores missing from the bank are
     computed (and saved with it) on first use."""
 

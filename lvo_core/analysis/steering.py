@@ -17,12 +17,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..errors import LVOError, UnitError
+from ..hookpoints import check_sae_fits, resolve_hookpoint
+from ..model.hooks import (
+    AddDirection,
+    EditFeature,
+    ReplaceWithDirection,
+    TokenEdit,
+    edit,
+)
+from ..model.sampling import default_latent_shape, sample
+from ..sae.model import SparseAutoencoder
 from .activity import ActivityAnalysis
-from .errors import LVOError, UnitError
-from .hookpoints import check_sae_fits, resolve_hookpoint
-from .hooks import AddDirection, EditFeature, ReplaceWithDirection, TokenEdit, edit
-from .sae.model import SparseAutoencoder
-from .sampling import default_latent_shape, sample
 
 REFERENCE_SEEDS = (1024, 1111, 4359, 3248, 1026)
 

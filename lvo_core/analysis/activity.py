@@ -26,12 +26,12 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 from torch import Tensor, nn
 
-from .errors import LVOError, ActivityError, SAEFormatError, UnitError
-from .fileio import atomic_write, check_safetensors_file
-from .hookpoints import Hookpoint, check_sae_fits, resolve_hookpoint
-from .hooks import capture
-from .sae.model import SparseAutoencoder
-from .sampling import default_latent_shape, sample
+from ..errors import ActivityError, LVOError, SAEFormatError, UnitError
+from ..fileio import atomic_write, check_safetensors_file
+from ..hookpoints import Hookpoint, check_sae_fits, resolve_hookpoint
+from ..model.hooks import capture
+from ..model.sampling import default_latent_shape, sample
+from ..sae.model import SparseAutoencoder
 
 GRID = np.arange(1001)
 FORMAT_VERSION = 1
@@ -140,7 +140,7 @@ class ActivityAnalysis:
 
     def check_matches(self, hookpoint: str, sae: SparseAutoencoder | None) -> None:
         """Refuse an analysis made for another block or another SAE than the one about to be used."""
-        from .hookpoints import equivalent_names
+        from ..hookpoints import equivalent_names
 
         if not set(equivalent_names(hookpoint)) & set(equivalent_names(self.hookpoint)):
             raise ActivityError(f"this activity analysis was made at hookpoint '{self.hookpoint}', not "

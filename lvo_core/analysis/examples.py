@@ -14,12 +14,12 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from ..errors import ActivityError, LVOError
+from ..hookpoints import check_sae_fits, resolve_hookpoint
+from ..model.hooks import capture
+from ..model.sampling import default_latent_shape, sample
+from ..sae.model import SparseAutoencoder
 from .activity import spatial_map
-from .errors import LVOError, ActivityError
-from .hookpoints import check_sae_fits, resolve_hookpoint
-from .hooks import capture
-from .sae.model import SparseAutoencoder
-from .sampling import default_latent_shape, sample
 
 # A perceptually ordered dark-to-bright ramp (black → purple → orange → yellow), interpolated linearly.
 _RAMP = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32) / 255
@@ -118,7 +118,7 @@ def maps_from_latents(backend, latents: Tensor, unit: int, timestep: int, sae: S
                       seed: int = 0, context: Tensor | None = None) -> Tensor:
     """A unit's activation map ``[N, H, W]`` on existing clean latents noised to ``timestep`` (seeded), e.g. the
     VAE encodings of a user's images; ``context`` defaults to the empty prompt."""
-    from .noise import add_noise, step_noise
+    from ..model.noise import add_noise, step_noise
 
     with torch.inference_mode(False), torch.no_grad():
         z = latents.detach().to(backend.device, torch.float32)

@@ -13,7 +13,7 @@ What makes resuming safe:
   last, atomically, so a marker always describes the files beside it;
 - the fingerprint hashes every setting except the few in :data:`NOT_IN_FINGERPRINT` (where and in which pieces a
   run goes), with file inputs hashed by content — a new setting is covered without anyone listing it;
-- batches are cut from the whole plan (:func:`lvo_core.pipeline.visualize`) and an unfinished batch is redone
+- batches are cut from the whole plan (:func:`lvo_core.lvo.pipeline.visualize`) and an unfinished batch is redone
   whole, so resumed rows are computed in the very batches of an uninterrupted run: equal to the bit on CPU.
 """
 
@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from .errors import LVOError
+from ..errors import LVOError
 from .report import contact_sheet, save_json, save_png, save_tensors, versions
 
 if TYPE_CHECKING:
-    from .backend import Backend
-    from .pipeline import Row, Visualization
+    from ..lvo.pipeline import Row, Visualization
+    from ..model.backend import Backend
 
 # Settings that say where and in which pieces a run goes, never what a row computes. Row keys (unit, timestep,
 # seed) name rows instead; the batch size only regroups rows (an out-of-memory error already halves it mid-run);
@@ -143,7 +143,7 @@ class RunRecord:
         return f"{self.kind}{row.unit}_t{row.timestep}_seed{row.seed}"
 
     def save_batch(self, rows: Sequence["Row"], result: Any, metrics: Sequence[dict], images: Any) -> None:
-        """Save a batch as :func:`~lvo_core.pipeline.visualize` hands it over (``on_batch``)."""
+        """Save a batch as :func:`~lvo_core.lvo.pipeline.visualize` hands it over (``on_batch``)."""
         for j, (row, m) in enumerate(zip(rows, metrics)):
             history = {k: v[:, j] for k, v in result.history.items()}
             self.save_row(row, result.latents[j], result.init_latents[j], m, history, result.complete,
@@ -166,7 +166,7 @@ class RunRecord:
 
     def rows(self) -> dict["Row", dict]:
         """``{Row: marker}`` for every row saved with this fingerprint, finished or not."""
-        from .pipeline import Row
+        from ..lvo.pipeline import Row
 
         found = {}
         for marker in sorted(self.rows_dir.glob("*.json")):
@@ -243,10 +243,10 @@ def load_result(out: str | os.PathLike) -> dict[str, Any]:
 def visualize_settings(backend: "Backend", *, sae=None, analysis=None, config=None, prior: Any = "random",
                        value: str = "dense", display: str = "per_image", eval_samples: int = 4,
                        decode: bool = True) -> dict[str, Any]:
-    """What a row of :func:`~lvo_core.pipeline.visualize` depends on, from the library's own objects (the model by
+    """What a row of :func:`~lvo_core.lvo.pipeline.visualize` depends on, from the library's own objects (the model by
     its weights, the SAE and analysis by content, the full LVO config)."""
-    from . import __version__
-    from .optimize import PRESETS
+    from .. import __version__
+    from ..lvo.optimize import PRESETS
 
     kind = "sae" if sae is not None else "raw"
     module = getattr(backend, "unet", None)
@@ -282,7 +282,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 def open_record(out: str | os.PathLike, backend: "Backend", settings: Mapping[str, Any] | None,
                 visualize_kwargs: Mapping[str, Any]) -> tuple[RunRecord, dict[str, Any]]:
-    """The record of a run of :func:`~lvo_core.pipeline.visualize` with these arguments, and the library-side
+    """The record of a run of :func:`~lvo_core.lvo.pipeline.visualize` with these arguments, and the library-side
     settings its fingerprint covers (``settings`` join under ``run.``; a ``model`` entry replaces hashing the
     backend's weights)."""
     keys = ("sae", "analysis", "config", "prior", "value", "display", "eval_samples", "decode")
@@ -297,13 +297,13 @@ def open_record(out: str | os.PathLike, backend: "Backend", settings: Mapping[st
 def run_visualize(out: str | os.PathLike, backend: "Backend", units: Sequence[int], *, resume: bool = True,
                   settings: Mapping[str, Any] | None = None, info: Mapping[str, Any] | None = None,
                   **kwargs: Any) -> tuple["Visualization | None", dict[str, Any]]:
-    """:func:`~lvo_core.pipeline.visualize` with every batch saved to ``out`` as it finishes; with ``resume``, rows
+    """:func:`~lvo_core.lvo.pipeline.visualize` with every batch saved to ``out`` as it finishes; with ``resume``, rows
     an earlier run with the same fingerprint finished are not run again. ``settings`` (e.g. the CLI's arguments)
     join the fingerprint; without a ``model`` entry the backend's weights are hashed. Returns what ran now (None
     when everything was on record) and the written ``result.json``. An interrupt stops the run after saving the
     partial batch (not finished, so a resume redoes it); ``result["interrupted"]`` says so."""
-    from .pipeline import plan_rows, visualize
-    from .steering import REFERENCE_SEEDS
+    from ..analysis.steering import REFERENCE_SEEDS
+    from ..lvo.pipeline import plan_rows, visualize
 
     record, lib = open_record(out, backend, settings, kwargs)
     plan = plan_rows(units, kwargs.get("seeds", REFERENCE_SEEDS), kwargs.get("timesteps", "peaks"),
@@ -335,7 +335,7 @@ def run_visualize(out: str | os.PathLike, backend: "Backend", units: Sequence[in
 
 def save_visualization(vis: "Visualization", out: str | os.PathLike, settings: Mapping[str, Any] | None = None) \
         -> dict[str, Any]:
-    """Write an in-memory :class:`~lvo_core.pipeline.Visualization` as a run folder (what ``Visualization.save``
+    """Write an in-memory :class:`~lvo_core.lvo.pipeline.Visualization` as a run folder (what ``Visualization.save``
     does); ``settings`` join its fingerprint and ``result.json``."""
     record = RunRecord(out, fingerprint({"summary": {k: v for k, v in vis.summary().items()
                                                      if k in ("unit_kind", "objective", "prior", "config")},

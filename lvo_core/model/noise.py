@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .errors import LVOError, TimestepError
+from ..errors import LVOError, TimestepError
 from .sampling import seeded_noise
 
 

@@ -8,9 +8,9 @@ from typing import Sequence
 
 from torch import nn
 
-from .errors import UnitError
-from .hookpoints import Hookpoint, check_sae_fits, resolve_hookpoint
-from .sae.model import SparseAutoencoder
+from ..errors import UnitError
+from ..hookpoints import Hookpoint, check_sae_fits, resolve_hookpoint
+from ..sae.model import SparseAutoencoder
 
 
 @dataclass(frozen=True)

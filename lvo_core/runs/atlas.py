@@ -7,7 +7,7 @@
 Work is cut into chunks of units in a fixed order (so a chunk's batch — and its results — do not depend on which
 rank runs it); ranks *claim* the next unfinished chunk from a shared counter in torch.distributed's TCPStore, so
 slow chunks never stall a rank and fast ranks take more. Chunks are cut from the whole unit list, finished or not,
-and every batch is saved at once in the run record (:class:`~lvo_core.runs.RunRecord`), so a crashed or interrupted
+and every batch is saved at once in the run record (:class:`~lvo_core.runs.record.RunRecord`), so a crashed or interrupted
 rank loses only its in-flight batch and a rerun redoes it with the same rows: the resumed atlas equals an
 uninterrupted one. An interrupt (Ctrl-C, SIGINT, SIGTERM from torchrun) stops the whole run, never just a batch.
 When all chunks are done, rank 0 merges ``index.json``, ``atlas.html`` (sortable by metrics) and ``atlas.png``.
@@ -23,9 +23,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .fileio import atomic_write
+from ..fileio import atomic_write
+from .record import RunInterrupted, RunRecord, open_record
 from .report import contact_sheet, save_json, save_png, versions
-from .runs import RunInterrupted, RunRecord, open_record
 
 COUNTER = "lvo_atlas_next_chunk"
 
@@ -107,9 +107,9 @@ def build_atlas(out: str | os.PathLike, backend: Any, units: Sequence[int], *, c
     """Visualize ``units`` chunk by chunk into the shared run record at ``out`` (on every rank of ``cluster``),
     skipping chunks an earlier run with the same fingerprint finished; rank 0 then merges the atlas. Returns the
     index (rank 0; None elsewhere) and how many chunks this rank ran. An interrupt stops the whole run with
-    :class:`~lvo_core.runs.RunInterrupted` (a single process merges what finished first)."""
-    from .pipeline import plan_rows, visualize
-    from .steering import REFERENCE_SEEDS
+    :class:`~lvo_core.runs.record.RunInterrupted` (a single process merges what finished first)."""
+    from ..analysis.steering import REFERENCE_SEEDS
+    from ..lvo.pipeline import plan_rows, visualize
 
     record, lib = open_record(out, backend, settings, visualize_kwargs)
     seeds, timesteps = visualize_kwargs.get("seeds", REFERENCE_SEEDS), visualize_kwargs.get("timesteps", "peaks")
@@ -171,7 +171,7 @@ def merge(store: RunRecord, units: Sequence[int], kind: str, info: dict[str, Any
 
 
 def _row_key(row: dict):
-    from .pipeline import Row
+    from ..lvo.pipeline import Row
 
     return Row(row["unit"], row["timestep"], row["seed"])
 
