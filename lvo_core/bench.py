@@ -171,7 +171,7 @@ def measure_bank(world, device, batch: int, steps: int = 25, timed_steps: int | 
     UNet batch), scoring every SAE feature at one timestep (4 draws), and the faithful recipe's 30-step polish.
     ``timed_steps`` < ``steps`` times that many sampler steps and scales to ``steps`` (said in the row)."""
     from .analysis.bank import score_latents
-    from .model.sampling import ddim_from_alphas, sample_with
+    from .model.sampling import sample_with
 
     backend = DiffusersBackend(world["unet"], HOOKPOINT, scheduler=sd15_scheduler(),
                                empty_context=world["context"], latent_shape=world["shape"], copy_weights=False)
@@ -181,7 +181,7 @@ def measure_bank(world, device, batch: int, steps: int = 25, timed_steps: int | 
     for name, guidance in (("no_cfg", 1.0), ("cfg", 7.5)):
         def generate() -> None:
             with torch.autocast(device.type, dtype=dtype, enabled=precision != "fp32"):
-                sample_with(backend.predict_eps, ddim_from_alphas(backend.alphas), world["context"],
+                sample_with(backend.predict, backend.schedule.sampler(), world["context"],
                             uncond=world["context"] if guidance != 1.0 else None, guidance=guidance,
                             steps=run_steps, seeds=range(batch), latent_shape=world["shape"], device=device)
         generate()  # warm-up

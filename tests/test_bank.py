@@ -69,7 +69,7 @@ def test_pool_is_plain_unconditional_ddim_sampling(backend, bank):
 
 
 def test_scores_are_the_mean_dense_activation_over_reserved_draws(backend, sae, bank):
-    alphas = backend.alphas.float()
+    alphas = backend.schedule.alphas.float()
     t = torch.full((6,), 200)
     total = 0
     for d in range(2):

@@ -38,7 +38,7 @@ def test_search_ranks_by_hand(backend, sae):
     t = torch.full((2,), 200)
     total = 0
     for d in range(2):
-        x = add_noise(z, t, backend.alphas.float(), step_noise(range(2), SEARCH_STEP_OFFSET + d, (4, 16, 16)))
+        x = add_noise(z, t, backend.schedule.alphas.float(), step_noise(range(2), SEARCH_STEP_OFFSET + d, (4, 16, 16)))
         with torch.no_grad():
             total = total + unit_activations(backend.block_tokens(x, t, backend.empty_context(2))[0], sae)
     means = total / 2

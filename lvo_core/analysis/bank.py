@@ -29,8 +29,8 @@ from torch import Tensor
 from ..errors import LVOError, UnitError
 from ..fileio import atomic_write, check_safetensors_file
 from ..model.backend import Backend
-from ..model.noise import add_noise, check_timesteps, step_noise
-from ..model.sampling import ddim_from_alphas, sample_with
+from ..model.noise import step_noise
+from ..model.sampling import sample_with
 from ..sae.model import SparseAutoencoder
 from .activity import sae_fingerprint, unit_activations
 
@@ -81,7 +81,7 @@ def model_fingerprint(backend: Backend) -> str:
             h.update(name.encode())
             h.update(str(tuple(p.shape)).encode())
             h.update(flat[::step][:256].float().cpu().numpy().tobytes())
-    h.update(backend.alphas.double().cpu().numpy().tobytes())
+    h.update(backend.schedule.signature())
     h.update(str(tuple(backend.latent_shape)).encode())
     return h.hexdigest()[:16]
 
@@ -139,7 +139,7 @@ class SampleBank:
         todo = [int(t) for t in dict.fromkeys(int(t) for t in timesteps) if (kind, int(t)) not in self.scores]
         if not todo:
             return
-        check_timesteps(todo, backend.alphas)
+        backend.schedule.check(todo)
         for i, t in enumerate(todo):
             base = i * self.size
 
@@ -275,7 +275,6 @@ def score_latents(backend: Backend, latents: Tensor, t: int, sae: SparseAutoenco
     """Spatial-mean dense activation ``[N, U]`` (fp16) of every unit on ``latents`` noised to ``t``, averaged over
     ``draws`` noise draws seeded per image (reserved step indices: independent of batching)."""
     with torch.inference_mode(False), torch.no_grad():
-        alphas = backend.alphas.to(backend.device, torch.float32)
         out = []
         for start in range(0, len(latents), batch_size):
             z = latents[start:start + batch_size].to(backend.device, torch.float32)
@@ -283,7 +282,7 @@ def score_latents(backend: Backend, latents: Tensor, t: int, sae: SparseAutoenco
             total = None
             for d in range(draws):
                 eps = step_noise(range(start, start + len(z)), SCORE_STEP_OFFSET + d, z.shape[1:], backend.device)
-                tokens, _ = backend.block_tokens(add_noise(z, tt, alphas, eps), tt, backend.empty_context(len(z)))
+                tokens, _ = backend.block_tokens(backend.schedule.add_noise(z, tt, eps), tt, backend.empty_context(len(z)))
                 acts = unit_activations(tokens, sae).float()
                 total = acts if total is None else total + acts
             out.append((total / draws).half().cpu())
@@ -320,7 +319,7 @@ def build_bank(backend: Backend, settings: BankSettings = BankSettings(), *, sae
         bank = SampleBank(done, settings, backend.hookpoint.diffusers_name, model_id, path=folder)
         if folder is not None:
             bank._write_index()
-    scheduler = ddim_from_alphas(backend.alphas)
+    scheduler = backend.schedule.sampler()
     context = backend.empty_context(1)
     parts = [done] if len(done) else []
     start = len(done)
@@ -331,7 +330,7 @@ def build_bank(backend: Backend, settings: BankSettings = BankSettings(), *, sae
             raise KeyboardInterrupt(f"bank build stopped after {start} of {settings.size} samples")
         seeds = list(range(settings.seed + start, settings.seed + min(settings.size, start + settings.batch_size)))
         with torch.inference_mode(False):
-            latents = sample_with(backend.predict_eps, scheduler, context, steps=settings.steps, seeds=seeds,
+            latents = sample_with(backend.predict, scheduler, context, steps=settings.steps, seeds=seeds,
                                   latent_shape=backend.latent_shape, device=backend.device,
                                   dtype=torch.float32).float().cpu()
         if not torch.isfinite(latents).all():

@@ -118,12 +118,12 @@ def maps_from_latents(backend, latents: Tensor, unit: int, timestep: int, sae: S
                       seed: int = 0, context: Tensor | None = None) -> Tensor:
     """A unit's activation map ``[N, H, W]`` on existing clean latents noised to ``timestep`` (seeded), e.g. the
     VAE encodings of a user's images; ``context`` defaults to the empty prompt."""
-    from ..model.noise import add_noise, step_noise
+    from ..model.noise import step_noise
 
     with torch.inference_mode(False), torch.no_grad():
         z = latents.detach().to(backend.device, torch.float32)
         t = torch.full((len(z),), int(timestep), dtype=torch.long, device=backend.device)
         eps = step_noise([seed] * len(z), 0, z.shape[1:], backend.device)
         ctx = backend.empty_context(len(z)) if context is None else context.to(backend.device).expand(len(z), -1, -1)
-        tokens, hw = backend.block_tokens(add_noise(z, t, backend.alphas.to(backend.device, torch.float32), eps), t, ctx)
+        tokens, hw = backend.block_tokens(backend.schedule.add_noise(z, t, eps), t, ctx)
         return spatial_map(tokens, hw, unit, sae).cpu()

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..errors import LVOError
 from ..model.backend import Backend
-from ..model.noise import add_noise, check_timesteps, step_noise
+from ..model.noise import step_noise
 from ..sae.model import SparseAutoencoder
 from .activity import unit_activations
 
@@ -30,15 +30,14 @@ def dataset_activations(backend: Backend, latents: Tensor, timestep: int, sae: S
     """Spatial-mean activation ``[N, U]`` of every unit on dataset latents noised to ``timestep`` (seeded per
     image), under ``context`` (one row per image; the empty prompt when None)."""
     with torch.inference_mode(False), torch.no_grad():
-        alphas = backend.alphas.to(backend.device, torch.float32)
         out = []
         for start in range(0, len(latents), batch_size):
             z = latents[start:start + batch_size].to(backend.device, torch.float32)
             n = len(z)
-            t = check_timesteps([timestep], backend.alphas).to(backend.device).expand(n)
+            t = backend.schedule.check([timestep]).to(backend.device).expand(n)
             eps = step_noise(range(seed + start, seed + start + n), 0, z.shape[1:], backend.device, torch.float32)
             ctx = backend.empty_context(n) if context is None else context[start:start + n]
-            tokens, _ = backend.block_tokens(add_noise(z, t, alphas, eps), t, ctx)
+            tokens, _ = backend.block_tokens(backend.schedule.add_noise(z, t, eps), t, ctx)
             out.append(unit_activations(tokens, sae).float().cpu())
         return torch.cat(out)
 
@@ -160,8 +159,7 @@ def reencode_report(backend: Backend, latents: Tensor, units: Sequence[int], tim
         z = latents.detach().to(backend.device, torch.float32)
         trip = z if encode is None else encode(backend.decode(z).float().clamp(-1, 1)).to(backend.device,
                                                                                           torch.float32)
-        t = check_timesteps(list(timesteps), backend.alphas).to(backend.device)
-        alphas = backend.alphas.to(backend.device, torch.float32)
+        t = backend.schedule.check(list(timesteps)).to(backend.device)
         context = backend.empty_context(len(z))
         unit_index = torch.as_tensor(list(units), device=backend.device)
         hits = torch.zeros(len(z))
@@ -172,7 +170,7 @@ def reencode_report(backend: Backend, latents: Tensor, units: Sequence[int], tim
                              backend.device, torch.float32)
             acts = {}
             for name, x in (("after", trip), ("before", z)):
-                tokens, _ = backend.block_tokens(add_noise(x, t, alphas, eps), t, context)
+                tokens, _ = backend.block_tokens(backend.schedule.add_noise(x, t, eps), t, context)
                 acts[name] = unit_activations(tokens, sae).float()
             target = acts["after"].gather(1, unit_index[:, None])
             rank = (acts["after"] > target).sum(1) + 1

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..errors import LVOError
 from ..model.backend import Backend
-from ..model.noise import add_noise, check_timesteps, step_noise
+from ..model.noise import step_noise
 from ..sae.model import SparseAutoencoder
 from .activity import ActivityAnalysis
 from .bank import SampleBank
@@ -81,13 +81,12 @@ def search_features(backend: Backend, sae: SparseAutoencoder, latents: Tensor, *
         bank.ensure_scores(backend, sae, [timestep])
     with torch.inference_mode(False), torch.no_grad():
         z = latents.detach().to(backend.device, torch.float32)
-        t = check_timesteps([timestep] * len(z), backend.alphas).to(backend.device)
-        alphas = backend.alphas.to(backend.device, torch.float32)
+        t = backend.schedule.check([timestep] * len(z)).to(backend.device)
         per_position = None
         hw = (1, 1)
         for d in range(draws):
             eps = step_noise(range(len(z)), SEARCH_STEP_OFFSET + d, z.shape[1:], backend.device)
-            tokens, hw = backend.block_tokens(add_noise(z, t, alphas, eps), t, backend.empty_context(len(z)))
+            tokens, hw = backend.block_tokens(backend.schedule.add_noise(z, t, eps), t, backend.empty_context(len(z)))
             acts = sae.dense_acts(tokens).float()
             per_position = acts if per_position is None else per_position + acts
         per_position = (per_position / draws).cpu()  # [B, N, U]

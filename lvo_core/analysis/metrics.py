@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..errors import LVOError
 from ..model.backend import Backend
-from ..model.noise import add_noise, check_timesteps, step_noise
+from ..model.noise import step_noise
 from ..sae.model import SparseAutoencoder
 from .activity import ActivityAnalysis, unit_activations
 
@@ -32,15 +32,14 @@ def layer_activations(backend: Backend, latents: Tensor, timesteps: Sequence[int
     """Spatial-mean activation of every unit of the layer, ``[B, U]``, averaged over ``samples`` noise draws."""
     with torch.inference_mode(False), torch.no_grad():  # leaving inference mode re-enables grad: switch it off
         device = backend.device
-        t = check_timesteps(timesteps, backend.alphas).to(device)
+        t = backend.schedule.check(timesteps).to(device)
         t = t.expand(latents.shape[0]) if t.ndim == 0 or len(t) == 1 else t
         z = latents.detach().to(device=device, dtype=torch.float32)
-        alphas = backend.alphas.to(device=device, dtype=torch.float32)
         context = backend.empty_context(z.shape[0])
         total = None
         for s in range(max(1, samples)):
             eps = step_noise(seeds, EVAL_STEP_OFFSET + s, z.shape[1:], device, torch.float32)
-            tokens, _ = backend.block_tokens(add_noise(z, t, alphas, eps), t, context)
+            tokens, _ = backend.block_tokens(backend.schedule.add_noise(z, t, eps), t, context)
             acts = unit_activations(tokens, sae)
             total = acts if total is None else total + acts
         return (total / max(1, samples)).float().cpu()

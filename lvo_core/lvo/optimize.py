@@ -22,7 +22,7 @@ from torch import Tensor
 from ..analysis.metrics import display_images
 from ..errors import LVOError
 from ..model.backend import Backend
-from ..model.noise import add_noise, check_timesteps, step_noise
+from ..model.noise import step_noise
 from .objectives import Objective
 from .transforms import (
     ROBUSTNESS_LEVELS,
@@ -168,15 +168,15 @@ class LVOResult:
 PRIOR_NOISE_OFFSET = 1 << 20  # the prior's noise draws never coincide with the objective's
 
 
-def diffusion_prior_grad(backend: Backend, z: Tensor, seeds: Sequence[int], step: int, alphas: Tensor,
-                         context: Tensor, gen: torch.Generator, config: "LVOConfig") -> Tensor:
+def diffusion_prior_grad(backend: Backend, z: Tensor, seeds: Sequence[int], step: int, context: Tensor,
+                         gen: torch.Generator, config: "LVOConfig") -> Tensor:
     """Score-distillation gradient ``ε̂(z_t', t') − ε`` at a random timestep t' per row: descending it moves the
     latent towards what the model itself would generate (the model's own denoising direction). The full UNet runs
     without gradients, so this costs one forward pass and no backward."""
     t = torch.randint(config.prior_t_min, config.prior_t_max + 1, (z.shape[0],), generator=gen).to(z.device)
     eps = step_noise(seeds, PRIOR_NOISE_OFFSET + step, z.shape[1:], z.device, torch.float32)
     with torch.no_grad():
-        eps_hat = backend.predict_eps(add_noise(z, t, alphas, eps), t, context)
+        eps_hat = backend.predict_eps(backend.schedule.add_noise(z, t, eps), t, context)
     return (eps_hat.float() - eps).to(z.dtype)
 
 
@@ -210,7 +210,7 @@ def optimize(backend: Backend, objective: Objective, init_latents: Tensor, times
     seeds = [int(s) for s in seeds]
     if len(seeds) != batch:
         raise LVOError(f"got {len(seeds)} seeds for {batch} latent rows; give one seed per row")
-    t = check_timesteps(timesteps, backend.alphas)
+    t = backend.schedule.check(timesteps)
     t = t.expand(batch).clone() if t.ndim == 0 or len(t) == 1 else t
     if len(t) != batch:
         raise LVOError(f"got {len(t)} timesteps for {batch} latent rows; give one per row or one for all")
@@ -223,7 +223,6 @@ def optimize(backend: Backend, objective: Objective, init_latents: Tensor, times
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.precision]
     with torch.inference_mode(False), torch.enable_grad(), backend.frozen():
         z = init_latents.detach().clone().to(device=device, dtype=torch.float32).requires_grad_(True)
-        alphas = backend.alphas.to(device=device, dtype=torch.float32)
         t_dev = t.to(device)
         context = backend.empty_context(batch).detach().clone()
         opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
@@ -244,7 +243,7 @@ def optimize(backend: Backend, objective: Objective, init_latents: Tensor, times
                 draw = config.augment.draw(gen)
                 x = augment(z, draw)
                 if config.noise:
-                    x = add_noise(x, t_dev, alphas, step_noise(seeds, step, z.shape[1:], device, torch.float32))
+                    x = backend.schedule.add_noise(x, t_dev, step_noise(seeds, step, z.shape[1:], device, torch.float32))
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                     tokens, hw = backend.block_tokens(x, t_dev, context)
                     act = objective(tokens, hw).float()
@@ -260,7 +259,7 @@ def optimize(backend: Backend, objective: Objective, init_latents: Tensor, times
                 if sigma > 0:
                     grad = gaussian_blur(grad, sigma)
                 if config.prior_weight > 0:
-                    prior = diffusion_prior_grad(backend, z.detach(), seeds, step, alphas, context, gen, config)
+                    prior = diffusion_prior_grad(backend, z.detach(), seeds, step, context, gen, config)
                     if config.prior_relative:
                         prior = prior * (row_rms(grad) / row_rms(prior).clamp_min(1e-12))
                     grad = grad + config.prior_weight * prior

@@ -1,4 +1,4 @@
-"""The one seam between LVO and a model: run the UNet up to the hooked block, give ᾱ, decode latents.
+"""The one seam between LVO and a model: run the denoiser up to the hooked block, noise as it was trained, decode.
 
 Everything else in ``lvo_core`` talks to a model only through :class:`Backend`. :class:`DiffusersBackend` serves
 the CLI, the tests and research code; the ComfyUI adapter implements the same interface over a ModelPatcher.
@@ -16,8 +16,10 @@ from torch import Tensor, nn
 from ..errors import LVOError
 from ..hookpoints import Hookpoint, resolve_hookpoint
 from .hooks import run_to_block, to_tokens
+from .conditioning import Conditioning
 from .noise import alphas_from_scheduler
-from .sampling import default_latent_shape
+from .sampling import call_unet, default_latent_shape
+from .schedule import NoiseSchedule, as_schedule
 
 Decoder = Callable[[Tensor], Tensor]
 
@@ -26,7 +28,7 @@ class Backend(Protocol):
     """What the optimizer, metrics and steering need from a model."""
 
     hookpoint: Hookpoint
-    alphas: Tensor
+    schedule: NoiseSchedule
 
     @property
     def device(self) -> torch.device: ...
@@ -38,8 +40,11 @@ class Backend(Protocol):
         """Block output as tokens ``[B, H·W, C]`` for noisy latents ``x_t`` at integer timesteps ``t`` ``[B]``,
         with gradients flowing back to ``x_t``; nothing after the block is computed."""
 
+    def predict(self, x_t: Tensor, t: Tensor, context: Tensor) -> Tensor:
+        """The full model's output at ``x_t`` (what ``schedule.sampler()`` steps with), without gradients."""
+
     def predict_eps(self, x_t: Tensor, t: Tensor, context: Tensor) -> Tensor:
-        """The full model's ε-prediction at ``x_t``, without gradients (for the diffusion-prior regularizer)."""
+        """The full model's prediction as ε, without gradients (for the diffusion-prior regularizer)."""
 
     def empty_context(self, batch: int) -> Tensor:
         """Conditioning of the empty prompt, ``[batch, L, D]``."""
@@ -115,13 +120,14 @@ class ModuleBackend:
     its size is in :attr:`copy_bytes`.
     """
 
-    def __init__(self, unet: nn.Module, hookpoint: str | Hookpoint, call: UNetCall, alphas: Tensor, *,
+    def __init__(self, unet: nn.Module, hookpoint: str | Hookpoint, call: UNetCall,
+                 schedule: NoiseSchedule | Tensor, *,
                  decoder: Decoder | None = None, empty_context: Tensor | None = None,
                  latent_shape: Sequence[int] | None = None, copy_weights: bool | str = "auto"):
         self.unet = unet
         self.hookpoint = hookpoint if isinstance(hookpoint, Hookpoint) else resolve_hookpoint(unet, hookpoint)
         self._call = call
-        self.alphas = alphas.double().cpu()
+        self.schedule = as_schedule(schedule)
         self._decoder = decoder
         self._empty = empty_context
         self._latent_shape = tuple(latent_shape) if latent_shape else None
@@ -170,11 +176,14 @@ class ModuleBackend:
             raise
         return to_tokens(out)
 
-    def predict_eps(self, x_t: Tensor, t: Tensor, context: Tensor) -> Tensor:
-        """The full model's ε-prediction, without gradients (the shared weights serve; nothing is saved)."""
+    def predict(self, x_t: Tensor, t: Tensor, context: Tensor) -> Tensor:
+        """The full model's output, without gradients (the shared weights serve; nothing is saved)."""
         with torch.no_grad():
             return self._call(self.unet, x_t.to(self.dtype), t.to(self.device),
                               context.to(device=self.device, dtype=self.dtype))
+
+    def predict_eps(self, x_t: Tensor, t: Tensor, context: Tensor) -> Tensor:
+        return self.schedule.to_eps(self.predict(x_t, t, context), x_t, t)
 
     def empty_context(self, batch: int) -> Tensor:
         if self._empty is None:
@@ -190,17 +199,18 @@ class ModuleBackend:
         return frozen_weights(self._runner()[0])
 
 
-def diffusers_call(unet: nn.Module, x: Tensor, t: Tensor, context: Tensor) -> Tensor:
-    return unet(x, t, encoder_hidden_states=context, return_dict=False)[0]
+def diffusers_call(unet: nn.Module, x: Tensor, t: Tensor, context: Tensor | Conditioning) -> Tensor:
+    return call_unet(unet, x, t, context)
 
 
 class DiffusersBackend(ModuleBackend):
-    """A diffusers ``UNet2DConditionModel`` with a hooked block, its training ᾱ schedule, a decoder and the
-    empty-prompt conditioning."""
+    """A diffusers ``UNet2DConditionModel`` (SD1.x/2.x, or SDXL with its added conditioning carried by a
+    :class:`~lvo_core.model.conditioning.Conditioning`) with a hooked block, its training ᾱ schedule, a decoder and
+    the empty-prompt conditioning."""
 
     def __init__(self, unet: nn.Module, hookpoint: str | Hookpoint, *, scheduler=None, alphas: Tensor | None = None,
-                 decoder: Decoder | nn.Module | None = None, empty_context: Tensor | None = None,
-                 encode_prompt: Callable[[list[str]], Tensor] | None = None,
+                 decoder: Decoder | nn.Module | None = None, empty_context: Tensor | Conditioning | None = None,
+                 encode_prompt: Callable[[list[str]], Tensor | Conditioning] | None = None,
                  latent_shape: Sequence[int] | None = None, copy_weights: bool | str = "auto"):
         if alphas is None:
             if scheduler is None:

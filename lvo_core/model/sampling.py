@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import LVOError
+from .conditioning import Conditioning, cat
 
 StepCallback = Callable[[int, int, Tensor], None]
 
@@ -30,10 +31,19 @@ def default_latent_shape(unet: nn.Module) -> tuple[int, int, int]:
     return config.in_channels, config.sample_size, config.sample_size
 
 
+def call_unet(unet: nn.Module, x: Tensor, t: Tensor, context: Tensor | Conditioning) -> Tensor:
+    """A diffusers UNet2DConditionModel's output; a :class:`Conditioning` also passes its extras (SDXL's
+    ``text_embeds`` and ``time_ids``) as ``added_cond_kwargs``."""
+    if isinstance(context, Conditioning):
+        return unet(x, t, encoder_hidden_states=context.tokens, added_cond_kwargs=dict(context.extras),
+                    return_dict=False)[0]
+    return unet(x, t, encoder_hidden_states=context, return_dict=False)[0]
+
+
 def unet_eps(unet: nn.Module) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
     """ε-prediction of a diffusers UNet2DConditionModel as ``f(x, t, context)``."""
-    def eps(x: Tensor, t: Tensor, context: Tensor) -> Tensor:
-        return unet(x, t, encoder_hidden_states=context, return_dict=False)[0]
+    def eps(x: Tensor, t: Tensor, context: Tensor | Conditioning) -> Tensor:
+        return call_unet(unet, x, t, context)
     return eps
 
 
@@ -61,14 +71,16 @@ def sample_with(eps_fn: Callable[[Tensor, Tensor, Tensor], Tensor], scheduler, c
                 latent_shape: Sequence[int], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                 on_step: StepCallback | None = None, before_step: Callable[[int, int], None] | None = None,
                 init_latents: Tensor | None = None) -> Tensor:
-    """:func:`sample` over any ε-prediction ``eps_fn(x, t, context)`` (``t`` one timestep per row), e.g. a
-    :class:`~lvo_core.model.backend.Backend`'s ``predict_eps``, so every backend samples the same way."""
+    """:func:`sample` over any model ``eps_fn(x, t, context)`` (``t`` one timestep per row) whose output is what
+    ``scheduler`` steps with — e.g. a :class:`~lvo_core.model.backend.Backend`'s ``predict`` with its
+    ``schedule.sampler()`` — so every backend samples the same way. ``cond``/``uncond`` may be tensors or
+    :class:`Conditioning`."""
     if steps <= 0:
         raise LVOError(f"steps must be positive, got {steps}")
     batch = len(seeds)
     cond = cond.to(device=device, dtype=dtype).expand(batch, -1, -1)
     use_cfg = uncond is not None and guidance != 1.0
-    context = torch.cat([uncond.to(device=device, dtype=dtype).expand(batch, -1, -1), cond]) if use_cfg else cond
+    context = cat([uncond.to(device=device, dtype=dtype).expand(batch, -1, -1), cond]) if use_cfg else cond
     scheduler.set_timesteps(steps, device=device)
     latents = (seeded_noise(seeds, latent_shape, device, dtype) * scheduler.init_noise_sigma
                if init_latents is None else init_latents.to(device=device, dtype=dtype))
