@@ -181,7 +181,7 @@ def measure_bank(world, device, batch: int, steps: int = 25, timed_steps: int | 
     for name, guidance in (("no_cfg", 1.0), ("cfg", 7.5)):
         def generate() -> None:
             with torch.autocast(device.type, dtype=dtype, enabled=precision != "fp32"):
-                sample_with(backend.predict, backend.schedule.sampler(), world["context"],
+                sample_with(backend.predict, backend.schedule.sampler(steps), world["context"],
                             uncond=world["context"] if guidance != 1.0 else None, guidance=guidance,
                             steps=run_steps, seeds=range(batch), latent_shape=world["shape"], device=device)
         generate()  # warm-up
@@ -265,6 +265,14 @@ def sd15_cpu_estimate(timed_steps: int = 2) -> dict[str, Any]:
     return row
 
 
+def memory_rows() -> list[dict[str, Any]]:
+    """The trainable copy's size on every full-size architecture we support, hooked where people hook it
+    (measured on the meta device: no weights, no memory)."""
+    from .model.memory import ARCHITECTURES, copy_sizes
+
+    return [row for arch in ARCHITECTURES for row in copy_sizes(arch)]
+
+
 def print_report(report: dict[str, Any]) -> None:
     print(f"{report['device']} · torch {report['torch']} · {report['model']} ({report['unet_params_m']} M params)"
           f" · hook {report['hookpoint']}")
@@ -290,6 +298,12 @@ def print_report(report: dict[str, Any]) -> None:
             print(f"{label} (DDIM {b['sampler_steps']}{scaled}, batch {b['batch']}, {b['precision']}): "
                   f"{b['samples_per_s_no_cfg']} samples/s without CFG, {b['samples_per_s_cfg']} with CFG; "
                   f"scoring every feature at one t (4 draws): {b['scored_samples_per_s']} samples/s")
+    if report.get("trainable_copy"):
+        print("trainable copy up to the hook (full-size architectures on the meta device):")
+        for r in report["trainable_copy"]:
+            print(f"  {r['architecture']:<5} {r['hookpoint']:<28} {r['copy_params'] / 1e6:>8.1f} M of "
+                  f"{r['model_params'] / 1e6:.1f} M params ({r['copy_fraction']:.0%}) = {r['copy_gib']} GiB "
+                  f"{r['dtype']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                  not args.no_full, not args.no_bank)
     if args.sd15_cpu:
         report["sd15_cpu"] = sd15_cpu_estimate()
+    report["trainable_copy"] = memory_rows()
     print_report(report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,7 @@ def check_settings(s: Any) -> Any:
 
 def read_prompts(path: str | None, model_source: str) -> list[str]:
     if path is None:
-        if model_source == "tiny":
+        if model_source in ("tiny", "tiny-sdxl"):
             return list(TINY_PROMPTS)
         if model_source == "toy":
             from .toy.world import COLORS, SHAPES
@@ -86,11 +86,20 @@ def load_named_model(spec: str, **kwargs: Any):
     return load_model(spec, **kwargs)
 
 
+def tiny_sae(model_source: str):
+    """The random SAE that goes with a tiny model: on SD's ``up_blocks.1.attentions.1`` output, or — like
+    sdxl-unbox's — on the SDXL-shaped model's ``up_blocks.0.attentions.1`` update (output − input)."""
+    from .model.tiny import random_sae
+
+    if model_source == "tiny-sdxl":
+        return random_sae(d_in=64, d_sae=256, input_kind="update", hookpoint="unet.up_blocks.0.attentions.1")
+    return random_sae()
+
+
 def setup(s: Any):
     """Model, SAE (None for raw units) and hookpoint name from the common settings, the SAE's width checked
     against the block (naming the blocks that would fit)."""
     from .hookpoints import check_sae_fits, resolve_hookpoint
-    from .model.tiny import random_sae
     from .sae import load_sae
 
     if s.raw and s.sae:
@@ -98,14 +107,14 @@ def setup(s: Any):
     model = load_named_model(s.model, config=s.config, device=s.device)
     sae = None
     if not s.raw:
-        spec = s.sae or (model.source if model.source in ("tiny", "toy") else None)
+        spec = s.sae or (model.source if model.source in ("tiny", "tiny-sdxl", "toy") else None)
         if spec is None:
             raise LVOError("give --sae PATH for SAE features, or --raw for raw channels")
         if spec == "toy":
             from .toy import SAE_PATH
 
             spec = str(SAE_PATH)
-        sae = random_sae() if spec == "tiny" else load_sae(spec, hookpoint=s.hookpoint)
+        sae = tiny_sae(spec) if spec in ("tiny", "tiny-sdxl") else load_sae(spec, hookpoint=s.hookpoint)
         sae = sae.to(device=s.device, dtype=torch.float32)
     hookpoint = s.hookpoint or (sae.hookpoint if sae is not None and sae.hookpoint else DEFAULT_HOOKPOINT)
     if sae is not None:
@@ -123,11 +132,13 @@ def load_analysis(path: str | None):
     return ActivityAnalysis.load(path)
 
 
-def backend_for(model, hookpoint: str):
+def backend_for(model, hookpoint: str, sae=None):
+    """A backend on the model's hooked block, reading there what ``sae`` was trained on (output or update)."""
     from .model.backend import DiffusersBackend
 
     return DiffusersBackend(model.unet, hookpoint, scheduler=model.scheduler, decoder=model.decoder,
-                            encode_prompt=model.require_prompts())
+                            encode_prompt=model.require_prompts(),
+                            reads=sae.input_kind if sae is not None else "output")
 
 
 def priors_from_file(path: str):
@@ -244,7 +255,7 @@ def _lvo_setup(s: Any, cluster: Any = None):
     model, sae, hookpoint = setup(s)
     analysis = load_analysis(s.analysis)
     kind = "sae" if sae is not None else "raw"
-    backend = backend_for(model, hookpoint)
+    backend = backend_for(model, hookpoint, sae)
     count = sae.d_sae if sae is not None else backend.hookpoint.channels
     todo = list(range(count)) if s.units == "all" else list(s.units)
     name = chosen_recipe(s)
@@ -399,7 +410,7 @@ def cmd_bank(s: Any) -> int:
     from .runs.report import save_png
 
     model, sae, hookpoint = setup(s)
-    backend = backend_for(model, hookpoint)
+    backend = backend_for(model, hookpoint, sae)
     start = time.perf_counter()
     bank = build_bank(backend, BankSettings(size=s.size, steps=s.steps), sae=sae, out=s.out,
                       on_progress=Progress("bank"))
@@ -442,7 +453,7 @@ def cmd_search(s: Any) -> int:
     model, sae, hookpoint = setup(s)
     if sae is None:
         raise LVOError("feature search ranks SAE features: give --sae (raw channels have no dictionary to search)")
-    backend = backend_for(model, hookpoint)
+    backend = backend_for(model, hookpoint, sae)
     latents, names = [], []
     for path in s.image or []:
         if not Path(path).is_file():

@@ -10,7 +10,7 @@ running the converter on the result: every block must map back to itself, or we 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Iterable
 
@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from .errors import HookpointError, SAEMismatchError
 
 _PREFIXES = ("model.diffusion_model.", "diffusion_model.", "unet.", "model.")
+READS = ("output", "update")  # what a hook reads at a block: its output, or output − input
 _ALIAS = re.compile(r"^(down|mid|up)\.(\d+)(?:\.(\d+))?$")  # sdxl-unbox short names: down.2.1, mid.0, up.0.1
 _DIFFUSERS_BLOCK = re.compile(r"^(down_blocks\.\d+\.(?:resnets|attentions|downsamplers)\.\d+|"
                               r"up_blocks\.\d+\.(?:resnets|attentions|upsamplers)\.\d+|"
@@ -74,7 +75,10 @@ def _ldm_to_diffusers_keys(ldm_keys: Iterable[str], layers_per_block: int) -> di
     from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
 
     probe = {"model.diffusion_model." + key: key for key in ldm_keys}
-    converted = convert_ldm_unet_checkpoint(probe, {"layers_per_block": layers_per_block})
+    config: dict = {"layers_per_block": layers_per_block}
+    if any(key.startswith("label_emb.") for key in probe.values()):
+        config["addition_embed_type"] = "text_time"  # SDXL: the converter maps label_emb only when told
+    converted = convert_ldm_unet_checkpoint(probe, config)
     return {d: l for d, l in converted.items() if isinstance(l, str)}
 
 
@@ -85,7 +89,9 @@ def _diffusers_key_to_ldm(key: str, layers_per_block: int, attention_levels: set
     if not m:
         from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
 
-        return DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"].get(key)
+        tables = DIFFUSERS_TO_LDM_MAPPING["unet"]
+        # SDXL's pooled/size embedding (``add_embedding`` ↔ ``label_emb``) sits in the converter's own table too
+        return tables["layers"].get(key) or tables["addition_embed_type"].get(key)
     block, rest = m.group(1), m.group(2) or ""
     parts = block.split(".")
     if parts[0] == "mid_block":
@@ -194,7 +200,8 @@ def equivalent_names(name: str, layers_per_block: int = 2) -> list[str]:
 # ------------------------------------------------------------------------------------------- resolution
 @dataclass(frozen=True)
 class Hookpoint:
-    """A resolved block: its names in both conventions, the module to hook, and its output channel count."""
+    """A resolved block: its names in both conventions, the module to hook, its output channel count, and what
+    is read there — the block's ``output``, or its ``update`` (output − input, what sdxl-unbox's SAEs read)."""
 
     diffusers_name: str
     ldm_name: str
@@ -202,10 +209,19 @@ class Hookpoint:
     module: nn.Module
     channels: int
     kind: str
+    reads: str = "output"
+
+    def __post_init__(self):
+        if self.reads not in READS:
+            raise HookpointError(f"a block is read as one of {', '.join(READS)}, not '{self.reads}'")
 
     @property
     def name(self) -> str:
         return self.diffusers_name
+
+    def reading(self, reads: str) -> "Hookpoint":
+        """The same block read as ``reads`` (``output`` or ``update``)."""
+        return self if reads == self.reads else replace(self, reads=reads)
 
 
 def _kind(diffusers_name: str) -> str:
@@ -303,6 +319,15 @@ def resolve_hookpoint(model: nn.Module, name: str) -> Hookpoint:
     raise HookpointError(f"unknown hookpoint '{name}'{read_as}.{hint} Attention blocks of this model: "
                          f"{', '.join(valid)} (LDM names such as 'output_blocks.4.1' work too; "
                          f"`python -m lvo_core info` lists all)")
+
+
+def check_sae_reads(sae_input_kind: str, hookpoint: Hookpoint) -> None:
+    """Raise :class:`SAEMismatchError` when an SAE trained on a block's update meets a hookpoint read as its
+    output (or the reverse): its features would be computed on the wrong signal without any other symptom."""
+    if sae_input_kind != hookpoint.reads:
+        raise SAEMismatchError(f"the SAE reads the block's {sae_input_kind} but block '{hookpoint.diffusers_name}' "
+                               f"is read as its {hookpoint.reads}; build the backend with reads='{sae_input_kind}' "
+                               f"(the CLI and nodes do this from the SAE)")
 
 
 def check_sae_fits(sae_d_in: int, hookpoint: Hookpoint, model: nn.Module | None = None) -> None:

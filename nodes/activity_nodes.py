@@ -83,7 +83,7 @@ class LVOActivityAnalysis(io.ComfyNode):
         count = units.sae.d_sae if units.sae is not None else units.channels
         acc = ActivityAccumulator(timesteps, range(count), top_n)
         steps_arr = np.asarray(timesteps)
-        path = glue.ldm_module_path(model, units.hookpoint)
+        point = glue.ldm_hookpoint(model, units)
         neg = glue.encode_text(clip, negative)
         channels = model.model.latent_format.latent_channels
         latent = torch.zeros(1, channels, height // 8, width // 8)
@@ -99,7 +99,7 @@ class LVOActivityAnalysis(io.ComfyNode):
                     acc.update(step, unit_activations(tokens, units.sae), [gen])
                 return tokens
 
-            patched = glue.add_block_edit(model, path, record, "cond")
+            patched = glue.add_block_edit(model, point, record, "cond")
             noise = glue.seeded_noise_like(latent, [seed + gen])
             samples = glue.sample(patched, noise, glue.encode_text(clip, prompt), neg, latent, steps, cfg,
                                   sampler_name, scheduler, seed + gen,

@@ -16,8 +16,15 @@ import torch
 from torch import Tensor
 
 from ..lvo_core.errors import LVOError
+from ..lvo_core.hookpoints import Hookpoint
 from ..lvo_core.model.backend import ModuleBackend
-from ..lvo_core.model.hooks import forward_hook, from_tokens, split_output, to_tokens
+from ..lvo_core.model.conditioning import Conditioning, extras_of, tokens_of
+from ..lvo_core.model.hooks import (
+    block_value,
+    forward_hook,
+    from_tokens,
+    to_tokens,
+)
 from ..lvo_core.model.noise import alphas_from_sigmas
 from ..lvo_core.model.units import UnitSpec
 from . import sae_folders
@@ -27,8 +34,6 @@ try:  # the V3 node schema, pinned to a versioned API as ComfyUI's maintainers a
 
     V3 = True
 except ImportError:  # an older ComfyUI, or no ComfyUI at all (tests): the same nodes through V1
-    from . import schema_v1 as io
-    from .schema_v1 import ComfyExtension
 
     V3 = False
 
@@ -129,8 +134,26 @@ def conditioning_tensor(conditioning: list) -> Tensor:
             from exc
 
 
-def ldm_call(unet: torch.nn.Module, x: Tensor, t: Tensor, context: Tensor) -> Tensor:
-    return unet(x, timesteps=t.float(), context=context, transformer_options={})
+def context_for(model, conditioning: list, latent_shape) -> Tensor | Conditioning:
+    """The empty-prompt conditioning the model's forward takes: the token tensor, plus — for SDXL-family models
+    (``adm_channels``) — the ``y`` vector ComfyUI builds from the pooled text embedding and the image size."""
+    tokens = conditioning_tensor(conditioning)
+    base = model.model
+    if not getattr(base, "adm_channels", 0):
+        return tokens
+    pooled = (conditioning[0][1] or {}).get("pooled_output")
+    if pooled is None:
+        raise LVOError("this SDXL-family model needs the pooled text embedding: connect a CLIP Text Encode of the "
+                       "model's own CLIP (its CONDITIONING carries pooled_output)")
+    height, width = int(latent_shape[-2]) * 8, int(latent_shape[-1]) * 8
+    y = base.encode_adm(pooled_output=pooled, width=width, height=height, target_width=width, target_height=height,
+                        crop_w=0, crop_h=0, device=tokens.device, prompt_type="positive")
+    return Conditioning(tokens, {"y": y.to(tokens.device)})
+
+
+def ldm_call(unet: torch.nn.Module, x: Tensor, t: Tensor, context: Tensor | Conditioning) -> Tensor:
+    return unet(x, timesteps=t.float(), context=tokens_of(context), y=extras_of(context).get("y"),
+                transformer_options={})
 
 
 def backend(model, spec: UnitSpec, vae, empty_conditioning: list, latent_shape, trainable: bool = True) \
@@ -142,19 +165,16 @@ def backend(model, spec: UnitSpec, vae, empty_conditioning: list, latent_shape, 
     """
     load(model)
     base = model.model
-    if getattr(base, "adm_channels", 0):
-        raise LVOError("this model needs pooled/size conditioning (SDXL family); LVO Optimize supports SD1.x/SD2.x "
-                       "UNets for now")
     fmt = base.latent_format
 
     def decode(latents: Tensor) -> Tensor:
         images = vae.decode(fmt.process_out(latents.to(torch.float32)))
         return images.reshape(-1, *images.shape[-3:]).movedim(-1, 1)
 
-    return ModuleBackend(diffusion_model(model), spec.hookpoint, ldm_call, alphas_from_sigmas(base.model_sampling.sigmas),
-                         decoder=None if vae is None else decode,
-                         empty_context=conditioning_tensor(empty_conditioning), latent_shape=latent_shape,
-                         copy_weights="auto" if trainable else False)
+    return ModuleBackend(diffusion_model(model), spec.hookpoint, ldm_call,
+                         alphas_from_sigmas(base.model_sampling.sigmas), decoder=None if vae is None else decode,
+                         empty_context=context_for(model, empty_conditioning, latent_shape), latent_shape=latent_shape,
+                         copy_weights="auto" if trainable else False, reads=spec.reads)
 
 
 def latent_in(model, samples: Tensor) -> Tensor:
@@ -176,9 +196,10 @@ def _transformer_options(args: tuple, kwargs: dict) -> dict:
     return {}
 
 
-def add_block_edit(model, module_path: str, edit: Callable[[Tensor, int, float], Tensor],
+def add_block_edit(model, point: Hookpoint, edit: Callable[[Tensor, int, float], Tensor],
                    apply_to: str = "both") -> Any:
-    """A clone of ``model`` whose block ``module_path`` output is passed through ``edit(tokens, t, progress)``.
+    """A clone of ``model`` whose block ``point`` (its output or update, as ``point.reads`` says) is passed through
+    ``edit(tokens, t, progress)``.
 
     The hook exists only while this clone's diffusion model runs (a DIFFUSION_MODEL wrapper), so the shared
     model and other clones never see it. ``apply_to``: ``both`` halves of a CFG batch, or only ``cond`` rows.
@@ -190,7 +211,7 @@ def add_block_edit(model, module_path: str, edit: Callable[[Tensor, int, float],
     def wrapper(executor, *args, **kwargs):
         opts = _transformer_options(args, kwargs)
         unet = executor.class_obj
-        module = unet.get_submodule(module_path)
+        module = unet.get_submodule(point.module_path)
         sigmas = opts.get("sigmas")
         sigma = sigmas.flatten()[0] if isinstance(sigmas, Tensor) else torch.tensor(1.0)
         t = int(round(float(sampling.timestep(sigma))))
@@ -202,8 +223,8 @@ def add_block_edit(model, module_path: str, edit: Callable[[Tensor, int, float],
             progress = 0.0
         chunks = list(opts.get("cond_or_uncond") or [0])
 
-        def hook(_m, _inputs, output):
-            x, rewrap = split_output(output)
+        def hook(_m, inputs, output):
+            x, rewrap = block_value(point, inputs, output)
             tokens, hw = to_tokens(x)
             per = tokens.shape[0] // max(1, len(chunks))
             parts = []
@@ -220,10 +241,11 @@ def add_block_edit(model, module_path: str, edit: Callable[[Tensor, int, float],
     return patched
 
 
-def ldm_module_path(model, hookpoint: str) -> str:
+def ldm_hookpoint(model, units: UnitSpec) -> Hookpoint:
+    """The units' block on the model's LDM-layout UNet, read as the units read it (output, or update)."""
     from ..lvo_core.hookpoints import resolve_hookpoint
 
-    return resolve_hookpoint(diffusion_model(model), hookpoint).module_path
+    return resolve_hookpoint(diffusion_model(model), units.hookpoint).reading(units.reads)
 
 
 # ------------------------------------------------------------------------------------------- sampling, progress

@@ -77,7 +77,7 @@ class LVOSteering(io.ComfyNode):
                 end_percent: float, apply_to: str, activity=None) -> io.NodeOutput:
         schedule = _schedule(units, activity, strength, scale, timesteps, start_percent, end_percent)
         steer = BlockSteer(units.units, units.sae, units.channels, schedule, mode)
-        return io.NodeOutput(glue.add_block_edit(model, glue.ldm_module_path(model, units.hookpoint), steer, apply_to))
+        return io.NodeOutput(glue.add_block_edit(model, glue.ldm_hookpoint(model, units), steer, apply_to))
 
 
 class LVOSteeringInit(io.ComfyNode):
@@ -118,7 +118,7 @@ class LVOSteeringInit(io.ComfyNode):
         rows = [(u, s) for u in units.units for s in seed_list]
         schedule = _schedule(units, activity, strength, scale, timesteps, start_percent, end_percent)
         steer = BlockSteer(units.units, units.sae, units.channels, schedule, mode, row_units=[u for u, _ in rows])
-        patched = glue.add_block_edit(model, glue.ldm_module_path(model, units.hookpoint), steer, "both")
+        patched = glue.add_block_edit(model, glue.ldm_hookpoint(model, units), steer, "both")
         channels = patched.model.latent_format.latent_channels
         latent = torch.zeros(len(rows), channels, height // 8, width // 8)
         noise = glue.seeded_noise_like(latent, [s for _, s in rows])

@@ -95,7 +95,7 @@ def fake_comfy(monkeypatch, pack, unet):
 
     def backend(model, spec, vae, cond, shape, trainable=True):
         return core_backend.DiffusersBackend(unet, spec.hookpoint, scheduler=sd15_scheduler(), decoder=tiny_vae(),
-                                             empty_context=cond[0][0], latent_shape=shape)
+                                             empty_context=cond[0][0], latent_shape=shape, reads=spec.reads)
 
     real_progress = glue.Progress
     monkeypatch.setattr(glue, "backend", backend)

@@ -63,7 +63,7 @@ def run(w, **kw):
 STAGES = {
     "steering edit (prior)": ("lvo_core.model.hooks.AddDirection.__call__", boom),
     "augmentation": ("lvo_core.lvo.optimize.augment", boom),
-    "noise": ("lvo_core.lvo.optimize.add_noise", boom),
+    "noise": ("lvo_core.model.schedule.DDPMSchedule.add_noise", boom),
     "objective (graph half built)": ("lvo_core.lvo.objectives.SAEFeature.per_position", boom),
     "gradient transform (after backward)": ("lvo_core.lvo.optimize.spectral_precondition", boom),
     "optimizer step": ("torch.optim.AdamW.step", boom),

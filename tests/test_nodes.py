@@ -14,9 +14,14 @@ import pytest
 import torch
 from comfy_standins import empty_cond, run
 
+from lvo_core.hookpoints import resolve_hookpoint
 from lvo_core.model.tiny import random_sae
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def ldm_point(patcher, name: str = "output_blocks.4.1"):
+    return resolve_hookpoint(patcher.model.diffusion_model, name)
 
 
 def test_every_node_is_registered_with_tooltips(pack):
@@ -100,7 +105,7 @@ def test_block_wrapper_edits_cond_rows_only_while_running(fake_comfy, pack, unet
         seen.append((tokens.shape[0], t, round(progress, 3)))
         return tokens + 1.0
 
-    patched = glue.add_block_edit(fake_comfy.patcher, "output_blocks.4.1", edit, apply_to="cond")
+    patched = glue.add_block_edit(fake_comfy.patcher, ldm_point(fake_comfy.patcher), edit, apply_to="cond")
     wrapper = patched.wrappers["diffusion_model"]["lvo"][0]
     assert "diffusion_model" not in fake_comfy.patcher.wrappers  # the input model is untouched
 
@@ -335,8 +340,8 @@ def test_two_steered_clones_never_see_each_others_patches(fake_comfy, pack, unet
     glue = fake_comfy.glue
     view = fake_comfy.patcher.model.diffusion_model
     x, ctx = torch.randn(1, 4, 16, 16), torch.randn(1, 6, 32)
-    a = glue.add_block_edit(fake_comfy.patcher, "output_blocks.4.1", lambda tk, t, p: tk + 1.0)
-    b = glue.add_block_edit(fake_comfy.patcher, "output_blocks.4.1", lambda tk, t, p: tk - 1.0)
+    a = glue.add_block_edit(fake_comfy.patcher, ldm_point(fake_comfy.patcher), lambda tk, t, p: tk + 1.0)
+    b = glue.add_block_edit(fake_comfy.patcher, ldm_point(fake_comfy.patcher), lambda tk, t, p: tk - 1.0)
 
     class Executor:
         class_obj = view

@@ -319,7 +319,7 @@ def build_bank(backend: Backend, settings: BankSettings = BankSettings(), *, sae
         bank = SampleBank(done, settings, backend.hookpoint.diffusers_name, model_id, path=folder)
         if folder is not None:
             bank._write_index()
-    scheduler = backend.schedule.sampler()
+    scheduler = backend.schedule.sampler(settings.steps)
     context = backend.empty_context(1)
     parts = [done] if len(done) else []
     start = len(done)

@@ -20,7 +20,7 @@ from ..analysis.activity import ActivityAnalysis
 from ..analysis.metrics import display_images, unit_metrics
 from ..analysis.steering import REFERENCE_SEEDS
 from ..errors import LVOError, UnitError
-from ..hookpoints import check_sae_fits
+from ..hookpoints import check_sae_fits, check_sae_reads
 from ..model.backend import Backend
 from ..model.sampling import seeded_noise
 from ..sae.model import SparseAutoencoder
@@ -193,6 +193,7 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
         raise LVOError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
     if sae is not None:
         check_sae_fits(sae.d_in, backend.hookpoint, getattr(backend, "unet", None))
+        check_sae_reads(sae.input_kind, backend.hookpoint)
         sae.check_features(list(units))
     elif any(not 0 <= u < backend.hookpoint.channels for u in units):
         bad = next(u for u in units if not 0 <= u < backend.hookpoint.channels)

@@ -15,11 +15,11 @@ from torch import Tensor, nn
 
 from ..errors import LVOError
 from ..hookpoints import Hookpoint, resolve_hookpoint
-from .hooks import run_to_block, to_tokens
 from .conditioning import Conditioning
+from .hooks import run_to_block, to_tokens
 from .noise import alphas_from_scheduler
 from .sampling import call_unet, default_latent_shape
-from .schedule import NoiseSchedule, as_schedule
+from .schedule import DDPMSchedule, NoiseSchedule, as_schedule
 
 Decoder = Callable[[Tensor], Tensor]
 
@@ -123,9 +123,10 @@ class ModuleBackend:
     def __init__(self, unet: nn.Module, hookpoint: str | Hookpoint, call: UNetCall,
                  schedule: NoiseSchedule | Tensor, *,
                  decoder: Decoder | None = None, empty_context: Tensor | None = None,
-                 latent_shape: Sequence[int] | None = None, copy_weights: bool | str = "auto"):
+                 latent_shape: Sequence[int] | None = None, copy_weights: bool | str = "auto", reads: str = "output"):
         self.unet = unet
-        self.hookpoint = hookpoint if isinstance(hookpoint, Hookpoint) else resolve_hookpoint(unet, hookpoint)
+        point = hookpoint if isinstance(hookpoint, Hookpoint) else resolve_hookpoint(unet, hookpoint)
+        self.hookpoint = point.reading(reads)
         self._call = call
         self.schedule = as_schedule(schedule)
         self._decoder = decoder
@@ -156,7 +157,7 @@ class ModuleBackend:
             return self.unet, self.hookpoint
         if self._copy is None:
             copy, self.copy_bytes = trainable_copy(self.unet, self.hookpoint)
-            self._copy = (copy, resolve_hookpoint(copy, self.hookpoint.module_path))
+            self._copy = (copy, resolve_hookpoint(copy, self.hookpoint.module_path).reading(self.hookpoint.reads))
         return self._copy
 
     def release(self) -> None:
@@ -211,7 +212,7 @@ class DiffusersBackend(ModuleBackend):
     def __init__(self, unet: nn.Module, hookpoint: str | Hookpoint, *, scheduler=None, alphas: Tensor | None = None,
                  decoder: Decoder | nn.Module | None = None, empty_context: Tensor | Conditioning | None = None,
                  encode_prompt: Callable[[list[str]], Tensor | Conditioning] | None = None,
-                 latent_shape: Sequence[int] | None = None, copy_weights: bool | str = "auto"):
+                 latent_shape: Sequence[int] | None = None, copy_weights: bool | str = "auto", reads: str = "output"):
         if alphas is None:
             if scheduler is None:
                 raise LVOError("give the scheduler (or an alphas_cumprod table) the model was trained with")
@@ -220,9 +221,10 @@ class DiffusersBackend(ModuleBackend):
             if encode_prompt is None:
                 raise LVOError("give the empty-prompt conditioning or a prompt encoder to compute it")
             empty_context = encode_prompt([""])
-        super().__init__(unet, hookpoint, diffusers_call, alphas,
+        spacing = getattr(getattr(scheduler, "config", None), "timestep_spacing", "leading")
+        super().__init__(unet, hookpoint, diffusers_call, DDPMSchedule(alphas, spacing),
                          decoder=vae_decoder(decoder) if isinstance(decoder, nn.Module) else decoder,
                          empty_context=empty_context, latent_shape=latent_shape or default_latent_shape(unet),
-                         copy_weights=copy_weights)
+                         copy_weights=copy_weights, reads=reads)
         self.scheduler = scheduler
         self.encode_prompt = encode_prompt

@@ -15,6 +15,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from ..errors import LVOError
+
 Context = Tensor  # or Conditioning: everything downstream of a backend accepts either
 
 
@@ -29,7 +31,7 @@ class Conditioning:
     def __post_init__(self):
         for name, value in self.extras.items():
             if value.shape[0] != self.tokens.shape[0]:
-                raise ValueError(f"conditioning extra '{name}' has batch {value.shape[0]}, tokens have "
+                raise LVOError(f"conditioning extra '{name}' has batch {value.shape[0]}, tokens have "
                                  f"{self.tokens.shape[0]}")
 
     @property
@@ -69,10 +71,10 @@ def cat(items: Sequence[Context]) -> Context:
     if all(isinstance(c, Tensor) for c in items):
         return torch.cat(list(items))
     if not all(isinstance(c, Conditioning) for c in items):
-        raise TypeError("cannot concatenate plain token tensors with Conditioning; give all as one kind")
+        raise LVOError("cannot concatenate plain token tensors with Conditioning; give all as one kind")
     keys = set(items[0].extras)
     if any(set(c.extras) != keys for c in items):
-        raise ValueError("conditionings to concatenate must carry the same extras")
+        raise LVOError("conditionings to concatenate must carry the same extras")
     return Conditioning(torch.cat([c.tokens for c in items]),
                         {k: torch.cat([c.extras[k] for c in items]) for k in items[0].extras})
 

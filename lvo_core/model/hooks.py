@@ -38,6 +38,20 @@ def split_output(output: Any) -> tuple[Tensor, Callable[[Tensor], Any]]:
     raise TypeError(f"cannot read a tensor from a block output of type {type(output).__name__}")
 
 
+def block_value(point: Hookpoint, inputs: Any, output: Any) -> tuple[Tensor, Callable[[Tensor], Any]]:
+    """What the hook reads at the block — its output, or its update ``output − input`` — and a function that turns
+    an edited value back into the block's output (for an update: ``input + new``)."""
+    x, rewrap = split_output(output)
+    if point.reads == "output":
+        return x, rewrap
+    first = inputs[0] if isinstance(inputs, (tuple, list)) and inputs else None
+    if not isinstance(first, Tensor) or first.shape != x.shape:
+        raise LVOError(f"block '{point.diffusers_name}' is read as its update (output − input), but its input "
+                       f"{'is missing' if first is None else f'has shape {tuple(first.shape)}'} and its output "
+                       f"has shape {tuple(x.shape)}; only blocks whose output has the input's shape have an update")
+    return x - first, lambda new: rewrap(first + new)
+
+
 def to_tokens(x: Tensor) -> tuple[Tensor, tuple[int, int]]:
     """``[B, C, H, W]`` → ``[B, H·W, C]`` and ``(H, W)``."""
     if x.ndim != 4:
@@ -112,12 +126,13 @@ def capture(model: nn.Module, hookpoint: str | Hookpoint, *, sae: SparseAutoenco
     point = _resolve(model, hookpoint)
     if sae is not None:
         check_sae_fits(sae.d_in, point, model)
+        point = point.reading(sae.input_kind)
         features = sae.check_features(features) if features is not None else None
     select = cfg_rows(rows) if isinstance(rows, str) else rows
     record = Capture(point)
 
-    def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-        x, _ = split_output(output)
+    def hook(_module: nn.Module, inputs: Any, output: Any) -> None:
+        x, _ = block_value(point, inputs, output)
         tokens, record.hw = to_tokens(x)
         if select is not None:
             tokens = tokens[select(tokens.shape[0])]
@@ -230,12 +245,13 @@ def edit(model: nn.Module, hookpoint: str | Hookpoint, edit_fn: TokenEdit | Call
     sae = getattr(edit_fn, "sae", None)
     if sae is not None:
         check_sae_fits(sae.d_in, point, model)
+        point = point.reading(sae.input_kind)
     select = cfg_rows(rows) if isinstance(rows, str) else rows
 
-    def hook(_module: nn.Module, _inputs: Any, output: Any) -> Any:
+    def hook(_module: nn.Module, inputs: Any, output: Any) -> Any:
         if not getattr(edit_fn, "enabled", True):
             return None
-        x, rewrap = split_output(output)
+        x, rewrap = block_value(point, inputs, output)
         tokens, hw = to_tokens(x)
         if select is None:
             new = edit_fn(tokens)
@@ -261,15 +277,15 @@ class StopForward(Exception):
 def run_to_block(model: nn.Module, hookpoint: str | Hookpoint, *args: Any,
                  call: Callable[..., Any] | None = None, **kwargs: Any) -> Tensor:
     """Call ``model(*args, **kwargs)`` — or ``call(model, *args, **kwargs)`` — but stop right after the block and
-    return its output ``[B, C, H, W]``.
+    return what the hookpoint reads there (its output, or its update) ``[B, C, H, W]``.
 
     Nothing after the block is computed; the returned tensor stays in the autograd graph, so gradients flow from
     it back to the model's inputs.
     """
     point = _resolve(model, hookpoint)
 
-    def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-        raise StopForward(split_output(output)[0])
+    def hook(_module: nn.Module, inputs: Any, output: Any) -> None:
+        raise StopForward(block_value(point, inputs, output)[0])
 
     try:
         with forward_hook(point.module, hook):

@@ -18,10 +18,19 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import LVOError
-from .tiny import CharPromptEncoder, sd15_scheduler, tiny_unet, tiny_vae
+from .tiny import (
+    CharPromptEncoder,
+    CharSDXLPromptEncoder,
+    sd15_scheduler,
+    sdxl_time_ids,
+    tiny_sdxl_unet,
+    tiny_unet,
+    tiny_vae,
+)
 
 PromptEncoder = Callable[[list[str]], Tensor]
 TINY = "tiny"
+TINY_SDXL = "tiny-sdxl"
 log = logging.getLogger("lvo_core")
 
 
@@ -71,10 +80,47 @@ class LoadedModel:
         return self.encode_prompt
 
 
-def write_prompt_encoder_spec(folder: str | Path, dim: int, length: int = 6, seed: int = 0) -> None:
-    """Declare the built-in character prompt encoder for a toy model folder."""
-    Path(folder, "lvo_prompt_encoder.json").write_text(json.dumps({"kind": "char", "dim": dim, "length": length,
-                                                                   "seed": seed}))
+def write_prompt_encoder_spec(folder: str | Path, dim: int, length: int = 6, seed: int = 0,
+                              sdxl: dict[str, Any] | None = None) -> None:
+    """Declare the built-in character prompt encoder for a toy model folder (``sdxl``: its pooled width and image
+    size, for the SDXL variant)."""
+    spec = {"kind": "char-sdxl" if sdxl else "char", "dim": dim, "length": length, "seed": seed, **(sdxl or {})}
+    Path(folder, "lvo_prompt_encoder.json").write_text(json.dumps(spec))
+
+
+def _sdxl_clip_encoder(folder: Path, device: torch.device, image_size: tuple[int, int]) -> PromptEncoder:
+    """SDXL's two CLIP encoders as diffusers' SDXL pipeline uses them: both penultimate hidden states side by side
+    as tokens, the second encoder's projected pooled output as ``text_embeds``, uncropped size ids."""
+    try:
+        from transformers import (
+            CLIPTextModel,
+            CLIPTextModelWithProjection,
+            CLIPTokenizer,
+        )
+    except ImportError as exc:
+        raise LVOError(f"{folder} has SDXL's CLIP text encoders; encoding prompts with them needs the optional "
+                       f"package transformers (`pip install transformers`)") from exc
+    from .conditioning import Conditioning
+
+    pairs = [(CLIPTokenizer.from_pretrained(str(folder), subfolder="tokenizer", local_files_only=True),
+              CLIPTextModel.from_pretrained(str(folder), subfolder="text_encoder", local_files_only=True)),
+             (CLIPTokenizer.from_pretrained(str(folder), subfolder="tokenizer_2", local_files_only=True),
+              CLIPTextModelWithProjection.from_pretrained(str(folder), subfolder="text_encoder_2",
+                                                          local_files_only=True))]
+    pairs = [(tok, enc.to(device).eval()) for tok, enc in pairs]
+
+    @torch.no_grad()
+    def encode(prompts: list[str]) -> Conditioning:
+        states, pooled = [], None
+        for tokenizer, encoder in pairs:
+            ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                            return_tensors="pt").input_ids.to(device)
+            out = encoder(ids, output_hidden_states=True)
+            states.append(out.hidden_states[-2])
+            pooled = out[0]  # the projected pooled embedding of the last (projection) encoder
+        return Conditioning(torch.cat(states, dim=-1),
+                            {"text_embeds": pooled, "time_ids": sdxl_time_ids(len(prompts), *image_size).to(device)})
+    return encode
 
 
 def _clip_encoder(folder: Path, device: torch.device) -> PromptEncoder:
@@ -99,12 +145,27 @@ def _prompt_encoder(folder: Path, device: torch.device) -> PromptEncoder | None:
     spec = folder / "lvo_prompt_encoder.json"
     if spec.is_file():
         cfg = json.loads(spec.read_text())
-        if cfg.get("kind") != "char":
-            raise LVOError(f"{spec}: unknown prompt encoder kind '{cfg.get('kind')}' (known: char)")
-        return CharPromptEncoder(int(cfg["dim"]), int(cfg.get("length", 6)), int(cfg.get("seed", 0))).to(device)
+        kind = cfg.get("kind")
+        if kind not in ("char", "char-sdxl"):
+            raise LVOError(f"{spec}: unknown prompt encoder kind '{kind}' (known: char, char-sdxl)")
+        common = int(cfg["dim"]), int(cfg.get("length", 6)), int(cfg.get("seed", 0))
+        if kind == "char-sdxl":
+            return CharSDXLPromptEncoder(*common, pooled_dim=int(cfg["pooled_dim"]),
+                                         image_size=tuple(cfg["image_size"])).to(device)
+        return CharPromptEncoder(*common).to(device)
+    if (folder / "text_encoder_2").is_dir():
+        return _sdxl_clip_encoder(folder, device, _image_size(folder))
     if (folder / "text_encoder").is_dir() and (folder / "tokenizer").is_dir():
         return _clip_encoder(folder, device)
     return None
+
+
+def _image_size(folder: Path) -> tuple[int, int]:
+    """Pixel size the UNet was configured for (latent sample size × the VAE's 8× downsampling)."""
+    config = json.loads((folder / "unet" / "config.json").read_text()) if (folder / "unet" / "config.json").is_file() \
+        else {}
+    size = int(config.get("sample_size", 128)) * 8
+    return size, size
 
 
 def _scheduler(folder: Path):
@@ -158,6 +219,9 @@ def load_model(spec: str = TINY, *, config: str | None = None, device: str | tor
     if spec == TINY:
         return LoadedModel(place(tiny_unet(), device, dtype), sd15_scheduler(), place(tiny_vae(), device, dtype),
                            CharPromptEncoder().to(device), TINY, {"kind": "tiny random SD-shaped model"})
+    if spec == TINY_SDXL:
+        return LoadedModel(place(tiny_sdxl_unet(), device, dtype), sd15_scheduler(), place(tiny_vae(), device, dtype),
+                           CharSDXLPromptEncoder().to(device), TINY_SDXL, {"kind": "tiny random SDXL-shaped model"})
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     path = Path(spec)
@@ -199,6 +263,9 @@ def save_model_folder(model: LoadedModel, folder: str | Path) -> Path:
         model.vae.save_pretrained(str(folder / "vae"))
     model.scheduler.save_pretrained(str(folder / "scheduler"))
     enc = model.encode_prompt
-    if isinstance(enc, CharPromptEncoder):
+    if isinstance(enc, CharSDXLPromptEncoder):
+        write_prompt_encoder_spec(folder, enc.table.shape[1], enc.length, enc.seed,
+                                  sdxl={"pooled_dim": enc.pool.shape[1], "image_size": list(enc.image_size)})
+    elif isinstance(enc, CharPromptEncoder):
         write_prompt_encoder_spec(folder, enc.table.shape[1], enc.length, enc.seed)
     return folder

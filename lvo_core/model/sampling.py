@@ -99,7 +99,7 @@ def sample_with(eps_fn: Callable[[Tensor, Tensor, Tensor], Tensor], scheduler, c
     return latents
 
 
-def ddim_from_alphas(alphas: Tensor):
+def ddim_from_alphas(alphas: Tensor, timestep_spacing: str = "leading"):
     """diffusers' DDIM scheduler (SD's inference settings) over a model's own training ᾱ table, so a backend that
     only knows ᾱ (ComfyUI's model_sampling, the toy world) samples with the schedule it was trained on."""
     from diffusers import DDIMScheduler
@@ -107,4 +107,5 @@ def ddim_from_alphas(alphas: Tensor):
     a = alphas.double().cpu()
     betas = 1 - a / torch.cat([torch.ones(1, dtype=a.dtype), a[:-1]])
     return DDIMScheduler(num_train_timesteps=len(a), trained_betas=betas.float().numpy(), clip_sample=False,
-                         set_alpha_to_one=False, steps_offset=1)
+                         set_alpha_to_one=False, steps_offset=1 if timestep_spacing == "leading" else 0,
+                         timestep_spacing=timestep_spacing)

@@ -13,6 +13,7 @@ from typing import Any, Protocol, Sequence
 import torch
 from torch import Tensor
 
+from ..errors import LVOError
 from .noise import add_noise, check_timesteps
 
 
@@ -31,8 +32,8 @@ class NoiseSchedule(Protocol):
     def to_eps(self, output: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         """The model's output at ``x_t`` expressed as the noise ε it implies."""
 
-    def sampler(self) -> Any:
-        """A fresh diffusers scheduler that samples this model's schedule (for priors and banks)."""
+    def sampler(self, steps: int) -> Any:
+        """A fresh diffusers scheduler that samples this model's schedule in ``steps`` steps (priors, banks)."""
 
     def signature(self) -> bytes:
         """Bytes that change whenever the schedule does (part of sample-bank fingerprints)."""
@@ -41,11 +42,22 @@ class NoiseSchedule(Protocol):
         """A JSON-able summary for result records."""
 
 
-class DDPMSchedule:
-    """ε-prediction with ``z_t = sqrt(ᾱ_t)·z + sqrt(1 − ᾱ_t)·ε`` over the model's own ᾱ table (SD1.x/2.x, SDXL)."""
+FEW_STEPS = 4  # at most this many sampling steps: a distilled few-step model (SDXL-Turbo), sampled from t = T−1
 
-    def __init__(self, alphas: Tensor):
+
+class DDPMSchedule:
+    """ε-prediction with ``z_t = sqrt(ᾱ_t)·z + sqrt(1 − ᾱ_t)·ε`` over the model's own ᾱ table (SD1.x/2.x, SDXL).
+
+    Sampling uses DDIM with the model's ``timestep_spacing`` (SD's ``leading`` unless its scheduler config says
+    otherwise); with ``FEW_STEPS`` steps or fewer it switches to ``trailing`` spacing, so the first step starts at
+    t = T−1 as SDXL-Turbo is sampled — leading spacing would start a 1-step run at t = 1, from a clean latent.
+    """
+
+    def __init__(self, alphas: Tensor, timestep_spacing: str = "leading"):
         self.alphas = torch.as_tensor(alphas, dtype=torch.float64).cpu()
+        if timestep_spacing not in ("leading", "trailing", "linspace"):
+            raise LVOError(f"timestep_spacing must be leading, trailing or linspace, got '{timestep_spacing}'")
+        self.timestep_spacing = timestep_spacing
         self._cache: dict[tuple, Tensor] = {}
 
     @property
@@ -67,16 +79,20 @@ class DDPMSchedule:
     def to_eps(self, output: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         return output
 
-    def sampler(self) -> Any:
+    def spacing(self, steps: int) -> str:
+        return "trailing" if steps <= FEW_STEPS else self.timestep_spacing
+
+    def sampler(self, steps: int) -> Any:
         from .sampling import ddim_from_alphas
 
-        return ddim_from_alphas(self.alphas)
+        return ddim_from_alphas(self.alphas, self.spacing(steps))
 
     def signature(self) -> bytes:
-        return self.alphas.numpy().tobytes()
+        spacing = b"" if self.timestep_spacing == "leading" else self.timestep_spacing.encode()
+        return self.alphas.numpy().tobytes() + spacing
 
     def describe(self) -> dict:
-        return {"kind": "ddpm", "timesteps": self.num_timesteps}
+        return {"kind": "ddpm", "timesteps": self.num_timesteps, "timestep_spacing": self.timestep_spacing}
 
 
 def as_schedule(schedule: NoiseSchedule | Tensor) -> NoiseSchedule:

@@ -31,6 +31,29 @@ def tiny_unet(levels: int = 2, seed: int = 0, sample_size: int = 16, **overrides
     return UNet2DConditionModel(**config).eval()
 
 
+SDXL_TIME_EMBED_DIM = 8  # per size/crop id; SDXL itself uses 256
+SDXL_POOLED_DIM = 32  # the pooled text embedding's width; SDXL's second text encoder gives 1280
+
+
+def tiny_sdxl_unet(seed: int = 0, sample_size: int = 16, **overrides):
+    """A small UNet2DConditionModel shaped like SDXL: three levels (no attention at the first), linear
+    projections, ``text_time`` added conditioning (pooled text embedding + 6 size/crop ids), so sdxl-unbox's
+    blocks ``down_blocks.2.attentions.1``, ``mid_block.attentions.0`` and ``up_blocks.0.attentions.0/1`` exist."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    config = dict(sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=2,
+                  block_out_channels=(32, 64, 64), transformer_layers_per_block=(1, 1, 2),
+                  down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                  up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                  cross_attention_dim=32, attention_head_dim=(2, 4, 4), norm_num_groups=32,
+                  use_linear_projection=True, addition_embed_type="text_time",
+                  addition_time_embed_dim=SDXL_TIME_EMBED_DIM,
+                  projection_class_embeddings_input_dim=SDXL_POOLED_DIM + 6 * SDXL_TIME_EMBED_DIM)
+    config.update(overrides)
+    return UNet2DConditionModel(**config).eval()
+
+
 def tiny_vae(seed: int = 0):
     """A tiny AutoencoderKL with SD's 4 latent channels and one downsampling (32 px images ↔ 16×16 latents)."""
     from diffusers import AutoencoderKL
@@ -71,6 +94,30 @@ class CharPromptEncoder(nn.Module):
             codes = torch.tensor([ord(c) % 128 for c in prompt[: self.length]], dtype=torch.long)
             out[i, : len(codes)] = self.table[codes]
         return out
+
+
+def sdxl_time_ids(batch: int, height: int, width: int) -> torch.Tensor:
+    """SDXL's size/crop conditioning ``(original h, w, crop top, left, target h, w)`` for uncropped images."""
+    return torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32).expand(batch, 6).clone()
+
+
+class CharSDXLPromptEncoder(CharPromptEncoder):
+    """:class:`CharPromptEncoder` with SDXL's added conditioning: a pooled embedding (the mean token, projected by a
+    fixed random matrix) and the size/crop ids of ``image_size`` pixels."""
+
+    def __init__(self, dim: int = 32, length: int = 6, seed: int = 0, pooled_dim: int = SDXL_POOLED_DIM,
+                 image_size: tuple[int, int] = (128, 128)):
+        super().__init__(dim, length, seed)
+        self.register_buffer("pool", torch.randn(dim, pooled_dim, generator=torch.Generator().manual_seed(seed + 1)))
+        self.image_size = image_size
+
+    @torch.no_grad()
+    def forward(self, prompts: list[str]):
+        from .conditioning import Conditioning
+
+        tokens = super().forward(prompts)
+        pooled = tokens.mean(dim=1) @ self.pool
+        return Conditioning(tokens, {"text_embeds": pooled, "time_ids": sdxl_time_ids(len(prompts), *self.image_size)})
 
 
 def random_sae(d_in: int = 32, d_sae: int = 128, k: int = 4, seed: int = 0, **fields) -> SparseAutoencoder:

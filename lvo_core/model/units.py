@@ -23,6 +23,12 @@ class UnitSpec:
     channels: int = 0
 
     @property
+    def reads(self) -> str:
+        """What the units read at the block: an SAE's input kind (``output`` or ``update``), raw channels the
+        output."""
+        return self.sae.input_kind if self.sae is not None else "output"
+
+    @property
     def kind(self) -> str:
         return "sae" if self.sae is not None else "raw"
 
