@@ -34,9 +34,10 @@ def test_converter_matches_the_frontend_on_the_reference_workflow(specs):
     assert to_api(ui, specs) == {k: {kk: vv for kk, vv in v.items() if kk != "_meta"} for k, v in api.items()}
 
 
-def test_six_example_workflows_ship(specs):
-    assert {f.name for f in FILES} == set(GRAPHS) and len(FILES) == 6
-    assert {"lvo_faithful_feature.json", "lvo_feature_search.json"} <= set(GRAPHS)  # the default recipe, search
+def test_every_example_workflow_ships(specs):
+    assert {f.name for f in FILES} == set(GRAPHS) and len(FILES) >= 7
+    # the default recipe, search, and SDXL-Turbo
+    assert {"lvo_faithful_feature.json", "lvo_feature_search.json", "lvo_sdxl_turbo_faithful.json"} <= set(GRAPHS)
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
@@ -52,7 +53,10 @@ def test_workflow_is_valid_and_up_to_date(path: Path, specs):
         assert set(required) <= set(node["inputs"]), node["class_type"]
     names = {n["inputs"].get("ckpt_name") for n in prompt.values()} | {n["inputs"].get("sae_name")
                                                                         for n in prompt.values()}
-    assert {"v1-5-pruned-emaonly.safetensors", "SAeUron"} <= names
+    sdxl = "sdxl" in path.name
+    expected = {"sd_xl_turbo_1.0_fp16.safetensors", "sdxl-unbox"} if sdxl else {"v1-5-pruned-emaonly.safetensors",
+                                                                                "SAeUron"}
+    assert expected <= names
 
 
 def test_validator_catches_broken_workflows(specs):
@@ -91,8 +95,12 @@ def test_templates_are_the_workflows_with_thumbnails():
 def test_workflow_says_where_to_get_its_models(path: Path):
     workflow = json.loads(path.read_text())
     notes = [n["widgets_values"][0] for n in workflow["nodes"] if n["type"] == "Note"]
-    assert len(notes) == 1 and "bcywinski/SAeUron" in notes[0] and "models/sae/SAeUron" in notes[0]
-    assert "surkovv/sdxl-unbox" in notes[0] and "v1-5-pruned-emaonly.safetensors" in notes[0]
+    assert len(notes) == 1 and "surkovv/sdxl-unbox" in notes[0]
+    if "sdxl_turbo" in path.name:
+        assert "stabilityai/sdxl-turbo" in notes[0] and "models/sae/sdxl-unbox" in notes[0]
+    else:
+        assert "bcywinski/SAeUron" in notes[0] and "models/sae/SAeUron" in notes[0]
+        assert "v1-5-pruned-emaonly.safetensors" in notes[0]
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)

@@ -308,6 +308,30 @@ GRAPHS = {
                                       "bank": L(6)}),
                   8: ("LVOFeatureGrid", {"images": L(7, 1), "metrics": L(7, 2)}),
                   9: ("SaveImage", {"images": L(8), "filename_prefix": "lvo_faithful"})}},
+    "lvo_sdxl_turbo_faithful.json": {
+        "title": "LVO on SDXL-Turbo (sdxl-unbox)",
+        "note": "SDXL-Turbo with an sdxl-unbox SAE on up_blocks.0.attentions.1 (read as the block's update, "
+                "output - input, as it was trained): a 4-step sample bank (Turbo is sampled from t = 999), each "
+                "feature's best pool image at t = 200, polished for 30 steps.",
+        "groups": [("Load: SDXL-Turbo, empty prompt, sdxl-unbox SAE", [99, 1, 2, 3]),
+                   ("Features 10 and 1024: 4-step sample bank -> faithful pictures", [4, 5, 6, 7, 8, 9])],
+        "nodes": {99: (NOTE, {"text": "Models this workflow needs:\n"
+                                      "- checkpoint: SDXL-Turbo (sd_xl_turbo_1.0_fp16.safetensors from the hub repo "
+                                      "stabilityai/sdxl-turbo) in models/checkpoints\n"
+                                      "- SAE: sdxl-unbox's SDXL-Turbo SAEs (hub repo surkovv/sdxl-unbox, folder "
+                                      "checkpoints/) in models/sae/sdxl-unbox\n"
+                                      "Symlinked folders and extra_model_paths.yaml 'sae:' folders work too."}),
+                  1: ("CheckpointLoaderSimple", {"ckpt_name": "sd_xl_turbo_1.0_fp16.safetensors"}),
+                  2: ("CLIPTextEncode", {"clip": L(1, 1), "text": ""}),
+                  3: ("LVOSAELoader", {"sae_name": "sdxl-unbox", "hookpoint": "up_blocks.0.attentions.1", "k": 0}),
+                  4: ("LVOFeatureHook", {"model": L(1), "units": "10, 1024", "sae": L(3)}),
+                  5: ("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}),
+                  6: ("LVOSampleBank", {"model": L(1), "units": L(4), "empty_prompt": L(2), "latent": L(5),
+                                        "steps": 4, "name": "sdxl_turbo_up_blocks.0.attentions.1"}),
+                  7: ("LVOFaithful", {"model": L(1), "vae": L(1, 2), "units": L(4), "empty_prompt": L(2),
+                                      "bank": L(6)}),
+                  8: ("LVOFeatureGrid", {"images": L(7, 1), "metrics": L(7, 2)}),
+                  9: ("SaveImage", {"images": L(8), "filename_prefix": "lvo_sdxl_turbo"})}},
     "lvo_feature_search.json": {
         "title": "LVO: find features in an image",
         "note": "Feature search: the SAE features an image drives most (ranked by lift over the model's own "
