@@ -60,8 +60,14 @@ def bank(backend, sae):
 
 def test_pool_is_plain_unconditional_ddim_sampling(backend, bank):
     assert bank.size == 6 and bank.seeds == [SMALL.seed + i for i in range(6)]
-    # the same generation with diffusers' own scheduler and the plain sampling loop, empty prompt, no CFG
-    expected = sample(backend.unet, sd15_scheduler(), backend.empty_context(1), steps=3, seeds=bank.seeds,
+    # the same generation with diffusers' own scheduler and the plain sampling loop, empty prompt, no CFG; at ≤ 4
+    # steps with trailing spacing, so the first step starts from pure noise at t = 999 (as few-step models sample)
+    from diffusers import DDIMScheduler
+
+    from lvo_core.model.tiny import SD15_BETAS
+
+    few_step = DDIMScheduler(**SD15_BETAS, clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing")
+    expected = sample(backend.unet, few_step, backend.empty_context(1), steps=3, seeds=bank.seeds,
                       latent_shape=backend.latent_shape)
     torch.testing.assert_close(bank.latents, expected, rtol=1e-4, atol=1e-4)
     alphas = alphas_from_scheduler(sd15_scheduler())
