@@ -21,6 +21,7 @@ from . import commands
 from .analysis.steering import REFERENCE_SEEDS
 from .commands import DEFAULT_HOOKPOINT, check_settings
 from .errors import LVOError
+from .lvo import regularizers
 from .runs.record import RunInterrupted, load_result, sigterm_as_interrupt
 
 
@@ -94,20 +95,15 @@ def _lvo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="optimization steps (100)")
     p.add_argument("--lr", type=float, help="learning rate (0.05)")
     p.add_argument("--optimizer", choices=["adam", "adamw"], help="adamw (default, weight decay 0.01) or adam")
-    p.add_argument("--tv-weight", type=float, help="total-variation weight")
-    p.add_argument("--range-weight", type=float, help="range-penalty weight")
-    p.add_argument("--moment-weight", type=float, help="moment-penalty weight")
-    p.add_argument("--blur-sigma", type=float, help="starting σ of the gradient blur")
-    p.add_argument("--prior-weight", type=float, help="weight of the diffusion-prior (score-distillation) term; "
-                   "0 = off (the paper's recipe)")
     p.add_argument("--seed", type=int, help="seed of the augmentation draws (0)")
     p.add_argument("--value", choices=["dense", "pre", "sparse"],
                    help="SAE objective: dense ReLU pre-activation (paper, custom), pre-ReLU (faithful, best), or the "
                         "sparse code")
     p.add_argument("--no-noise", action="store_true", help="ablation: no schedule-matched noise injection")
-    p.add_argument("--no-precondition", action="store_true", help="ablation: no spectral preconditioning")
     p.add_argument("--no-augment", action="store_true", help="ablation: no jitter/rotation/zoom")
-    p.add_argument("--no-penalties", action="store_true", help="ablation: no TV, range or moment penalty")
+    for flag in regularizers.flags():  # --tv-weight, --blur-sigma, --no-precondition, --no-penalties, …
+        p.add_argument(flag.option, help=flag.help, **({"action": "store_true"} if flag.is_switch else
+                                                      {"type": flag.type}))
     p.add_argument("--minimize", action="store_true", help="minimize the unit instead")
     p.add_argument("--batch-size", type=either("auto", int), default=20, help="rows optimized together (20), or 'auto' "
                    "(fits free memory; halves on out-of-memory either way)")

@@ -183,6 +183,7 @@ def lvo_config(s: Any, kind: str, base: Any = None):
     from dataclasses import replace
 
     from .lvo.optimize import auto_precision, preset
+    from .lvo.regularizers import settings_from_flags
     from .lvo.transforms import ROBUSTNESS_LEVELS
 
     if base is None:
@@ -191,18 +192,14 @@ def lvo_config(s: Any, kind: str, base: Any = None):
         config = base if s.robustness is None else replace(base, augment=ROBUSTNESS_LEVELS[s.robustness])
     overrides: dict[str, Any] = {"precision": auto_precision(s.device) if s.precision == "auto" else s.precision,
                                  "check_every": s.check_every}
-    for name in ("steps", "lr", "optimizer", "tv_weight", "range_weight", "moment_weight", "blur_sigma", "seed",
-                 "prior_weight"):
+    for name in ("steps", "lr", "optimizer", "seed"):
         if getattr(s, name) is not None:
             overrides[name] = getattr(s, name)
+    overrides.update(settings_from_flags(vars(s)))  # the regularizers' flags: --tv-weight, --no-penalties, …
     if s.no_noise:
         overrides["noise"] = False
-    if s.no_precondition:
-        overrides["precondition"] = False
     if s.no_augment:
         overrides["augment"] = ROBUSTNESS_LEVELS["L0"]
-    if s.no_penalties:
-        overrides.update(tv_weight=0.0, range_weight=0.0, moment_weight=0.0)
     if s.minimize:
         overrides["maximize"] = False
     return replace(config, **overrides)
