@@ -196,6 +196,11 @@ class Flag:
     def is_switch(self) -> bool:
         return self.type is None
 
+    @property
+    def argparse_options(self) -> dict[str, Any]:
+        """``add_argument`` keywords: a switch stores True, a value flag parses its type (default None: unset)."""
+        return {"help": self.help, **({"action": "store_true"} if self.is_switch else {"type": self.type})}
+
 
 # Components with a --no-<component> flag of their own. A single-term component already has its term's flags; a
 # new entry here adds an argument to every recorded CLI run, and so to every run's fingerprint.
