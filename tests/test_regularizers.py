@@ -92,6 +92,8 @@ def test_terms_compose_and_unknown_names_list_the_known_ones():
     assert [g.name for g in raw.gradient_transforms if g.active] == ["precondition", "blur"]
     assert raw.term("blur") == regularizers.Blur(sigma=0.5) and raw.blur_sigma == 0.5
     assert replace(raw, tv_weight=0.1).term("tv").weight == 0.1 and replace(raw, tv_weight=0.1).range_tau == 3.0
+    built = LVOConfig(terms=[regularizers.TotalVariation(weight=0.5), regularizers.Blur(sigma=0.5)], moment_weight=0.0)
+    assert built == raw and built.to_dict() == raw.to_dict()  # terms compose into the raw preset
     with pytest.raises(ConfigError, match="unknown regularizer 'l3'; known: tv, range, moment, precondition, blur, "
                                           "diffusion_prior"):
         regularizers.lookup("l3")
