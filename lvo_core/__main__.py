@@ -1,10 +1,7 @@
-"""``python -m lvo_core``: see :mod:`lvo_core.cli`. Says it is starting before torch loads (a few seconds)."""
+"""``python -m lvo_core``: see :mod:`lvo_core.cli`. The package says it is starting before torch loads."""
 
 import sys
 
-if len(sys.argv) > 1 and not sys.argv[1].startswith("-"):
-    print(f"lvo_core {sys.argv[1]}: loading torch and diffusers …", file=sys.stderr, flush=True)
-
-from .cli import main  # noqa: E402
+from .cli import main
 
 sys.exit(main())

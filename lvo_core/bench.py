@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -209,17 +210,25 @@ def cpu_has_bf16() -> bool:
         return False
 
 
+def say(text: str) -> None:
+    """A progress line on stderr: each measurement takes seconds to minutes, and the table comes at the end."""
+    print(f"[bench] {text} …", file=sys.stderr, flush=True)
+
+
 def run(device: torch.device, batches: list[int], steps: int, warmup: int, full: bool,
         bank: bool = True) -> dict[str, Any]:
+    say(f"building the model on {device}")
     world = build(device)
     if device.type == "cuda":
         precisions = ["bf16"]
     else:
         precisions = ["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]
+    say(f"naive loop, fp32, batch 1 ({warmup} + {steps} steps, {REPEATS} times)")
     naive = measure_naive(world, device, steps, warmup)
     rows = [naive]
     for precision in precisions:
         for batch in batches:
+            say(f"optimized path, {precision}, batch {batch}")
             try:
                 rows.append(measure_fast(world, device, batch, steps, warmup, precision))
             except torch.cuda.OutOfMemoryError:
@@ -240,11 +249,13 @@ def run(device: torch.device, batches: list[int], steps: int, warmup: int, full:
               "hookpoint": HOOKPOINT, "bf16_peak_tflops": peak, "rows": rows,
               "command": "python -m lvo_core.bench " + ("" if device.type == "cuda" else "--device cpu")}
     if full:
+        say(f"full 100-step visualizations of 1 and 64 units and a 30-step polish ({precision})")
         report["full_precision"] = precision
         report["full_100_steps_seconds"] = {"1_unit": full_run(world, device, 1, precision),
                                             "64_units": full_run(world, device, 64, precision)}
         report["polish_30_steps_seconds_64_units"] = full_run(world, device, 64, precision, steps=30)
     if bank:
+        say("sample-bank throughput (DDIM sampling with and without CFG, scoring)")
         report["bank"] = measure_bank(world, device, 32 if device.type == "cuda" else 16, precision=precision
                                       if device.type == "cuda" else "fp32")
     return report
@@ -255,6 +266,7 @@ def sd15_cpu_estimate(timed_steps: int = 2) -> dict[str, Any]:
     sampler steps at batch 1, scaled to 25, and one optimization step — what a CPU-only user would wait."""
     from diffusers import UNet2DConditionModel
 
+    say("SD1.5-architecture UNet on this CPU: bank sampling, scoring and one polish step (minutes)")
     torch.manual_seed(0)
     unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8).eval()
     world = {"unet": unet, "shape": (4, 64, 64), "context": torch.randn(1, 77, 768),

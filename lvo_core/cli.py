@@ -1,12 +1,12 @@
-"""Command line: ``python -m lvo_core {analyze,steer,visualize,atlas,examples,info,convert,demo,ablate} …``.
+"""Command line: ``python -m lvo_core <command> …`` (``--help`` lists the commands, ``<command> --help`` its flags).
 
-Models: ``--model tiny`` (the embedded tiny model, default), a local diffusers folder, or a single-file
-``.safetensors`` checkpoint with ``--config`` (a local diffusers folder). Units are SAE features (``--sae``; ``tiny``
-is the embedded random SAE) or raw channels (``--raw``). Errors from bad input print one line naming what to fix
-and exit with status 2; an interrupt (Ctrl-C, SIGTERM) stops the run, keeps what it finished and exits with 130.
+Models: ``--model tiny`` (embedded, the default), ``toy`` (the trained toy world), a local diffusers folder, or a
+single-file ``.safetensors`` checkpoint with ``--config``. Units are SAE features (``--sae``) or raw channels
+(``--raw``).
 
-This module only parses: one ``*_args`` function per subcommand declares its flags, and :mod:`lvo_core.commands`
-does the work (the run record lives in :mod:`lvo_core.runs.record`).
+This module only parses: one ``*_args`` function per subcommand declares its flags (the regularizers' come from
+:mod:`lvo_core.lvo.regularizers`); :func:`lvo_core.commands.run` runs the command behind the error boundary (bad
+input: one line, status 2; an interrupt: status 130) and the rest of :mod:`lvo_core.commands` does the work.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import torch
 
 from . import commands
 from .analysis.steering import REFERENCE_SEEDS
-from .commands import DEFAULT_HOOKPOINT, check_settings
+from .commands import DEFAULT_HOOKPOINT
 from .errors import LVOError
-from .runs.record import RunInterrupted, load_result, sigterm_as_interrupt
+from .lvo import regularizers
 
 
 class Parser(argparse.ArgumentParser):
@@ -94,20 +94,14 @@ def _lvo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="optimization steps (100)")
     p.add_argument("--lr", type=float, help="learning rate (0.05)")
     p.add_argument("--optimizer", choices=["adam", "adamw"], help="adamw (default, weight decay 0.01) or adam")
-    p.add_argument("--tv-weight", type=float, help="total-variation weight")
-    p.add_argument("--range-weight", type=float, help="range-penalty weight")
-    p.add_argument("--moment-weight", type=float, help="moment-penalty weight")
-    p.add_argument("--blur-sigma", type=float, help="starting σ of the gradient blur")
-    p.add_argument("--prior-weight", type=float, help="weight of the diffusion-prior (score-distillation) term; "
-                   "0 = off (the paper's recipe)")
     p.add_argument("--seed", type=int, help="seed of the augmentation draws (0)")
     p.add_argument("--value", choices=["dense", "pre", "sparse"],
                    help="SAE objective: dense ReLU pre-activation (paper, custom), pre-ReLU (faithful, best), or the "
                         "sparse code")
     p.add_argument("--no-noise", action="store_true", help="ablation: no schedule-matched noise injection")
-    p.add_argument("--no-precondition", action="store_true", help="ablation: no spectral preconditioning")
     p.add_argument("--no-augment", action="store_true", help="ablation: no jitter/rotation/zoom")
-    p.add_argument("--no-penalties", action="store_true", help="ablation: no TV, range or moment penalty")
+    for flag in regularizers.flags():  # --tv-weight, --blur-sigma, --no-precondition, --no-penalties, …
+        p.add_argument(flag.option, **flag.argparse_options)
     p.add_argument("--minimize", action="store_true", help="minimize the unit instead")
     p.add_argument("--batch-size", type=either("auto", int), default=20, help="rows optimized together (20), or 'auto' "
                    "(fits free memory; halves on out-of-memory either way)")
@@ -231,60 +225,25 @@ def ablate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
 
 
-# name, help, flags, command: a new subcommand is an entry here plus its *_args function
-SUBCOMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable]] = [
-    ("analyze", "time-step activity analysis over a prompt set", analyze_args, commands.cmd_analyze),
-    ("steer", "steered generations: the LVO priors of some units", steer_args, commands.cmd_steer),
-    ("visualize", "LVO: optimize latents so that units fire, decode, measure", visualize_args, commands.cmd_visualize),
-    ("atlas", "LVO for many units (all of an SAE), resumable, on 1 or N processes (torchrun)", atlas_args,
-     commands.cmd_atlas),
-    ("examples", "top-activating generations of a unit, ranked, with heatmaps", examples_args, commands.cmd_examples),
-    ("bank", "the sample bank: the model's own samples, scored for every unit (faithful's starts)", bank_args,
-     commands.cmd_bank),
-    ("search", "which SAE features an image (or a prompt's generation) drives, and where", search_args,
-     commands.cmd_search),
-    ("info", "hookable blocks of a model, SAE summary, and whether they fit", info_args, commands.cmd_info),
-    ("convert", "convert an SAE (e.g. a pickled ae.pt/state_dict.pth) to safetensors", convert_args,
-     commands.cmd_convert),
-    ("demo", "the whole pipeline on the shipped toy world, with faithfulness metrics", demo_args, commands.cmd_demo),
-    ("ablate", "paper, best and faithful, each part of faithful changed, raw channels, held-out features: one table",
-     ablate_args, commands.cmd_ablate),
-]
+# A subcommand is its name here, a ``<name>_args`` function above declaring its flags, and ``cmd_<name>`` in
+# lvo_core.commands doing the work (the first paragraph of its docstring is the help line).
+SUBCOMMANDS = ("analyze", "steer", "visualize", "atlas", "examples", "bank", "search", "info", "convert", "demo",
+               "ablate")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; the regularizers' flags come from :mod:`lvo_core.lvo.regularizers`."""
     parser = Parser(prog="python -m lvo_core", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for name, help_text, add_args, func in SUBCOMMANDS:
-        add_args(sub.add_parser(name, help=help_text))
+    for name in SUBCOMMANDS:
+        func = getattr(commands, f"cmd_{name}")
+        globals()[f"{name}_args"](sub.add_parser(name, help=" ".join(func.__doc__.split("\n\n")[0].split())))
         sub.choices[name].set_defaults(func=func)
     return parser
 
 
-def _from_json(args: argparse.Namespace, argv: Sequence[str]) -> argparse.Namespace:
-    """The arguments a result.json recorded (flags it predates keep today's defaults); ``--out`` may move it."""
-    recorded = load_result(args.from_json)
-    if recorded.get("command") != args.command:
-        raise LVOError(f"{args.from_json} records a '{recorded.get('command')}' run, not '{args.command}'")
-    out = args.out if "--out" in argv else recorded["args"]["out"]
-    return argparse.Namespace(**{**vars(args), **recorded["args"], "out": out, "func": args.func,
-                                 "from_json": None, "resume": args.resume})
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """The error boundary: bad input is one line and status 2, an interrupt status 130, never a traceback."""
+    """Parse, then run behind the error boundary (:func:`lvo_core.commands.run`): bad input is one line and status
+    2, an interrupt status 130, never a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    try:
-        with sigterm_as_interrupt():  # torchrun stops workers with SIGTERM: they end as cleanly as on Ctrl-C
-            if getattr(args, "from_json", None):
-                args = _from_json(args, argv)
-            return args.func(check_settings(args))
-    except LVOError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:
-        said = str(exc) if isinstance(exc, RunInterrupted) else "what finished is saved"
-        print(f"interrupted: {said}; rerun the same command{' with --resume' * (args.command == 'visualize')} to "
-              f"finish", file=sys.stderr)
-        return 130
+    return commands.run(build_parser().parse_args(argv), argv)

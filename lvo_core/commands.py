@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -54,6 +54,39 @@ def check_settings(s: Any) -> Any:
         if value is not None and value != "auto" and value <= 0:
             raise LVOError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     return s
+
+
+def run(s: Any, argv: Sequence[str] = ()) -> int:
+    """Run ``s.func`` (a ``cmd_*``) behind the CLI's error boundary: bad input is one line on stderr and status 2,
+    an interrupt (Ctrl-C, or SIGTERM, as torchrun stops workers) status 130, never a traceback. With
+    ``s.from_json`` the recorded run's settings come back first (``--out`` in ``argv`` moves it)."""
+    from .runs.record import RunInterrupted, sigterm_as_interrupt
+
+    try:
+        with sigterm_as_interrupt():
+            if getattr(s, "from_json", None):
+                s = rerun_settings(s, argv)
+            return s.func(check_settings(s))
+    except LVOError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        said = str(exc) if isinstance(exc, RunInterrupted) else "what finished is saved"
+        print(f"interrupted: {said}; rerun the same command{' with --resume' * (s.command == 'visualize')} to "
+              f"finish", file=sys.stderr)
+        return 130
+
+
+def rerun_settings(s: Any, argv: Sequence[str]) -> Any:
+    """The settings a result.json recorded (flags it predates keep today's defaults); ``--out`` may move it."""
+    from .runs.record import load_result
+
+    recorded = load_result(s.from_json)
+    if recorded.get("command") != s.command:
+        raise LVOError(f"{s.from_json} records a '{recorded.get('command')}' run, not '{s.command}'")
+    out = s.out if "--out" in argv else recorded["args"]["out"]
+    return type(s)(**{**vars(s), **recorded["args"], "out": out, "func": s.func, "from_json": None,
+                      "resume": s.resume})
 
 
 def read_prompts(path: str | None, model_source: str) -> list[str]:
@@ -194,6 +227,7 @@ def lvo_config(s: Any, kind: str, base: Any = None):
     from dataclasses import replace
 
     from .lvo.optimize import auto_precision, preset
+    from .lvo.regularizers import settings_from_flags
     from .lvo.transforms import ROBUSTNESS_LEVELS
 
     if base is None:
@@ -202,18 +236,14 @@ def lvo_config(s: Any, kind: str, base: Any = None):
         config = base if s.robustness is None else replace(base, augment=ROBUSTNESS_LEVELS[s.robustness])
     overrides: dict[str, Any] = {"precision": auto_precision(s.device) if s.precision == "auto" else s.precision,
                                  "check_every": s.check_every}
-    for name in ("steps", "lr", "optimizer", "tv_weight", "range_weight", "moment_weight", "blur_sigma", "seed",
-                 "prior_weight"):
+    for name in ("steps", "lr", "optimizer", "seed"):
         if getattr(s, name) is not None:
             overrides[name] = getattr(s, name)
+    overrides.update(settings_from_flags(vars(s)))  # the regularizers' flags: --tv-weight, --no-penalties, …
     if s.no_noise:
         overrides["noise"] = False
-    if s.no_precondition:
-        overrides["precondition"] = False
     if s.no_augment:
         overrides["augment"] = ROBUSTNESS_LEVELS["L0"]
-    if s.no_penalties:
-        overrides.update(tv_weight=0.0, range_weight=0.0, moment_weight=0.0)
     if s.minimize:
         overrides["maximize"] = False
     return replace(config, **overrides)
@@ -303,6 +333,7 @@ def replace_prior(s: Any, **changes: Any) -> Any:
 
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_analyze(s: Any) -> int:
+    """Time-step activity analysis over a prompt set."""
     from .analysis.activity import analyze_activity
 
     model, sae, hookpoint = setup(s)
@@ -326,6 +357,7 @@ def cmd_analyze(s: Any) -> int:
 
 
 def cmd_steer(s: Any) -> int:
+    """Steered generations: the LVO priors of some units."""
     import json
 
     from .analysis.metrics import display_images
@@ -353,6 +385,7 @@ def cmd_steer(s: Any) -> int:
 
 
 def cmd_visualize(s: Any) -> int:
+    """LVO: optimize latents so that units fire, decode, measure."""
     from .runs.record import results_table, run_visualize
 
     start = time.perf_counter()
@@ -373,6 +406,7 @@ def cmd_visualize(s: Any) -> int:
 
 
 def cmd_atlas(s: Any) -> int:
+    """LVO for many units (all of an SAE), resumable, on 1 or N processes (torchrun)."""
     from .runs.atlas import build_atlas, join_cluster
 
     cluster = join_cluster()
@@ -404,6 +438,7 @@ def cmd_atlas(s: Any) -> int:
 
 
 def cmd_bank(s: Any) -> int:
+    """The sample bank: the model's own samples, scored for every unit (faithful's starts)."""
     from .analysis.bank import BankSettings, build_bank
     from .analysis.metrics import display_images
     from .runs.plots import image_grid
@@ -437,6 +472,7 @@ def cmd_bank(s: Any) -> int:
 
 
 def cmd_search(s: Any) -> int:
+    """Which SAE features an image (or a prompt's generation) drives, and where."""
     import numpy as np
     from PIL import Image
 
@@ -506,6 +542,7 @@ def cmd_search(s: Any) -> int:
 
 
 def cmd_examples(s: Any) -> int:
+    """Top-activating generations of a unit, ranked, with heatmaps."""
     from .analysis.examples import generate_with_maps, overlay, rank_examples
     from .analysis.metrics import display_images
     from .runs.plots import image_grid
@@ -541,6 +578,8 @@ def cmd_examples(s: Any) -> int:
 
 
 def cmd_ablate(s: Any) -> int:
+    """Paper, best and faithful, each part of faithful changed, raw channels, held-out features: one
+    table."""
     from .toy.ablate import markdown_table, standard_variants
     from .toy.concepts import toy_ablation
 
@@ -573,6 +612,7 @@ def cmd_ablate(s: Any) -> int:
 
 
 def cmd_demo(s: Any) -> int:
+    """The whole pipeline on the shipped toy world, with faithfulness metrics."""
     from .toy.ablate import markdown_table
     from .toy.demo import run_demo
 
@@ -590,6 +630,7 @@ def cmd_demo(s: Any) -> int:
 
 
 def cmd_info(s: Any) -> int:
+    """Hookable blocks of a model, SAE summary, and whether they fit."""
     import json
 
     from .hookpoints import check_sae_fits, list_hookpoints, resolve_hookpoint
@@ -632,6 +673,7 @@ def cmd_info(s: Any) -> int:
 
 
 def cmd_convert(s: Any) -> int:
+    """Convert an SAE (e.g. a pickled ae.pt/state_dict.pth) to safetensors."""
     from .sae import convert_to_safetensors, load_sae
 
     out = convert_to_safetensors(s.source, s.out, k=s.k)

@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -164,3 +172,48 @@ def test_info_hookpoint_chooses_inside_a_multi_hookpoint_root(tmp_path, capsys):
     assert main(["info", "--sae", str(tmp_path), "--hookpoint", "output_blocks.4.1", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["sae"]["d_in"] == 64 and report["sae"]["hookpoint"] == "unet.up_blocks.1.attentions.1"
+
+
+# ---------------------------------------------------------------------------------------------- progress
+ROOT = Path(__file__).resolve().parents[1]
+README_COMMAND = re.compile(r"(?:python|torchrun[^\n`]*?) -m (lvo_core[\w.]*)(?: +([a-z]+)\b)?")
+
+
+def readme_commands() -> list[tuple[str, str | None]]:
+    """Every ``python -m lvo_core…`` (or torchrun ``-m lvo_core``) command the README shows: (module, subcommand)."""
+    found = {(m.group(1), m.group(2) if m.group(1) == "lvo_core" else None)
+             for m in README_COMMAND.finditer((ROOT / "README.md").read_text(encoding="utf-8"))}
+    return sorted(found, key=lambda c: (c[0], c[1] or ""))
+
+
+def first_line_seconds(argv: list[str], limit: float = 30.0) -> tuple[float, str]:
+    """Seconds until ``python -m argv`` writes its first line (stdout or stderr), and the line; killed then."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+    try:
+        selector = selectors.DefaultSelector()
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        ready = selector.select(timeout=limit)
+        return time.perf_counter() - start, proc.stdout.readline().decode().strip() if ready else ""
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_every_readme_command_speaks_within_2_s(tmp_path):
+    """Each command the README lists prints a line within 2 s of starting (torch alone takes seconds to load);
+    outputs point into tmp_path, and the process is killed at its first line."""
+    out = str(tmp_path / "out")
+    args = {"bench": ["--out", f"{out}/bench.json"], "toy.train": ["--out", out], "toy.evaluate": ["--weights", out],
+            "info": [], "convert": [f"{out}/missing", out]}
+    commands = readme_commands()
+    assert ("lvo_core.bench", None) in commands and ("lvo_core", "atlas") in commands and len(commands) >= 14
+    slow = {}
+    for module, sub in commands:
+        key = sub or module.removeprefix("lvo_core.")
+        argv = [module, *([sub] if sub else []), *args.get(key, ["--out", out])]
+        seconds, line = first_line_seconds(argv)
+        if seconds > 2.0 or not line:
+            slow[" ".join(argv)] = (round(seconds, 2), line)
+    assert not slow, slow

@@ -18,15 +18,16 @@ from lvo_core.analysis.faithfulness import (
 )
 from lvo_core.errors import LVOError
 from lvo_core.lvo.objectives import Channel
-from lvo_core.lvo.optimize import PRESETS, optimize, preset, row_rms
+from lvo_core.lvo.optimize import PRESETS, optimize, preset
+from lvo_core.lvo.regularizers import row_rms
 from lvo_core.lvo.recipes import RECIPES, recipe
 from lvo_core.model.backend import DiffusersBackend
 from lvo_core.model.noise import add_noise, alphas_from_scheduler, step_noise
 from lvo_core.model.sampling import seeded_noise
 from lvo_core.model.tiny import CharPromptEncoder, sd15_scheduler, tiny_vae
 from lvo_core.toy.ablate import (
-    BEST_COMPONENTS,
     AblationRow,
+    components_of,
     markdown_table,
     shuffled_agreement,
     standard_variants,
@@ -146,7 +147,12 @@ def test_recipes_and_switches():
     assert recipe("best", raw=True).value == "dense"  # channels have no pre-ReLU value
     with pytest.raises(LVOError, match="unknown recipe 'fancy'"):
         recipe("fancy")
-    for component in BEST_COMPONENTS:
+    assert components_of(best) == ["steer", "noise", "augment", "penalties", "precondition", "diffusion_prior", "pre",
+                                   "fixed_t"]
+    assert components_of(recipe("paper")) == ["steer", "noise", "augment", "penalties", "precondition"]
+    assert switched_off(best, "penalties").note == "no TV, range or moment penalty"
+    assert switched_off(best, "precondition").note == "no spectral preconditioning or gradient blur"
+    for component in components_of(best):
         off = switched_off(best, component)
         changed = {k for k in best.__dict__ if getattr(best, k) != getattr(off, k)} - {"name", "note"}
         assert len(changed) == 1, (component, changed)

@@ -65,7 +65,7 @@ STAGES = {
     "augmentation": ("lvo_core.lvo.optimize.augment", boom),
     "noise": ("lvo_core.model.schedule.DDPMSchedule.add_noise", boom),
     "objective (graph half built)": ("lvo_core.lvo.objectives.SAEFeature.per_position", boom),
-    "gradient transform (after backward)": ("lvo_core.lvo.optimize.spectral_precondition", boom),
+    "gradient transform (after backward)": ("lvo_core.lvo.regularizers.spectral_precondition", boom),
     "optimizer step": ("torch.optim.AdamW.step", boom),
     "preview decode": ("lvo_core.lvo.optimize.display_images", boom),
     "metrics": ("lvo_core.lvo.pipeline.unit_metrics", boom),

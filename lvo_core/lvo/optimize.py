@@ -2,8 +2,10 @@
 
 Each of ``steps`` steps: augment the latent (one seeded draw for the batch), noise it to the row's timestep with
 fresh seeded ε (schedule-matched), run the UNet up to the hooked block on the empty prompt, compute the objective
-per row, add the per-row penalties of the un-augmented latent, backpropagate to the latent only, precondition and
-blur the gradient, step AdamW. Every piece is switchable from :class:`LVOConfig`, which is how ablations run.
+per row, add the per-row penalties of the un-augmented latent, backpropagate to the latent only, transform the
+gradient (spectral preconditioning, blur, the diffusion prior), step AdamW. Penalties and gradient transforms are
+the registered terms of :mod:`~lvo_core.lvo.regularizers`. Every piece is switchable from :class:`LVOConfig`, which
+is how ablations run.
 
 Rows are independent: their losses are summed, never averaged with one another, so a row's latent follows the same
 trajectory whatever else shares its batch (up to floating-point batching effects).
@@ -12,7 +14,7 @@ trajectory whatever else shares its batch (up to floating-point batching effects
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -23,29 +25,24 @@ from ..analysis.metrics import display_images
 from ..errors import LVOError
 from ..model.backend import Backend
 from ..model.noise import step_noise
+from . import regularizers
 from .objectives import Objective
-from .transforms import (
-    ROBUSTNESS_LEVELS,
-    Augment,
-    augment,
-    blur_sigma,
-    gaussian_blur,
-    moment_penalty,
-    range_penalty,
-    spectral_precondition,
-    total_variation,
-)
+from .regularizers import ConfigError, StepContext
+from .transforms import ROBUSTNESS_LEVELS, Augment, augment
 
-HISTORY_KEYS = ("activation", "tv", "range", "moment", "loss")
+def history_keys() -> tuple[str, ...]:
+    """What a run's history records per step and row: the activation, each registered penalty, the loss."""
+    return ("activation", *regularizers.penalty_names(), "loss")
 
 
-class ConfigError(LVOError):
-    """An LVO setting is out of range."""
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class LVOConfig:
-    """Every knob of the LVO loop, defaulting to the reference's SAE settings (see :data:`PRESETS`)."""
+    """Every knob of the LVO loop, defaulting to the reference's SAE settings (see :data:`PRESETS`).
+
+    The regularizers are ``terms``, one instance per registered term (:mod:`~lvo_core.lvo.regularizers`); their
+    settings also read and write as flat keys (``tv_weight``, ``blur_sigma``, …), which is how the config's JSON,
+    ``LVOConfig(tv_weight=0.5)`` and ``dataclasses.replace(config, tv_weight=0.5)`` spell them.
+    """
 
     steps: int = 100
     lr: float = 0.05
@@ -53,27 +50,40 @@ class LVOConfig:
     weight_decay: float = 0.01
     noise: bool = True
     augment: Augment = field(default_factory=Augment)
-    tv_weight: float = 0.0
-    range_weight: float = 0.5
-    range_tau: float = 3.0
-    moment_weight: float = 0.5
-    precondition: bool = True
-    blur_sigma: float = 0.0
     maximize: bool = True
     seed: int = 0
     preview_every: int = 0
     precision: str = "fp32"
     check_every: int = 1
-    prior_weight: float = 0.0
-    prior_t_min: int = 20
-    prior_t_max: int = 980
-    prior_relative: bool = False
+    terms: tuple[regularizers.Term, ...] = ()
 
-    def __post_init__(self) -> None:
+    def __init__(self, *, terms: Sequence[regularizers.Term] = (), **settings: Any) -> None:
+        for f in fields(self):
+            if f.name != "terms":
+                default = f.default_factory() if f.default is MISSING else f.default
+                object.__setattr__(self, f.name, settings.pop(f.name, default))
+        self._check()
+        given = {t.name: t for t in terms}
+        for name in given:
+            if regularizers.REGISTRY.get(name) is not type(given[name]):
+                regularizers.lookup(name)  # names the known ones when unknown
+                raise ConfigError(f"term {given[name]!r} is not the registered '{name}' regularizer")
+        known = regularizers.all_settings()
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown LVO setting(s): {', '.join(unknown)}; the regularizers' settings are "
+                              f"{', '.join(known)}")
+        built = []
+        for name, cls in regularizers.REGISTRY.items():
+            changes = {s.field: settings[s.key] for s in cls.settings_of() if s.key in settings}
+            base = given.get(name)
+            built.append(replace(base, **changes) if base is not None else cls(**changes))
+        object.__setattr__(self, "terms", tuple(built))
+
+    def _check(self) -> None:
         if not isinstance(self.steps, int) or self.steps <= 0:
             raise ConfigError(f"steps must be a positive integer, got {self.steps}")
-        for name in ("lr", "weight_decay", "tv_weight", "range_weight", "range_tau", "moment_weight", "blur_sigma",
-                     "prior_weight"):
+        for name in ("lr", "weight_decay"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{name} must be a finite number ≥ 0, got {value}")
@@ -87,30 +97,50 @@ class LVOConfig:
             raise ConfigError(f"precision must be 'fp32', 'bf16' or 'fp16', got '{self.precision}'")
         if not isinstance(self.check_every, int) or self.check_every <= 0:
             raise ConfigError(f"check_every must be a positive integer, got {self.check_every}")
-        if not 0 <= self.prior_t_min <= self.prior_t_max <= 999:
-            raise ConfigError(f"diffusion-prior timesteps need 0 ≤ prior_t_min ≤ prior_t_max ≤ 999, got "
-                              f"{self.prior_t_min}..{self.prior_t_max}")
+
+    def term(self, name: str) -> regularizers.Term:
+        """The ``name`` regularizer with this config's settings (its defaults if registered after the config)."""
+        for t in self.terms:
+            if t.name == name:
+                return t
+        return regularizers.lookup(name)()
+
+    def __getattr__(self, name: str) -> Any:
+        """A regularizer's setting by its flat key (``config.tv_weight``)."""
+        spec = regularizers.all_settings().get(name) if not name.startswith("_") and name != "terms" else None
+        if spec is None:
+            raise AttributeError(f"'LVOConfig' has no setting '{name}'")
+        return getattr(self.term(spec.term), spec.field)
+
+    @property
+    def penalties(self) -> list[regularizers.Penalty]:
+        return [t for t in map(self.term, regularizers.REGISTRY) if isinstance(t, regularizers.Penalty)]
+
+    @property
+    def gradient_transforms(self) -> list[regularizers.GradientTransform]:
+        return [t for t in map(self.term, regularizers.REGISTRY) if isinstance(t, regularizers.GradientTransform)]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The flat JSON every result carries: the loop's fields, then every registered term's settings."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "terms"}
+        data["augment"] = asdict(self.augment)
+        for name in regularizers.REGISTRY:
+            data.update(self.term(name).settings())
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "LVOConfig":
         data = dict(data)
         if isinstance(data.get("augment"), dict):
             data["augment"] = Augment(**data["augment"])
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown LVO setting(s): {', '.join(sorted(unknown))}")
         return cls(**data)
 
 
 PRESETS: dict[str, LVOConfig] = {
-    # the reference's SAE-feature settings: moment penalty, no TV, no gradient blur
-    "sae": LVOConfig(tv_weight=0.0, moment_weight=0.5, blur_sigma=0.0),
+    # the reference's SAE-feature settings: moment penalty, no TV, no gradient blur (the terms' defaults)
+    "sae": LVOConfig(**regularizers.reference_settings("sae")),
     # the reference's raw-channel baseline: TV penalty and a decaying gradient blur instead of the moment penalty
-    "raw": LVOConfig(tv_weight=0.5, moment_weight=0.0, blur_sigma=0.5),
+    "raw": LVOConfig(**regularizers.reference_settings("raw")),
 }
 
 
@@ -180,11 +210,6 @@ def diffusion_prior_grad(backend: Backend, z: Tensor, seeds: Sequence[int], step
     return (eps_hat.float() - eps).to(z.dtype)
 
 
-def row_rms(x: Tensor) -> Tensor:
-    """Root-mean-square of each batch row, shaped to broadcast against ``x``."""
-    return x.pow(2).mean(dim=tuple(range(1, x.ndim)), keepdim=True).sqrt()
-
-
 class Interrupted(Exception):
     """Raise from a callback to end the run; the partial result is returned, not lost."""
 
@@ -217,7 +242,9 @@ def optimize(backend: Backend, objective: Objective, init_latents: Tensor, times
     if not torch.isfinite(init_latents).all():
         raise LVOError("the initial latents contain NaN or inf; check the prior (steering strength too large?)")
     device = backend.device
-    history: dict[str, list[Tensor]] = {k: [] for k in HISTORY_KEYS}
+    keys = history_keys()
+    history: dict[str, list[Tensor]] = {k: [] for k in keys}
+    penalties, transforms = config.penalties, [g for g in config.gradient_transforms if g.active]
     interrupted, stopped, done = False, None, 0
     gen = torch.Generator("cpu").manual_seed(int(config.seed))
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.precision]
@@ -247,27 +274,22 @@ def optimize(backend: Backend, objective: Objective, init_latents: Tensor, times
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                     tokens, hw = backend.block_tokens(x, t_dev, context)
                     act = objective(tokens, hw).float()
-                tv, rng, mom = total_variation(z), range_penalty(z, config.range_tau), moment_penalty(z)
-                loss = ((-act if config.maximize else act) + config.tv_weight * tv + config.range_weight * rng
-                        + config.moment_weight * mom)
+                values = [term(z) for term in penalties]
+                loss = -act if config.maximize else act
+                for term, value in zip(penalties, values):
+                    loss = loss + term.weight * value
                 opt.zero_grad(set_to_none=True)
                 loss.sum().backward()
                 grad = z.grad
-                if config.precondition:
-                    grad = spectral_precondition(grad)
-                sigma = blur_sigma(step, config.steps, config.blur_sigma)
-                if sigma > 0:
-                    grad = gaussian_blur(grad, sigma)
-                if config.prior_weight > 0:
-                    prior = diffusion_prior_grad(backend, z.detach(), seeds, step, context, gen, config)
-                    if config.prior_relative:
-                        prior = prior * (row_rms(grad) / row_rms(prior).clamp_min(1e-12))
-                    grad = grad + config.prior_weight * prior
+                ctx = StepContext(step, config.steps, lambda: diffusion_prior_grad(backend, z.detach(), seeds, step,
+                                                                                   context, gen, config))
+                for transform in transforms:
+                    grad = transform(grad, ctx)
                 z.grad = grad
                 opt.step()
                 # no host sync here: the flag stays on the device until the next check
                 bad = bad | ~torch.isfinite(loss).all() | ~torch.isfinite(z).all()
-                for key, value in zip(HISTORY_KEYS, (act, tv, rng, mom, loss)):
+                for key, value in zip(keys, (act, *values, loss)):
                     history[key].append(value.detach())
                 done = step + 1
                 if done % config.check_every == 0 or done == config.steps:

@@ -25,7 +25,7 @@ from ..model.backend import Backend
 from ..model.sampling import seeded_noise
 from ..sae.model import SparseAutoencoder
 from .objectives import Channel, SAEFeature
-from .optimize import HISTORY_KEYS, PRESETS, LVOConfig, LVOResult, optimize
+from .optimize import PRESETS, LVOConfig, LVOResult, history_keys, optimize
 
 PriorFn = Callable[[list[int], list[int]], Tensor]
 
@@ -105,7 +105,7 @@ def random_prior(units: list[int], seeds: list[int], shape: Sequence[int]) -> Te
 def unoptimized(init: Tensor, rows: Sequence[Row], config: LVOConfig, objective: str) -> LVOResult:
     """The starting latents as a finished zero-step result."""
     return LVOResult(init.clone(), init, [r.timestep for r in rows], [r.seed for r in rows],
-                     {k: np.zeros((0, len(rows)), np.float32) for k in HISTORY_KEYS}, 0, config, objective,
+                     {k: np.zeros((0, len(rows)), np.float32) for k in history_keys()}, 0, config, objective,
                      stopped=None)
 
 

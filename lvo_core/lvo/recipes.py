@@ -32,6 +32,7 @@ from ..model.backend import Backend
 from ..sae.model import SparseAutoencoder
 from .optimize import PRESETS, LVOConfig
 from .pipeline import PriorFn, Timesteps, Visualization, visualize
+from .regularizers import reference_settings
 
 SteerFactory = Callable[[SparseAutoencoder | None, ActivityAnalysis | None, float | None], PriorFn]
 
@@ -74,12 +75,11 @@ class Recipe:
                 "config": self.config.to_dict()}
 
     def for_raw(self) -> "Recipe":
-        """The raw-channel counterpart: the reference's raw penalties and gradient blur, and the dense value
-        (channels have no pre-ReLU value). Steering keeps the recipe's rule: the reference's raw scale (dataset max
-        × 50) when the strength is unset, else that fixed strength along the one-hot channel."""
-        raw = PRESETS["raw"]
-        config = replace(self.config, tv_weight=raw.tv_weight, moment_weight=raw.moment_weight,
-                         blur_sigma=raw.blur_sigma)
+        """The raw-channel counterpart: the regularizers' raw-channel reference values (TV penalty and gradient blur
+        instead of the moment penalty) and the dense value (channels have no pre-ReLU value). Steering keeps the
+        recipe's rule: the reference's raw scale (dataset max × 50) when the strength is unset, else that fixed
+        strength along the one-hot channel."""
+        config = replace(self.config, **reference_settings("raw"))
         return replace(self, name=f"{self.name} (raw channels)", config=config, value="dense", raw=True)
 
 

@@ -20,6 +20,7 @@ from ..analysis.activity import ActivityAnalysis
 from ..analysis.bank import SampleBank
 from ..analysis.faithfulness import ConceptPurity, concept_agreement, reencode_report
 from ..errors import LVOError
+from ..lvo import regularizers
 from ..lvo.pipeline import PriorFn, Visualization
 from ..lvo.recipes import Recipe, SteerFactory, recipe, visualize_recipe
 from ..lvo.transforms import ROBUSTNESS_LEVELS
@@ -28,19 +29,17 @@ from ..sae.model import SparseAutoencoder
 
 
 def switched_off(base: Recipe, component: str) -> Recipe:
-    """``base`` with one component off: ``noise``, ``steer`` (plain-noise start), ``penalties``, ``precondition``,
-    ``augment``, ``diffusion_prior``, ``pre`` (the paper's dense ReLU value instead of pre-ReLU) or ``fixed_t``
-    (the paper's activity-peak timesteps instead of the recipe's fixed ones)."""
+    """``base`` with one component off: ``noise``, ``steer`` (plain-noise start), ``augment``, ``pre`` (the paper's
+    dense ReLU value instead of pre-ReLU), ``fixed_t`` (the paper's activity-peak timesteps instead of the recipe's
+    fixed ones), or a regularizer component (:func:`~lvo_core.lvo.regularizers.components`: ``penalties``,
+    ``precondition`` — preconditioning and gradient blur —, ``diffusion_prior``, and any registered later)."""
     c = base.config
     changes: dict[str, tuple[dict[str, Any], str]] = {
         "noise": (dict(config=replace(c, noise=False)), "no schedule-matched noise injection"),
         "steer": (dict(prior="random"), "plain N(0, I) start instead of the steering prior"),
-        "penalties": (dict(config=replace(c, tv_weight=0.0, range_weight=0.0, moment_weight=0.0)),
-                      "no TV, range or moment penalty"),
-        "precondition": (dict(config=replace(c, precondition=False, blur_sigma=0.0)),
-                         "no spectral preconditioning or gradient blur"),
         "augment": (dict(config=replace(c, augment=ROBUSTNESS_LEVELS["L0"])), "no jitter, rotation or zoom"),
-        "diffusion_prior": (dict(config=replace(c, prior_weight=0.0)), "no diffusion-prior term"),
+        **{name: (dict(config=replace(c, **regularizers.off_settings(name))), regularizers.component_note(name))
+           for name in regularizers.components()},
         "pre": (dict(value="dense"), "dense ReLU value (paper) instead of pre-ReLU"),
         "fixed_t": (dict(timesteps="peaks"), "rows at {0} ∪ activity peaks (paper) instead of the recipe's"),
     }
@@ -48,6 +47,16 @@ def switched_off(base: Recipe, component: str) -> Recipe:
         raise LVOError(f"unknown component '{component}'; choose one of {', '.join(changes)}")
     kwargs, note = changes[component]
     return replace(base, name=f"{base.name} − {component.replace('_', ' ')}", note=note, **kwargs)
+
+
+def components_of(base: Recipe) -> list[str]:
+    """The components ``base`` has on, each of which :func:`switched_off` can take away: its start, noise,
+    augmentation, every regularizer component with an active term, its value and its fixed timesteps."""
+    c = base.config
+    on = {"steer": base.prior == "steer", "noise": c.noise, "augment": not c.augment.is_identity,
+          **{name: any(c.term(t.name).active for t in terms) for name, terms in regularizers.components().items()},
+          "pre": base.value == "pre", "fixed_t": not isinstance(base.timesteps, str)}
+    return [name for name, used in on.items() if used]
 
 
 @dataclass
@@ -203,8 +212,6 @@ def markdown_table(summaries: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-BEST_COMPONENTS = ("steer", "noise", "penalties", "precondition", "augment", "diffusion_prior", "pre", "fixed_t")
-PAPER_COMPONENTS = ("steer", "noise", "penalties", "precondition")
 POOL_SIZES = (10, 40)  # smaller pools than the default bank, as prefixes of it
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -83,17 +84,25 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     folder = Path(args.weights)
     start = time.perf_counter()
+
+    def phase(text: str) -> None:
+        print(f"[evaluate] {text} … ({time.perf_counter() - start:.0f} s so far)", file=sys.stderr, flush=True)
+
     torch.manual_seed(0)
     judge_path = folder / "judge.safetensors"
     if judge_path.is_file() and not args.retrain_judge:
         judge, judge_stats = Judge.load(judge_path), json.loads((folder / "evaluation.json").read_text())["judge"]
     else:
+        phase("training the judge")
         judge, judge_stats = train_judge()
         judge.save(judge_path)
     unet, codec, encoder = load_world(folder)
+    phase("sample accuracy: every colour × shape prompt, 8 samples each, read by the judge")
     stats, images, prompts = sample_accuracy(unet, codec, encoder, judge)
     with torch.no_grad():
+        phase("activity analysis of the SAE features")
         analyze_world(unet, encoder, raw=False, folder=folder).save(folder / ANALYSIS.name)
+        phase("activity analysis of the raw channels")
         analyze_world(unet, encoder, raw=True, folder=folder).save(folder / RAW_ANALYSIS.name)
     from ..runs.plots import image_grid
 

@@ -166,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+
+    def phase(text: str) -> None:
+        print(f"[train] {text} … ({time.perf_counter() - start:.0f} s so far)", file=sys.stderr, flush=True)
+
+    phase(f"{args.images} dataset images and the patch codec")
     data = make_dataset(args.images, args.seed)
     images = torch.from_numpy(data.images).float()
     codec = PatchPCACodec.fit(images)
@@ -173,13 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     latents = codec.encode(images)
     tokens = torch.tensor([parse(p) for p in data.prompts()], dtype=torch.long)
     diffusion_log: list[dict[str, Any]] = []
+    phase(f"diffusion model, {args.steps} steps (a line every 100)")
     unet, encoder = train_diffusion(latents, tokens, args.steps, args.batch, args.lr, args.seed, diffusion_log)
     copy.deepcopy(unet).half().save_pretrained(str(out / "unet"))  # fp16 on disk: a few MB to ship
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, str(out / "prompt_encoder.safetensors"))
+    phase(f"block activations of {args.sae_tokens} noised latents")
     acts = block_activations(unet, encoder, latents, tokens, args.sae_tokens, args.seed + 1)
     sae_log: list[dict[str, Any]] = []
+    phase(f"SAE, {args.sae_steps} steps (a line every 200)")
     sae, sae_stats = train_sae(acts, 8, 8, args.sae_steps, 4096, 1e-3, args.seed + 2, sae_log)
     save_sae(sae, out / "sae" / ("unet." + HOOKPOINT))
     record = {"command": "python -m lvo_core.toy.train " + " ".join(argv if argv is not None else sys.argv[1:]),
