@@ -177,8 +177,8 @@ def component_note(component: str) -> str:
 def off_settings(component: str) -> dict[str, Any]:
     """The settings that switch every term of ``component`` off."""
     component_note(component)  # names the known components when this one is not
-    switches = [cls.settings_of()[0] for cls in components()[component]]
-    return {s.key: type(s.default)() for s in switches}
+    switches = {cls.settings_of()[0].key: cls for cls in components()[component]}
+    return {key: cls().off().settings()[key] for key, cls in switches.items()}
 
 
 @dataclass(frozen=True)
