@@ -14,7 +14,6 @@ import tomllib
 import torch
 from conftest import random_sae
 
-from lvo_core.analysis.activity import ActivityAnalysis
 from lvo_core.cli import main
 from lvo_core.sae import save_sae
 
