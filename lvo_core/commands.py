@@ -17,6 +17,8 @@ import torch
 from .errors import LVOError
 
 DEFAULT_HOOKPOINT = "up_blocks.1.attentions.1"
+FLUX_HOOKPOINT = "transformer_blocks.18"  # where sdxl-unbox's FLUX.1 SAE reads the image stream
+TINY_FLUX_HOOKPOINT = "transformer_blocks.1"
 TINY_PROMPTS = ["red circle", "blue square", "green triangle", "yellow ring", "red stripes", "blue circle",
                 "green square", "white ring"]
 NOT_RECORDED = ("func", "from_json", "resume")
@@ -58,7 +60,7 @@ def check_settings(s: Any) -> Any:
 
 def read_prompts(path: str | None, model_source: str) -> list[str]:
     if path is None:
-        if model_source == "tiny":
+        if model_source in ("tiny", "tiny-flux"):
             return list(TINY_PROMPTS)
         if model_source == "toy":
             from .toy.world import COLORS, SHAPES
@@ -98,19 +100,35 @@ def setup(s: Any):
     model = load_named_model(s.model, config=s.config, device=s.device)
     sae = None
     if not s.raw:
-        spec = s.sae or (model.source if model.source in ("tiny", "toy") else None)
+        spec = s.sae or (model.source if model.source in ("tiny", "tiny-flux", "toy") else None)
         if spec is None:
             raise LVOError("give --sae PATH for SAE features, or --raw for raw channels")
         if spec == "toy":
             from .toy import SAE_PATH
 
             spec = str(SAE_PATH)
-        sae = random_sae() if spec == "tiny" else load_sae(spec, hookpoint=s.hookpoint)
+        if spec == "tiny-flux":
+            sae = random_sae(d_in=32, hookpoint=f"transformer.{TINY_FLUX_HOOKPOINT}")
+        else:
+            sae = random_sae() if spec == "tiny" else load_sae(spec, hookpoint=s.hookpoint)
         sae = sae.to(device=s.device, dtype=torch.float32)
-    hookpoint = s.hookpoint or (sae.hookpoint if sae is not None and sae.hookpoint else DEFAULT_HOOKPOINT)
+    hookpoint = s.hookpoint or (sae.hookpoint if sae is not None and sae.hookpoint else default_hookpoint(model.unet))
     if sae is not None:
         check_sae_fits(sae.d_in, resolve_hookpoint(model.unet, hookpoint), model.unet)
     return model, sae, hookpoint
+
+
+def default_hookpoint(unet) -> str:
+    """SD's ``up_blocks.1.attentions.1``; on a FLUX transformer ``transformer_blocks.18`` (or its last double
+    block when it has fewer)."""
+    from .model.flux import is_flux
+
+    if not is_flux(unet):
+        return DEFAULT_HOOKPOINT
+    from .hookpoints import unwrap_unet
+
+    blocks = len(unwrap_unet(unet).transformer_blocks)
+    return FLUX_HOOKPOINT if blocks > 18 else f"transformer_blocks.{blocks - 1}"
 
 
 def load_analysis(path: str | None):
@@ -125,7 +143,11 @@ def load_analysis(path: str | None):
 
 def backend_for(model, hookpoint: str):
     from .model.backend import DiffusersBackend
+    from .model.flux import FluxBackend, is_flux, schedule_of
 
+    if is_flux(model.unet):
+        return FluxBackend(model.unet, hookpoint, schedule=schedule_of(model.scheduler), decoder=model.decoder,
+                           encode_prompt=model.require_prompts())
     return DiffusersBackend(model.unet, hookpoint, scheduler=model.scheduler, decoder=model.decoder,
                             encode_prompt=model.require_prompts())
 

@@ -18,10 +18,20 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import LVOError
-from .tiny import CharPromptEncoder, sd15_scheduler, tiny_unet, tiny_vae
+from .tiny import (
+    CharFluxPromptEncoder,
+    CharPromptEncoder,
+    sd15_scheduler,
+    tiny_flux,
+    tiny_flux_vae,
+    tiny_unet,
+    tiny_vae,
+)
 
 PromptEncoder = Callable[[list[str]], Tensor]
 TINY = "tiny"
+TINY_FLUX = "tiny-flux"
+TINY_FLUX_SHIFT = 3.0  # near FLUX.1-dev's resolution shift at 1024 px (e^1.15 ≈ 3.16)
 log = logging.getLogger("lvo_core")
 
 
@@ -58,10 +68,11 @@ class LoadedModel:
             return None
         vae = self.vae
         factor = float(getattr(vae.config, "scaling_factor", 0.18215))
+        shift = float(getattr(vae.config, "shift_factor", None) or 0.0)  # FLUX's VAE latents are shifted too
 
         def encode(images: Tensor) -> Tensor:
             param = next(vae.parameters())
-            return vae.encode(images.to(param)).latent_dist.mean * factor
+            return (vae.encode(images.to(param)).latent_dist.mean - shift) * factor
         return encode
 
     def require_prompts(self) -> PromptEncoder:
@@ -71,10 +82,11 @@ class LoadedModel:
         return self.encode_prompt
 
 
-def write_prompt_encoder_spec(folder: str | Path, dim: int, length: int = 6, seed: int = 0) -> None:
-    """Declare the built-in character prompt encoder for a toy model folder."""
-    Path(folder, "lvo_prompt_encoder.json").write_text(json.dumps({"kind": "char", "dim": dim, "length": length,
-                                                                   "seed": seed}))
+def write_prompt_encoder_spec(folder: str | Path, dim: int, length: int = 6, seed: int = 0, **flux: Any) -> None:
+    """Declare the built-in character prompt encoder for a toy model folder (``flux``: ``pooled_dim`` and
+    ``guidance`` for the FLUX variant)."""
+    spec = {"kind": "char-flux" if flux else "char", "dim": dim, "length": length, "seed": seed, **flux}
+    Path(folder, "lvo_prompt_encoder.json").write_text(json.dumps(spec))
 
 
 def _clip_encoder(folder: Path, device: torch.device) -> PromptEncoder:
@@ -99,9 +111,17 @@ def _prompt_encoder(folder: Path, device: torch.device) -> PromptEncoder | None:
     spec = folder / "lvo_prompt_encoder.json"
     if spec.is_file():
         cfg = json.loads(spec.read_text())
+        if cfg.get("kind") == "char-flux":
+            return CharFluxPromptEncoder(int(cfg["dim"]), int(cfg["pooled_dim"]), int(cfg.get("length", 6)),
+                                         int(cfg.get("seed", 0)), cfg.get("guidance")).to(device)
         if cfg.get("kind") != "char":
-            raise LVOError(f"{spec}: unknown prompt encoder kind '{cfg.get('kind')}' (known: char)")
+            raise LVOError(f"{spec}: unknown prompt encoder kind '{cfg.get('kind')}' (known: char, char-flux)")
         return CharPromptEncoder(int(cfg["dim"]), int(cfg.get("length", 6)), int(cfg.get("seed", 0))).to(device)
+    if (folder / "transformer").is_dir():  # a FLUX folder: T5 + CLIP, not the SD encoder
+        if (folder / "text_encoder_2").is_dir():
+            log.warning("%s: FLUX's T5 + CLIP prompt encoding is not implemented headless yet; commands that need "
+                        "prompts say so (an lvo_prompt_encoder.json works)", folder)
+        return None
     if (folder / "text_encoder").is_dir() and (folder / "tokenizer").is_dir():
         return _clip_encoder(folder, device)
     return None
@@ -158,12 +178,20 @@ def load_model(spec: str = TINY, *, config: str | None = None, device: str | tor
     if spec == TINY:
         return LoadedModel(place(tiny_unet(), device, dtype), sd15_scheduler(), place(tiny_vae(), device, dtype),
                            CharPromptEncoder().to(device), TINY, {"kind": "tiny random SD-shaped model"})
+    if spec == TINY_FLUX:
+        from .flow import FlowMatchSchedule
+
+        return LoadedModel(place(tiny_flux(), device, dtype), FlowMatchSchedule(1000, TINY_FLUX_SHIFT).sampler(),
+                           place(tiny_flux_vae(), device, dtype), CharFluxPromptEncoder().to(device), TINY_FLUX,
+                           {"kind": "tiny random FLUX.1-dev-shaped model"})
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     path = Path(spec)
     if not path.exists():
         raise LVOError(f"model {path} does not exist; give a local diffusers folder, a .safetensors checkpoint "
-                       f"with --config, or 'tiny' (the toy world loads with lvo_core.toy.load_toy_model)")
+                       f"with --config, 'tiny' or 'tiny-flux' (the toy world loads with lvo_core.toy.load_toy_model)")
+    if path.is_dir() and (path / "transformer" / "config.json").is_file():
+        return _load_flux_folder(path, device, dtype)
     if path.is_file():
         if config is None:
             raise LVOError(f"{path} is a single-file checkpoint: also give --config, a local diffusers folder "
@@ -191,14 +219,42 @@ def load_model(spec: str = TINY, *, config: str | None = None, device: str | tor
                        {"config": str(folder), "vae": vae_source})
 
 
+def _load_flux_folder(path: Path, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    """A local diffusers FLUX folder: ``transformer/``, optional ``vae/`` and ``scheduler/`` (its shift; a
+    resolution-dependent one is taken at the transformer's default latent size)."""
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+
+    from .flow import FlowMatchSchedule, shift_from_config
+    from .flux import default_flux_latent_shape
+
+    transformer = place(FluxTransformer2DModel.from_pretrained(str(path), subfolder="transformer",
+                                                               local_files_only=True), device, dtype)
+    vae = (place(AutoencoderKL.from_pretrained(str(path), subfolder="vae", local_files_only=True), device, dtype)
+           if (path / "vae" / "config.json").is_file() else None)
+    config_file = path / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {"shift": 1.0}
+    _, h, w = default_flux_latent_shape(transformer)
+    shift = shift_from_config(config, (h // 2) * (w // 2))
+    schedule = FlowMatchSchedule(int(config.get("num_train_timesteps", 1000)), shift)
+    return LoadedModel(transformer, schedule.sampler(), vae, _prompt_encoder(path, device), str(path),
+                       {"config": str(path), "vae": f"{path}/vae" if vae is not None else None, "shift": shift})
+
+
 def save_model_folder(model: LoadedModel, folder: str | Path) -> Path:
-    """Write a loaded model as a diffusers folder (UNet, VAE, scheduler; a char prompt encoder spec when it has one)."""
+    """Write a loaded model as a diffusers folder (UNet or FLUX transformer, VAE, scheduler; a char prompt encoder
+    spec when it has one)."""
     folder = Path(folder)
-    model.unet.save_pretrained(str(folder / "unet"))
+    from .flux import is_flux
+
+    flux = is_flux(model.unet)
+    model.unet.save_pretrained(str(folder / ("transformer" if flux else "unet")))
     if model.vae is not None:
         model.vae.save_pretrained(str(folder / "vae"))
     model.scheduler.save_pretrained(str(folder / "scheduler"))
     enc = model.encode_prompt
-    if isinstance(enc, CharPromptEncoder):
+    if isinstance(enc, CharFluxPromptEncoder):
+        write_prompt_encoder_spec(folder, enc.chars.table.shape[1], enc.chars.length, enc.chars.seed,
+                                  pooled_dim=enc.pooled_dim, guidance=enc.guidance)
+    elif isinstance(enc, CharPromptEncoder):
         write_prompt_encoder_spec(folder, enc.table.shape[1], enc.length, enc.seed)
     return folder
