@@ -257,3 +257,63 @@ def test_full_size_flux_dev_copy_measured_on_the_meta_device():
     assert figure["params_total"] == 11_901_408_320  # FLUX.1-dev: 19 double + 38 single blocks at width 3072
     assert figure["params_copied"] == 6_501_842_432  # embedders and all 19 double blocks
     assert figure["copy_bytes_bf16"] == 13_003_684_864
+
+
+# ------------------------------------------------------------------------------------------------ LVO on FLUX
+class Injected(RuntimeError):
+    pass
+
+
+def _state(model):
+    return [(n, p.requires_grad, p.dtype) for n, p in model.named_parameters()]
+
+
+def test_lvo_raises_the_feature_on_flux_and_any_fault_leaves_the_model_pristine(monkeypatch):
+    from lvo_core.lvo.optimize import preset
+    from lvo_core.lvo.pipeline import visualize
+
+    model = tiny_flux(seed=4)
+    model.x_embedder.weight.requires_grad_(False)  # a mixed pattern of flags, which must survive
+    state = _state(model)
+    x, t = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([400])
+    b = backend(model, "transformer_blocks.1", decoder=tiny_flux_vae(), copy_weights=False)
+    reference = b.predict(x, t, b.empty_context(1))
+    sae = random_sae(d_in=32, hookpoint="transformer.transformer_blocks.1")
+    vis = visualize(b, [3, 8], sae=sae, timesteps=[0, 300], seeds=[1], prior="random",
+                    config=preset("sae", steps=8), batch_size=4, eval_samples=1)
+    assert vis.complete and vis.images.shape == (4, 32, 32, 3)
+    for row in vis.metrics:  # the optimized latent drives its feature harder than where it started
+        assert row["activation"] > row["prior_activation"] + 0.05
+    assert hook_count(model) == 0 and _state(model) == state and all(p.grad is None for p in model.parameters())
+
+    def boom(*_a, **_k):
+        raise Injected("injected fault")
+
+    monkeypatch.setattr("lvo_core.lvo.objectives.SAEFeature.per_position", boom)
+    with pytest.raises(Injected):
+        visualize(b, [3], sae=sae, timesteps=[0], seeds=[1], prior="random", config=preset("sae", steps=2))
+    assert hook_count(model) == 0 and _state(model) == state
+    assert torch.equal(b.predict(x, t, b.empty_context(1)), reference)
+
+
+def test_cli_runs_activity_steering_and_the_faithful_recipe_on_tiny_flux(tmp_path):
+    import json
+
+    from lvo_core.cli import main
+
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("red circle\nblue square\n")
+    act = tmp_path / "act.safetensors"
+    assert main(["analyze", "--model", "tiny-flux", "--prompts", str(prompts), "--steps", "3", "--top-n", "8",
+                 "--out", str(act)]) == 0
+    from lvo_core.analysis.activity import ActivityAnalysis
+
+    analysis = ActivityAnalysis.load(act)
+    assert analysis.hookpoint == "transformer_blocks.1" and analysis.timesteps.tolist() == [999, 500, 2]
+    assert main(["steer", "--model", "tiny-flux", "--units", "3", "--seeds", "1", "--strength", "2", "--window",
+                 "0", "1", "--prior-steps", "3", "--out", str(tmp_path / "steer")]) == 0
+    assert (tmp_path / "steer" / "priors.png").is_file()
+    assert main(["visualize", "--model", "tiny-flux", "--units", "3", "--seeds", "1", "--bank-size", "2",
+                 "--steps", "2", "--out", str(tmp_path / "faithful")]) == 0
+    result = json.loads((tmp_path / "faithful" / "result.json").read_text())
+    assert result["recipe"]["name"] == "faithful" and result["rows"][0]["timestep"] == 200
