@@ -383,9 +383,8 @@ def _flux_conversion(num_double: int, num_single: int, guidance: bool = False) -
     for key, value in converted.items():
         tag = int(value.reshape(-1)[0])
         block = re.match(r"^((?:transformer_blocks|single_transformer_blocks)\.\d+)\.", key)
-        if tag >= 0 and block:
-            if pairs.setdefault(block.group(1), probe.blocks[tag]) != probe.blocks[tag]:
-                raise HookpointError(f"diffusers' FLUX converter maps {block.group(1)} from two blocks")
+        if tag >= 0 and block and pairs.setdefault(block.group(1), probe.blocks[tag]) != probe.blocks[tag]:
+            raise HookpointError(f"diffusers' FLUX converter maps {block.group(1)} from two blocks")
     return pairs, tuple(converted)
 
 

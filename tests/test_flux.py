@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import pytest
 import torch
+from comfy_standins import ComfyFlux
 
+from lvo_core.errors import HookpointError, LVOError
+from lvo_core.hookpoints import equivalent_names, list_hookpoints, resolve_hookpoint
+from lvo_core.model.conditioning import Conditioning
 from lvo_core.model.flow import FlowMatchSchedule, dynamic_shift_mu, shift_from_config
+from lvo_core.model.flux import FluxBackend, image_ids, pack, unpack
+from lvo_core.model.hooks import capture, edit, hook_count
 from lvo_core.model.sampling import sample_with
+from lvo_core.model.tiny import (
+    CharFluxPromptEncoder,
+    random_sae,
+    tiny_flux,
+    tiny_flux_vae,
+)
 
 
 # ------------------------------------------------------------------------------------------------ the schedule
@@ -72,13 +84,7 @@ def test_flow_sampler_steps_on_training_timesteps_and_lands_on_the_data():
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
-from comfy_standins import ComfyFlux  # noqa: E402
 
-from lvo_core.errors import HookpointError, LVOError  # noqa: E402
-from lvo_core.hookpoints import equivalent_names, list_hookpoints, resolve_hookpoint  # noqa: E402
-from lvo_core.model.flux import FluxBackend, image_ids, pack, unpack  # noqa: E402
-from lvo_core.model.hooks import capture, edit, hook_count  # noqa: E402
-from lvo_core.model.tiny import CharFluxPromptEncoder, random_sae, tiny_flux, tiny_flux_vae  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -137,11 +143,13 @@ def test_hookpoints_resolve_in_both_namings_on_both_layouts(flux, comfy_flux):
 
 
 def test_flux_naming_round_trips_through_diffusers_converter():
-    from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
+    from diffusers.loaders.single_file_utils import (
+        convert_flux_transformer_checkpoint_to_diffusers,
+    )
 
     from lvo_core.hookpoints import _flux_conversion
 
-    pairs, converted = _flux_conversion(19, 38, True)
+    pairs, _ = _flux_conversion(19, 38, True)
     assert pairs["transformer_blocks.18"] == "double_blocks.18" and pairs["single_transformer_blocks.3"] == \
         "single_blocks.3" and len(pairs) == 57
     # every converted name of a block comes from that block's original names, and back
@@ -157,8 +165,11 @@ def test_flux_naming_round_trips_through_diffusers_converter():
 
 
 def _probe_names(double: int, single: int) -> list[str]:
+    from diffusers.loaders.single_file_utils import (
+        convert_flux_transformer_checkpoint_to_diffusers,
+    )
+
     from lvo_core.hookpoints import _TaggedProbe
-    from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
 
     probe = _TaggedProbe(double, single, False)
     convert_flux_transformer_checkpoint_to_diffusers(probe)
@@ -230,9 +241,6 @@ def test_early_exit_guidance_and_eps(flux):
         b.block_tokens(torch.randn(1, 16, 5, 4), t, ctx)
 
 
-from lvo_core.model.conditioning import Conditioning  # noqa: E402
-
-
 def test_trainable_copy_for_inference_weights_leaves_the_shared_model_alone():
     with torch.inference_mode():
         shared = tiny_flux(seed=2)
@@ -299,21 +307,41 @@ def test_lvo_raises_the_feature_on_flux_and_any_fault_leaves_the_model_pristine(
 def test_cli_runs_activity_steering_and_the_faithful_recipe_on_tiny_flux(tmp_path):
     import json
 
+    from lvo_core.analysis.activity import ActivityAnalysis
     from lvo_core.cli import main
 
     prompts = tmp_path / "p.txt"
-    prompts.write_text("red circle\nblue square\n")
+    prompts.write_text("red circle\n")
     act = tmp_path / "act.safetensors"
     assert main(["analyze", "--model", "tiny-flux", "--prompts", str(prompts), "--steps", "3", "--top-n", "8",
                  "--out", str(act)]) == 0
-    from lvo_core.analysis.activity import ActivityAnalysis
-
     analysis = ActivityAnalysis.load(act)
     assert analysis.hookpoint == "transformer_blocks.1" and analysis.timesteps.tolist() == [999, 500, 2]
     assert main(["steer", "--model", "tiny-flux", "--units", "3", "--seeds", "1", "--strength", "2", "--window",
-                 "0", "1", "--prior-steps", "3", "--out", str(tmp_path / "steer")]) == 0
+                 "0", "1", "--prior-steps", "2", "--out", str(tmp_path / "steer")]) == 0
     assert (tmp_path / "steer" / "priors.png").is_file()
-    assert main(["visualize", "--model", "tiny-flux", "--units", "3", "--seeds", "1", "--bank-size", "2",
-                 "--steps", "2", "--out", str(tmp_path / "faithful")]) == 0
+    assert main(["visualize", "--model", "tiny-flux", "--units", "3", "--seeds", "1", "--bank-size", "1",
+                 "--steps", "2", "--eval-samples", "1", "--out", str(tmp_path / "faithful")]) == 0
     result = json.loads((tmp_path / "faithful" / "result.json").read_text())
     assert result["recipe"]["name"] == "faithful" and result["rows"][0]["timestep"] == 200
+
+
+def test_interrupt_returns_the_partial_run_and_a_saved_flux_folder_loads_back(tmp_path):
+    from lvo_core.lvo.optimize import preset
+    from lvo_core.lvo.pipeline import visualize
+    from lvo_core.model.loading import load_model, save_model_folder
+
+    model = load_model("tiny-flux")
+    folder = save_model_folder(model, tmp_path / "flux")
+    again = load_model(str(folder))
+    assert again.info["shift"] == 3.0 and isinstance(again.encode_prompt, CharFluxPromptEncoder)
+    b1, b2 = (FluxBackend(m.unet, "double_blocks.1", schedule=FlowMatchSchedule(1000, 3.0),
+                          encode_prompt=m.encode_prompt) for m in (model, again))
+    assert b2.latent_shape == (16, 16, 16)
+    x, t = torch.randn(1, 16, 16, 16), torch.tensor([250])
+    assert torch.allclose(b1.predict(x, t, b1.empty_context(1)), b2.predict(x, t, b2.empty_context(1)), atol=1e-5)
+    calls = []
+    vis = visualize(b1, [3], sae=random_sae(d_in=32), timesteps=[0], seeds=[1], prior="random",
+                    config=preset("sae", steps=6), decode=False,
+                    should_stop=lambda: calls.append(1) or len(calls) > 2)
+    assert vis.interrupted and len(vis.rows) == 1 and hook_count(model.unet) == 0

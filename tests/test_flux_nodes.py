@@ -106,7 +106,7 @@ def test_lvo_optimize_node_on_flux_runs_on_a_copy_and_leaves_the_model_alone(com
 def test_steering_and_activity_nodes_on_flux(comfy, pack):
     sae = random_sae(d_in=32)
     spec = run(pack, "LVOFeatureHook", comfy.patcher, "3, 8", "transformer_blocks.1", sae).args[0]
-    analysis, chart, images, prompts = run(pack, "LVOActivityAnalysis", comfy.patcher, None, FluxVAE(), spec,
+    analysis, _chart, images, _prompts = run(pack, "LVOActivityAnalysis", comfy.patcher, None, FluxVAE(), spec,
                                            "a cat\na rose", "", 3, 1.0, "euler", "simple", 0, 128, 128, 4).args
     assert analysis.hookpoint == "transformer_blocks.1" and analysis.num_generations == 2
     assert list(analysis.timesteps) == [999, 666, 332]  # u = (t + 1) / T = 1, ⅔, ⅓

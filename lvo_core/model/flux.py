@@ -10,15 +10,22 @@ from the hooked stream on the packed grid ``(H/2, W/2)``, so heatmaps work as on
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from copy import deepcopy
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import LVOError
-from ..hookpoints import Hookpoint, flux_forward_order, flux_layout, list_hookpoints, unwrap_unet
+from ..hookpoints import (
+    Hookpoint,
+    flux_forward_order,
+    flux_layout,
+    list_hookpoints,
+    unwrap_unet,
+)
 from .backend import Decoder, ModuleBackend, vae_decoder
 from .conditioning import Conditioning, extras_of, tokens_of
 from .flow import FlowMatchSchedule, shift_from_config
@@ -54,7 +61,7 @@ def pack(x: Tensor) -> Tensor:
 
 def unpack(tokens: Tensor, hw: tuple[int, int]) -> Tensor:
     """Inverse of :func:`pack` for the grid ``hw``."""
-    b, n, d = tokens.shape
+    b, _, d = tokens.shape
     h, w = hw
     return tokens.reshape(b, h, w, d // 4, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, d // 4, 2 * h, 2 * w)
 

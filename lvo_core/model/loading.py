@@ -229,6 +229,9 @@ def _load_flux_folder(path: Path, device: torch.device, dtype: torch.dtype) -> L
 
     transformer = place(FluxTransformer2DModel.from_pretrained(str(path), subfolder="transformer",
                                                                local_files_only=True), device, dtype)
+    size = json.loads((path / "transformer" / "config.json").read_text()).get("sample_size")
+    if size:  # LVO's record of a tiny model's latent size (FLUX's own config has none; diffusers ignores it)
+        transformer.register_to_config(sample_size=int(size))
     vae = (place(AutoencoderKL.from_pretrained(str(path), subfolder="vae", local_files_only=True), device, dtype)
            if (path / "vae" / "config.json").is_file() else None)
     config_file = path / "scheduler" / "scheduler_config.json"
