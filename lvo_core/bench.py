@@ -14,7 +14,9 @@ schedule-matched noise, objective, penalties, preconditioned Adam):
 
 Each configuration is timed three times and the median kept. Prints a table and writes JSON: ms per step, ms per unit-step, speed-up vs naive, achieved TFLOP/s (counted with
 ``torch.utils.flop_counter``) and share of the device's bf16 peak where known, peak memory, and the wall time of a
-full 100-step visualization of 1 and of 64 units.
+full 100-step visualization of 1 and of 64 units. It also reports the memory of LVO's trainable copy for the
+full-size FLUX.1-dev architecture hooked at ``transformer_blocks.18`` (built on the meta device: no weights, no
+download), the extra memory LVO needs under ComfyUI's inference-mode weights.
 """
 
 from __future__ import annotations
@@ -254,11 +256,35 @@ def run(device: torch.device, batches: list[int], steps: int, warmup: int, full:
         report["full_100_steps_seconds"] = {"1_unit": full_run(world, device, 1, precision),
                                             "64_units": full_run(world, device, 64, precision)}
         report["polish_30_steps_seconds_64_units"] = full_run(world, device, 64, precision, steps=30)
+    report["flux_trainable_copy"] = flux_copy_memory()
     if bank:
         say("sample-bank throughput (DDIM sampling with and without CFG, scoring)")
         report["bank"] = measure_bank(world, device, 32 if device.type == "cuda" else 16, precision=precision
                                       if device.type == "cuda" else "fp32")
     return report
+
+
+FLUX_HOOKPOINT = "transformer_blocks.18"
+
+
+def flux_copy_memory(hookpoint: str = FLUX_HOOKPOINT) -> dict[str, Any]:
+    """Parameters and bf16 bytes of the trainable copy (embedders and every block up to the hook) of FLUX.1-dev's
+    architecture — 19 double- and 38 single-stream blocks at width 3072, guidance-distilled — built on the meta
+    device, so the figure costs no memory and needs no weights."""
+    from diffusers import FluxTransformer2DModel
+
+    from .hookpoints import resolve_hookpoint
+    from .model.flux import flux_trainable_copy
+
+    with torch.device("meta"):
+        model = FluxTransformer2DModel(guidance_embeds=True)
+    torch.nn.Module.to(model, torch.bfloat16)  # FLUX.1 ships bf16 weights
+    total = sum(p.numel() for p in model.parameters())
+    copy, size = flux_trainable_copy(model, resolve_hookpoint(model, hookpoint))
+    copied = sum(p.numel() for p in copy.parameters())
+    return {"architecture": "FLUX.1-dev (19 double + 38 single blocks, width 3072)", "hookpoint": hookpoint,
+            "params_total": total, "params_copied": copied, "share": round(copied / total, 4),
+            "copy_bytes_bf16": size, "copy_gib_bf16": round(size / 2 ** 30, 2)}
 
 
 def sd15_cpu_estimate(timed_steps: int = 2) -> dict[str, Any]:
@@ -303,6 +329,10 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"full 100-step visualization ({report['full_precision']}): 1 unit {f['1_unit']} s, "
               f"64 units {f['64_units']} s; faithful's 30-step polish, 64 units: "
               f"{report['polish_30_steps_seconds_64_units']} s")
+    if "flux_trainable_copy" in report:
+        f = report["flux_trainable_copy"]
+        print(f"trainable copy for {f['architecture']} at {f['hookpoint']}: {f['params_copied'] / 1e9:.2f} B of "
+              f"{f['params_total'] / 1e9:.2f} B parameters ({f['share']:.0%}), {f['copy_gib_bf16']} GiB in bf16")
     for key, label in (("bank", "sample bank"), ("sd15_cpu", "sample bank, SD1.5 architecture on this CPU")):
         if key in report:
             b = report[key]

@@ -48,8 +48,10 @@ def either(word: str, parse: Callable[[str], object] = int_list) -> Callable[[st
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="tiny", help="'tiny' (default), 'tiny-sdxl', 'toy' (the trained toy world), "
-                                                   "a local diffusers folder, or a .safetensors checkpoint with --config")
+    p.add_argument("--model", default="tiny", help="'tiny' (default), 'tiny-sdxl', 'tiny-flux' (tiny SDXL- and "
+                                                   "FLUX.1-dev-shaped models), 'toy' (the trained toy world), a local "
+                                                   "diffusers folder (UNet or FLUX), or a .safetensors checkpoint with "
+                                                   "--config")
     p.add_argument("--config", help="local diffusers folder with the configs of a single-file checkpoint")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
     p.add_argument("--sae", help="SAE folder/file (any supported format), or 'tiny'/'toy' (the default with "
@@ -165,7 +167,7 @@ def examples_args(p: argparse.ArgumentParser) -> None:
 
 
 def info_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="'tiny', a local diffusers folder, or a checkpoint with --config")
+    p.add_argument("--model", help="'tiny', 'tiny-flux', a local diffusers folder, or a checkpoint with --config")
     p.add_argument("--config", help="local diffusers folder for a single-file checkpoint")
     p.add_argument("--sae", help="SAE folder or file (any supported format)")
     p.add_argument("--hookpoint", help="hookpoint to check the SAE against / choose in a multi-hookpoint root")

@@ -17,6 +17,8 @@ import torch
 from .errors import LVOError
 
 DEFAULT_HOOKPOINT = "up_blocks.1.attentions.1"
+FLUX_HOOKPOINT = "transformer_blocks.18"  # where sdxl-unbox's FLUX.1 SAE reads the image stream
+TINY_FLUX_HOOKPOINT = "transformer_blocks.1"
 TINY_PROMPTS = ["red circle", "blue square", "green triangle", "yellow ring", "red stripes", "blue circle",
                 "green square", "white ring"]
 NOT_RECORDED = ("func", "from_json", "resume")
@@ -91,7 +93,7 @@ def rerun_settings(s: Any, argv: Sequence[str]) -> Any:
 
 def read_prompts(path: str | None, model_source: str) -> list[str]:
     if path is None:
-        if model_source in ("tiny", "tiny-sdxl"):
+        if model_source in ("tiny", "tiny-sdxl", "tiny-flux"):
             return list(TINY_PROMPTS)
         if model_source == "toy":
             from .toy.world import COLORS, SHAPES
@@ -120,12 +122,14 @@ def load_named_model(spec: str, **kwargs: Any):
 
 
 def tiny_sae(model_source: str):
-    """The random SAE that goes with a tiny model: on SD's ``up_blocks.1.attentions.1`` output, or — like
-    sdxl-unbox's — on the SDXL-shaped model's ``up_blocks.0.attentions.1`` update (output − input)."""
+    """The random SAE that goes with a tiny model: on SD's ``up_blocks.1.attentions.1`` output, like sdxl-unbox's on
+    the SDXL-shaped model's ``up_blocks.0.attentions.1`` update (output − input), or on tiny FLUX's image stream."""
     from .model.tiny import random_sae
 
     if model_source == "tiny-sdxl":
         return random_sae(d_in=64, d_sae=256, input_kind="update", hookpoint="unet.up_blocks.0.attentions.1")
+    if model_source == "tiny-flux":
+        return random_sae(d_in=32, hookpoint=f"transformer.{TINY_FLUX_HOOKPOINT}")
     return random_sae()
 
 
@@ -140,19 +144,32 @@ def setup(s: Any):
     model = load_named_model(s.model, config=s.config, device=s.device)
     sae = None
     if not s.raw:
-        spec = s.sae or (model.source if model.source in ("tiny", "tiny-sdxl", "toy") else None)
+        spec = s.sae or (model.source if model.source in ("tiny", "tiny-sdxl", "tiny-flux", "toy") else None)
         if spec is None:
             raise LVOError("give --sae PATH for SAE features, or --raw for raw channels")
         if spec == "toy":
             from .toy import SAE_PATH
 
             spec = str(SAE_PATH)
-        sae = tiny_sae(spec) if spec in ("tiny", "tiny-sdxl") else load_sae(spec, hookpoint=s.hookpoint)
+        sae = tiny_sae(spec) if spec in ("tiny", "tiny-sdxl", "tiny-flux") else load_sae(spec, hookpoint=s.hookpoint)
         sae = sae.to(device=s.device, dtype=torch.float32)
-    hookpoint = s.hookpoint or (sae.hookpoint if sae is not None and sae.hookpoint else DEFAULT_HOOKPOINT)
+    hookpoint = s.hookpoint or (sae.hookpoint if sae is not None and sae.hookpoint else default_hookpoint(model.unet))
     if sae is not None:
         check_sae_fits(sae.d_in, resolve_hookpoint(model.unet, hookpoint), model.unet)
     return model, sae, hookpoint
+
+
+def default_hookpoint(unet) -> str:
+    """SD's ``up_blocks.1.attentions.1``; on a FLUX transformer ``transformer_blocks.18`` (or its last double
+    block when it has fewer)."""
+    from .model.flux import is_flux
+
+    if not is_flux(unet):
+        return DEFAULT_HOOKPOINT
+    from .hookpoints import unwrap_unet
+
+    blocks = len(unwrap_unet(unet).transformer_blocks)
+    return FLUX_HOOKPOINT if blocks > 18 else f"transformer_blocks.{blocks - 1}"
 
 
 def load_analysis(path: str | None):
@@ -168,7 +185,11 @@ def load_analysis(path: str | None):
 def backend_for(model, hookpoint: str, sae=None):
     """A backend on the model's hooked block, reading there what ``sae`` was trained on (output or update)."""
     from .model.backend import DiffusersBackend
+    from .model.flux import FluxBackend, is_flux, schedule_of
 
+    if is_flux(model.unet):
+        return FluxBackend(model.unet, hookpoint, schedule=schedule_of(model.scheduler), decoder=model.decoder,
+                           encode_prompt=model.require_prompts())
     return DiffusersBackend(model.unet, hookpoint, scheduler=model.scheduler, decoder=model.decoder,
                             encode_prompt=model.require_prompts(),
                             reads=sae.input_kind if sae is not None else "output")

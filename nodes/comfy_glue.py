@@ -1,7 +1,10 @@
 """Everything that touches ComfyUI itself, in one small module; the node classes stay thin and testable with stubs.
 
-ComfyUI facts used here: a MODEL is a ModelPatcher whose ``model.diffusion_model`` is an LDM-layout UNet; its
-weights are inference tensors; ``model_sampling.sigmas`` is the training schedule (ᾱ = 1/(1+σ²) for ε models);
+ComfyUI facts used here: a MODEL is a ModelPatcher whose ``model.diffusion_model`` is an LDM-layout UNet or
+``comfy.ldm.flux.model.Flux`` (``double_blocks`` returning ``(img, txt)``, ``single_blocks`` over ``[txt; img]``,
+``forward(x, timestep=σ, context, y=pooled, guidance)``); its weights are inference tensors;
+``model_sampling.sigmas`` is the training schedule (ᾱ = 1/(1+σ²) for ε models; for FLUX, ModelSamplingFlux's
+σ(t) = e^shift / (e^shift + 1/t − 1), i.e. a flow schedule with multiplicative shift e^shift);
 LATENT samples are in VAE space and enter the model through ``latent_format.process_in``; non-destructive changes
 go on a ``clone()``, here as a DIFFUSION_MODEL wrapper that hooks one block only for the duration of each call.
 """
@@ -19,12 +22,14 @@ from ..lvo_core.errors import LVOError
 from ..lvo_core.hookpoints import Hookpoint
 from ..lvo_core.model.backend import ModuleBackend
 from ..lvo_core.model.conditioning import Conditioning, extras_of, tokens_of
-from ..lvo_core.model.hooks import (
-    block_value,
-    forward_hook,
-    from_tokens,
-    to_tokens,
+from ..lvo_core.model.flow import FlowMatchSchedule
+from ..lvo_core.model.flux import (
+    DEFAULT_GUIDANCE,
+    FluxBackend,
+    is_flux,
+    split_conditioning,
 )
+from ..lvo_core.model.hooks import block_view, forward_hook, grid_from_call
 from ..lvo_core.model.noise import alphas_from_sigmas
 from ..lvo_core.model.units import UnitSpec
 from . import sae_folders
@@ -158,9 +163,52 @@ def ldm_call(unet: torch.nn.Module, x: Tensor, t: Tensor, context: Tensor | Cond
                 transformer_options={})
 
 
+def flux_schedule(model_sampling) -> FlowMatchSchedule:
+    """The flow schedule of a ComfyUI flow model: ModelSamplingFlux's ``shift`` is μ (shift e^μ), SD3-style
+    ModelSamplingDiscreteFlow's is the multiplicative shift itself; which one is checked on σ(½)."""
+    import math
+
+    shift = float(getattr(model_sampling, "shift", 1.0))
+    half = float(model_sampling.sigma(torch.tensor(0.5, dtype=torch.float64)))
+    for s in (math.exp(shift), shift):
+        if abs(half - s / (1 + s)) < 1e-4:  # σ(½) = s·½ / (1 + (s − 1)·½)
+            return FlowMatchSchedule(1000, s)
+    raise LVOError(f"{type(model_sampling).__name__} is not a shifted flow-matching schedule LVO knows (σ(0.5) = "
+                   f"{half:.4f}); FLUX models need ComfyUI's ModelSamplingFlux")
+
+
+def flux_conditioning(conditioning: list) -> Conditioning:
+    """A FLUX CONDITIONING (T5 tokens, ``pooled_output`` from CLIP-L, optional ``guidance`` from FluxGuidance) as
+    LVO's :class:`Conditioning`; guidance defaults to ComfyUI's own 3.5."""
+    tokens = conditioning_tensor(conditioning)
+    extra = conditioning[0][1] if len(conditioning[0]) > 1 and isinstance(conditioning[0][1], dict) else {}
+    pooled = extra.get("pooled_output")
+    if pooled is None:
+        raise LVOError("this FLUX conditioning has no pooled CLIP output; encode the empty prompt with CLIP Text "
+                       "Encode from a DualCLIPLoader of type 'flux' (clip_l + t5xxl)")
+    g = torch.full((tokens.shape[0],), float(extra.get("guidance", DEFAULT_GUIDANCE)))
+    return Conditioning(tokens, {"pooled_projections": pooled.to(tokens).expand(tokens.shape[0], -1),
+                                 "guidance": g.to(tokens)})
+
+
+def comfy_flux_call(flux: torch.nn.Module, x: Tensor, sigma: Tensor, context) -> Tensor:
+    """ComfyUI's Flux forward: σ is its timestep, ``y`` the pooled CLIP embedding, ``guidance`` a tensor."""
+    tokens, pooled, g = split_conditioning(flux, context, x.shape[0], x)
+    return flux(x, sigma.to(x.dtype).expand(x.shape[0]), tokens, y=pooled, guidance=g, transformer_options={})
+
+
+def timestep_of(model, sigma: Tensor) -> int:
+    """LVO's integer timestep for a ComfyUI σ (ε models: ``model_sampling.timestep``; FLUX: its flow schedule)."""
+    sampling = model.get_model_object("model_sampling")
+    if is_flux(diffusion_model(model)):
+        return int(flux_schedule(sampling).timestep_of(sigma.double().cpu()))
+    return int(round(float(sampling.timestep(sigma))))
+
+
 def backend(model, spec: UnitSpec, vae, empty_conditioning: list, latent_shape, trainable: bool = True) \
         -> ModuleBackend:
-    """An lvo_core backend over a ComfyUI MODEL: LDM forward, ᾱ from its sigmas, VAE decode of process_out.
+    """An lvo_core backend over a ComfyUI MODEL: LDM forward, ᾱ from its sigmas, VAE decode of process_out; SDXL's
+    ``y`` from the pooled output; FLUX: its own forward, flow schedule and conditioning.
 
     The UNet runs on a trainable copy of the blocks up to the hook (the shared weights are inference tensors and
     stay untouched); its size is in ``backend.copy_bytes`` after the first step.
@@ -173,6 +221,11 @@ def backend(model, spec: UnitSpec, vae, empty_conditioning: list, latent_shape, 
         images = vae.decode(fmt.process_out(latents.to(torch.float32)))
         return images.reshape(-1, *images.shape[-3:]).movedim(-1, 1)
 
+    if is_flux(diffusion_model(model)):
+        return FluxBackend(diffusion_model(model), spec.hookpoint, schedule=flux_schedule(base.model_sampling),
+                           decoder=None if vae is None else decode,
+                           empty_context=flux_conditioning(empty_conditioning), latent_shape=latent_shape,
+                           copy_weights="auto" if trainable else False, call=comfy_flux_call)
     return ModuleBackend(diffusion_model(model), spec.hookpoint, ldm_call,
                          alphas_from_sigmas(base.model_sampling.sigmas), decoder=None if vae is None else decode,
                          empty_context=context_for(model, empty_conditioning, latent_shape), latent_shape=latent_shape,
@@ -208,15 +261,14 @@ def add_block_edit(model, point: Hookpoint, edit: Callable[[Tensor, int, float],
     """
     import comfy.patcher_extension
 
-    sampling = model.get_model_object("model_sampling")
-
     def wrapper(executor, *args, **kwargs):
         opts = _transformer_options(args, kwargs)
         unet = executor.class_obj
         module = unet.get_submodule(point.module_path)
+        grid = grid_from_call(args, kwargs) if point.stream is not None else None
         sigmas = opts.get("sigmas")
         sigma = sigmas.flatten()[0] if isinstance(sigmas, Tensor) else torch.tensor(1.0)
-        t = int(round(float(sampling.timestep(sigma))))
+        t = timestep_of(model, sigma)
         schedule = opts.get("sample_sigmas")
         if isinstance(schedule, Tensor) and len(schedule) > 1:
             index = int(torch.argmin((schedule.to(sigma.device) - sigma).abs()))
@@ -226,14 +278,13 @@ def add_block_edit(model, point: Hookpoint, edit: Callable[[Tensor, int, float],
         chunks = list(opts.get("cond_or_uncond") or [0])
 
         def hook(_m, inputs, output):
-            x, rewrap = block_value(point, inputs, output)
-            tokens, hw = to_tokens(x)
+            tokens, _, rewrap_tokens = block_view(point, output, grid, inputs)
             per = tokens.shape[0] // max(1, len(chunks))
             parts = []
             for i, flag in enumerate(chunks):
                 part = tokens[i * per:(i + 1) * per]
                 parts.append(edit(part, t, progress) if (apply_to == "both" or flag == 0) else part)
-            return rewrap(from_tokens(torch.cat(parts), hw).contiguous())
+            return rewrap_tokens(torch.cat(parts))
 
         with forward_hook(module, hook):
             return executor(*args, **kwargs)
@@ -244,7 +295,8 @@ def add_block_edit(model, point: Hookpoint, edit: Callable[[Tensor, int, float],
 
 
 def ldm_hookpoint(model, units: UnitSpec) -> Hookpoint:
-    """The units' block on the model's LDM-layout UNet, read as the units read it (output, or update)."""
+    """The units' block on the model's own (LDM-layout) module, read as the units read it: the output or
+    update of a UNet block, the hooked stream of a FLUX block."""
     from ..lvo_core.hookpoints import resolve_hookpoint
 
     return resolve_hookpoint(diffusion_model(model), units.hookpoint).reading(units.reads)
@@ -270,7 +322,7 @@ def sampling_timesteps(model, scheduler: str, steps: int) -> list[int]:
 
     sampling = model.get_model_object("model_sampling")
     sigmas = comfy.samplers.calculate_sigmas(sampling, scheduler, steps)
-    return [int(round(float(sampling.timestep(s)))) for s in sigmas[:-1]]
+    return [timestep_of(model, s) for s in sigmas[:-1]]
 
 
 def sampler_names() -> tuple[list[str], list[str]]:

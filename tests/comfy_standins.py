@@ -115,3 +115,161 @@ def run(pack, node_id: str, *args, **kwargs):
     cls = pack.NODE_CLASS_MAPPINGS[node_id]
     names = [i.id for i in cls.define_schema().inputs]
     return cls.execute(**dict(zip(names, args)), **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------ FLUX
+class _ComfyDouble(torch.nn.Module):
+    """ComfyUI's DoubleStreamBlock interface over a diffusers FLUX block: ``(img, txt)`` in and out."""
+
+    def __init__(self, block):
+        super().__init__()
+        self.block = block
+
+    def forward(self, img, txt, vec, pe, attn_mask=None, transformer_options={}):
+        txt, img = self.block(hidden_states=img, encoder_hidden_states=txt, temb=vec, image_rotary_emb=pe)
+        return img, txt
+
+
+class _ComfySingle(torch.nn.Module):
+    """ComfyUI's SingleStreamBlock interface: one ``[txt; img]`` sequence in and out (diffusers' block joins the
+    two parts itself, so any split of the sequence gives the same result)."""
+
+    def __init__(self, block):
+        super().__init__()
+        self.block = block
+
+    def forward(self, x, vec, pe, attn_mask=None, transformer_options={}):
+        txt, img = self.block(hidden_states=x, encoder_hidden_states=x[:, :0], temb=vec, image_rotary_emb=pe)
+        return torch.cat([txt, img], dim=1)
+
+
+class _ComfyFinal(torch.nn.Module):
+    def __init__(self, norm, proj):
+        super().__init__()
+        self.norm, self.proj = norm, proj
+
+    def forward(self, x, vec):
+        return self.proj(self.norm(x, vec))
+
+
+class ComfyFlux(torch.nn.Module):
+    """ComfyUI's ``comfy.ldm.flux.model.Flux`` as the glue sees it — ``double_blocks`` returning ``(img, txt)``,
+    ``single_blocks`` over one ``[txt; img]`` sequence, ``forward(x, timestep=σ, context, y, guidance,
+    transformer_options)`` on spatial latents, DIFFUSION_MODEL wrappers around ``_forward`` — sharing the weights of
+    a diffusers FluxTransformer2DModel, so both layouts compute the same numbers."""
+
+    def __init__(self, transformer):
+        super().__init__()
+        t = transformer
+        self.hidden_size, self.in_channels = t.inner_dim, t.config.in_channels
+        self.params = types.SimpleNamespace(guidance_embed=bool(t.config.guidance_embeds))
+        self.img_in, self.txt_in, self.time_text, self.pe_embedder = (t.x_embedder, t.context_embedder,
+                                                                       t.time_text_embed, t.pos_embed)
+        self.double_blocks = torch.nn.ModuleList(_ComfyDouble(b) for b in t.transformer_blocks)
+        self.single_blocks = torch.nn.ModuleList(_ComfySingle(b) for b in t.single_transformer_blocks)
+        self.final_layer = _ComfyFinal(t.norm_out, t.proj_out)
+
+    def forward(self, x, timestep, context, y=None, guidance=None, ref_latents=None, control=None,
+                transformer_options={}, **kwargs):
+        wrappers = list(transformer_options.get("wrappers", []))
+        args = (x, timestep, context, y, guidance, ref_latents, control, transformer_options)
+
+        class Executor:  # ComfyUI's WrapperExecutor: each wrapper calls the next, the last one _forward
+            def __init__(self, owner, rest):
+                self.class_obj, self.rest = owner, rest
+
+            def __call__(self, *a, **kw):
+                if self.rest:
+                    return self.rest[0](Executor(self.class_obj, self.rest[1:]), *a, **kw)
+                return self.class_obj._forward(*a, **kw)
+
+        return Executor(self, wrappers)(*args, **kwargs)
+
+    def _forward(self, x, timestep, context, y=None, guidance=None, ref_latents=None, control=None,
+                 transformer_options={}, **kwargs):
+        from lvo_core.model.flux import image_ids, pack, unpack
+
+        hw = (x.shape[-2] // 2, x.shape[-1] // 2)
+        ids = torch.cat([torch.zeros(context.shape[1], 3), image_ids(hw)]).to(x)
+        pe = self.pe_embedder(ids)
+        t = timestep.to(x.dtype) * 1000
+        vec = (self.time_text(t, guidance.to(x.dtype) * 1000, y) if self.params.guidance_embed
+               else self.time_text(t, y))
+        img, txt = self.img_in(pack(x)), self.txt_in(context)
+        for block in self.double_blocks:
+            img, txt = block(img=img, txt=txt, vec=vec, pe=pe, transformer_options=transformer_options)
+        seq = torch.cat([txt, img], dim=1)
+        for block in self.single_blocks:
+            seq = block(seq, vec=vec, pe=pe, transformer_options=transformer_options)
+        return unpack(self.final_layer(seq[:, txt.shape[1]:], vec), hw)
+
+
+class FakeFluxSampling:
+    """ComfyUI's ModelSamplingFlux: ``shift`` is μ (σ = e^μ / (e^μ + 1/t − 1)), 10 000 sigmas, timestep(σ) = σ."""
+
+    def __init__(self, shift: float = 1.15):
+        import math
+
+        self.shift = shift
+        t = torch.arange(1, 10001, dtype=torch.float64) / 10000
+        self.sigmas = self.sigma(t).float()
+        self._e = math.exp(shift)
+
+    def sigma(self, timestep):
+        import math
+
+        return math.exp(self.shift) / (math.exp(self.shift) + (1 / timestep - 1))
+
+    def timestep(self, sigma):
+        return sigma
+
+
+class FakeFluxPatcher(FakePatcher):
+    """A ModelPatcher over :class:`ComfyFlux`: 16 latent channels, FLUX's latent format and flow sampling."""
+
+    def __init__(self, transformer):
+        self.unet = transformer
+        fmt = types.SimpleNamespace(latent_channels=16, scale_factor=0.3611, shift_factor=0.1159)
+        fmt.process_in = lambda x: (x - fmt.shift_factor) * fmt.scale_factor
+        fmt.process_out = lambda x: x / fmt.scale_factor + fmt.shift_factor
+        self.model = types.SimpleNamespace(diffusion_model=ComfyFlux(transformer), model_sampling=FakeFluxSampling(),
+                                           latent_format=fmt, adm_channels=0)
+        self.load_device = torch.device("cpu")
+        self.wrappers = {}
+
+    def clone(self):
+        c = FakeFluxPatcher.__new__(FakeFluxPatcher)
+        c.unet, c.model, c.load_device = self.unet, self.model, self.load_device
+        c.wrappers = {k: {kk: list(vv) for kk, vv in v.items()} for k, v in self.wrappers.items()}
+        return c
+
+
+def flux_cond(tokens: int = 6, guidance: float | None = 3.5) -> list:
+    """A FLUX CONDITIONING as ComfyUI's CLIPTextEncode (T5 tokens, pooled CLIP) + FluxGuidance make it."""
+    g = torch.Generator().manual_seed(3)
+    extra = {"pooled_output": torch.randn(1, 32, generator=g)}
+    if guidance is not None:
+        extra["guidance"] = guidance
+    return [[torch.randn(1, tokens, 32, generator=g), extra]]
+
+
+def fake_flux_sample(patcher, noise, positive, negative, latent, steps, cfg, sampler, scheduler, seed,
+                     on_step=None):
+    """ComfyUI's sampling for FLUX reduced to its essentials: Euler on the flow ODE over the model's σ, through
+    the patched model's DIFFUSION_MODEL wrappers, cfg 1 (FLUX.1-dev is guidance-distilled)."""
+    dm = patcher.model.diffusion_model
+    ms = patcher.model.model_sampling
+    sigmas = torch.tensor([ms.sigma(1 - i / steps) if i < steps else 0.0 for i in range(steps + 1)])
+    wrappers = [w for ws in patcher.wrappers.get("diffusion_model", {}).values() for w in ws]
+    context, extra = positive[0]
+    x = noise * sigmas[0] + latent * (1 - sigmas[0])
+    for i in range(steps):
+        s = sigmas[i].reshape(1).expand(len(x)).float()
+        opts = {"sigmas": s, "sample_sigmas": sigmas, "cond_or_uncond": [0], "wrappers": wrappers}
+        with torch.no_grad():
+            v = dm(x, s, context.expand(len(x), -1, -1), y=extra["pooled_output"].expand(len(x), -1),
+                   guidance=torch.full((len(x),), float(extra.get("guidance", 3.5))), transformer_options=opts)
+        x = x + (sigmas[i + 1] - sigmas[i]) * v
+        if on_step is not None:
+            on_step(i + 1, steps)
+    return x

@@ -30,6 +30,7 @@ from .objectives import Objective
 from .regularizers import ConfigError, StepContext
 from .transforms import ROBUSTNESS_LEVELS, Augment, augment
 
+
 def history_keys() -> tuple[str, ...]:
     """What a run's history records per step and row: the activation, each registered penalty, the loss."""
     return ("activation", *regularizers.penalty_names(), "loss")

@@ -23,7 +23,14 @@ from typing import Any, Callable, ClassVar, Mapping
 from torch import Tensor
 
 from ..errors import LVOError
-from .transforms import blur_sigma, gaussian_blur, moment_penalty, range_penalty, spectral_precondition, total_variation
+from .transforms import (
+    blur_sigma,
+    gaussian_blur,
+    moment_penalty,
+    range_penalty,
+    spectral_precondition,
+    total_variation,
+)
 
 
 class ConfigError(LVOError):

@@ -72,12 +72,13 @@ def frozen_weights(module: nn.Module) -> Iterator[None]:
 
 
 def vae_decoder(vae: nn.Module) -> Decoder:
-    """A diffusers AutoencoderKL as a decoder: undo the latent scaling factor, decode."""
+    """A diffusers AutoencoderKL as a decoder: undo the latent scaling (and FLUX's shift) factor, decode."""
     factor = float(getattr(vae.config, "scaling_factor", 0.18215))
+    shift = float(getattr(vae.config, "shift_factor", None) or 0.0)
 
     def decode(latents: Tensor) -> Tensor:
         param = next(vae.parameters())
-        return vae.decode(latents.to(param) / factor).sample
+        return vae.decode(latents.to(param) / factor + shift).sample
     return decode
 
 

@@ -4,6 +4,12 @@ Every hook is a context manager whose exit removes it, also on exceptions and in
 on between prompts and must never keep a stray hook. Block outputs are handled as tokens ``[B, H·W, C]`` with
 ``(H, W)`` kept alongside (no square-image assumption), whatever the block returns: a tensor (LDM), a tuple
 (diffusers blocks called with ``return_dict=False``) or an output object with ``.sample``.
+
+DiT (FLUX) blocks already output tokens, in two streams: :func:`block_view` picks the hookpoint's stream out of
+the block's container (diffusers: ``(text, image)``; ComfyUI: ``(image, text)`` for double blocks and one
+``[text; image]`` sequence for single blocks) and puts edits back in it. The image tokens' grid — the packed
+``(H/2, W/2)``, needed for heatmaps and to split a single block's sequence — is read from the model's own inputs
+by a pre-hook on the model (:func:`token_grid`).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import LVOError
-from ..hookpoints import Hookpoint, check_sae_fits, resolve_hookpoint
+from ..hookpoints import Hookpoint, check_sae_fits, resolve_hookpoint, unwrap_unet
 from ..sae.model import SparseAutoencoder
 
 RowSelector = Callable[[int], Any]
@@ -65,6 +71,92 @@ def from_tokens(tokens: Tensor, hw: tuple[int, int]) -> Tensor:
     b, n, c = tokens.shape
     h, w = hw
     return tokens.reshape(b, h, w, c).permute(0, 3, 1, 2)
+
+
+@dataclass(frozen=True)
+class TokenGrid:
+    """The image tokens' grid ``hw`` (packed latent rows × columns) and the text length of one DiT call."""
+
+    hw: tuple[int, int]
+    text_len: int = 0
+
+    @property
+    def image_len(self) -> int:
+        return self.hw[0] * self.hw[1]
+
+
+def grid_from_call(args: Sequence[Any], kwargs: dict[str, Any]) -> TokenGrid | None:
+    """The token grid of a FLUX forward call: from ``img_ids`` (diffusers: rows in column 1, columns in column 2)
+    or from the spatial latent ``x`` ``[B, C, H, W]`` (ComfyUI's Flux, which pads to its 2×2 patches)."""
+    ids = kwargs.get("img_ids")
+    if isinstance(ids, Tensor):
+        ids = ids[0] if ids.ndim == 3 else ids
+        text = kwargs.get("encoder_hidden_states")
+        return TokenGrid((int(ids[:, 1].max()) + 1, int(ids[:, 2].max()) + 1),
+                         int(text.shape[1]) if isinstance(text, Tensor) else 0)
+    x = args[0] if args else kwargs.get("x")
+    if isinstance(x, Tensor) and x.ndim == 4:
+        context = args[2] if len(args) > 2 else kwargs.get("context")
+        return TokenGrid(((x.shape[-2] + 1) // 2, (x.shape[-1] + 1) // 2),
+                         int(context.shape[1]) if isinstance(context, Tensor) else 0)
+    return None
+
+
+def block_view(point: Hookpoint, output: Any, grid: TokenGrid | None = None, inputs: Any = ()) \
+        -> tuple[Tensor, tuple[int, int], Callable[[Tensor], Any]]:
+    """The hooked stream of a block's output (or, for a UNet block read as its update, output − input) as tokens
+    ``[B, N, C]``, its grid, and a function that puts edited tokens back into the same container (UNet blocks:
+    ``[B, C, H, W]`` ↔ tokens)."""
+    if point.stream is None:
+        x, rewrap = block_value(point, inputs, output)
+        tokens, hw = to_tokens(x)
+        return tokens, hw, lambda new: rewrap(from_tokens(new, hw).contiguous(memory_format=torch.contiguous_format))
+    if point.reads != "output":
+        raise LVOError(f"block '{point.diffusers_name}' is a DiT block: it is read as its output stream only "
+                       f"(update reading is for UNet blocks, as sdxl-unbox's SDXL SAEs use it)")
+    text = point.stream == "text"
+    if isinstance(output, (tuple, list)):
+        index = (0 if text else 1) if point.layout == "flux" else (1 if text else 0)
+        tokens = output[index]
+
+        def rewrap(new: Tensor) -> Any:
+            return type(output)([new if i == index else part for i, part in enumerate(output)])
+    elif isinstance(output, Tensor):
+        if grid is None:
+            raise LVOError(f"block '{point.diffusers_name}' outputs one [text; image] sequence; splitting it needs "
+                           f"the call's token grid (hook the model through lvo_core.model.hooks)")
+        cut = output.shape[1] - grid.image_len
+        tokens = output[:, :cut] if text else output[:, cut:]
+
+        def rewrap(new: Tensor) -> Any:
+            return torch.cat([new, output[:, cut:]] if text else [output[:, :cut], new], dim=1)
+    else:
+        raise TypeError(f"cannot read token streams from a block output of type {type(output).__name__}")
+    if text:
+        return tokens, (1, tokens.shape[1]), rewrap
+    if grid is None or grid.image_len != tokens.shape[1]:
+        raise LVOError(f"block '{point.diffusers_name}' gave {tokens.shape[1]} image tokens but the call's grid is "
+                       f"{None if grid is None else grid.hw}; cannot lay them out for heatmaps")
+    return tokens, grid.hw, rewrap
+
+
+@contextmanager
+def token_grid(model: nn.Module, point: Hookpoint) -> Iterator[list[TokenGrid | None]]:
+    """For a DiT hookpoint, record each forward call's :class:`TokenGrid` (in ``cell[0]``) by a pre-hook on the
+    model, removed on exit; for a UNet hookpoint nothing is hooked."""
+    cell: list[TokenGrid | None] = [None]
+    if point.stream is None:
+        yield cell
+        return
+
+    def pre_hook(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+        cell[0] = grid_from_call(args, kwargs)
+
+    handle = unwrap_unet(model).register_forward_pre_hook(pre_hook, with_kwargs=True)
+    try:
+        yield cell
+    finally:
+        handle.remove()
 
 
 def cfg_rows(which: str) -> RowSelector | None:
@@ -132,8 +224,7 @@ def capture(model: nn.Module, hookpoint: str | Hookpoint, *, sae: SparseAutoenco
     record = Capture(point)
 
     def hook(_module: nn.Module, inputs: Any, output: Any) -> None:
-        x, _ = block_value(point, inputs, output)
-        tokens, record.hw = to_tokens(x)
+        tokens, record.hw, _ = block_view(point, output, grid[0], inputs)
         if select is not None:
             tokens = tokens[select(tokens.shape[0])]
         if detach:
@@ -146,7 +237,7 @@ def capture(model: nn.Module, hookpoint: str | Hookpoint, *, sae: SparseAutoenco
                 values = values[..., features]
             record.codes.append(values)
 
-    with forward_hook(point.module, hook):
+    with token_grid(model, point) as grid, forward_hook(point.module, hook):
         yield record
 
 
@@ -251,17 +342,16 @@ def edit(model: nn.Module, hookpoint: str | Hookpoint, edit_fn: TokenEdit | Call
     def hook(_module: nn.Module, inputs: Any, output: Any) -> Any:
         if not getattr(edit_fn, "enabled", True):
             return None
-        x, rewrap = block_value(point, inputs, output)
-        tokens, hw = to_tokens(x)
+        tokens, _, rewrap = block_view(point, output, grid[0], inputs)
         if select is None:
             new = edit_fn(tokens)
         else:
             index = select(tokens.shape[0])
             new = tokens.clone()
             new[index] = edit_fn(tokens[index])
-        return rewrap(from_tokens(new, hw).contiguous(memory_format=torch.contiguous_format))
+        return rewrap(new)
 
-    with forward_hook(point.module, hook):
+    with token_grid(model, point) as grid, forward_hook(point.module, hook):
         yield point
 
 
@@ -269,9 +359,27 @@ def edit(model: nn.Module, hookpoint: str | Hookpoint, edit_fn: TokenEdit | Call
 class StopForward(Exception):
     """Raised by :func:`run_to_block`'s hook to end the forward pass right after the hooked block."""
 
-    def __init__(self, output: Tensor):
+    def __init__(self, output: Any, inputs: Any = ()):
         super().__init__("forward stopped after the hooked block")
-        self.output = output
+        self.output, self.inputs = output, inputs
+
+
+def _run_until(model: nn.Module, point: Hookpoint, args: tuple, kwargs: dict,
+               call: Callable[..., Any] | None) -> tuple[Any, Any]:
+    """Run the forward and return the block's raw ``(inputs, output)``, stopping right after the block."""
+
+    def hook(_module: nn.Module, inputs: Any, output: Any) -> None:
+        raise StopForward(output, inputs)
+
+    try:
+        with forward_hook(point.module, hook):
+            if call is None:
+                model(*args, **kwargs)
+            else:
+                call(model, *args, **kwargs)
+    except StopForward as stop:
+        return stop.inputs, stop.output
+    raise RuntimeError(f"the forward pass never reached block '{point.diffusers_name}'")
 
 
 def run_to_block(model: nn.Module, hookpoint: str | Hookpoint, *args: Any,
@@ -283,19 +391,24 @@ def run_to_block(model: nn.Module, hookpoint: str | Hookpoint, *args: Any,
     it back to the model's inputs.
     """
     point = _resolve(model, hookpoint)
+    inputs, output = _run_until(model, point, args, kwargs, call)
+    return block_value(point, inputs, output)[0]
 
-    def hook(_module: nn.Module, inputs: Any, output: Any) -> None:
-        raise StopForward(block_value(point, inputs, output)[0])
 
-    try:
-        with forward_hook(point.module, hook):
-            if call is None:
-                model(*args, **kwargs)
-            else:
-                call(model, *args, **kwargs)
-    except StopForward as stop:
-        return stop.output
-    raise RuntimeError(f"the forward pass never reached block '{point.diffusers_name}'")
+def run_to_block_tokens(model: nn.Module, hookpoint: str | Hookpoint, *args: Any,
+                        call: Callable[..., Any] | None = None, grid: TokenGrid | None = None,
+                        **kwargs: Any) -> tuple[Tensor, tuple[int, int]]:
+    """:func:`run_to_block` for any block, UNet or DiT: the hooked stream as tokens ``[B, N, C]`` and its grid.
+    ``grid`` (a DiT call's token grid) is read from the model's inputs when not given."""
+    point = _resolve(model, hookpoint)
+    if grid is None:
+        with token_grid(model, point) as cell:
+            inputs, output = _run_until(model, point, args, kwargs, call)
+        grid = cell[0]
+    else:
+        inputs, output = _run_until(model, point, args, kwargs, call)
+    tokens, hw, _ = block_view(point, output, grid, inputs)
+    return tokens, hw
 
 
 def hook_count(model: nn.Module) -> int:

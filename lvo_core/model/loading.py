@@ -19,10 +19,13 @@ from torch import Tensor, nn
 
 from ..errors import LVOError
 from .tiny import (
+    CharFluxPromptEncoder,
     CharPromptEncoder,
     CharSDXLPromptEncoder,
     sd15_scheduler,
     sdxl_time_ids,
+    tiny_flux,
+    tiny_flux_vae,
     tiny_sdxl_unet,
     tiny_unet,
     tiny_vae,
@@ -31,6 +34,8 @@ from .tiny import (
 PromptEncoder = Callable[[list[str]], Tensor]
 TINY = "tiny"
 TINY_SDXL = "tiny-sdxl"
+TINY_FLUX = "tiny-flux"
+TINY_FLUX_SHIFT = 3.0  # near FLUX.1-dev's resolution shift at 1024 px (e^1.15 ≈ 3.16)
 log = logging.getLogger("lvo_core")
 
 
@@ -67,10 +72,11 @@ class LoadedModel:
             return None
         vae = self.vae
         factor = float(getattr(vae.config, "scaling_factor", 0.18215))
+        shift = float(getattr(vae.config, "shift_factor", None) or 0.0)  # FLUX's VAE latents are shifted too
 
         def encode(images: Tensor) -> Tensor:
             param = next(vae.parameters())
-            return vae.encode(images.to(param)).latent_dist.mean * factor
+            return (vae.encode(images.to(param)).latent_dist.mean - shift) * factor
         return encode
 
     def require_prompts(self) -> PromptEncoder:
@@ -81,10 +87,10 @@ class LoadedModel:
 
 
 def write_prompt_encoder_spec(folder: str | Path, dim: int, length: int = 6, seed: int = 0,
-                              sdxl: dict[str, Any] | None = None) -> None:
-    """Declare the built-in character prompt encoder for a toy model folder (``sdxl``: its pooled width and image
-    size, for the SDXL variant)."""
-    spec = {"kind": "char-sdxl" if sdxl else "char", "dim": dim, "length": length, "seed": seed, **(sdxl or {})}
+                              kind: str = "char", **extra: Any) -> None:
+    """Declare the built-in character prompt encoder for a toy model folder: ``kind`` ``char``, ``char-sdxl``
+    (``extra``: ``pooled_dim``, ``image_size``) or ``char-flux`` (``pooled_dim``, ``guidance``)."""
+    spec = {"kind": kind, "dim": dim, "length": length, "seed": seed, **extra}
     Path(folder, "lvo_prompt_encoder.json").write_text(json.dumps(spec))
 
 
@@ -146,13 +152,21 @@ def _prompt_encoder(folder: Path, device: torch.device) -> PromptEncoder | None:
     if spec.is_file():
         cfg = json.loads(spec.read_text())
         kind = cfg.get("kind")
-        if kind not in ("char", "char-sdxl"):
-            raise LVOError(f"{spec}: unknown prompt encoder kind '{kind}' (known: char, char-sdxl)")
+        if kind not in ("char", "char-sdxl", "char-flux"):
+            raise LVOError(f"{spec}: unknown prompt encoder kind '{kind}' (known: char, char-sdxl, char-flux)")
         common = int(cfg["dim"]), int(cfg.get("length", 6)), int(cfg.get("seed", 0))
+        if kind == "char-flux":
+            return CharFluxPromptEncoder(int(cfg["dim"]), int(cfg["pooled_dim"]), int(cfg.get("length", 6)),
+                                         int(cfg.get("seed", 0)), cfg.get("guidance")).to(device)
         if kind == "char-sdxl":
             return CharSDXLPromptEncoder(*common, pooled_dim=int(cfg["pooled_dim"]),
                                          image_size=tuple(cfg["image_size"])).to(device)
         return CharPromptEncoder(*common).to(device)
+    if (folder / "transformer").is_dir():  # a FLUX folder: T5 + CLIP, not the SD encoder
+        if (folder / "text_encoder_2").is_dir():
+            log.warning("%s: FLUX's T5 + CLIP prompt encoding is not implemented headless yet; commands that need "
+                        "prompts say so (an lvo_prompt_encoder.json works)", folder)
+        return None
     if (folder / "text_encoder_2").is_dir():
         return _sdxl_clip_encoder(folder, device, _image_size(folder))
     if (folder / "text_encoder").is_dir() and (folder / "tokenizer").is_dir():
@@ -222,12 +236,20 @@ def load_model(spec: str = TINY, *, config: str | None = None, device: str | tor
     if spec == TINY_SDXL:
         return LoadedModel(place(tiny_sdxl_unet(), device, dtype), sd15_scheduler(), place(tiny_vae(), device, dtype),
                            CharSDXLPromptEncoder().to(device), TINY_SDXL, {"kind": "tiny random SDXL-shaped model"})
+    if spec == TINY_FLUX:
+        from .flow import FlowMatchSchedule
+
+        return LoadedModel(place(tiny_flux(), device, dtype), FlowMatchSchedule(1000, TINY_FLUX_SHIFT).sampler(),
+                           place(tiny_flux_vae(), device, dtype), CharFluxPromptEncoder().to(device), TINY_FLUX,
+                           {"kind": "tiny random FLUX.1-dev-shaped model"})
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     path = Path(spec)
     if not path.exists():
         raise LVOError(f"model {path} does not exist; give a local diffusers folder, a .safetensors checkpoint "
-                       f"with --config, or 'tiny' (the toy world loads with lvo_core.toy.load_toy_model)")
+                       f"with --config, 'tiny' or 'tiny-flux' (the toy world loads with lvo_core.toy.load_toy_model)")
+    if path.is_dir() and (path / "transformer" / "config.json").is_file():
+        return _load_flux_folder(path, device, dtype)
     if path.is_file():
         if config is None:
             raise LVOError(f"{path} is a single-file checkpoint: also give --config, a local diffusers folder "
@@ -255,17 +277,48 @@ def load_model(spec: str = TINY, *, config: str | None = None, device: str | tor
                        {"config": str(folder), "vae": vae_source})
 
 
+def _load_flux_folder(path: Path, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    """A local diffusers FLUX folder: ``transformer/``, optional ``vae/`` and ``scheduler/`` (its shift; a
+    resolution-dependent one is taken at the transformer's default latent size)."""
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+
+    from .flow import FlowMatchSchedule, shift_from_config
+    from .flux import default_flux_latent_shape
+
+    transformer = place(FluxTransformer2DModel.from_pretrained(str(path), subfolder="transformer",
+                                                               local_files_only=True), device, dtype)
+    size = json.loads((path / "transformer" / "config.json").read_text()).get("sample_size")
+    if size:  # LVO's record of a tiny model's latent size (FLUX's own config has none; diffusers ignores it)
+        transformer.register_to_config(sample_size=int(size))
+    vae = (place(AutoencoderKL.from_pretrained(str(path), subfolder="vae", local_files_only=True), device, dtype)
+           if (path / "vae" / "config.json").is_file() else None)
+    config_file = path / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {"shift": 1.0}
+    _, h, w = default_flux_latent_shape(transformer)
+    shift = shift_from_config(config, (h // 2) * (w // 2))
+    schedule = FlowMatchSchedule(int(config.get("num_train_timesteps", 1000)), shift)
+    return LoadedModel(transformer, schedule.sampler(), vae, _prompt_encoder(path, device), str(path),
+                       {"config": str(path), "vae": f"{path}/vae" if vae is not None else None, "shift": shift})
+
+
 def save_model_folder(model: LoadedModel, folder: str | Path) -> Path:
-    """Write a loaded model as a diffusers folder (UNet, VAE, scheduler; a char prompt encoder spec when it has one)."""
+    """Write a loaded model as a diffusers folder (UNet or FLUX transformer, VAE, scheduler; a char prompt encoder
+    spec when it has one)."""
     folder = Path(folder)
-    model.unet.save_pretrained(str(folder / "unet"))
+    from .flux import is_flux
+
+    flux = is_flux(model.unet)
+    model.unet.save_pretrained(str(folder / ("transformer" if flux else "unet")))
     if model.vae is not None:
         model.vae.save_pretrained(str(folder / "vae"))
     model.scheduler.save_pretrained(str(folder / "scheduler"))
     enc = model.encode_prompt
     if isinstance(enc, CharSDXLPromptEncoder):
-        write_prompt_encoder_spec(folder, enc.table.shape[1], enc.length, enc.seed,
-                                  sdxl={"pooled_dim": enc.pool.shape[1], "image_size": list(enc.image_size)})
+        write_prompt_encoder_spec(folder, enc.table.shape[1], enc.length, enc.seed, kind="char-sdxl",
+                                  pooled_dim=enc.pool.shape[1], image_size=list(enc.image_size))
+    elif isinstance(enc, CharFluxPromptEncoder):
+        write_prompt_encoder_spec(folder, enc.chars.table.shape[1], enc.chars.length, enc.chars.seed,
+                                  kind="char-flux", pooled_dim=enc.pooled_dim, guidance=enc.guidance)
     elif isinstance(enc, CharPromptEncoder):
         write_prompt_encoder_spec(folder, enc.table.shape[1], enc.length, enc.seed)
     return folder

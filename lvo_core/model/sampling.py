@@ -26,7 +26,11 @@ def seeded_noise(seeds: Sequence[int], shape: Sequence[int], device: torch.devic
 
 
 def default_latent_shape(unet: nn.Module) -> tuple[int, int, int]:
-    """``(C, H, W)`` of the latents a diffusers UNet was configured for."""
+    """``(C, H, W)`` of the latents a diffusers UNet (or FLUX transformer) was configured for."""
+    from .flux import default_flux_latent_shape, is_flux
+
+    if is_flux(unet):
+        return default_flux_latent_shape(unet)
     config = unet.config
     return config.in_channels, config.sample_size, config.sample_size
 
@@ -59,8 +63,10 @@ def sample(unet: nn.Module, scheduler, cond: Tensor, *, uncond: Tensor | None = 
     call, before the scheduler step, so a hook's records for step ``i`` are complete when it is called;
     ``before_step(i, t)`` runs before it (to switch or scale an edit per timestep).
     """
+    from .flux import flux_fn, is_flux
+
     param = next(unet.parameters())
-    return sample_with(unet_eps(unet), scheduler, cond, uncond=uncond, guidance=guidance, steps=steps, seeds=seeds,
+    return sample_with(flux_fn(unet, scheduler) if is_flux(unet) else unet_eps(unet), scheduler, cond, uncond=uncond, guidance=guidance, steps=steps, seeds=seeds,
                        latent_shape=latent_shape, device=param.device, dtype=param.dtype, on_step=on_step,
                        before_step=before_step, init_latents=init_latents)
 

@@ -1,8 +1,10 @@
-"""Tiny random components shaped like Stable Diffusion 1.x, for the demo, the tests and the CPU benchmark.
+"""Tiny random components shaped like Stable Diffusion 1.x and FLUX.1, for the demo, the tests and the CPU benchmark.
 
 They build in milliseconds from a seed and download nothing. The UNet keeps SD1.x's layout where it matters for
 naming — cross-attention levels first, 2 layers per block — so ``up_blocks.1.attentions.1`` is the LDM block
-``output_blocks.4.1`` here too; the scheduler uses SD1.5's scaled-linear β schedule.
+``output_blocks.4.1`` here too; the scheduler uses SD1.5's scaled-linear β schedule. The tiny FLUX keeps FLUX.1-dev's
+structure — 16 latent channels packed 2×2 into 64, double- then single-stream blocks, guidance distillation, the
+VAE's scaling and shift factors — at widths of 32.
 """
 
 from __future__ import annotations
@@ -131,3 +133,57 @@ def random_sae(d_in: int = 32, d_sae: int = 128, k: int = 4, seed: int = 0, **fi
                   activation="topk", k=k, hookpoint="unet.up_blocks.1.attentions.1", source_format="random")
     params.update(fields)
     return SparseAutoencoder(**params)
+
+
+FLUX_DEV_VAE = dict(scaling_factor=0.3611, shift_factor=0.1159)
+
+
+def tiny_flux(seed: int = 0, num_layers: int = 2, num_single_layers: int = 2, sample_size: int = 16,
+              guidance_embeds: bool = True, **overrides):
+    """A FluxTransformer2DModel with FLUX.1-dev's layout at width 32 (2 heads × 16), in eval mode.
+
+    ``sample_size`` (latent pixels, even) is recorded in its config: FLUX's own config has no resolution, and
+    LVO's default latent shape reads it from there (FLUX.1 itself defaults to 128, i.e. 1024 px).
+    """
+    from diffusers import FluxTransformer2DModel
+
+    torch.manual_seed(seed)
+    config = dict(patch_size=1, in_channels=64, num_layers=num_layers, num_single_layers=num_single_layers,
+                  attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
+                  guidance_embeds=guidance_embeds, axes_dims_rope=(4, 6, 6))
+    config.update(overrides)
+    model = FluxTransformer2DModel(**config).eval()
+    model.register_to_config(sample_size=sample_size)
+    return model
+
+
+def tiny_flux_vae(seed: int = 0):
+    """A tiny AutoencoderKL with FLUX's 16 latent channels and its scaling/shift factors (32 px ↔ 16×16)."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(32, 32),
+                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                         layers_per_block=1, norm_num_groups=32, sample_size=32, **FLUX_DEV_VAE).eval()
+
+
+class CharFluxPromptEncoder(nn.Module):
+    """FLUX's conditioning from the character table: T5-like tokens, a CLIP-like pooled vector (their mean) and,
+    for guidance-distilled models, the guidance FLUX.1-dev samples with (3.5)."""
+
+    def __init__(self, dim: int = 32, pooled_dim: int = 32, length: int = 6, seed: int = 0,
+                 guidance: float | None = 3.5):
+        super().__init__()
+        self.chars = CharPromptEncoder(dim, length, seed)
+        self.pooled_dim, self.guidance = pooled_dim, guidance
+
+    @torch.no_grad()
+    def forward(self, prompts: list[str]):
+        from .conditioning import Conditioning
+
+        tokens = self.chars(prompts).to(self.chars.table.device)
+        pooled = tokens.mean(dim=1)[:, : self.pooled_dim]
+        extras = {"pooled_projections": torch.nn.functional.pad(pooled, (0, self.pooled_dim - pooled.shape[1]))}
+        if self.guidance is not None:
+            extras["guidance"] = torch.full((len(prompts),), float(self.guidance), device=tokens.device)
+        return Conditioning(tokens, extras)
