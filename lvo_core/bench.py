@@ -256,7 +256,6 @@ def run(device: torch.device, batches: list[int], steps: int, warmup: int, full:
         report["full_100_steps_seconds"] = {"1_unit": full_run(world, device, 1, precision),
                                             "64_units": full_run(world, device, 64, precision)}
         report["polish_30_steps_seconds_64_units"] = full_run(world, device, 64, precision, steps=30)
-    report["flux_trainable_copy"] = flux_copy_memory()
     if bank:
         say("sample-bank throughput (DDIM sampling with and without CFG, scoring)")
         report["bank"] = measure_bank(world, device, 32 if device.type == "cuda" else 16, precision=precision
@@ -264,27 +263,6 @@ def run(device: torch.device, batches: list[int], steps: int, warmup: int, full:
     return report
 
 
-FLUX_HOOKPOINT = "transformer_blocks.18"
-
-
-def flux_copy_memory(hookpoint: str = FLUX_HOOKPOINT) -> dict[str, Any]:
-    """Parameters and bf16 bytes of the trainable copy (embedders and every block up to the hook) of FLUX.1-dev's
-    architecture — 19 double- and 38 single-stream blocks at width 3072, guidance-distilled — built on the meta
-    device, so the figure costs no memory and needs no weights."""
-    from diffusers import FluxTransformer2DModel
-
-    from .hookpoints import resolve_hookpoint
-    from .model.flux import flux_trainable_copy
-
-    with torch.device("meta"):
-        model = FluxTransformer2DModel(guidance_embeds=True)
-    torch.nn.Module.to(model, torch.bfloat16)  # FLUX.1 ships bf16 weights
-    total = sum(p.numel() for p in model.parameters())
-    copy, size = flux_trainable_copy(model, resolve_hookpoint(model, hookpoint))
-    copied = sum(p.numel() for p in copy.parameters())
-    return {"architecture": "FLUX.1-dev (19 double + 38 single blocks, width 3072)", "hookpoint": hookpoint,
-            "params_total": total, "params_copied": copied, "share": round(copied / total, 4),
-            "copy_bytes_bf16": size, "copy_gib_bf16": round(size / 2 ** 30, 2)}
 
 
 def sd15_cpu_estimate(timed_steps: int = 2) -> dict[str, Any]:
@@ -306,9 +284,9 @@ def sd15_cpu_estimate(timed_steps: int = 2) -> dict[str, Any]:
 def memory_rows() -> list[dict[str, Any]]:
     """The trainable copy's size on every full-size architecture we support, hooked where people hook it
     (measured on the meta device: no weights, no memory)."""
-    from .model.memory import ARCHITECTURES, copy_sizes
+    from .model.memory import HOOKPOINTS, copy_sizes
 
-    return [row for arch in ARCHITECTURES for row in copy_sizes(arch)]
+    return [row for arch in HOOKPOINTS for row in copy_sizes(arch)]
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -329,10 +307,6 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"full 100-step visualization ({report['full_precision']}): 1 unit {f['1_unit']} s, "
               f"64 units {f['64_units']} s; faithful's 30-step polish, 64 units: "
               f"{report['polish_30_steps_seconds_64_units']} s")
-    if "flux_trainable_copy" in report:
-        f = report["flux_trainable_copy"]
-        print(f"trainable copy for {f['architecture']} at {f['hookpoint']}: {f['params_copied'] / 1e9:.2f} B of "
-              f"{f['params_total'] / 1e9:.2f} B parameters ({f['share']:.0%}), {f['copy_gib_bf16']} GiB in bf16")
     for key, label in (("bank", "sample bank"), ("sd15_cpu", "sample bank, SD1.5 architecture on this CPU")):
         if key in report:
             b = report[key]

@@ -259,12 +259,12 @@ def test_trainable_copy_for_inference_weights_leaves_the_shared_model_alone():
 
 
 def test_full_size_flux_dev_copy_measured_on_the_meta_device():
-    from lvo_core.bench import flux_copy_memory
+    from lvo_core.model.memory import copy_sizes
 
-    figure = flux_copy_memory()
-    assert figure["params_total"] == 11_901_408_320  # FLUX.1-dev: 19 double + 38 single blocks at width 3072
-    assert figure["params_copied"] == 6_501_842_432  # embedders and all 19 double blocks
-    assert figure["copy_bytes_bf16"] == 13_003_684_864
+    (figure,) = copy_sizes("flux")
+    assert figure["model_params"] == 11_901_408_320  # FLUX.1-dev: 19 double + 38 single blocks at width 3072
+    assert figure["copy_params"] == 6_501_842_432  # embedders and all 19 double blocks
+    assert figure["dtype"] == "bfloat16" and figure["copy_gib"] == round(13_003_684_864 / 2 ** 30, 3)
 
 
 # ------------------------------------------------------------------------------------------------ LVO on FLUX

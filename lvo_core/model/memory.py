@@ -30,33 +30,38 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
                  use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
                  projection_class_embeddings_input_dim=2816),
 }
-# the blocks people hook: SAeUron's on SD1.5, sdxl-unbox's four on SDXL(-Turbo)
-HOOKPOINTS = {"sd15": ("up_blocks.1.attentions.1",),
+# FLUX.1-dev: diffusers' FluxTransformer2DModel defaults (19 double + 38 single blocks, width 3072), guidance-distilled
+FLUX_DEV = dict(guidance_embeds=True)
+# the blocks people hook: SAeUron's on SD1.5, sdxl-unbox's four on SDXL(-Turbo) and its FLUX.1 SAE
+HOOKPOINTS = {"sd15": ("up_blocks.1.attentions.1",), "flux": ("transformer_blocks.18",),
               "sdxl": ("down_blocks.2.attentions.1", "mid_block.attentions.0", "up_blocks.0.attentions.0",
                        "up_blocks.0.attentions.1")}
 
 
 def meta_model(arch: str) -> torch.nn.Module:
     """The full-size architecture with every parameter on the meta device (shapes only, no storage)."""
-    from diffusers import UNet2DConditionModel
+    from diffusers import FluxTransformer2DModel, UNet2DConditionModel
 
-    if arch not in ARCHITECTURES:
-        raise LVOError(f"unknown architecture '{arch}'; known: {', '.join(ARCHITECTURES)}")
+    if arch != "flux" and arch not in ARCHITECTURES:
+        raise LVOError(f"unknown architecture '{arch}'; known: {', '.join([*ARCHITECTURES, 'flux'])}")
     with torch.device("meta"):
-        return UNet2DConditionModel(**ARCHITECTURES[arch])
+        return FluxTransformer2DModel(**FLUX_DEV) if arch == "flux" else UNet2DConditionModel(**ARCHITECTURES[arch])
 
 
-def copy_sizes(arch: str, dtype: torch.dtype = torch.float16) -> list[dict[str, Any]]:
+def copy_sizes(arch: str, dtype: torch.dtype | None = None) -> list[dict[str, Any]]:
     """One row per usual hookpoint: parameters of the whole model and of the trainable copy, and the copy's GiB in
-    ``dtype`` (fp16/bf16 as people run these models)."""
+    ``dtype`` (as people run these models: fp16 for the UNets, bf16 — FLUX.1's shipped weights — for FLUX)."""
     from .backend import trainable_copy
+    from .flux import flux_trainable_copy
 
+    dtype = dtype or (torch.bfloat16 if arch == "flux" else torch.float16)
     model = meta_model(arch)
+    copy_fn = flux_trainable_copy if arch == "flux" else trainable_copy
     total = sum(p.numel() for p in model.parameters())
     item = torch.empty((), dtype=dtype).element_size()
     rows = []
     for name in HOOKPOINTS[arch]:
-        copy, _ = trainable_copy(model, resolve_hookpoint(model, name))
+        copy, _ = copy_fn(model, resolve_hookpoint(model, name))
         params = sum(p.numel() for p in copy.parameters())
         rows.append({"architecture": arch, "hookpoint": name, "model_params": total, "copy_params": params,
                      "copy_fraction": round(params / total, 3), "dtype": str(dtype).removeprefix("torch."),
