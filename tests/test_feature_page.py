@@ -70,6 +70,8 @@ def test_card_numbers_from_every_source():
     assert run["name"] == "faithful" and [r["row"] for r in run["rows"]] == [0, 2]
     assert run["median_ratio"] == pytest.approx(0.7) and run["rows"][0]["pool_index"] == 5
     assert card["notes"] == ["steering init has no visualization of unit 2 (it shows [5])"]
+    twice = feature_card(2, hookpoint=HP, sae=SAE, results=[faithful_result(), faithful_result()])
+    assert [r["name"] for r in twice["visualizations"]] == ["faithful", "faithful 2"]
 
 
 def test_card_refuses_what_does_not_belong_and_says_what_is_missing():

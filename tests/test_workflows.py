@@ -34,8 +34,8 @@ def test_converter_matches_the_frontend_on_the_reference_workflow(specs):
     assert to_api(ui, specs) == {k: {kk: vv for kk, vv in v.items() if kk != "_meta"} for k, v in api.items()}
 
 
-def test_six_example_workflows_ship(specs):
-    assert {f.name for f in FILES} == set(GRAPHS) and len(FILES) == 6
+def test_seven_example_workflows_ship(specs):
+    assert {f.name for f in FILES} == set(GRAPHS) and len(FILES) == 7
     assert {"lvo_faithful_feature.json", "lvo_feature_search.json"} <= set(GRAPHS)  # the default recipe, search
 
 

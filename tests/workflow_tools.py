@@ -21,7 +21,7 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SEED_NAMES = {"seed", "noise_seed"}
 NOTE = "Note"  # a frontend-only node (text shown on the canvas); never sent to the server
 EXTRA_HEIGHT = {"LVOActivityAnalysis": 210, "LVOOptimize": 80, "LVOFaithful": 80, "LVOSAELoader": 30,
-                "LVOFeatureHook": 30}  # DOM widgets
+                "LVOFeatureHook": 30, "LVOFeaturePage": 560}  # DOM widgets
 CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
 SAE = "SAeUron"
 
@@ -325,6 +325,29 @@ GRAPHS = {
                   10: ("LVOFaithful", {"model": L(1), "vae": L(1, 2), "units": L(8), "empty_prompt": L(2),
                                        "bank": L(7)}),
                   11: ("LVOFeatureGrid", {"images": L(10, 1), "metrics": L(10, 2)})}},
+    "lvo_feature_page.json": {
+        "title": "LVO: a feature's page",
+        "note": "Everything about one feature on one page: activity over timesteps and top dataset examples, the "
+                "activation histogram and top images over the sample bank, and paper vs faithful pictures with "
+                "their metrics.",
+        "groups": [(LOAD, LOADERS), ("Feature 1234: activity, sample bank, paper and faithful -> its page",
+                                     [4, 5, 6, 7, 8, 9, 10, 11, 12])],
+        "nodes": {**BASE, 4: ("LVOFeatureHook", {"model": L(1), "units": "1234", "sae": L(3)}),
+                  5: ("LVOActivityAnalysis", {"model": L(1), "clip": L(1, 1), "vae": L(1, 2), "units": L(4),
+                                              "prompts": PROMPTS}),
+                  6: ("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}),
+                  7: ("LVOSampleBank", {"model": L(1), "units": L(4), "empty_prompt": L(2), "latent": L(6),
+                                        "name": "sd15_up_blocks.1.attentions.1"}),
+                  8: ("LVOSteeringInit", {"model": L(1), "units": L(4), "empty_prompt": L(2), "activity": L(5)}),
+                  9: ("LVOOptimize", {"model": L(1), "vae": L(1, 2), "units": L(4), "empty_prompt": L(2),
+                                      "latent": L(8), "activity": L(5)}),
+                  10: ("LVOFaithful", {"model": L(1), "vae": L(1, 2), "units": L(4), "empty_prompt": L(2),
+                                       "bank": L(7), "activity": L(5)}),
+                  11: ("LVOFeaturePage", {"model": L(1), "vae": L(1, 2), "units": L(4), "empty_prompt": L(2),
+                                          "activity": L(5), "examples": L(5, 2), "bank": L(7),
+                                          "run1_images": L(9, 1), "run1_metrics": L(9, 2),
+                                          "run2_images": L(10, 1), "run2_metrics": L(10, 2)}),
+                  12: ("SaveImage", {"images": L(11, 1), "filename_prefix": "lvo_feature_page"})}},
     "lvo_sae_feature.json": {
         "title": "LVO: one SAE feature",
         "note": "One SAE feature the full LVO way: activity analysis -> steering prior -> LVO at {0} + peaks.",

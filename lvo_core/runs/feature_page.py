@@ -100,6 +100,9 @@ def visualization_section(results: Sequence[Mapping[str, Any]], unit: int) -> tu
             raise LVOError(f"run {k + 1} has no 'metrics' list: give a result.json or the metrics output of LVO "
                            f"Optimize / LVO Faithful")
         name = run_name(result, f"run {k + 1}")
+        taken = {r["name"] for r in runs} | {n.split(" has no ")[0] for n in notes}
+        name = next(f"{name} {j}" for j in range(2, len(results) + 2) if f"{name} {j}" not in taken) \
+            if name in taken else name  # two faithful runs: "faithful", "faithful 2" (images are keyed by name)
         rows = [{"row": i, **{key: m.get(key) for key in METRIC_KEYS if key in m}}
                 for i, m in enumerate(metrics) if int(m.get("unit", -1)) == int(unit)]
         if not rows:
