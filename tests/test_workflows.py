@@ -18,7 +18,9 @@ from workflow_tools import (
     validate,
 )
 
-FILES = sorted((ROOT / "workflows").glob("*.json"))
+FILES = sorted(TEMPLATES.glob("*.json"))
+# every folder of a pack that ComfyUI lists templates from (app/custom_node_manager.py, ComfyUI 0.3.64)
+TEMPLATE_FOLDERS = ("example_workflows", "example", "examples", "workflow", "workflows")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,7 @@ def test_workflow_is_valid_and_up_to_date(path: Path, specs):
 
 
 def test_validator_catches_broken_workflows(specs):
-    good = json.loads((ROOT / "workflows" / "lvo_sae_feature.json").read_text())
+    good = json.loads((TEMPLATES / "lvo_sae_feature.json").read_text())
     bad_type = copy.deepcopy(good)
     bad_type["nodes"][0]["type"] = "NoSuchNode"
     assert any("unknown type NoSuchNode" in p for p in validate(bad_type, specs))
@@ -73,16 +75,16 @@ def test_validator_catches_broken_workflows(specs):
 
 
 def test_templates_are_the_workflows_with_thumbnails():
-    """Browse Templates reads example_workflows/: the same JSON as workflows/ (the source) and a same-name .jpg (the
-    thumbnail type the frontend asks custom-node packs for); regenerate both with the tool. No index.json: ComfyUI
-    would list it as a template of its own."""
+    """Browse Templates reads example_workflows/: each workflow's JSON and a same-name .jpg (the thumbnail type the
+    frontend asks custom-node packs for); regenerate both with the tool. No index.json (ComfyUI would list it as a
+    template of its own), and no other folder ComfyUI lists templates from: a git clone would show each twice."""
     from PIL import Image
 
     names = {p.name for p in TEMPLATES.iterdir()}
     stems = sorted(p.stem for p in FILES)
     assert names == {f"{s}.json" for s in stems} | {f"{s}.jpg" for s in stems}
+    assert [f for f in TEMPLATE_FOLDERS if (ROOT / f).exists()] == ["example_workflows"]
     for path in FILES:
-        assert (TEMPLATES / path.name).read_text() == path.read_text(), "regenerate: python tests/workflow_tools.py"
         with Image.open(TEMPLATES / f"{path.stem}.jpg") as thumb:
             assert thumb.format == "JPEG" and thumb.size == (512, 384)
 

@@ -1,9 +1,11 @@
 """Build, validate and convert ComfyUI workflows (UI format, as the frontend saves them) against real node
 definitions: ComfyUI core from the saved ``/object_info`` of ComfyUI 0.3.64, this pack from its ``INPUT_TYPES``.
 
-``python tests/workflow_tools.py`` rewrites ``workflows/*.json`` from the graphs in :data:`GRAPHS`, and from them
-the Browse Templates folder ``example_workflows/``: the same JSON and a same-name ``.jpg`` thumbnail (a drawing of
-the graph under its title). ``workflows/`` stays the source. No ``index.json``: ComfyUI lists every ``*.json`` there
+``python tests/workflow_tools.py`` rewrites the Browse Templates folder ``example_workflows/`` from the graphs in
+:data:`GRAPHS` (the source): each workflow's JSON and a same-name ``.jpg`` thumbnail (a drawing of the graph under its
+title). There is no second copy: ComfyUI lists the ``*.json`` of every one of ``example_workflows/``, ``example/``,
+``examples/``, ``workflow/`` and ``workflows/`` of a pack, so a git clone with a copy in ``workflows/`` showed every
+template twice. No ``index.json``: ComfyUI lists every ``*.json`` there
 as a template (an "index" card), and the frontend shows a pack's templates by file name and ``.jpg`` thumbnail only.
 """
 
@@ -21,7 +23,7 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SEED_NAMES = {"seed", "noise_seed"}
 NOTE = "Note"  # a frontend-only node (text shown on the canvas); never sent to the server
 EXTRA_HEIGHT = {"LVOActivityAnalysis": 210, "LVOOptimize": 80, "LVOFaithful": 80, "LVOSAELoader": 30,
-                "LVOFeatureHook": 30, "LVOFeaturePage": 560}  # DOM widgets
+                "LVOFeatureHook": 30, "LVOFeaturePage": 860}  # DOM widgets
 CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
 SAE = "SAeUron"
 
@@ -425,7 +427,7 @@ def thumbnail(workflow: dict, title: str):
 
 
 def write_templates(workflows: dict[str, dict]) -> None:
-    """``example_workflows/``: each workflow as is and its thumbnail, from ``workflows/`` alone."""
+    """``example_workflows/``: each workflow and its thumbnail."""
     TEMPLATES.mkdir(exist_ok=True)
     for name, workflow in workflows.items():
         (TEMPLATES / name).write_text(json.dumps(workflow, indent=2) + "\n")
@@ -443,10 +445,9 @@ def main() -> None:
         problems = validate(workflow, specs)
         if problems:
             raise SystemExit(f"{name}: " + "; ".join(problems))
-        (ROOT / "workflows" / name).write_text(json.dumps(workflow, indent=2) + "\n")
         written[name] = workflow
-        print("wrote", name)
-    write_templates({name: json.loads((ROOT / "workflows" / name).read_text()) for name in written})
+        print("built", name)
+    write_templates(written)
     print("wrote", TEMPLATES.relative_to(ROOT))
 
 

@@ -271,7 +271,7 @@ app.registerExtension({
         if (!payload || !node.lvoFeature) return;
         renderFeature(node.lvoFeature, JSON.parse(payload));
         node.lvoFeature.box.style.minHeight = `${Math.min(900, node.lvoFeature.box.scrollHeight + 8)}px`;
-        node.setSize([Math.max(node.size[0], 400), Math.max(node.size[1], node.computeSize()[1])]);
+        node.setSize([node.size[0], Math.max(node.size[1], node.computeSize()[1])]);
       });
     } else if (nodeData.name === "LVOSAELoader" || nodeData.name === "LVOFeatureHook") {
       onCreated(nodeType, (node) => {
