@@ -133,6 +133,7 @@ def test_lvo_optimize_node(fake_comfy, pack):
     assert latent["samples"].shape == (8, 4, 16, 16) and images.shape == (8, 32, 32, 3)
     assert report["complete"] and [m["label"] for m in report["metrics"]][:2] == ["feature 3", "feature 3"]
     assert report["config"]["moment_weight"] == 0.5 and out.ui["lvo_metrics"] == [text]
+    assert report["name"] == "optimize from random start"
     previews = [p for p in fake_comfy.progress if p[2] is not None]
     assert previews and previews[0][2][1:] == (32, 32, 3)
     assert fake_comfy.progress[-1][:2] == (32, 32)  # 8 rows × 4 steps
