@@ -48,6 +48,15 @@ def test_workflow_is_valid_and_up_to_date(path: Path, specs):
     assert workflow == build(GRAPHS[path.name], specs), "regenerate with: python tests/workflow_tools.py"
     prompt = to_api(workflow, specs)
     types = {n["class_type"] for n in prompt.values()}
+    # ComfyUI runs only what an output node needs: every LVO node must feed one, or it silently never runs
+    needed, todo = set(), [k for k, n in prompt.items() if n["class_type"] in ("SaveImage", "PreviewImage")
+                           or specs[n["class_type"]].get("output_node")]
+    while todo:
+        node = todo.pop()
+        if node not in needed:
+            needed.add(node)
+            todo += [v[0] for v in prompt[node]["inputs"].values() if isinstance(v, list)]
+    assert {n["class_type"] for k, n in prompt.items() if k not in needed} == set(), "nodes that never run"
     assert {"LVOSAELoader", "LVOFeatureHook"} <= types
     for node in prompt.values():
         required = specs[node["class_type"]]["input"]["required"]

@@ -315,7 +315,7 @@ GRAPHS = {
         "note": "Feature search: the SAE features an image drives most (ranked by lift over the model's own "
                 "samples), their heatmaps, and faithful pictures of them.",
         "groups": [(LOAD, LOADERS), ("Image -> features found -> their faithful pictures",
-                                     [4, 5, 6, 7, 8, 9, 10, 11])],
+                                     [4, 5, 6, 7, 8, 9, 10, 11, 12])],
         "nodes": {**BASE, 4: ("LoadImage", {"image": "example.png"}),
                   5: ("LVOFeatureHook", {"model": L(1), "units": "0", "sae": L(3)}),
                   6: ("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}),
@@ -326,7 +326,8 @@ GRAPHS = {
                   9: ("PreviewImage", {"images": L(8, 1)}),
                   10: ("LVOFaithful", {"model": L(1), "vae": L(1, 2), "units": L(8), "empty_prompt": L(2),
                                        "bank": L(7)}),
-                  11: ("LVOFeatureGrid", {"images": L(10, 1), "metrics": L(10, 2)})}},
+                  11: ("LVOFeatureGrid", {"images": L(10, 1), "metrics": L(10, 2)}),
+                  12: ("SaveImage", {"images": L(11), "filename_prefix": "lvo_search"})}},
     "lvo_feature_page.json": {
         "title": "LVO: a feature's page",
         "note": "Everything about one feature on one page: activity over timesteps and top dataset examples, the "
