@@ -15,6 +15,7 @@ from ..lvo_core.errors import LVOError
 from . import (
     activity_nodes,
     bank_nodes,
+    feature_nodes,
     lvo_nodes,
     sae_nodes,
     search_nodes,
@@ -22,7 +23,7 @@ from . import (
 )
 from .comfy_glue import V3, ComfyExtension, install_hint, missing_requirements
 
-NODE_MODULES = (sae_nodes, activity_nodes, steering_nodes, lvo_nodes, bank_nodes, search_nodes)
+NODE_MODULES = (sae_nodes, activity_nodes, steering_nodes, lvo_nodes, bank_nodes, search_nodes, feature_nodes)
 
 __all__ = ["V3", "comfy_entrypoint", "node_list", "node_mappings", "setup_comfyui"]
 

@@ -392,6 +392,35 @@ def output_directory() -> Path:
     return Path(folder_paths.get_output_directory())
 
 
+def temp_directory() -> Path:
+    """ComfyUI's temp folder (previews the frontend shows; emptied at every start)."""
+    import folder_paths
+
+    return Path(folder_paths.get_temp_directory())
+
+
+def save_thumbnails(images: Tensor, prefix: str, size: int = 192) -> list[dict]:
+    """Write IMAGE rows ``[B, H, W, C]`` as PNGs of at most ``size`` px into ComfyUI's temp folder; returns the
+    entries the frontend shows through ``/view`` (``filename``, ``subfolder``, ``type``)."""
+    import uuid
+
+    import numpy as np
+    from PIL import Image
+
+    folder = temp_directory() / "lvo"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    entries = []
+    for i, image in enumerate(images):
+        arr = (image[..., :3].float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        picture = Image.fromarray(np.ascontiguousarray(arr))
+        picture.thumbnail((size, size))
+        name = f"{stem}_{i:03d}.png"
+        picture.save(folder / name)
+        entries.append({"filename": name, "subfolder": "lvo", "type": "temp"})
+    return entries
+
+
 def save_partial(images: Tensor, report: str, prefix: str = "lvo_interrupted") -> list[dict]:
     """Write an interrupted run's images (PNG) and metrics (JSON) to ComfyUI's output folder; returns the image
     entries the frontend shows (``filename``, ``subfolder``, ``type``)."""

@@ -141,15 +141,18 @@ class LVOOptimize(io.ComfyNode):
         def on_preview(rows, step, images):
             progress(progress.bar.current, progress.bar.total, images)
 
+        prior = prior_function(model, latent, shape)
         try:
             vis = visualize(backend, list(units.units), sae=units.sae, analysis=activity,
-                            timesteps=_timesteps(timesteps), seeds=seed_list, prior=prior_function(model, latent, shape),
+                            timesteps=_timesteps(timesteps), seeds=seed_list, prior=prior,
                             config=config, value=objective, batch_size=batch_size or "auto", on_progress=progress,
                             on_preview=on_preview, should_stop=progress.should_stop)
             extra_mb = round(backend.copy_bytes / 2 ** 20, 1)
         finally:
             backend.release()
-        return run_output(model, units, vis, progress, extra_mb, config=vis.config.to_dict(), stopped=vis.stopped,
+        name = f"optimize from {getattr(prior, 'label', 'random start')}"  # how the Feature Page names this run
+        return run_output(model, units, vis, progress, extra_mb, name=name, config=vis.config.to_dict(),
+                          stopped=vis.stopped,
                           notes=(latent.get("lvo_prior") or {}).get("notes", []))
 
 

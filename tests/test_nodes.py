@@ -29,7 +29,7 @@ def test_every_node_is_registered_with_tooltips(pack):
     ids = set(pack.NODE_CLASS_MAPPINGS)
     assert ids == {"LVOSAELoader", "LVOFeatureHook", "LVOActivityAnalysis", "LVODatasetExamples", "LVOSteering",
                    "LVOSteeringInit", "LVOOptimize", "LVOFeatureGrid", "LVOSampleBank", "LVOFaithful",
-                   "LVOFeatureSearch"}
+                   "LVOFeatureSearch", "LVOFeaturePage"}
     for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
         schema = cls.define_schema()
         assert schema.node_id == node_id == cls.__name__ and pack.NODE_DISPLAY_NAME_MAPPINGS[node_id]
@@ -69,7 +69,7 @@ def test_with_comfy_api_the_pack_exports_only_the_v3_entry_point(monkeypatch):
         extension = asyncio.run(module.comfy_entrypoint())
         assert isinstance(extension, io_module.ComfyExtension)
         nodes = asyncio.run(extension.get_node_list())
-        assert [n.__name__ for n in nodes][:2] == ["LVOSAELoader", "LVOFeatureHook"] and len(nodes) == 11
+        assert [n.__name__ for n in nodes][:2] == ["LVOSAELoader", "LVOFeatureHook"] and len(nodes) == 12
         assert all(issubclass(n, io_module.ComfyNode) for n in nodes)
     finally:
         for name in [n for n in sys.modules if n == "lvo_v3" or n.startswith("lvo_v3.")]:
@@ -138,6 +138,7 @@ def test_lvo_optimize_node(fake_comfy, pack):
     assert latent["samples"].shape == (8, 4, 16, 16) and images.shape == (8, 32, 32, 3)
     assert report["complete"] and [m["label"] for m in report["metrics"]][:2] == ["feature 3", "feature 3"]
     assert report["config"]["moment_weight"] == 0.5 and out.ui["lvo_metrics"] == [text]
+    assert report["name"] == "optimize from random start"
     previews = [p for p in fake_comfy.progress if p[2] is not None]
     assert previews and previews[0][2][1:] == (32, 32, 3)
     assert fake_comfy.progress[-1][:2] == (32, 32)  # 8 rows × 4 steps
@@ -435,3 +436,35 @@ def test_sample_bank_and_faithful_nodes(fake_comfy, pack):
         run(pack, faithful, fake_comfy.patcher, None, other, empty_cond(), bank, "1", "200", 1, "fp32")
     with pytest.raises(Exception, match="one timestep or 'peak'"):
         run(pack, faithful, fake_comfy.patcher, None, spec, empty_cond(), bank, "1", "0, 500", 1, "fp32")
+
+
+def test_feature_page_node(fake_comfy, pack, monkeypatch, tmp_path):
+    """The page of one feature from a bank and a faithful run: the card in the node's ui, every shown image saved to
+    the temp folder the frontend reads, the numbers those of the core card."""
+    monkeypatch.setattr(fake_comfy.glue, "temp_directory", lambda: tmp_path)
+    sae = random_sae(d_in=32)
+    spec = run(pack, "LVOFeatureHook", fake_comfy.patcher, "3, 8", "", sae).args[0]
+    bank = run(pack, "LVOSampleBank", fake_comfy.patcher, spec, empty_cond(), {"samples": torch.zeros(1, 4, 16, 16)},
+               6, 2, 1 << 20, "").args[0]
+    _, images, metrics = run(pack, "LVOFaithful", fake_comfy.patcher, None, spec, empty_cond(), bank, "1, 2", "200",
+                             0, "fp32").args
+    out = run(pack, "LVOFeaturePage", fake_comfy.patcher, None, spec, empty_cond(), -1, 4, 200, 5, None, None, bank,
+              images, metrics)
+    text, page = out.args
+    card = json.loads(text)
+    assert out.ui == {"lvo_feature": [text]} and card["label"] == "feature 3" and card["activity"] is None
+    assert sum(card["bank"]["histogram"]["counts"]) == 6 and len(card["bank"]["histogram"]["counts"]) == 5
+    assert [e["index"] for e in card["bank"]["top"]] == bank.top(3, 200, 4, sae)
+    (faithful,) = card["visualizations"]
+    assert faithful["name"] == "faithful" and [r["row"] for r in faithful["rows"]] == [0, 1]
+    assert [r["pool_index"] for r in faithful["rows"]] == bank.top(3, 200, 2, sae)
+    refs = [e["image"] for e in card["bank"]["top"]] + [r["image"] for r in faithful["rows"]]
+    assert len(refs) == 6 and all(r["type"] == "temp" and (tmp_path / r["subfolder"] / r["filename"]).is_file()
+                                  for r in refs)
+    assert page.ndim == 4 and page.shape[0] == 1 and page.shape[-1] == 3 and page.shape[1] > 200
+    with pytest.raises(Exception, match="no metrics"):
+        run(pack, "LVOFeaturePage", fake_comfy.patcher, None, spec, empty_cond(), 3, 4, 200, 5, None, None, None,
+            images, None)
+    with pytest.raises(Exception, match="not the metrics JSON"):
+        run(pack, "LVOFeaturePage", fake_comfy.patcher, None, spec, empty_cond(), 3, 4, 200, 5, None, None, None,
+            None, "{oops")

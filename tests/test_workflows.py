@@ -13,12 +13,16 @@ from workflow_tools import (
     ROOT,
     TEMPLATES,
     build,
+    family,
     node_specs,
+    source_path,
     to_api,
     validate,
 )
 
-FILES = sorted((ROOT / "workflows").glob("*.json"))
+FILES = sorted(TEMPLATES.glob("*.json"))
+# every folder of a pack that ComfyUI lists templates from (app/custom_node_manager.py, ComfyUI 0.3.64)
+TEMPLATE_FOLDERS = ("example_workflows", "example", "examples", "workflow", "workflows")
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +40,9 @@ def test_converter_matches_the_frontend_on_the_reference_workflow(specs):
 
 def test_every_example_workflow_ships(specs):
     assert {f.name for f in FILES} == set(GRAPHS) and len(FILES) >= 7
-    # the default recipe, search, and SDXL-Turbo
-    assert {"lvo_faithful_feature.json", "lvo_feature_search.json", "lvo_sdxl_turbo_faithful.json"} <= set(GRAPHS)
+    # the default recipe, search, SDXL-Turbo and FLUX
+    assert {"lvo_faithful_feature.json", "lvo_feature_search.json", "lvo_sdxl_turbo_faithful.json",
+            "lvo_flux_faithful.json"} <= set(GRAPHS)
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
@@ -47,20 +52,30 @@ def test_workflow_is_valid_and_up_to_date(path: Path, specs):
     assert workflow == build(GRAPHS[path.name], specs), "regenerate with: python tests/workflow_tools.py"
     prompt = to_api(workflow, specs)
     types = {n["class_type"] for n in prompt.values()}
+    # ComfyUI runs only what an output node needs: every LVO node must feed one, or it silently never runs
+    needed, todo = set(), [k for k, n in prompt.items() if n["class_type"] in ("SaveImage", "PreviewImage")
+                           or specs[n["class_type"]].get("output_node")]
+    while todo:
+        node = todo.pop()
+        if node not in needed:
+            needed.add(node)
+            todo += [v[0] for v in prompt[node]["inputs"].values() if isinstance(v, list)]
+    assert {n["class_type"] for k, n in prompt.items() if k not in needed} == set(), "nodes that never run"
     assert {"LVOSAELoader", "LVOFeatureHook"} <= types
     for node in prompt.values():
         required = specs[node["class_type"]]["input"]["required"]
         assert set(required) <= set(node["inputs"]), node["class_type"]
     names = {n["inputs"].get("ckpt_name") for n in prompt.values()} | {n["inputs"].get("sae_name")
                                                                         for n in prompt.values()}
-    sdxl = "sdxl" in path.name
-    expected = {"sd_xl_turbo_1.0_fp16.safetensors", "sdxl-unbox"} if sdxl else {"v1-5-pruned-emaonly.safetensors",
-                                                                                "SAeUron"}
+    names |= {n["inputs"].get("unet_name") for n in prompt.values()}
+    expected = {"sdxl": {"sd_xl_turbo_1.0_fp16.safetensors", "sdxl-unbox"},
+                "flux": {"flux1-dev.safetensors", "SAE_flux_18"}}.get(family(path.name),
+                                                                      {"v1-5-pruned-emaonly.safetensors", "SAeUron"})
     assert expected <= names
 
 
 def test_validator_catches_broken_workflows(specs):
-    good = json.loads((ROOT / "workflows" / "lvo_sae_feature.json").read_text())
+    good = json.loads((TEMPLATES / "lvo_sae_feature.json").read_text())
     bad_type = copy.deepcopy(good)
     bad_type["nodes"][0]["type"] = "NoSuchNode"
     assert any("unknown type NoSuchNode" in p for p in validate(bad_type, specs))
@@ -77,16 +92,19 @@ def test_validator_catches_broken_workflows(specs):
 
 
 def test_templates_are_the_workflows_with_thumbnails():
-    """Browse Templates reads example_workflows/: the same JSON as workflows/ (the source) and a same-name .jpg (the
-    thumbnail type the frontend asks custom-node packs for); regenerate both with the tool. No index.json: ComfyUI
-    would list it as a template of its own."""
+    """Browse Templates reads example_workflows/: each workflow's JSON and a same-name .jpg (the thumbnail type the
+    frontend asks custom-node packs for); regenerate both with the tool. No index.json (ComfyUI would list it as a
+    template of its own), and no other folder ComfyUI lists templates from: a git clone would show each twice."""
     from PIL import Image
 
     names = {p.name for p in TEMPLATES.iterdir()}
     stems = sorted(p.stem for p in FILES)
     assert names == {f"{s}.json" for s in stems} | {f"{s}.jpg" for s in stems}
+    listed = [f for f in TEMPLATE_FOLDERS if list((ROOT / f).glob("*.json"))]  # ComfyUI's own, non-recursive glob
+    assert listed == ["example_workflows"]
+    for path in FILES:  # workflows/<family>/ is the design card's folder: the same files, never drifting
+        assert source_path(path.name).read_text() == path.read_text(), "regenerate: python tests/workflow_tools.py"
     for path in FILES:
-        assert (TEMPLATES / path.name).read_text() == path.read_text(), "regenerate: python tests/workflow_tools.py"
         with Image.open(TEMPLATES / f"{path.stem}.jpg") as thumb:
             assert thumb.format == "JPEG" and thumb.size == (512, 384)
 
@@ -96,8 +114,10 @@ def test_workflow_says_where_to_get_its_models(path: Path):
     workflow = json.loads(path.read_text())
     notes = [n["widgets_values"][0] for n in workflow["nodes"] if n["type"] == "Note"]
     assert len(notes) == 1 and "surkovv/sdxl-unbox" in notes[0]
-    if "sdxl_turbo" in path.name:
+    if family(path.name) == "sdxl":
         assert "stabilityai/sdxl-turbo" in notes[0] and "models/sae/sdxl-unbox" in notes[0]
+    elif family(path.name) == "flux":
+        assert "black-forest-labs/FLUX.1-dev" in notes[0] and "models/sae/SAE_flux_18" in notes[0]
     else:
         assert "bcywinski/SAeUron" in notes[0] and "models/sae/SAeUron" in notes[0]
         assert "v1-5-pruned-emaonly.safetensors" in notes[0]

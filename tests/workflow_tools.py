@@ -1,9 +1,11 @@
 """Build, validate and convert ComfyUI workflows (UI format, as the frontend saves them) against real node
 definitions: ComfyUI core from the saved ``/object_info`` of ComfyUI 0.3.64, this pack from its ``INPUT_TYPES``.
 
-``python tests/workflow_tools.py`` rewrites ``workflows/*.json`` from the graphs in :data:`GRAPHS`, and from them
-the Browse Templates folder ``example_workflows/``: the same JSON and a same-name ``.jpg`` thumbnail (a drawing of
-the graph under its title). ``workflows/`` stays the source. No ``index.json``: ComfyUI lists every ``*.json`` there
+``python tests/workflow_tools.py`` rewrites the Browse Templates folder ``example_workflows/`` from the graphs in
+:data:`GRAPHS` (the source): each workflow's JSON and a same-name ``.jpg`` thumbnail (a drawing of the graph under its
+title). There is no second copy: ComfyUI lists the ``*.json`` of every one of ``example_workflows/``, ``example/``,
+``examples/``, ``workflow/`` and ``workflows/`` of a pack, so a git clone with a copy in ``workflows/`` showed every
+template twice. No ``index.json``: ComfyUI lists every ``*.json`` there
 as a template (an "index" card), and the frontend shows a pack's templates by file name and ``.jpg`` thumbnail only.
 """
 
@@ -21,7 +23,7 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SEED_NAMES = {"seed", "noise_seed"}
 NOTE = "Note"  # a frontend-only node (text shown on the canvas); never sent to the server
 EXTRA_HEIGHT = {"LVOActivityAnalysis": 210, "LVOOptimize": 80, "LVOFaithful": 80, "LVOSAELoader": 30,
-                "LVOFeatureHook": 30}  # DOM widgets
+                "LVOFeatureHook": 30, "LVOFeaturePage": 860}  # DOM widgets
 CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
 SAE = "SAeUron"
 
@@ -106,8 +108,11 @@ def build(graph: dict, specs: dict) -> dict:
         for name, kind, options, widget in _inputs(spec):
             link = incoming.get((node_id, name))
             if widget and link is None:
-                value = values.get(name, options.get("default", spec["input"]["required"].get(name, [[None]])[0][0]
-                                                     if kind == "COMBO" else None))
+                if name in values:
+                    value = values[name]
+                else:
+                    choices = spec["input"]["required"].get(name, [[None]])[0] if kind == "COMBO" else [None]
+                    value = options.get("default", choices[0] if choices else None)
                 widgets.append(value)
                 if _has_control(name, options):
                     widgets.append("fixed")
@@ -216,10 +221,13 @@ def validate(workflow: dict, specs: dict) -> list[str]:
     return problems
 
 
+MODEL_FILES = ("ckpt_name", "sae_name", "unet_name", "clip_name1", "clip_name2", "vae_name")
+
+
 def _check_value(value, kind: str, spec: dict, name: str, options: dict) -> list[str]:
     if kind == "COMBO":
         choices = (spec["input"].get("required", {}).get(name) or spec["input"]["optional"][name])[0]
-        if name in ("ckpt_name", "sae_name"):
+        if name in MODEL_FILES:  # model files: whatever the user's models folder holds
             return [] if isinstance(value, str) and value else ["empty file name"]
         return [] if value in choices else [f"{value!r} is not one of the choices"]
     if kind == "INT" and not (isinstance(value, int) and not isinstance(value, bool)):
@@ -332,12 +340,42 @@ GRAPHS = {
                                       "bank": L(6)}),
                   8: ("LVOFeatureGrid", {"images": L(7, 1), "metrics": L(7, 2)}),
                   9: ("SaveImage", {"images": L(8), "filename_prefix": "lvo_sdxl_turbo"})}},
+    "lvo_flux_faithful.json": {
+        "title": "LVO on FLUX.1-dev",
+        "note": "FLUX.1-dev with sdxl-unbox's FLUX SAE on transformer_blocks.18 (the image stream; ComfyUI's "
+                "double_blocks.18): a sample bank sampled with FLUX's flow-matching schedule, each feature's best "
+                "pool image at t = 200, polished for 30 steps. Guidance 3.5 (guidance-distilled).",
+        "groups": [("Load: FLUX.1-dev, its text encoders and VAE, empty prompt, FLUX SAE", [99, 1, 2, 3, 10, 11]),
+                   ("Features 10 and 1024: sample bank -> faithful pictures", [4, 5, 6, 7, 8, 9])],
+        "nodes": {99: (NOTE, {"text": "Models this workflow needs:\n"
+                                      "- diffusion model: flux1-dev.safetensors from the hub repo "
+                                      "black-forest-labs/FLUX.1-dev in models/diffusion_models, its ae.safetensors "
+                                      "in models/vae\n"
+                                      "- text encoders: clip_l.safetensors and t5xxl_fp16.safetensors from "
+                                      "comfyanonymous/flux_text_encoders in models/text_encoders\n"
+                                      "- SAE: sdxl-unbox's FLUX.1 SAE (hub repo antoniomari/SAE_flux_18, see "
+                                      "surkovv/sdxl-unbox) in models/sae/SAE_flux_18\n"
+                                      "Symlinked folders and extra_model_paths.yaml 'sae:' folders work too."}),
+                  1: ("UNETLoader", {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"}),
+                  10: ("DualCLIPLoader", {"clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl_fp16.safetensors",
+                                          "type": "flux", "device": "default"}),
+                  11: ("VAELoader", {"vae_name": "ae.safetensors"}),
+                  2: ("CLIPTextEncode", {"clip": L(10), "text": ""}),
+                  3: ("LVOSAELoader", {"sae_name": "SAE_flux_18", "hookpoint": "transformer_blocks.18", "k": 0}),
+                  4: ("LVOFeatureHook", {"model": L(1), "units": "10, 1024", "sae": L(3)}),
+                  5: ("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}),
+                  6: ("LVOSampleBank", {"model": L(1), "units": L(4), "empty_prompt": L(2), "latent": L(5),
+                                        "steps": 20, "name": "flux_dev_transformer_blocks.18"}),
+                  7: ("LVOFaithful", {"model": L(1), "vae": L(11), "units": L(4), "empty_prompt": L(2),
+                                      "bank": L(6)}),
+                  8: ("LVOFeatureGrid", {"images": L(7, 1), "metrics": L(7, 2)}),
+                  9: ("SaveImage", {"images": L(8), "filename_prefix": "lvo_flux"})}},
     "lvo_feature_search.json": {
         "title": "LVO: find features in an image",
         "note": "Feature search: the SAE features an image drives most (ranked by lift over the model's own "
                 "samples), their heatmaps, and faithful pictures of them.",
         "groups": [(LOAD, LOADERS), ("Image -> features found -> their faithful pictures",
-                                     [4, 5, 6, 7, 8, 9, 10, 11])],
+                                     [4, 5, 6, 7, 8, 9, 10, 11, 12])],
         "nodes": {**BASE, 4: ("LoadImage", {"image": "example.png"}),
                   5: ("LVOFeatureHook", {"model": L(1), "units": "0", "sae": L(3)}),
                   6: ("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}),
@@ -348,7 +386,31 @@ GRAPHS = {
                   9: ("PreviewImage", {"images": L(8, 1)}),
                   10: ("LVOFaithful", {"model": L(1), "vae": L(1, 2), "units": L(8), "empty_prompt": L(2),
                                        "bank": L(7)}),
-                  11: ("LVOFeatureGrid", {"images": L(10, 1), "metrics": L(10, 2)})}},
+                  11: ("LVOFeatureGrid", {"images": L(10, 1), "metrics": L(10, 2)}),
+                  12: ("SaveImage", {"images": L(11), "filename_prefix": "lvo_search"})}},
+    "lvo_feature_page.json": {
+        "title": "LVO: a feature's page",
+        "note": "Everything about one feature on one page: activity over timesteps and top dataset examples, the "
+                "activation histogram and top images over the sample bank, and paper vs faithful pictures with "
+                "their metrics.",
+        "groups": [(LOAD, LOADERS), ("Feature 1234: activity, sample bank, paper and faithful -> its page",
+                                     [4, 5, 6, 7, 8, 9, 10, 11, 12])],
+        "nodes": {**BASE, 4: ("LVOFeatureHook", {"model": L(1), "units": "1234", "sae": L(3)}),
+                  5: ("LVOActivityAnalysis", {"model": L(1), "clip": L(1, 1), "vae": L(1, 2), "units": L(4),
+                                              "prompts": PROMPTS}),
+                  6: ("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}),
+                  7: ("LVOSampleBank", {"model": L(1), "units": L(4), "empty_prompt": L(2), "latent": L(6),
+                                        "name": "sd15_up_blocks.1.attentions.1"}),
+                  8: ("LVOSteeringInit", {"model": L(1), "units": L(4), "empty_prompt": L(2), "activity": L(5)}),
+                  9: ("LVOOptimize", {"model": L(1), "vae": L(1, 2), "units": L(4), "empty_prompt": L(2),
+                                      "latent": L(8), "activity": L(5)}),
+                  10: ("LVOFaithful", {"model": L(1), "vae": L(1, 2), "units": L(4), "empty_prompt": L(2),
+                                       "bank": L(7), "activity": L(5)}),
+                  11: ("LVOFeaturePage", {"model": L(1), "vae": L(1, 2), "units": L(4), "empty_prompt": L(2),
+                                          "activity": L(5), "examples": L(5, 2), "bank": L(7),
+                                          "run1_images": L(9, 1), "run1_metrics": L(9, 2),
+                                          "run2_images": L(10, 1), "run2_metrics": L(10, 2)}),
+                  12: ("SaveImage", {"images": L(11, 1), "filename_prefix": "lvo_feature_page"})}},
     "lvo_sae_feature.json": {
         "title": "LVO: one SAE feature",
         "note": "One SAE feature the full LVO way: activity analysis -> steering prior -> LVO at {0} + peaks.",
@@ -386,6 +448,19 @@ GRAPHS = {
 
 
 TEMPLATES = ROOT / "example_workflows"
+SOURCES = ROOT / "workflows"  # the design card's folder: one subfolder per model family
+
+
+def family(name: str) -> str:
+    """The model family a workflow is for (its subfolder of ``workflows/``)."""
+    return "sdxl" if "sdxl" in name else "flux" if "flux" in name else "sd15"
+
+
+def source_path(name: str) -> Path:
+    """``workflows/<family>/<name>``: a level below the folder itself, because ComfyUI lists every ``*.json``
+    directly inside a pack's ``workflows/`` as a template too (its glob is not recursive), and a git clone would
+    otherwise show each template twice."""
+    return SOURCES / family(name) / name
 MODULE = "comfyui-lvo"
 
 
@@ -426,10 +501,14 @@ def thumbnail(workflow: dict, title: str):
 
 
 def write_templates(workflows: dict[str, dict]) -> None:
-    """``example_workflows/``: each workflow as is and its thumbnail, from ``workflows/`` alone."""
+    """``workflows/<family>/``: each workflow (the files to drag into ComfyUI); ``example_workflows/``: the same
+    JSON and a thumbnail each, for Browse Templates."""
     TEMPLATES.mkdir(exist_ok=True)
     for name, workflow in workflows.items():
-        (TEMPLATES / name).write_text(json.dumps(workflow, indent=2) + "\n")
+        text = json.dumps(workflow, indent=2) + "\n"
+        source_path(name).parent.mkdir(parents=True, exist_ok=True)
+        source_path(name).write_text(text)
+        (TEMPLATES / name).write_text(text)
         thumbnail(workflow, GRAPHS[name]["title"]).save(TEMPLATES / f"{Path(name).stem}.jpg", quality=88)
     stale = TEMPLATES / "index.json"
     if stale.exists():
@@ -444,11 +523,10 @@ def main() -> None:
         problems = validate(workflow, specs)
         if problems:
             raise SystemExit(f"{name}: " + "; ".join(problems))
-        (ROOT / "workflows" / name).write_text(json.dumps(workflow, indent=2) + "\n")
         written[name] = workflow
-        print("wrote", name)
-    write_templates({name: json.loads((ROOT / "workflows" / name).read_text()) for name in written})
-    print("wrote", TEMPLATES.relative_to(ROOT))
+        print("built", name)
+    write_templates(written)
+    print("wrote", SOURCES.relative_to(ROOT), "and", TEMPLATES.relative_to(ROOT))
 
 
 if __name__ == "__main__":

@@ -2,11 +2,14 @@
 //  - LVO Activity Analysis: interactive chart of activity over timesteps (hover for timestep, value, dataset max;
 //    peaks highlighted).
 //  - LVO Optimize: a table of the metrics of every visualization.
+//  - LVO Feature Page: one unit's page — activity chart, top dataset examples, bank histogram and top pool images,
+//    each run's visualizations with their metrics.
 //  - SAE Loader / Feature Hook: a one-line summary of what was loaded or selected.
 // Everything is a DOM widget (addDOMWidget), created with the node and filled when it has run: the classic canvas
 // renderer and Nodes 2.0 (Vue nodes, where canvas drawing hooks never run and only widgets that exist when the
 // node is mounted are shown) both display it.
 import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
 
 const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
 
@@ -14,7 +17,9 @@ function domWidget(node, name, element, minHeight = 40) {
   const existing = node.widgets?.find((w) => w.name === name);
   if (existing) return existing.element;
   element.style.minHeight = `${minHeight}px`;
-  node.addDOMWidget(name, name, element, { serialize: false, hideOnZoom: false, getMinHeight: () => minHeight });
+  node.addDOMWidget(name, name, element, {
+    serialize: false, hideOnZoom: false, getMinHeight: () => parseFloat(element.style.minHeight) || minHeight,
+  });
   const size = node.computeSize();
   node.setSize([Math.max(node.size[0], size[0]), Math.max(node.size[1], size[1])]);
   return element;
@@ -53,7 +58,7 @@ function drawActivity(canvas, data, hover) {
   }
 }
 
-function activityElement(node) {
+function activityElement(node, getData = () => node.lvoActivity) {
   const box = document.createElement("div");
   box.style.cssText = "display:flex;flex-direction:column;gap:2px;font:11px sans-serif;color:#ddd";
   const canvas = document.createElement("canvas");
@@ -62,7 +67,7 @@ function activityElement(node) {
   readout.textContent = "hover the chart for values";
   box.append(canvas, readout);
   canvas.addEventListener("mousemove", (event) => {
-    const data = node.lvoActivity; if (!data) return;
+    const data = getData(); if (!data) return;
     const rect = canvas.getBoundingClientRect();
     const frac = (event.clientX - rect.left) / rect.width;
     const ts = Math.max(0, Math.min(1000, Math.round((1 - (frac * canvas.width - 36) / (canvas.width - 44)) * 1000 / 10) * 10));
@@ -72,7 +77,7 @@ function activityElement(node) {
       (u.peaks.includes(ts) ? " ★peak" : "")).join("  ·  ");
     drawActivity(canvas, data, { ts });
   });
-  canvas.addEventListener("mouseleave", () => node.lvoActivity && drawActivity(canvas, node.lvoActivity, null));
+  canvas.addEventListener("mouseleave", () => getData() && drawActivity(canvas, getData(), null));
   return { box, canvas, readout };
 }
 
@@ -88,6 +93,127 @@ function metricsTable(report) {
     `${report.extra_memory_mb} MB<table style="border-collapse:collapse;width:100%">` +
     `<tr><th>unit</th><th>t</th><th>seed</th><th>reached</th><th>prior</th><th>÷max</th><th>rank</th></tr>` +
     `${rows}</table></div>`;
+}
+
+// ------------------------------------------------------------------ feature page
+const viewURL = (ref) => api.apiURL(`/view?filename=${encodeURIComponent(ref.filename)}&type=${encodeURIComponent(
+  ref.type)}&subfolder=${encodeURIComponent(ref.subfolder ?? "")}&rand=${Math.random()}`);
+const num = (v, digits = 3) => (v === null || v === undefined ? "—" : Number(v).toPrecision(digits));
+
+function section(title) {
+  const el = document.createElement("div");
+  el.style.cssText = "margin-top:6px";
+  const head = document.createElement("div");
+  head.style.cssText = "font-weight:bold;color:#fff;margin-bottom:2px";
+  head.textContent = title;
+  el.append(head);
+  return el;
+}
+
+function thumbs(entries, caption) {
+  const row = document.createElement("div");
+  row.style.cssText = "display:flex;flex-wrap:wrap;gap:4px";
+  for (const e of entries) {
+    if (!e.image) continue;
+    const cell = document.createElement("figure");
+    cell.style.cssText = "margin:0;width:72px;font-size:9px;line-height:11px;color:#bbb;overflow-wrap:anywhere";
+    const img = document.createElement("img");
+    img.src = viewURL(e.image); img.style.cssText = "width:72px;height:72px;object-fit:cover;display:block";
+    img.title = caption(e);
+    const text = document.createElement("figcaption");
+    text.textContent = caption(e);
+    cell.append(img, text);
+    row.append(cell);
+  }
+  return row;
+}
+
+function drawHistogram(canvas, bank) {
+  const ctx = canvas.getContext("2d");
+  const w = canvas.width, h = canvas.height, l = 30, r = 8, t = 8, b = 18;
+  const counts = bank.histogram.counts, edges = bank.histogram.edges, peak = Math.max(1, ...counts);
+  ctx.fillStyle = "#1e1e1e"; ctx.fillRect(0, 0, w, h);
+  ctx.strokeStyle = "#555"; ctx.strokeRect(l, t, w - l - r, h - t - b);
+  const bw = (w - l - r) / counts.length;
+  ctx.fillStyle = COLORS[0];
+  counts.forEach((c, i) => {
+    const bh = (c / peak) * (h - t - b);
+    ctx.fillRect(l + i * bw + 1, h - b - bh, Math.max(1, bw - 2), bh);
+  });
+  ctx.fillStyle = "#aaa"; ctx.font = "10px sans-serif";
+  ctx.fillText(String(peak), 4, t + 8); ctx.fillText("0", 4, h - b);
+  ctx.fillText(num(edges[0]), l, h - 5);
+  const last = num(edges[edges.length - 1]);
+  ctx.fillText(last, w - r - ctx.measureText(last).width, h - 5);
+  ctx.fillText("score →", l + (w - l - r) / 2 - 18, h - 5);
+}
+
+function runTable(run) {
+  const rows = run.rows.map((m) =>
+    `<tr><td>${m.timestep}</td><td>${m.seed}</td><td>${num(m.activation)}</td><td>${num(m.ratio)}</td>` +
+    `<td>${m.rank ?? "—"}/${m.num_units ?? "—"}</td><td>${m.pool_index ?? "—"}</td></tr>`).join("");
+  return `<table style="border-collapse:collapse;width:100%;font-size:10px"><tr><th>t</th><th>seed</th>` +
+    `<th>reached</th><th>÷max</th><th>rank</th><th>pool</th></tr>${rows}</table>`;
+}
+
+function renderFeature(view, card) {
+  const box = view.box;
+  box.replaceChildren();
+  const title = document.createElement("div");
+  title.style.cssText = "font-size:13px;font-weight:bold;color:#fff";
+  title.textContent = `${card.label} · ${card.hookpoint}`;
+  box.append(title);
+  for (const note of card.notes) box.append(placeholder(note));
+  const act = card.activity;
+  if (act) {
+    const part = section(`activity over timesteps (top-${act.top_n} share, ${act.generations} generations)`);
+    view.activity = { kind: card.kind === "feature" ? "sae" : "raw", units: [{ unit: card.unit, profile: act.profile,
+      peaks: act.peaks, max: act.max }] };
+    const chart = activityElement(null, () => view.activity);
+    chart.readout.textContent = `peaks ${act.peaks.join(", ") || "none"} · dataset max ${num(act.dataset_max)} at ` +
+      `t ${act.dataset_max_t} · active ${act.active_range ? act.active_range.join("–") : "never"} (hover for values)`;
+    part.append(chart.box);
+    drawActivity(chart.canvas, view.activity, null);
+    if (act.examples.length) {
+      const ex = section("top dataset examples");
+      ex.append(act.examples.some((e) => e.image)
+        ? thumbs(act.examples, (e) => `#${e.rank} ${num(e.value)} t${e.timestep} ${e.prompt ?? ""}`)
+        : placeholder(act.examples.map((e) => `#${e.rank} ${num(e.value)} at t ${e.timestep}: ${e.prompt ?? ""}`)
+          .join("\n")));
+      part.append(ex);
+    }
+    box.append(part);
+  }
+  const bank = card.bank;
+  if (bank) {
+    const part = section(`sample bank: ${bank.size} samples at t ${bank.timestep}`);
+    const canvas = document.createElement("canvas");
+    canvas.width = 360; canvas.height = 110; canvas.style.width = "100%";
+    const stats = document.createElement("div");
+    stats.textContent = `density ${(bank.density * 100).toFixed(0)} % (score > 0) · mean ${num(bank.mean)} · ` +
+      `median ${num(bank.median)} · max ${num(bank.max)}`;
+    part.append(canvas, stats, thumbs(bank.top, (e) => `#${e.rank} pool ${e.index}: ${num(e.score)}` +
+      (e.lift === null ? "" : ` (${num(e.lift, 2)}× mean)`)));
+    drawHistogram(canvas, bank);
+    box.append(part);
+  }
+  for (const run of card.visualizations) {
+    const part = section(`${run.name}: median ${run.median_ratio === null ? "activation " +
+      num(run.median_activation) : "÷max " + num(run.median_ratio)}`);
+    part.append(thumbs(run.rows, (r) => `t${r.timestep} s${r.seed}: ${r.ratio === null || r.ratio === undefined
+      ? num(r.activation) : num(r.ratio) + "× max"}`));
+    const table = document.createElement("div");
+    table.innerHTML = runTable(run);
+    part.append(table);
+    box.append(part);
+  }
+}
+
+function featureView(node) {
+  const box = document.createElement("div");
+  box.style.cssText = "font:11px sans-serif;color:#ddd;overflow:auto;max-height:900px";
+  box.append(placeholder("run the node to see the feature's page"));
+  return { box, activity: null };
 }
 
 function onCreated(nodeType, create) {
@@ -133,6 +259,18 @@ app.registerExtension({
         const report = JSON.parse(payload);
         node.lvoMetrics.style.minHeight = `${60 + 16 * report.metrics.length}px`;
         node.lvoMetrics.innerHTML = metricsTable(report);
+        node.setSize([node.size[0], Math.max(node.size[1], node.computeSize()[1])]);
+      });
+    } else if (nodeData.name === "LVOFeaturePage") {
+      onCreated(nodeType, (node) => {
+        node.lvoFeature = featureView(node);
+        domWidget(node, "lvo_feature_page", node.lvoFeature.box, 80);
+      });
+      onExecuted(nodeType, (node, message) => {
+        const payload = message.lvo_feature?.[0];
+        if (!payload || !node.lvoFeature) return;
+        renderFeature(node.lvoFeature, JSON.parse(payload));
+        node.lvoFeature.box.style.minHeight = `${Math.min(900, node.lvoFeature.box.scrollHeight + 8)}px`;
         node.setSize([node.size[0], Math.max(node.size[1], node.computeSize()[1])]);
       });
     } else if (nodeData.name === "LVOSAELoader" || nodeData.name === "LVOFeatureHook") {
