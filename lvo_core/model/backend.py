@@ -94,20 +94,20 @@ def trainable_copy(unet: nn.Module, hookpoint: Hookpoint) -> tuple[nn.Module, in
 
     unet = unwrap_unet(unet)
     order = _forward_order(hookpoint.diffusers_name)
-    memo: dict[int, nn.Module] = {}
-    for point in list_hookpoints(unet):
-        if _forward_order(point.diffusers_name) > order:
-            memo[id(point.module)] = nn.Identity()
-    for tail in ("conv_norm_out", "conv_act", "conv_out", "out"):
-        module = getattr(unet, tail, None)
-        if isinstance(module, nn.Module):
-            memo[id(module)] = nn.Identity()
+    later = [p.module for p in list_hookpoints(unet) if _forward_order(p.diffusers_name) > order]
+    tails = [getattr(unet, name, None) for name in ("conv_norm_out", "conv_act", "conv_out", "out")]
+    return copy_without(unet, later + tails)
+
+
+def copy_without(model: nn.Module, skipped: Sequence[nn.Module | None]) -> tuple[nn.Module, int]:
+    """A copy of ``model`` with ordinary frozen weights in which every ``skipped`` module is an empty placeholder
+    (never copied), and the bytes of the copy's weights: the one way every backend builds its trainable copy."""
+    memo: dict[int, nn.Module] = {id(m): nn.Identity() for m in skipped if isinstance(m, nn.Module)}
     with torch.inference_mode(False):
-        copy = deepcopy(unet, memo)
+        copy = deepcopy(model, memo)
         for p in copy.parameters():
             p.requires_grad_(False)
-    size = sum(p.numel() * p.element_size() for p in copy.parameters())
-    return copy, size
+    return copy, sum(p.numel() * p.element_size() for p in copy.parameters())
 
 
 UNetCall = Callable[[nn.Module, Tensor, Tensor, Tensor], Tensor]

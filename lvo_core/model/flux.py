@@ -11,7 +11,6 @@ from the hooked stream on the packed grid ``(H/2, W/2)``, so heatmaps work as on
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from copy import deepcopy
 from dataclasses import replace
 from typing import Any
 
@@ -26,7 +25,7 @@ from ..hookpoints import (
     list_hookpoints,
     unwrap_unet,
 )
-from .backend import Decoder, ModuleBackend, vae_decoder
+from .backend import Decoder, ModuleBackend, copy_without, vae_decoder
 from .conditioning import Conditioning, extras_of, tokens_of
 from .flow import FlowMatchSchedule, shift_from_config
 from .hooks import TokenGrid, run_to_block_tokens
@@ -155,19 +154,8 @@ def flux_trainable_copy(model: nn.Module, hookpoint: Hookpoint) -> tuple[nn.Modu
     weights are inference tensors that autograd cannot save, and the shared model must stay untouched."""
     root = unwrap_unet(model)
     order = flux_forward_order(hookpoint.diffusers_name)
-    memo: dict[int, nn.Module] = {}
-    for point in list_hookpoints(root):
-        if flux_forward_order(point.diffusers_name) > order:
-            memo[id(point.module)] = nn.Identity()
-    for tail in ("norm_out", "proj_out", "final_layer"):
-        module = getattr(root, tail, None)
-        if isinstance(module, nn.Module):
-            memo[id(module)] = nn.Identity()
-    with torch.inference_mode(False):
-        copy = deepcopy(root, memo)
-        for p in copy.parameters():
-            p.requires_grad_(False)
-    return copy, sum(p.numel() * p.element_size() for p in copy.parameters())
+    later = [p.module for p in list_hookpoints(root) if flux_forward_order(p.diffusers_name) > order]
+    return copy_without(root, later + [getattr(root, n, None) for n in ("norm_out", "proj_out", "final_layer")])
 
 
 # ------------------------------------------------------------------------------------------------ the backend

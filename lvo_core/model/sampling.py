@@ -66,7 +66,8 @@ def sample(unet: nn.Module, scheduler, cond: Tensor, *, uncond: Tensor | None = 
     from .flux import flux_fn, is_flux
 
     param = next(unet.parameters())
-    return sample_with(flux_fn(unet, scheduler) if is_flux(unet) else unet_eps(unet), scheduler, cond, uncond=uncond, guidance=guidance, steps=steps, seeds=seeds,
+    model_fn = flux_fn(unet, scheduler) if is_flux(unet) else unet_eps(unet)
+    return sample_with(model_fn, scheduler, cond, uncond=uncond, guidance=guidance, steps=steps, seeds=seeds,
                        latent_shape=latent_shape, device=param.device, dtype=param.dtype, on_step=on_step,
                        before_step=before_step, init_latents=init_latents)
 
