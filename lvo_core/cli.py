@@ -48,10 +48,8 @@ def either(word: str, parse: Callable[[str], object] = int_list) -> Callable[[st
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="tiny", help="'tiny' (default), 'tiny-sdxl', 'tiny-flux' (tiny SDXL- and "
-                                                   "FLUX.1-dev-shaped models), 'toy' (the trained toy world), a local "
-                                                   "diffusers folder (UNet or FLUX), or a .safetensors checkpoint with "
-                                                   "--config")
+    p.add_argument("--model", default="tiny", help="tiny (default), tiny-sdxl, tiny-flux, toy (the trained toy "
+                                                   "world), a local diffusers folder, or a .safetensors with --config")
     p.add_argument("--config", help="local diffusers folder with the configs of a single-file checkpoint")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
     p.add_argument("--sae", help="SAE folder/file (any supported format), or 'tiny'/'toy' (the default with "
