@@ -7,8 +7,9 @@ same nodes as ``NODE_CLASS_MAPPINGS``. ``WEB_DIRECTORY`` is read either way. All
 """
 
 WEB_DIRECTORY = "./web"
-try:  # outside ComfyUI (pytest importing the checkout's folder as a package) there is nothing to register
-    import comfy  # noqa: F401
+try:  # outside ComfyUI (pytest importing the checkout's folder as a package) there is nothing to register;
+    # comfy.samplers, not bare comfy: any folder named comfy/ beside the checkout imports as a namespace package
+    import comfy.samplers  # noqa: F401  (ComfyUI has imported it before it loads custom nodes)
 
     IN_COMFYUI = True
 except ImportError:
