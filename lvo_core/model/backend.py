@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from copy import deepcopy
+from dataclasses import replace
 from typing import Callable, Iterator, Protocol, Sequence
 
 import torch
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 from ..errors import LVOError
 from ..hookpoints import Hookpoint, resolve_hookpoint
 from .conditioning import Conditioning
-from .hooks import run_to_block, to_tokens
+from .hooks import TokenGrid, run_to_block_tokens
 from .noise import alphas_from_scheduler
 from .sampling import call_unet, default_latent_shape
 from .schedule import DDPMSchedule, NoiseSchedule, as_schedule
@@ -153,12 +154,20 @@ class ModuleBackend:
             raise LVOError("this backend does not know its latent shape; pass latent_shape")
         return self._latent_shape
 
+    def _trainable_copy(self) -> tuple[nn.Module, int]:
+        """The copy of the model up to the hook, and its bytes (each architecture knows what comes after)."""
+        return trainable_copy(self.unet, self.hookpoint)
+
+    def _token_grid(self, x_t: Tensor, context: Tensor) -> TokenGrid | None:
+        """The image-token grid of one call, for DiT blocks; a UNet block's output carries its own (None)."""
+        return None
+
     def _runner(self) -> tuple[nn.Module, Hookpoint]:
         if not self.copy_weights:
             return self.unet, self.hookpoint
         if self._copy is None:
-            copy, self.copy_bytes = trainable_copy(self.unet, self.hookpoint)
-            self._copy = (copy, resolve_hookpoint(copy, self.hookpoint.module_path).reading(self.hookpoint.reads))
+            copy, self.copy_bytes = self._trainable_copy()
+            self._copy = (copy, replace(self.hookpoint, module=copy.get_submodule(self.hookpoint.module_path)))
         return self._copy
 
     def release(self) -> None:
@@ -166,17 +175,17 @@ class ModuleBackend:
         self._copy, self.copy_bytes = None, 0
 
     def block_tokens(self, x_t: Tensor, t: Tensor, context: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        grid = self._token_grid(x_t, context)
         module, point = self._runner()
         x_t = x_t.to(self.dtype)
         context = context.to(device=self.device, dtype=self.dtype)
         try:
-            out = run_to_block(module, point, x_t, t.to(self.device), context, call=self._call)
+            return run_to_block_tokens(module, point, x_t, t.to(self.device), context, call=self._call, grid=grid)
         except RuntimeError as exc:
             if "Inference tensors cannot be saved for backward" in str(exc):
                 raise LVOError("the model's weights are inference tensors (created under torch.inference_mode); "
                                "use copy_weights='auto' so LVO runs on a trainable copy") from exc
             raise
-        return to_tokens(out)
 
     def predict(self, x_t: Tensor, t: Tensor, context: Tensor) -> Tensor:
         """The full model's output, without gradients (the shared weights serve; nothing is saved)."""
@@ -201,10 +210,6 @@ class ModuleBackend:
         return frozen_weights(self._runner()[0])
 
 
-def diffusers_call(unet: nn.Module, x: Tensor, t: Tensor, context: Tensor | Conditioning) -> Tensor:
-    return call_unet(unet, x, t, context)
-
-
 class DiffusersBackend(ModuleBackend):
     """A diffusers ``UNet2DConditionModel`` (SD1.x/2.x, or SDXL with its added conditioning carried by a
     :class:`~lvo_core.model.conditioning.Conditioning`) with a hooked block, its training ᾱ schedule, a decoder and
@@ -223,7 +228,7 @@ class DiffusersBackend(ModuleBackend):
                 raise LVOError("give the empty-prompt conditioning or a prompt encoder to compute it")
             empty_context = encode_prompt([""])
         spacing = getattr(getattr(scheduler, "config", None), "timestep_spacing", "leading")
-        super().__init__(unet, hookpoint, diffusers_call, DDPMSchedule(alphas, spacing),
+        super().__init__(unet, hookpoint, call_unet, DDPMSchedule(alphas, spacing),
                          decoder=vae_decoder(decoder) if isinstance(decoder, nn.Module) else decoder,
                          empty_context=empty_context, latent_shape=latent_shape or default_latent_shape(unet),
                          copy_weights=copy_weights, reads=reads)

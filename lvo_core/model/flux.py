@@ -11,7 +11,6 @@ from the hooked stream on the packed grid ``(H/2, W/2)``, so heatmaps work as on
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -28,7 +27,7 @@ from ..hookpoints import (
 from .backend import Decoder, ModuleBackend, copy_without, vae_decoder
 from .conditioning import Conditioning, extras_of, tokens_of
 from .flow import FlowMatchSchedule, shift_from_config
-from .hooks import TokenGrid, run_to_block_tokens
+from .hooks import TokenGrid
 
 DEFAULT_GUIDANCE = 3.5  # FLUX.1-dev's guidance_scale in diffusers' pipeline and ComfyUI's Flux conditioning
 DEFAULT_LATENT = 128  # 1024 px, FLUX.1's native resolution
@@ -196,10 +195,9 @@ class FluxBackend(ModuleBackend):
 
         super().__init__(transformer, hookpoint, sigma_call, schedule,
                          decoder=vae_decoder(decoder) if isinstance(decoder, nn.Module) else decoder,
-                         empty_context=None, latent_shape=latent_shape, copy_weights=copy_weights)
+                         empty_context=empty_context, latent_shape=latent_shape, copy_weights=copy_weights)
         if self.hookpoint.stream is None:
             raise LVOError(f"'{self.hookpoint.diffusers_name}' is not a FLUX block")
-        self._empty_flux = empty_context
         self.scheduler = scheduler
         self.encode_prompt = encode_prompt
 
@@ -209,27 +207,8 @@ class FluxBackend(ModuleBackend):
             return Conditioning(context.tokens, {**context.extras, "guidance": g})
         return context
 
-    def _runner(self) -> tuple[nn.Module, Hookpoint]:
-        if not self.copy_weights:
-            return self.unet, self.hookpoint
-        if self._copy is None:
-            copy, self.copy_bytes = flux_trainable_copy(self.unet, self.hookpoint)
-            self._copy = (copy, replace(self.hookpoint, module=copy.get_submodule(self.hookpoint.module_path)))
-        return self._copy
+    def _trainable_copy(self) -> tuple[nn.Module, int]:
+        return flux_trainable_copy(self.unet, self.hookpoint)
 
-    def block_tokens(self, x_t: Tensor, t: Tensor, context: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        hw = check_latents(x_t)
-        module, point = self._runner()
-        x_t = x_t.to(self.dtype)
-        context = context.to(device=self.device, dtype=self.dtype)
-        grid = TokenGrid(hw, tokens_of(context).shape[1])
-        try:
-            return run_to_block_tokens(module, point, x_t, t.to(self.device), context, call=self._call, grid=grid)
-        except RuntimeError as exc:
-            if "Inference tensors cannot be saved for backward" in str(exc):
-                raise LVOError("the model's weights are inference tensors (created under torch.inference_mode); "
-                               "use copy_weights='auto' so LVO runs on a trainable copy") from exc
-            raise
-
-    def empty_context(self, batch: int) -> Conditioning:
-        return self._empty_flux.to(device=self.device, dtype=self.dtype).expand(batch)
+    def _token_grid(self, x_t: Tensor, context: Tensor) -> TokenGrid:
+        return TokenGrid(check_latents(x_t), tokens_of(context).shape[1])
