@@ -19,6 +19,7 @@ from .errors import LVOError
 DEFAULT_HOOKPOINT = "up_blocks.1.attentions.1"
 FLUX_HOOKPOINT = "transformer_blocks.18"  # where sdxl-unbox's FLUX.1 SAE reads the image stream
 TINY_FLUX_HOOKPOINT = "transformer_blocks.1"
+TINY_MODELS = ("tiny", "tiny-sdxl", "tiny-flux")  # built in code; each comes with its own random SAE
 TINY_PROMPTS = ["red circle", "blue square", "green triangle", "yellow ring", "red stripes", "blue circle",
                 "green square", "white ring"]
 NOT_RECORDED = ("func", "from_json", "resume")
@@ -93,7 +94,7 @@ def rerun_settings(s: Any, argv: Sequence[str]) -> Any:
 
 def read_prompts(path: str | None, model_source: str) -> list[str]:
     if path is None:
-        if model_source in ("tiny", "tiny-sdxl", "tiny-flux"):
+        if model_source in TINY_MODELS:
             return list(TINY_PROMPTS)
         if model_source == "toy":
             from .toy.world import COLORS, SHAPES
@@ -144,14 +145,14 @@ def setup(s: Any):
     model = load_named_model(s.model, config=s.config, device=s.device)
     sae = None
     if not s.raw:
-        spec = s.sae or (model.source if model.source in ("tiny", "tiny-sdxl", "tiny-flux", "toy") else None)
+        spec = s.sae or (model.source if model.source in (*TINY_MODELS, "toy") else None)
         if spec is None:
             raise LVOError("give --sae PATH for SAE features, or --raw for raw channels")
         if spec == "toy":
             from .toy import SAE_PATH
 
             spec = str(SAE_PATH)
-        sae = tiny_sae(spec) if spec in ("tiny", "tiny-sdxl", "tiny-flux") else load_sae(spec, hookpoint=s.hookpoint)
+        sae = tiny_sae(spec) if spec in TINY_MODELS else load_sae(spec, hookpoint=s.hookpoint)
         sae = sae.to(device=s.device, dtype=torch.float32)
     hookpoint = s.hookpoint or (sae.hookpoint if sae is not None and sae.hookpoint else default_hookpoint(model.unet))
     if sae is not None:

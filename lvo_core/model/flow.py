@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ..errors import LVOError
 from .noise import check_timesteps
+from .schedule import table_on
 
 
 def dynamic_shift_mu(image_seq_len: int, base_seq_len: int = 256, max_seq_len: int = 4096,
@@ -66,10 +67,7 @@ class FlowMatchSchedule:
         t = self.check(t)
         if like is None:
             return self.sigmas[t]
-        key = (like.device, like.dtype)
-        if key not in self._cache:
-            self._cache[key] = self.sigmas.to(device=like.device, dtype=like.dtype)
-        return self._cache[key][t.to(like.device)]
+        return table_on(self.sigmas, like, self._cache)[t.to(like.device)]
 
     def timestep_of(self, sigma: Tensor | float) -> Tensor:
         """The integer timestep nearest to σ (inverts the shift): how ComfyUI's σ values map to LVO's t."""

@@ -247,7 +247,8 @@ def load_model(spec: str = TINY, *, config: str | None = None, device: str | tor
     path = Path(spec)
     if not path.exists():
         raise LVOError(f"model {path} does not exist; give a local diffusers folder, a .safetensors checkpoint "
-                       f"with --config, 'tiny' or 'tiny-flux' (the toy world loads with lvo_core.toy.load_toy_model)")
+                       f"with --config, or one of {', '.join(repr(n) for n in (TINY, TINY_SDXL, TINY_FLUX))} (the toy world "
+                       f"loads with lvo_core.toy.load_toy_model)")
     if path.is_dir() and (path / "transformer" / "config.json").is_file():
         return _load_flux_folder(path, device, dtype)
     if path.is_file():

@@ -64,17 +64,11 @@ class DDPMSchedule:
     def num_timesteps(self) -> int:
         return len(self.alphas)
 
-    def _table(self, like: Tensor) -> Tensor:
-        key = (like.device, like.dtype)
-        if key not in self._cache:
-            self._cache[key] = self.alphas.to(device=like.device, dtype=like.dtype)
-        return self._cache[key]
-
     def check(self, timesteps: Sequence[int] | Tensor) -> Tensor:
         return check_timesteps(timesteps, self.alphas)
 
     def add_noise(self, z: Tensor, t: Tensor, noise: Tensor) -> Tensor:
-        return add_noise(z, t, self._table(z), noise)
+        return add_noise(z, t, table_on(self.alphas, z, self._cache), noise)
 
     def to_eps(self, output: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         return output
@@ -93,6 +87,15 @@ class DDPMSchedule:
 
     def describe(self) -> dict:
         return {"kind": "ddpm", "timesteps": self.num_timesteps, "timestep_spacing": self.timestep_spacing}
+
+
+def table_on(table: Tensor, like: Tensor, cache: dict[tuple, Tensor]) -> Tensor:
+    """``table`` on ``like``'s device and dtype, moved once per (device, dtype) and kept in ``cache``: schedules
+    index it on every optimizer step."""
+    key = (like.device, like.dtype)
+    if key not in cache:
+        cache[key] = table.to(device=like.device, dtype=like.dtype)
+    return cache[key]
 
 
 def as_schedule(schedule: NoiseSchedule | Tensor) -> NoiseSchedule:
