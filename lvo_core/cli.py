@@ -1,8 +1,5 @@
-"""Command line: ``python -m lvo_core <command> …`` (``--help`` lists the commands, ``<command> --help`` its flags).
-
-Models: ``--model tiny`` (embedded, the default), ``toy`` (the trained toy world), a local diffusers folder, or a
-single-file ``.safetensors`` checkpoint with ``--config``. Units are SAE features (``--sae``) or raw channels
-(``--raw``).
+"""Command line: ``python -m lvo_core <command> …`` (``--help`` lists the commands, ``<command> --help`` its flags,
+grouped, with an example).
 
 This module only parses: one ``*_args`` function per subcommand declares its flags (the regularizers' come from
 :mod:`lvo_core.lvo.regularizers`); :func:`lvo_core.commands.run` runs the command behind the error boundary (bad
@@ -22,6 +19,38 @@ from .analysis.steering import REFERENCE_SEEDS
 from .commands import DEFAULT_HOOKPOINT
 from .errors import LVOError
 from .lvo import regularizers
+
+
+DESCRIPTION = """See what a diffusion model has learned: pictures of SAE features and raw channels of a UNet block
+(Latent Visualization by Optimization), with numbers that say how faithful they are.
+
+Start here:  python -m lvo_core demo
+  (the trained toy world that ships with the pack: about a minute on a laptop CPU, writes lvo_runs/demo/)
+
+Models (--model): toy (trained, known concepts), tiny / tiny-sdxl / tiny-flux (random weights: plumbing checks
+only), a local diffusers folder, or a single-file .safetensors checkpoint with --config. Nothing is downloaded."""
+
+EPILOG = """typical research sequence on your own SD1.5 model:
+  python -m lvo_core info      --model MODEL --sae SAE
+  python -m lvo_core bank      --model MODEL --sae SAE --out lvo_runs/bank-sd15 --size 1000
+  python -m lvo_core visualize --model MODEL --sae SAE --bank lvo_runs/bank-sd15 --units 1234,77
+every command: python -m lvo_core COMMAND --help"""
+
+# One example per command, shown under its --help (each runs as written on the shipped toy world).
+EXAMPLES = {
+    "demo": "python -m lvo_core demo --out lvo_runs/demo",
+    "visualize": "python -m lvo_core visualize --model toy --units 319,14 --out lvo_runs/toy-vis",
+    "bank": "python -m lvo_core bank --model toy --out lvo_runs/toy-bank --size 160 --units 319 --k 8",
+    "search": "python -m lvo_core search --model toy --prompt \"red ring\" --out lvo_runs/toy-search",
+    "page": "python -m lvo_core page --model toy --unit 319 --bank lvo_runs/toy-bank --out lvo_runs/toy-page",
+    "analyze": "python -m lvo_core analyze --model toy --out lvo_runs/toy-activity.safetensors",
+    "examples": "python -m lvo_core examples --model toy --unit 319 --out lvo_runs/toy-examples",
+    "steer": "python -m lvo_core steer --model toy --units 319 --seeds 1,2 --out lvo_runs/toy-steer",
+    "atlas": "python -m lvo_core atlas --model toy --units 0-31 --out lvo_runs/toy-atlas",
+    "info": "python -m lvo_core info --model toy --sae toy",
+    "convert": "python -m lvo_core convert path/to/ae.pt-folder lvo_runs/converted-sae",
+    "ablate": "python -m lvo_core ablate --out lvo_runs/ablation",
+}
 
 
 class Parser(argparse.ArgumentParser):
@@ -47,16 +76,21 @@ def either(word: str, parse: Callable[[str], object] = int_list) -> Callable[[st
     return lambda text: word if text == word else parse(text)
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="tiny", help="tiny (default), tiny-sdxl, tiny-flux, toy (the trained toy "
-                                                   "world), a local diffusers folder, or a .safetensors with --config")
-    p.add_argument("--config", help="local diffusers folder with the configs of a single-file checkpoint")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
-    p.add_argument("--sae", help="SAE folder/file (any supported format), or 'tiny'/'toy' (the default with "
+def _model_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Declares the model flags in their own help group, and returns it for the units flags."""
+    g = p.add_argument_group("model and units")
+    g.add_argument("--model", default="tiny", help="toy (the trained toy world: start here), a local diffusers "
+                   "folder, a .safetensors with --config, or tiny / tiny-sdxl / tiny-flux (default tiny: RANDOM "
+                   "weights, for plumbing checks only)")
+    g.add_argument("--config", help="local diffusers folder with the configs of a single-file checkpoint (e.g. "
+                                    "a copy of the model's repository without weights; nothing is downloaded)")
+    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    g.add_argument("--sae", help="SAE folder/file (any supported format), or 'tiny'/'toy' (the default with "
                                  "--model tiny/toy)")
-    p.add_argument("--raw", action="store_true", help="use raw channels of the block instead of SAE features")
-    p.add_argument("--hookpoint", help=f"block to hook, diffusers or LDM name (default: the SAE's, else "
-                                       f"{DEFAULT_HOOKPOINT})")
+    g.add_argument("--raw", action="store_true", help="use raw channels of the block instead of SAE features")
+    g.add_argument("--hookpoint", help=f"block to hook, diffusers or LDM name (default: the SAE's, else "
+                                       f"{DEFAULT_HOOKPOINT}; `info --model M` lists them)")
+    return g
 
 
 def _generation_args(p: argparse.ArgumentParser) -> None:
@@ -69,6 +103,7 @@ def _generation_args(p: argparse.ArgumentParser) -> None:
 
 
 def _steer_args(p: argparse.ArgumentParser) -> None:
+    p = p.add_argument_group("steering (the steer command and the paper/custom recipes' prior)")
     p.add_argument("--mode", default="add", choices=["add", "scale"], help="add the decoder direction / channel "
                    "constant, or scale the feature's code with the SAE error preserved")
     p.add_argument("--scale", type=float, help="strength = dataset max at t × scale (default 500 SAE, 50 raw)")
@@ -78,31 +113,47 @@ def _steer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prior-steps", type=int, default=50, help="sampling steps of the steered generation (50)")
 
 
+def recipe_defaults(field: str) -> str:
+    """``faithful 30, paper 100, …``: a setting's effective default under each recipe (help text)."""
+    from .lvo.optimize import preset
+    from .lvo.recipes import RECIPES
+
+    values = {name: getattr(r.config, field) for name, r in RECIPES.items()}
+    values["custom"] = getattr(preset("sae"), field)
+    return ", ".join(f"{name} {value}" for name, value in values.items())
+
+
 def _lvo_args(p: argparse.ArgumentParser) -> None:
     """The LVO settings shared by ``visualize`` and ``atlas``."""
-    p.add_argument("--recipe", choices=["faithful", "paper", "best", "custom"],
+    g = p.add_argument_group("recipe (what the pictures start from and how they are optimized)")
+    g.add_argument("--recipe", choices=["faithful", "paper", "best", "custom"],
                    help="faithful (default: the unit's best sample-bank image, polished), paper (the reference), "
                         "best, or custom (built from the flags; implied by --prior or --preset)")
-    p.add_argument("--bank", help="sample-bank folder to build, resume or reuse (default: OUT/bank)")
-    p.add_argument("--bank-size", type=int, default=160, help="pool size of a new sample bank (160)")
-    p.add_argument("--select-t", type=either("peak", int), help="faithful: the selection timestep (200) or 'peak'")
-    p.add_argument("--timesteps", type=either("peaks"),
+    g.add_argument("--bank", help="sample-bank folder to build, resume or reuse (default: OUT/bank); an existing "
+                                  "bank is used as it is, whatever its size")
+    g.add_argument("--bank-size", type=int, default=160, help="pool size when a new sample bank is built (160); a "
+                   "smaller size on an existing bank uses its first images")
+    g.add_argument("--select-t", type=either("peak", int), help="faithful: the selection timestep (200) or 'peak'")
+    g.add_argument("--timesteps", type=either("peaks"),
                    help="custom/paper/best: 'peaks' ({0} ∪ activity peaks; needs --analysis) or timesteps")
-    p.add_argument("--prior", help="custom: 'steer' (default), 'random', or a priors.safetensors file")
-    p.add_argument("--preset", choices=["sae", "raw"], help="custom: settings preset (default: by unit kind)")
-    p.add_argument("--robustness", choices=["L0", "L1", "L2", "L3"], help="augmentation level (preset: L1)")
-    p.add_argument("--steps", type=int, help="optimization steps (100)")
-    p.add_argument("--lr", type=float, help="learning rate (0.05)")
-    p.add_argument("--optimizer", choices=["adam", "adamw"], help="adamw (default, weight decay 0.01) or adam")
-    p.add_argument("--seed", type=int, help="seed of the augmentation draws (0)")
-    p.add_argument("--value", choices=["dense", "pre", "sparse"],
+    g.add_argument("--prior", help="custom: 'steer' (default), 'random', or a priors.safetensors file")
+    g.add_argument("--preset", choices=["sae", "raw"], help="custom: settings preset (default: by unit kind)")
+    g.add_argument("--robustness", choices=["L0", "L1", "L2", "L3"], help="augmentation level (preset: L1)")
+    g.add_argument("--steps", type=int, help=f"optimization steps (default by recipe: {recipe_defaults('steps')})")
+    g.add_argument("--lr", type=float, help=f"learning rate (default by recipe: {recipe_defaults('lr')})")
+    g.add_argument("--optimizer", choices=["adam", "adamw"], help="adamw (default, weight decay 0.01) or adam")
+    g.add_argument("--seed", type=int, help="seed of the augmentation draws (jitter, rotation, zoom; default 0) — "
+                                            "not the pictures' starts, which --seeds sets")
+    g.add_argument("--value", choices=["dense", "pre", "sparse"],
                    help="SAE objective: dense ReLU pre-activation (paper, custom), pre-ReLU (faithful, best), or the "
                         "sparse code")
-    p.add_argument("--no-noise", action="store_true", help="ablation: no schedule-matched noise injection")
-    p.add_argument("--no-augment", action="store_true", help="ablation: no jitter/rotation/zoom")
+    g.add_argument("--no-noise", action="store_true", help="ablation: no schedule-matched noise injection")
+    g.add_argument("--no-augment", action="store_true", help="ablation: no jitter/rotation/zoom")
+    g.add_argument("--minimize", action="store_true", help="minimize the unit instead")
+    terms = p.add_argument_group("regularizers (each recipe sets its own; these override)")
     for flag in regularizers.flags():  # --tv-weight, --blur-sigma, --no-precondition, --no-penalties, …
-        p.add_argument(flag.option, **flag.argparse_options)
-    p.add_argument("--minimize", action="store_true", help="minimize the unit instead")
+        terms.add_argument(flag.option, **flag.argparse_options)
+    p = p.add_argument_group("speed and display")
     p.add_argument("--batch-size", type=either("auto", int), default=20, help="rows optimized together (20), or 'auto' "
                    "(fits free memory; halves on out-of-memory either way)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="fp32",
@@ -115,12 +166,13 @@ def _lvo_args(p: argparse.ArgumentParser) -> None:
 
 def _units_args(p: argparse.ArgumentParser, seeds: Sequence[int], units_help: str, **units: object) -> None:
     """Model, steering, units, seeds and analysis: what ``steer``, ``visualize`` and ``atlas`` share."""
-    _model_args(p)
-    _steer_args(p)
-    p.add_argument("--units", help=units_help, **units)
-    p.add_argument("--seeds", type=int_list, default=list(seeds),
-                   help=f"comma-separated seeds (default {','.join(map(str, seeds))})")
-    p.add_argument("--analysis", help="activity analysis: peak timesteps, dataset max, steering strengths")
+    g = _model_args(p)
+    g.add_argument("--units", help=units_help, **units)
+    g.add_argument("--seeds", type=int_list, default=list(seeds),
+                   help=f"one picture per unit and seed: the k-th seed starts from the unit's k-th best bank image "
+                        f"(faithful) or from its own steering noise (paper) (default {','.join(map(str, seeds))})")
+    g.add_argument("--analysis", help="activity analysis (`analyze`): peak timesteps, dataset max (pictures are "
+                                      "then reported as a ratio to it), steering strengths")
 
 
 def analyze_args(p: argparse.ArgumentParser) -> None:
@@ -206,6 +258,20 @@ def search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="lvo_runs/search", help="output folder (search.png, search.json)")
 
 
+def page_args(p: argparse.ArgumentParser) -> None:
+    g = _model_args(p)
+    g.add_argument("--unit", type=int, required=True, help="feature or channel index")
+    g.add_argument("--analysis", help="activity analysis (activity over timesteps, dataset examples; the toy world's "
+                                      "ships with it)")
+    g.add_argument("--bank", help="sample bank folder (histogram, density, top pool images)")
+    g.add_argument("--run", action="append", help="a visualize output folder: its pictures of the unit and their "
+                                                  "metrics (repeat to compare runs)")
+    p.add_argument("--bank-t", type=int, default=200, help="timestep the bank is scored at (200)")
+    p.add_argument("--top", type=int, default=8, help="examples per section (8)")
+    p.add_argument("--bins", type=int, default=20, help="histogram bins (20)")
+    p.add_argument("--out", default="lvo_runs/page", help="output folder (feature_N.png, feature_N.json)")
+
+
 def demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="lvo_runs/demo", help="output folder (default: lvo_runs/demo)")
     p.add_argument("--units", type=int, default=6, help="how many concept-pure features to show (6)")
@@ -225,19 +291,27 @@ def ablate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
 
 
-# A subcommand is its name here, a ``<name>_args`` function above declaring its flags, and ``cmd_<name>`` in
-# lvo_core.commands doing the work (the first paragraph of its docstring is the help line).
-SUBCOMMANDS = ("analyze", "steer", "visualize", "atlas", "examples", "bank", "search", "info", "convert", "demo",
-               "ablate")
+# A subcommand is its name here with the function above declaring its flags, ``cmd_<name>`` in lvo_core.commands
+# doing the work (the first paragraph of its docstring is the help line) and an example in EXAMPLES. In the order a
+# newcomer meets them.
+SUBCOMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "demo": demo_args, "visualize": visualize_args, "bank": bank_args, "search": search_args, "page": page_args,
+    "analyze": analyze_args, "examples": examples_args, "steer": steer_args, "atlas": atlas_args, "info": info_args,
+    "convert": convert_args, "ablate": ablate_args,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line; the regularizers' flags come from :mod:`lvo_core.lvo.regularizers`."""
-    parser = Parser(prog="python -m lvo_core", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for name in SUBCOMMANDS:
+    parser = Parser(prog="python -m lvo_core", description=DESCRIPTION, epilog=EPILOG,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, title="commands",
+                                metavar="COMMAND")
+    for name, declare in SUBCOMMANDS.items():
         func = getattr(commands, f"cmd_{name}")
-        globals()[f"{name}_args"](sub.add_parser(name, help=" ".join(func.__doc__.split("\n\n")[0].split())))
+        summary = " ".join(func.__doc__.split("\n\n")[0].split())
+        declare(sub.add_parser(name, help=summary, description=summary, epilog=f"example:\n  {EXAMPLES[name]}",
+                               formatter_class=argparse.RawDescriptionHelpFormatter))
         sub.choices[name].set_defaults(func=func)
     return parser
 

@@ -51,12 +51,26 @@ def check_settings(s: Any) -> Any:
     """Refuse missing units and non-positive counts before anything loads."""
     if s.command in ("steer", "visualize", "atlas") and not s.units:
         raise LVOError("give --units, e.g. --units 12,305 (feature or channel indices)")
-    for name in ("steps", "prior_steps", "batch_size", "k", "top_n", "eval_samples", "lvo_steps", "check_every",
-                 "bank_size", "chunk_size"):
+    counts = ["steps", "prior_steps", "batch_size", "k", "top_n", "eval_samples", "lvo_steps", "check_every",
+              "bank_size", "chunk_size", "size", "top"]
+    if s.command in ("demo", "ablate"):
+        counts.append("units")  # here a count of concept-pure features, not indices
+    for name in counts:
         value = getattr(s, name, None)
-        if value is not None and value != "auto" and value <= 0:
+        if value is not None and value != "auto" and not isinstance(value, list) and value <= 0:
             raise LVOError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if s.command == "bank" and s.units and s.k > s.size:
+        raise LVOError(f"--k {s.k} asks for more examples than the bank holds (--size {s.size}); lower --k or raise "
+                       f"--size")
     return s
+
+
+def check_units(model, hookpoint: str, units: Sequence[int], sae) -> None:
+    """Unit indices, the SAE's width and the hookpoint checked against the model before any sampling (a bad
+    index must not cost a bank build first)."""
+    from .model.units import make_unit_spec
+
+    make_unit_spec(model.unet, hookpoint, units, sae)
 
 
 def run(s: Any, argv: Sequence[str] = ()) -> int:
@@ -112,7 +126,12 @@ def read_prompts(path: str | None, model_source: str) -> list[str]:
 
 
 def load_named_model(spec: str, **kwargs: Any):
-    """``toy`` (the shipped toy world) or anything :func:`~lvo_core.model.loading.load_model` takes."""
+    """``toy`` (the shipped toy world) or anything :func:`~lvo_core.model.loading.load_model` takes. A tiny model
+    says out loud that its weights are random: its pictures are noise by construction."""
+    if spec in TINY_MODELS:
+        print(f"note: --model {spec} has random weights (a stand-in for checking the plumbing): its pictures are "
+              f"noise. For a trained model with known concepts use --model toy; for SD give a local folder.",
+              file=sys.stderr)
     if spec == "toy":
         from .toy import load_toy_model
 
@@ -148,16 +167,21 @@ def setup(s: Any):
         spec = s.sae or (model.source if model.source in (*TINY_MODELS, "toy") else None)
         if spec is None:
             raise LVOError("give --sae PATH for SAE features, or --raw for raw channels")
-        if spec == "toy":
-            from .toy import SAE_PATH
-
-            spec = str(SAE_PATH)
-        sae = tiny_sae(spec) if spec in TINY_MODELS else load_sae(spec, hookpoint=s.hookpoint)
+        sae = tiny_sae(spec) if spec in TINY_MODELS else load_sae(sae_path(spec), hookpoint=s.hookpoint)
         sae = sae.to(device=s.device, dtype=torch.float32)
     hookpoint = s.hookpoint or (sae.hookpoint if sae is not None and sae.hookpoint else default_hookpoint(model.unet))
     if sae is not None:
         check_sae_fits(sae.d_in, resolve_hookpoint(model.unet, hookpoint), model.unet)
     return model, sae, hookpoint
+
+
+def sae_path(spec: str) -> str:
+    """``--sae toy`` is the toy world's shipped SAE; anything else is a path."""
+    if spec == "toy":
+        from .toy import SAE_PATH
+
+        return str(SAE_PATH)
+    return spec
 
 
 def default_hookpoint(unet) -> str:
@@ -310,6 +334,7 @@ def _lvo_setup(s: Any, cluster: Any = None):
     backend = backend_for(model, hookpoint, sae)
     count = sae.d_sae if sae is not None else backend.hookpoint.channels
     todo = list(range(count)) if s.units == "all" else list(s.units)
+    check_units(model, hookpoint, todo, sae)
     name = chosen_recipe(s)
     settings = recorded_args(s)
     info = {"command": s.command, "args": dict(settings), "hookpoint": hookpoint, "model": model.source,
@@ -388,6 +413,7 @@ def cmd_steer(s: Any) -> int:
     from .runs.report import save_json, save_png, save_tensors, versions
 
     model, sae, hookpoint = setup(s)
+    check_units(model, hookpoint, s.units, sae)
     analysis = load_analysis(s.analysis)
     rows = plan_rows(s.units, s.seeds, [0], None)
     latents = steer_prior(model, sae, hookpoint, analysis, s)([r.unit for r in rows], [r.seed for r in rows])
@@ -468,6 +494,10 @@ def cmd_bank(s: Any) -> int:
 
     model, sae, hookpoint = setup(s)
     backend = backend_for(model, hookpoint, sae)
+    if s.units:
+        check_units(model, hookpoint, s.units, sae)
+        if model.decoder is None:
+            raise LVOError("drawing examples (--units) needs a decoder (VAE); this model has none")
     start = time.perf_counter()
     bank = build_bank(backend, BankSettings(size=s.size, steps=s.steps), sae=sae, out=s.out,
                       on_progress=Progress("bank"))
@@ -476,8 +506,6 @@ def cmd_bank(s: Any) -> int:
     print(f"sample bank of {bank.size} samples at {hookpoint}, scored at t = {', '.join(map(str, s.timesteps))} "
           f"({time.perf_counter() - start:.1f}s); wrote {s.out}/bank.json")
     if s.units:
-        if model.decoder is None:
-            raise LVOError("drawing examples needs a decoder (VAE); this model has none")
         tiles, labels = [], []
         for unit in s.units:
             for t in s.timesteps:
@@ -563,6 +591,65 @@ def cmd_search(s: Any) -> int:
     return 0
 
 
+def cmd_page(s: Any) -> int:
+    """One feature's page: activity, sample-bank histogram and top images, and each given run's pictures with
+    their metrics."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from .analysis.bank import SampleBank
+    from .analysis.metrics import display_images
+    from .runs.feature_page import feature_card, feature_sheet
+    from .runs.record import load_result
+    from .runs.report import save_json, save_png
+
+    results = [load_result(Path(folder) / "result.json") for folder in s.run or []]  # cheap checks first
+    model, sae, hookpoint = setup(s)
+    check_units(model, hookpoint, [s.unit], sae)
+    analysis = load_analysis(s.analysis or default_analysis(s, hookpoint))
+    backend = backend_for(model, hookpoint, sae)
+    bank = None
+    if s.bank:
+        bank = SampleBank.load(s.bank)
+        bank.check_matches(backend, sae)
+        bank.ensure_scores(backend, sae, [s.bank_t], on_progress=Progress("bank scores"))
+    card = feature_card(s.unit, hookpoint=hookpoint, sae=sae, analysis=analysis, bank=bank, bank_t=s.bank_t,
+                        results=results, top=s.top, bins=s.bins)
+    pictures: dict[str, list] = {}
+    if card["bank"] is not None and model.decoder is not None:
+        order = [e["index"] for e in card["bank"]["top"]]
+        with torch.no_grad():
+            pictures["bank"] = list(display_images(model.decoder(bank.latents[order].to(backend.device)))
+                                    .float().cpu().numpy())
+    for run, result, folder in zip(card["visualizations"], results, s.run or []):
+        files = result.get("images") or []
+        pictures[run["name"]] = [np.asarray(Image.open(Path(folder) / files[r["row"]]).convert("RGB"), np.float32)
+                                 / 255 for r in run["rows"] if r["row"] < len(files)]
+    out = Path(s.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(card, out / f"feature_{s.unit}.json")
+    save_png(feature_sheet(card, analysis, pictures), out / f"feature_{s.unit}.png")
+    for note in card["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    print(json.dumps({k: card[k] for k in ("unit", "kind", "hookpoint")}) +
+          f"; wrote {out}/feature_{s.unit}.png and feature_{s.unit}.json")
+    return 0
+
+
+def default_analysis(s: Any, hookpoint: str) -> str | None:
+    """The toy world ships the activity analysis of its SAE and of the raw channels of its block; any other model,
+    SAE or block needs ``--analysis`` (from ``analyze``)."""
+    from .hookpoints import equivalent_names
+
+    if s.model != "toy" or s.sae not in (None, "toy") or "up_blocks.1.attentions.1" not in equivalent_names(hookpoint):
+        return None
+    from .toy import ANALYSIS, RAW_ANALYSIS
+
+    return str(RAW_ANALYSIS if s.raw else ANALYSIS)
+
+
 def cmd_examples(s: Any) -> int:
     """Top-activating generations of a unit, ranked, with heatmaps."""
     from .analysis.examples import generate_with_maps, overlay, rank_examples
@@ -571,6 +658,7 @@ def cmd_examples(s: Any) -> int:
     from .runs.report import save_json, save_png, versions
 
     model, sae, hookpoint = setup(s)
+    check_units(model, hookpoint, [s.unit], sae)
     analysis = load_analysis(s.analysis)
     prompts = read_prompts(s.prompts, model.source)
     t = s.timestep
@@ -659,7 +747,10 @@ def cmd_info(s: Any) -> int:
     from .sae import describe, load_sae
 
     report: dict = {}
-    if s.sae:
+    if s.sae in TINY_MODELS:
+        report["sae"] = tiny_sae(s.sae).summary()
+    elif s.sae:
+        s.sae = sae_path(s.sae)
         report["sae"] = describe(s.sae)
         if s.hookpoint and "hookpoints" in report["sae"]:  # a root of several: the hookpoint chooses (or fails)
             report["sae"] = load_sae(s.sae, hookpoint=s.hookpoint).summary()
@@ -675,7 +766,7 @@ def cmd_info(s: Any) -> int:
             report["hookpoint"] = {"diffusers": point.diffusers_name, "ldm": point.ldm_name,
                                    "channels": point.channels}
         if s.sae:
-            sae = load_sae(s.sae, hookpoint=s.hookpoint)
+            sae = tiny_sae(s.sae) if s.sae in TINY_MODELS else load_sae(s.sae, hookpoint=s.hookpoint)
             point = resolve_hookpoint(unet, s.hookpoint or sae.hookpoint or DEFAULT_HOOKPOINT)
             check_sae_fits(sae.d_in, point, unet)
             report["fit"] = f"SAE ({sae.d_in} channels) fits {point.diffusers_name} / {point.ldm_name}"

@@ -168,10 +168,23 @@ def _prompt_encoder(folder: Path, device: torch.device) -> PromptEncoder | None:
                         "prompts say so (an lvo_prompt_encoder.json works)", folder)
         return None
     if (folder / "text_encoder_2").is_dir():
-        return _sdxl_clip_encoder(folder, device, _image_size(folder))
+        return LazyPromptEncoder(lambda: _sdxl_clip_encoder(folder, device, _image_size(folder)))
     if (folder / "text_encoder").is_dir() and (folder / "tokenizer").is_dir():
-        return _clip_encoder(folder, device)
+        return LazyPromptEncoder(lambda: _clip_encoder(folder, device))
     return None
+
+
+class LazyPromptEncoder:
+    """A CLIP encoder loaded on its first prompt, so that a command which never encodes one (``info``) needs
+    neither ``transformers`` nor the text encoder's memory."""
+
+    def __init__(self, load: Callable[[], PromptEncoder]):
+        self._load, self._encode = load, None
+
+    def __call__(self, prompts: list[str]):
+        if self._encode is None:
+            self._encode = self._load()
+        return self._encode(prompts)
 
 
 def _image_size(folder: Path) -> tuple[int, int]:
@@ -247,8 +260,8 @@ def load_model(spec: str = TINY, *, config: str | None = None, device: str | tor
     path = Path(spec)
     if not path.exists():
         raise LVOError(f"model {path} does not exist; give a local diffusers folder, a .safetensors checkpoint "
-                       f"with --config, or one of {', '.join(repr(n) for n in (TINY, TINY_SDXL, TINY_FLUX))} (the toy world "
-                       f"loads with lvo_core.toy.load_toy_model)")
+                       f"with --config, or one of {', '.join(repr(n) for n in (TINY, TINY_SDXL, TINY_FLUX))} (on the command line "
+                       f"also 'toy', the trained toy world; in Python lvo_core.toy.load_toy_model)")
     if path.is_dir() and (path / "transformer" / "config.json").is_file():
         return _load_flux_folder(path, device, dtype)
     if path.is_file():

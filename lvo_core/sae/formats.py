@@ -493,7 +493,8 @@ def _pick_hookpoint(root: Path, hookpoint: str | None) -> Path:
     if hookpoint is None:
         if len(options) == 1:
             return next(iter(options.values()))
-        raise SAEFormatError(f"{root} holds SAEs for several hookpoints; choose one of: {', '.join(options)}")
+        raise SAEFormatError(f"{root} holds SAEs for several hookpoints: say which one (--hookpoint on the command "
+                             f"line, the SAE Loader's hookpoint in ComfyUI), one of: {', '.join(options)}")
     from ..hookpoints import (
         equivalent_names,  # local import: hookpoints imports diffusers lazily too
     )
