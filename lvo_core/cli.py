@@ -173,6 +173,7 @@ def _units_args(p: argparse.ArgumentParser, seeds: Sequence[int], units_help: st
                         f"(faithful) or from its own steering noise (paper) (default {','.join(map(str, seeds))})")
     g.add_argument("--analysis", help="activity analysis (`analyze`): peak timesteps, dataset max (pictures are "
                                       "then reported as a ratio to it), steering strengths")
+    _steer_args(p)
 
 
 def analyze_args(p: argparse.ArgumentParser) -> None:

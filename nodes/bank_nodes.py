@@ -13,6 +13,7 @@ from ..lvo_core.lvo.optimize import auto_precision
 from ..lvo_core.lvo.recipes import recipe, visualize_recipe
 from ..lvo_core.model.units import parse_units
 from . import comfy_glue as glue
+from .checks import bank_folder_name, check_text
 from .comfy_glue import io
 from .lvo_nodes import run_output
 from .sockets import ACTIVITY, BANK, UNITS
@@ -23,12 +24,8 @@ BANK_FOLDER = "lvo_banks"
 
 def bank_folder(name: str) -> Path | None:
     """``output/lvo_banks/<name>`` for a named bank (kept and resumed across runs); None keeps it in memory."""
-    name = name.strip()
-    if not name:
-        return None
-    if any(c in name for c in "/\\\0") or name in (".", ".."):
-        raise LVOError(f"bank name '{name}' must be a plain folder name (letters, digits, - and _), not a path")
-    return glue.output_directory() / BANK_FOLDER / name
+    name = bank_folder_name(name)
+    return glue.output_directory() / BANK_FOLDER / name if name else None
 
 
 def selection_rule(text: str) -> str | int:
@@ -68,6 +65,10 @@ class LVOSampleBank(io.ComfyNode):
                                                             "resume) the bank; empty = this run only."),
             ],
             outputs=[BANK.Output(display_name="bank", tooltip="The sample bank, for LVO Faithful.")])
+
+    @classmethod
+    def validate_inputs(cls, name: str | None = None) -> bool | str:
+        return check_text(name=name)
 
     @classmethod
     def execute(cls, model, units, empty_prompt, latent: dict, size: int, steps: int, seed: int,
@@ -116,6 +117,10 @@ class LVOFaithful(io.ComfyNode):
                 io.String.Output(display_name="metrics", tooltip="Metrics per image as JSON (activation, ratio to "
                                                                  "dataset max, pool image, selection timestep)."),
             ])
+
+    @classmethod
+    def validate_inputs(cls, seeds: str | None = None, selection_t: str | None = None) -> bool | str:
+        return check_text(seeds=seeds, selection_t=selection_t)
 
     @classmethod
     def execute(cls, model, vae, units, empty_prompt, bank, seeds: str, selection_t: str, polish_steps: int,

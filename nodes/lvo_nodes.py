@@ -17,6 +17,7 @@ from ..lvo_core.runs.plots import image_grid
 from . import comfy_glue as glue
 from .comfy_glue import io
 from .sockets import ACTIVITY, UNITS
+from .checks import check_text
 from .steering_nodes import SEEDS_DEFAULT
 
 CATEGORY = "LVO"
@@ -122,6 +123,10 @@ class LVOOptimize(io.ComfyNode):
                                                                  "prior activation, dataset max and ratio, "
                                                                  "selectivity, rank."),
             ])
+
+    @classmethod
+    def validate_inputs(cls, seeds: str | None = None, timesteps: str | None = None) -> bool | str:
+        return check_text(seeds=seeds, timesteps=timesteps)
 
     @classmethod
     def execute(cls, model, vae, units, empty_prompt, latent: dict, timesteps: str, preset: str, steps: int, lr: float,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..lvo_core.model.units import make_unit_spec, parse_units
 from ..lvo_core.sae import load_sae
 from . import comfy_glue as glue
+from .checks import check_text
 from .comfy_glue import io
 from .sockets import SAE, UNITS
 
@@ -62,6 +63,10 @@ class LVOFeatureHook(io.ComfyNode):
             ],
             outputs=[UNITS.Output(display_name="units",
                                   tooltip="The validated unit selection (block, unit indices, SAE).")])
+
+    @classmethod
+    def validate_inputs(cls, units: str | None = None) -> bool | str:
+        return check_text(units=units)
 
     @classmethod
     def execute(cls, model, units: str, hookpoint: str, sae=None) -> io.NodeOutput:

@@ -96,6 +96,11 @@ class ComfyNode(metaclass=_V1Attributes):
     RETURN_NAMES = property(lambda self: type(self).RETURN_NAMES)
     OUTPUT_NODE = property(lambda self: type(self).OUTPUT_NODE)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "validate_inputs" in cls.__dict__:  # V1 calls it by this name, on an instance
+            cls.VALIDATE_INPUTS = cls.validate_inputs
+
     @classmethod
     def define_schema(cls) -> Schema:
         raise NotImplementedError

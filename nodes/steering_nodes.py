@@ -13,6 +13,7 @@ from ..lvo_core.analysis.steering import (
 from ..lvo_core.errors import LVOError
 from ..lvo_core.model.units import parse_units
 from . import comfy_glue as glue
+from .checks import check_text
 from .comfy_glue import io
 from .sockets import ACTIVITY, UNITS
 
@@ -107,6 +108,10 @@ class LVOSteeringInit(io.ComfyNode):
             ],
             outputs=[io.Latent.Output(display_name="prior", tooltip="Latents, one row per unit × seed (in that "
                                                                     "order), remembered for LVO Optimize.")])
+
+    @classmethod
+    def validate_inputs(cls, seeds: str | None = None) -> bool | str:
+        return check_text(seeds=seeds)
 
     @classmethod
     def execute(cls, model, units, empty_prompt, seeds: str, steps: int, width: int, height: int, sampler_name: str,

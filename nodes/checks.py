@@ -1,0 +1,66 @@
+"""The text a user types into a node (seeds, timesteps, units, a bank name), checked when ComfyUI validates the
+prompt, before any node of it runs: a typo in LVO Faithful must not cost the Sample Bank upstream a build first.
+Each node declares ``validate_inputs`` over its own text widgets and returns :func:`check_text`'s answer."""
+
+from __future__ import annotations
+
+from ..lvo_core.errors import LVOError
+from ..lvo_core.model.units import parse_units
+
+
+def _seeds(text: str) -> None:
+    if not parse_units(text):
+        raise LVOError("give at least one seed, e.g. '1, 2, 3, 4'")
+
+
+def _timesteps(text: str) -> None:
+    text = text.strip()
+    if text in ("", "peaks"):
+        return
+    _in_range(parse_units(text))
+
+
+def _selection_t(text: str) -> None:
+    text = text.strip()
+    if text == "peak":
+        return
+    values = parse_units(text)
+    if len(values) > 1:
+        raise LVOError(f"selection_t takes one timestep or 'peak', got '{text}'")
+    _in_range(values)
+
+
+def _in_range(values: list[int]) -> None:
+    bad = [t for t in values if not 0 <= t <= 999]
+    if bad:
+        raise LVOError(f"timestep {bad[0]} is outside the model's 0..999")
+
+
+def _units(text: str) -> None:
+    if not parse_units(text):
+        raise LVOError("no units given; name at least one feature or channel, e.g. '12, 305'")
+
+
+def bank_folder_name(name: str) -> str:
+    """A bank's folder name, refused when it is a path (or would be one on another system: ``D:x``)."""
+    name = name.strip()
+    if any(c in name for c in "/\\\0:") or name in (".", ".."):
+        raise LVOError(f"bank name '{name}' must be a plain folder name (letters, digits, - and _), not a path")
+    return name
+
+
+CHECKS = {"seeds": _seeds, "timesteps": _timesteps, "selection_t": _selection_t, "units": _units,
+          "name": bank_folder_name}
+
+
+def check_text(**values: str | None) -> bool | str:
+    """True, or ``"<input>: <what to fix>"`` for the first text input that does not parse (a linked input arrives
+    as None: it is checked when its node runs)."""
+    for name, value in values.items():
+        if value is None:
+            continue
+        try:
+            CHECKS[name](value)
+        except LVOError as exc:
+            return f"{name}: {exc}"
+    return True
