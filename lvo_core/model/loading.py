@@ -267,7 +267,8 @@ def load_model(spec: str = TINY, *, config: str | None = None, device: str | tor
     if path.is_file():
         if config is None:
             raise LVOError(f"{path} is a single-file checkpoint: also give --config, a local diffusers folder "
-                           f"with the model's configs (unet/config.json, …); nothing is downloaded")
+                           f"with the model's configs (unet/config.json, scheduler/, vae/, tokenizer/: the model's "
+                           f"hub repository fetched once without its weights, see the README); nothing is downloaded")
         folder = Path(config)
         if not (folder / "unet" / "config.json").is_file():
             raise LVOError(f"config folder {folder} has no unet/config.json")
