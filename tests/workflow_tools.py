@@ -464,12 +464,25 @@ def source_path(name: str) -> Path:
 MODULE = "comfyui-lvo"
 
 
-def thumbnail(workflow: dict, title: str):
-    """A drawing of the workflow (group frames, node boxes, links) under its title, 512 × 384, as a PIL image."""
+def thumbnail(workflow: dict, title: str, preview: Path | None = None):
+    """512 × 384 under the template's title: what the template makes (``preview``, a picture from
+    ``tests/template_previews.py``, captioned as the toy world's), else a drawing of the workflow's graph."""
     from PIL import Image, ImageDraw, ImageFont
 
     image = Image.new("RGB", (512, 384), "#202020")
     draw = ImageDraw.Draw(image)
+    try:
+        font, small = ImageFont.load_default(size=26), ImageFont.load_default(size=13)
+    except TypeError:  # Pillow < 10.1 has one bitmap size only
+        font = small = ImageFont.load_default()
+    if preview is not None and preview.is_file():
+        with Image.open(preview) as shown:
+            shown = shown.convert("RGB")
+            shown.thumbnail((496, 286), Image.LANCZOS)
+            image.paste(shown, ((512 - shown.width) // 2, 62 + (286 - shown.height) // 2))
+        draw.text((16, 18), title, fill="#f0f0f0", font=font)
+        draw.text((16, 360), "what it makes, shown on the pack's toy world", fill="#b0b0b0", font=small)
+        return image
     boxes = [(n["pos"][0], n["pos"][1], n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
              for n in workflow["nodes"]] + [(g["bounding"][0], g["bounding"][1], g["bounding"][0] + g["bounding"][2],
                                               g["bounding"][1] + g["bounding"][3]) for g in workflow["groups"]]
@@ -492,10 +505,6 @@ def thumbnail(workflow: dict, title: str):
         fill = "#2f5f8f" if node["type"].startswith("LVO") else "#4a4a4a"
         draw.rectangle([*at(*node["pos"]), *at(node["pos"][0] + node["size"][0], node["pos"][1] + node["size"][1])],
                        fill=fill, outline="#9a9a9a")
-    try:
-        font = ImageFont.load_default(size=26)
-    except TypeError:  # Pillow < 10.1 has one bitmap size only
-        font = ImageFont.load_default()
     draw.text((16, 18), title, fill="#f0f0f0", font=font)
     return image
 
@@ -509,7 +518,8 @@ def write_templates(workflows: dict[str, dict]) -> None:
         source_path(name).parent.mkdir(parents=True, exist_ok=True)
         source_path(name).write_text(text)
         (TEMPLATES / name).write_text(text)
-        thumbnail(workflow, GRAPHS[name]["title"]).save(TEMPLATES / f"{Path(name).stem}.jpg", quality=88)
+        preview = ROOT / "docs" / "templates" / f"{Path(name).stem}.png"
+        thumbnail(workflow, GRAPHS[name]["title"], preview).save(TEMPLATES / f"{Path(name).stem}.jpg", quality=88)
     stale = TEMPLATES / "index.json"
     if stale.exists():
         stale.unlink()
