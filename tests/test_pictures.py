@@ -88,7 +88,7 @@ def test_one_number_one_name():
     assert ratio_or_activation({"ratio": 0.842, "activation": 3.1}) == "0.84x dataset max"
     assert ratio_or_activation({"ratio": None, "activation": 3.1}) == "activation 3.1"
     frame = sheet_frame({"recipe": "paper", "hookpoint": HP, "model": "toy"}, "channel", [{"ratio": None}])
-    assert frame["title"] == f"LVO visualizations (paper recipe): channels at {HP}"
+    assert frame["title"] == f"LVO visualizations (recipe: paper): channels at {HP}"
     assert WORDS["ratio"] not in frame["legend"] and "give --analysis" in frame["legend"][-1]
 
 

@@ -236,15 +236,18 @@ def colour_bar(width: int, vmax: float | None, label: str) -> Image.Image:
     """The heatmaps' colour scale from 0 to ``vmax`` (None: each tile scaled to its own maximum), labelled."""
     small = _font(11)
     left, right = 6, min(width - 6, 6 + 260)
-    below = right + 16 + ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(label, font=small) > width
-    strip = Image.new("RGB", (width, 46 if below else 34), "white")
+    scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    below = right + 16 + scratch.textlength(label, font=small) > width
+    lines = _wrap(label, width - 12, small, scratch) if below else [label]
+    strip = Image.new("RGB", (width, 32 + 13 * len(lines) if below else 34), "white")
     draw = ImageDraw.Draw(strip)
     ramp = (colorize(np.linspace(0, 1, right - left)[None, :], 1.0)[0] * 255).round().astype(np.uint8)
     strip.paste(Image.fromarray(np.repeat(ramp[None], 10, axis=0)), (left, 4))
     top = "its own max" if vmax is None else f"{vmax:.3g}"
     draw.text((left, 16), "0", fill=MUTED, font=small)
     draw.text((right - draw.textlength(top, font=small), 16), top, fill=MUTED, font=small)
-    draw.text((left, 30) if below else (right + 10, 2), label, fill=INK, font=small)
+    for k, line in enumerate(lines):
+        draw.text((left, 30 + 13 * k) if below else (right + 10, 2), line, fill=INK, font=small)
     return strip
 
 

@@ -133,7 +133,7 @@ def sheet_frame(info: Mapping[str, Any], kind: str, metrics: Sequence[dict]) -> 
     are — the ratio to the dataset max when an activity analysis gave one, else the raw activation."""
     recipe = info.get("recipe")
     name = recipe.get("name") if isinstance(recipe, Mapping) else recipe
-    how = f" ({name} recipe)" if name else f" ({info['name']})" if isinstance(info.get("name"), str) \
+    how = f" (recipe: {name})" if name else f" ({info['name']})" if isinstance(info.get("name"), str) \
         else f" (start: {info['prior']})" if isinstance(info.get("prior"), str) else ""
     where = f" at {info['hookpoint']}" if info.get("hookpoint") else ""
     named = isinstance(info.get("model"), str) and not re.fullmatch(r"[0-9a-f]{16,}", info["model"])  # not a digest
