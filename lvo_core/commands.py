@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .errors import LVOError
+from .errors import ActivityError, LVOError
 
 DEFAULT_HOOKPOINT = "up_blocks.1.attentions.1"
 FLUX_HOOKPOINT = "transformer_blocks.18"  # where sdxl-unbox's FLUX.1 SAE reads the image stream
@@ -197,14 +197,35 @@ def default_hookpoint(unet) -> str:
     return FLUX_HOOKPOINT if blocks > 18 else f"transformer_blocks.{blocks - 1}"
 
 
-def load_analysis(path: str | None):
+def load_analysis(path: str | None, model: Any = None, sae: Any = None, hookpoint: str | None = None):
+    """The activity analysis in ``path``; without one, the toy world's shipped analysis when ``model`` is the toy
+    world and it was made for this block and these units (so toy runs report ratios to the dataset max)."""
     from .analysis.activity import ActivityAnalysis
 
     if path is None:
-        return None
+        return toy_analysis(model, sae, hookpoint) if model is not None else None
     if not Path(path).is_file():
         raise LVOError(f"activity analysis {path} does not exist; create it with `python -m lvo_core analyze`")
     return ActivityAnalysis.load(path)
+
+
+def toy_analysis(model: Any, sae: Any, hookpoint: str | None):
+    """The toy world's shipped activity analysis of ``sae``'s features (or of the raw channels when ``sae`` is
+    None) at ``hookpoint``; None for any other model, block or SAE."""
+    from .analysis.activity import ActivityAnalysis
+    from .toy import ANALYSIS, RAW_ANALYSIS
+
+    path = ANALYSIS if sae is not None else RAW_ANALYSIS
+    if getattr(model, "source", None) != "toy" or not path.is_file():
+        return None
+    analysis = ActivityAnalysis.load(path)
+    try:
+        analysis.check_matches(hookpoint or DEFAULT_HOOKPOINT, sae)
+    except ActivityError:
+        return None
+    print(f"using the toy world's shipped activity analysis ({path.name}); give --analysis to use another",
+          file=sys.stderr)
+    return analysis
 
 
 def backend_for(model, hookpoint: str, sae=None):
@@ -329,7 +350,7 @@ def _lvo_setup(s: Any, cluster: Any = None):
     from .lvo.recipes import recipe, recipe_start
 
     model, sae, hookpoint = setup(s)
-    analysis = load_analysis(s.analysis)
+    analysis = load_analysis(s.analysis, model, sae, hookpoint)
     kind = "sae" if sae is not None else "raw"
     backend = backend_for(model, hookpoint, sae)
     count = sae.d_sae if sae is not None else backend.hookpoint.channels
@@ -414,7 +435,7 @@ def cmd_steer(s: Any) -> int:
 
     model, sae, hookpoint = setup(s)
     check_units(model, hookpoint, s.units, sae)
-    analysis = load_analysis(s.analysis)
+    analysis = load_analysis(s.analysis, model, sae, hookpoint)
     rows = plan_rows(s.units, s.seeds, [0], None)
     latents = steer_prior(model, sae, hookpoint, analysis, s)([r.unit for r in rows], [r.seed for r in rows])
     out = Path(s.out)
@@ -424,8 +445,17 @@ def cmd_steer(s: Any) -> int:
     if model.decoder is not None:
         with torch.no_grad():
             images = display_images(model.decoder(latents))
-        save_png(image_grid(list(images.numpy()), [f"{r.unit} s{r.seed}" for r in rows], columns=len(s.seeds),
-                            cell=128), out / "priors.png")
+        kind = "feature" if sae is not None else "channel"
+        how = (f"strength {s.strength}" if s.strength is not None else
+               f"strength = dataset max at t x {s.scale or ('500' if sae is not None else '50')}")
+        save_png(image_grid(list(images.numpy()), columns=len(s.seeds), cell=128,
+                            column_titles=[f"seed {seed}" for seed in s.seeds],
+                            row_titles=list(dict.fromkeys(f"{kind} {r.unit}" for r in rows)),
+                            title=f"Steered generations (LVO's steer prior): {kind}s at {hookpoint}",
+                            subtitle=f"model {model.source}; {s.prior_steps} sampling steps, mode {s.mode}, {how}",
+                            legend=["Each image: the model's own generation from the empty prompt with the unit "
+                                    "pushed up while sampling, the start LVO polishes. Nothing is measured here; "
+                                    "visualize reports each image's activation."]), out / "priors.png")
     save_json({"command": "steer", "args": recorded_args(s), "rows": meta_rows, "versions": versions()},
               out / "steer.json")
     print(f"wrote {len(rows)} steered priors to {out}/priors.safetensors")
@@ -489,7 +519,7 @@ def cmd_bank(s: Any) -> int:
     """The sample bank: the model's own samples, scored for every unit (faithful's starts)."""
     from .analysis.bank import BankSettings, build_bank
     from .analysis.metrics import display_images
-    from .runs.plots import image_grid
+    from .runs.plots import WORDS, image_grid
     from .runs.report import save_png
 
     model, sae, hookpoint = setup(s)
@@ -514,9 +544,14 @@ def cmd_bank(s: Any) -> int:
                 with torch.no_grad():
                     images = display_images(model.decoder(bank.latents[order].to(backend.device)).float().cpu())
                 tiles += list(images.numpy())
-                labels += [f"{kind} {unit}, t {t}: #{j + 1}, pool {i}, score {float(scores[i]):.3f}"
-                           for j, i in enumerate(order)]
-        save_png(image_grid(tiles, labels, columns=s.k, cell=128), Path(s.out) / "examples.png")
+                labels += [f"pool {i}: activation {float(scores[i]):.3g}" for i in order]
+        save_png(image_grid(tiles, labels, columns=s.k, cell=128,
+                            column_titles=[f"#{j + 1}" for j in range(s.k)],
+                            row_titles=[f"{kind} {unit}, t {t}" for unit in s.units for t in s.timesteps],
+                            title=f"Sample bank's top images per {kind} at {hookpoint}",
+                            subtitle=f"model {model.source}; {bank.size} unconditional samples, best first",
+                            legend=[WORDS["bank"], "pool N: the image's index in the bank (its seed is the bank's "
+                                    "seed + N)."]), Path(s.out) / "examples.png")
         print(f"wrote {s.out}/examples.png: each unit's top {s.k} pool images (model-generated dataset examples)")
     return 0
 
@@ -527,11 +562,10 @@ def cmd_search(s: Any) -> int:
     from PIL import Image
 
     from .analysis.bank import SampleBank
-    from .analysis.examples import overlay
-    from .analysis.feature_search import search_features, unit_list
+    from .analysis.feature_search import ranking_for, search_features, unit_list
     from .analysis.metrics import display_images
     from .model.sampling import sample
-    from .runs.plots import image_grid
+    from .runs.plots import search_sheet
     from .runs.report import save_json, save_png, versions
 
     if not s.image and not s.prompt:
@@ -564,29 +598,23 @@ def cmd_search(s: Any) -> int:
         names += list(s.prompt)
     z = torch.cat(latents)
     bank = SampleBank.load(s.bank) if s.bank else None
-    found = search_features(backend, sae, z, timestep=s.timestep, top=s.top, by=s.by,
-                            analysis=load_analysis(s.analysis), bank=bank)
+    analysis = load_analysis(s.analysis, model, sae, hookpoint)
+    found = search_features(backend, sae, z, timestep=s.timestep, top=s.top, by=s.by, analysis=analysis, bank=bank)
     with torch.no_grad():
         images = display_images(model.decoder(z.to(backend.device)).float().cpu()).numpy() if model.decoder else None
-    tiles, labels = [], []
-    for name, image, hits in zip(names, images if images is not None else [None] * len(names), found):
+    for name, hits in zip(names, found):
         print(f"{name}: " + ", ".join(f"{h.unit} ({h.score:.2f})" for h in hits))
-        if image is None:
-            continue
-        tiles.append(image)
-        labels.append(name)
-        for h in hits:
-            tiles.append(overlay(image, h.heatmap.numpy()))
-            extra = "".join(f", {k} {getattr(h, k)}" for k in ("lift", "ratio") if getattr(h, k) is not None)
-            labels.append(f"feature {h.unit}: activation {h.activation:.3f}{extra}")
     out = Path(s.out)
     out.mkdir(parents=True, exist_ok=True)
-    if tiles:
-        save_png(image_grid(tiles, labels, columns=s.top + 1, cell=128), out / "search.png")
+    if images is not None:
+        by = ranking_for(s.by, analysis, bank)
+        save_png(search_sheet(list(images), names, found, hookpoint=hookpoint, timestep=s.timestep, by=by, top=s.top,
+                              source=f"model {model.source}"), out / "search.png")
     save_json({"command": "search", "args": recorded_args(s), "timestep": s.timestep, "versions": versions(),
                "images": [{"name": n, "units": unit_list(h), "hits": [x.to_dict() for x in h]}
                           for n, h in zip(names, found)]}, out / "search.json")
-    print(f"wrote {out}/search.json" + (", search.png (each hit's heatmap over the image)" if tiles else "")
+    print(f"wrote {out}/search.json" + (", search.png (each hit's heatmap over the image)" if images is not None
+                                        else "")
           + f"; feed the units to LVO: --units {unit_list(found[0]).replace(' ', '')}")
     return 0
 
@@ -608,7 +636,7 @@ def cmd_page(s: Any) -> int:
     results = [load_result(Path(folder) / "result.json") for folder in s.run or []]  # cheap checks first
     model, sae, hookpoint = setup(s)
     check_units(model, hookpoint, [s.unit], sae)
-    analysis = load_analysis(s.analysis or default_analysis(s, hookpoint))
+    analysis = load_analysis(s.analysis, model, sae, hookpoint)
     backend = backend_for(model, hookpoint, sae)
     bank = None
     if s.bank:
@@ -638,28 +666,16 @@ def cmd_page(s: Any) -> int:
     return 0
 
 
-def default_analysis(s: Any, hookpoint: str) -> str | None:
-    """The toy world ships the activity analysis of its SAE and of the raw channels of its block; any other model,
-    SAE or block needs ``--analysis`` (from ``analyze``)."""
-    from .hookpoints import equivalent_names
-
-    if s.model != "toy" or s.sae not in (None, "toy") or "up_blocks.1.attentions.1" not in equivalent_names(hookpoint):
-        return None
-    from .toy import ANALYSIS, RAW_ANALYSIS
-
-    return str(RAW_ANALYSIS if s.raw else ANALYSIS)
-
-
 def cmd_examples(s: Any) -> int:
     """Top-activating generations of a unit, ranked, with heatmaps."""
-    from .analysis.examples import generate_with_maps, overlay, rank_examples
+    from .analysis.examples import generate_with_maps, rank_examples
     from .analysis.metrics import display_images
-    from .runs.plots import image_grid
+    from .runs.plots import WORDS, colour_bar, heat_tile, image_grid
     from .runs.report import save_json, save_png, versions
 
     model, sae, hookpoint = setup(s)
     check_units(model, hookpoint, [s.unit], sae)
-    analysis = load_analysis(s.analysis)
+    analysis = load_analysis(s.analysis, model, sae, hookpoint)
     prompts = read_prompts(s.prompts, model.source)
     t = s.timestep
     if t is None:
@@ -676,9 +692,18 @@ def cmd_examples(s: Any) -> int:
         with torch.no_grad():
             images = display_images(model.decoder(latents[[e.index for e in ranked]]))
         vmax = max(float(ranked[0].heatmap.max()), 1e-8)
-        tiles = [overlay(img, e.heatmap, vmax=vmax) for img, e in zip(images.numpy(), ranked)]
-        save_png(image_grid(tiles, [f"{e.prompt} {e.score:.2f}" for e in ranked], columns=min(4, len(tiles)),
-                            cell=160), out / f"examples_{s.unit}.png")
+        tiles = [heat_tile(img, e.heatmap, vmax=vmax, size=160) for img, e in zip(images.numpy(), ranked)]
+        kind = "feature" if sae is not None else "channel"
+        columns = min(4, len(tiles))
+        save_png(image_grid(tiles, [f"#{i + 1} {e.prompt}: activation {e.score:.3g}" for i, e in enumerate(ranked)],
+                            columns=columns, cell=160,
+                            title=f"Dataset examples of {kind} {s.unit} at {hookpoint}, t = {used}",
+                            subtitle=f"model {model.source}; the {len(ranked)} of {len(prompts)} prompts' generations "
+                                     f"it fires on most, best first",
+                            legend=[f"activation: the unit's spatial {s.by} over the image's positions at t = {used} "
+                                    f"while the prompt's image was generated", WORDS["heatmap"]],
+                            colour=colour_bar(columns * 164, vmax, "heatmap: the unit's activation at each position "
+                                              "(one scale for every tile)")), out / f"examples_{s.unit}.png")
     save_json({"command": "examples", "args": recorded_args(s), "timestep": used, "versions": versions(),
                "examples": [{"rank": i + 1, "prompt": e.prompt, "index": e.index, "score": e.score}
                             for i, e in enumerate(ranked)]}, out / f"examples_{s.unit}.json")

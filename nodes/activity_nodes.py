@@ -14,7 +14,7 @@ from ..lvo_core.analysis.activity import (
 )
 from ..lvo_core.analysis.examples import maps_from_latents, overlay, rank_examples
 from ..lvo_core.errors import ActivityError, LVOError
-from ..lvo_core.runs.plots import activity_chart, image_grid
+from ..lvo_core.runs.plots import WORDS, activity_chart, colour_bar, heat_tile, image_grid
 from . import comfy_glue as glue
 from .comfy_glue import io
 from .sockets import ACTIVITY, UNITS
@@ -172,7 +172,18 @@ class LVODatasetExamples(io.ComfyNode):
         ranked = rank_examples(maps, k=min(k, len(images)), prompts=labels, timestep=timestep)
         vmax = max(float(ranked[0].heatmap.max()), 1e-8)
         tiles = [overlay(images[e.index, ..., :3].cpu().numpy(), e.heatmap, vmax=vmax) for e in ranked]
-        grid = image_grid(tiles, [f"#{e.index} {e.score:.2f}" for e in ranked], columns=min(4, len(tiles)))
+        columns = min(4, len(tiles))
+        cell = max(int(images.shape[1]), 96)
+        grid = image_grid([heat_tile(images[e.index, ..., :3].cpu().numpy(), e.heatmap, vmax=vmax, size=cell)
+                           for e in ranked],
+                          [f"#{i + 1}: image {e.index}" + (f" ({e.prompt})" if e.prompt else "")
+                           + f", activation {e.score:.3g}" for i, e in enumerate(ranked)], columns=columns, cell=cell,
+                          title=f"Dataset examples of {units.label(unit)} at {units.hookpoint}, t = {timestep}",
+                          subtitle=f"the {len(ranked)} of {len(images)} images it fires on most, best first",
+                          legend=[f"activation: the unit's spatial mean over the image's positions, the image encoded "
+                                  f"and noised to t = {timestep}", WORDS["heatmap"]],
+                          colour=colour_bar(columns * (cell + 4), vmax, "heatmap: the unit's activation at each "
+                                            "position (one scale for every tile)"))
         ranking = json.dumps({"unit": unit, "timestep": timestep,
                               "examples": [{"index": e.index, "score": e.score, "prompt": e.prompt} for e in ranked]})
         return io.NodeOutput(torch.from_numpy(np.stack(tiles)).float(), _to_image(grid), ranking)

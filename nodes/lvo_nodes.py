@@ -13,7 +13,8 @@ from ..lvo_core.lvo.optimize import preset as make_preset
 from ..lvo_core.lvo.pipeline import visualize
 from ..lvo_core.model.sampling import seeded_noise
 from ..lvo_core.model.units import parse_units
-from ..lvo_core.runs.plots import image_grid
+from ..lvo_core.runs.plots import image_grid, ratio_or_activation
+from ..lvo_core.runs.record import sheet_frame
 from . import comfy_glue as glue
 from .comfy_glue import io
 from .sockets import ACTIVITY, UNITS
@@ -186,12 +187,16 @@ class LVOFeatureGrid(io.ComfyNode):
             if len(rows) != len(arrays):
                 raise LVOError(f"{len(arrays)} images but {len(rows)} metric rows; connect the images and metrics "
                                f"of the same LVO Optimize node")
-            labels = [f"{m.get('label', m['unit'])}" + (f", seed {m['seed']}" if "seed" in m else "")
-                      + f", t {m['timestep']}: " + (f"{m['ratio']:.2f}x dataset max" if m.get("ratio") is not None
-                                                    else f"activation {m['activation']:.2f}") for m in rows]
-            sheet = contact_sheet(arrays, [m["unit"] for m in rows], labels, cell=cell)
+            info = json.loads(metrics)
+            labels = [f"t {m['timestep']}" + (f", seed {m['seed']}" if "seed" in m else "")
+                      + f": {ratio_or_activation(m)}" for m in rows]
+            kind = "channel" if info.get("kind") == "raw" else "feature"
+            sheet = contact_sheet(arrays, [m["unit"] for m in rows], labels, cell=cell, kind=kind,
+                                  **sheet_frame(info, kind, rows))
         else:
-            sheet = image_grid(arrays, None, columns=min(len(arrays), 8), cell=cell)
+            sheet = image_grid(arrays, None, columns=min(len(arrays), 8), cell=cell,
+                               title=f"{len(arrays)} images", legend=["No metrics connected: connect LVO Optimize's "
+                                                                      "metrics for per-unit lines and numbers."])
         return io.NodeOutput(torch.from_numpy(np.asarray(sheet, dtype=np.float32) / 255.0)[None])
 
 

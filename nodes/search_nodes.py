@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import torch
 
 from ..lvo_core.analysis.examples import overlay
-from ..lvo_core.analysis.feature_search import RANKINGS, search_features, unit_list
+from ..lvo_core.analysis.feature_search import RANKINGS, ranking_for, search_features, unit_list
 from ..lvo_core.model.units import make_unit_spec
+from ..lvo_core.runs.plots import search_sheet
 from . import comfy_glue as glue
 from .comfy_glue import io
 from .sockets import ACTIVITY, BANK, SAE, UNITS
@@ -49,6 +51,8 @@ class LVOFeatureSearch(io.ComfyNode):
                 io.Image.Output(display_name="heatmaps", tooltip="Each image, then each hit's heatmap over it."),
                 io.String.Output(display_name="report", tooltip="JSON: per image the hits with activation, lift, "
                                                                 "ratio, activity peak and bank examples."),
+                io.Image.Output(display_name="sheet", tooltip="One labelled picture: per image its hits' heatmaps, "
+                                                              "captioned, with a colour bar and a legend."),
             ])
 
     @classmethod
@@ -68,7 +72,13 @@ class LVOFeatureSearch(io.ComfyNode):
         report = json.dumps({"hookpoint": units.hookpoint, "timestep": timestep,
                              "images": [{"units": unit_list(h), "hits": [x.to_dict() for x in h]} for h in found]})
         summary = "; ".join(unit_list(h) for h in found)
-        return io.NodeOutput(units, torch.stack(tiles), report, ui={"text": [f"features: {summary}"]})
+        pictures = list(image[..., :3].float().cpu().numpy())
+        sheet = search_sheet(pictures, [f"image {i + 1}" for i in range(len(pictures))], found,
+                             hookpoint=units.hookpoint, timestep=timestep, by=ranking_for(rank_by, activity, bank),
+                             top=top, cell=min(max(int(image.shape[1]), 96), 256))
+        return io.NodeOutput(units, torch.stack(tiles), report,
+                             torch.from_numpy(np.asarray(sheet, dtype=np.float32) / 255.0)[None],
+                             ui={"text": [f"features: {summary}"]})
 
 
 NODES = [LVOFeatureSearch]

@@ -78,11 +78,12 @@ def test_search_command_and_node(tmp_path, capsys, fake_comfy, pack):
     vae = tiny_vae()
     fake_vae = types.SimpleNamespace(encode=lambda images: vae.encode(images.movedim(-1, 1) * 2 - 1).latent_dist.mean)
     sae = random_sae(d_in=32)
-    units, heatmaps, text = run(pack, "LVOFeatureSearch", fake_comfy.patcher, fake_vae, sae,
-                                torch.rand(2, 32, 32, 3), empty_cond(), "", 200, 4, "auto").args
+    units, heatmaps, text, sheet = run(pack, "LVOFeatureSearch", fake_comfy.patcher, fake_vae, sae,
+                                       torch.rand(2, 32, 32, 3), empty_cond(), "", 200, 4, "auto").args
     hits = json.loads(text)["images"]
     assert units.units == tuple(h["unit"] for h in hits[0]["hits"]) and units.kind == "sae"
     assert heatmaps.shape == (2 * 5, 32, 32, 3) and len(hits) == 2
+    assert sheet.shape[0] == 1 and sheet.shape[2] >= 5 * 96  # one labelled picture: the image and 4 hits per row
     with pytest.raises(Exception, match="give a sample bank"):
         run(pack, "LVOFeatureSearch", fake_comfy.patcher, fake_vae, sae, torch.rand(1, 32, 32, 3), empty_cond(), "",
             200, 4, "lift")

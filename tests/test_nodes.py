@@ -297,7 +297,10 @@ def test_feature_grid(pack):
     assert grid.shape[0] == 1 and grid.shape[-1] == 3 and grid.shape[1] > 2 * 64  # two lines of tiles + captions
     atlas = json.dumps({"metrics": [{"unit": u, "timestep": 0, "ratio": None, "activation": 1.0} for u in range(4)]})
     (square,) = run(pack, node, images, 64, atlas)
-    assert square.shape[2] < 3 * 64  # 4 single-image units wrap into 2 × 2, not one column of 4
+    line = json.dumps({"metrics": [{"unit": 1, "timestep": t, "ratio": None, "activation": 1.0} for t in range(4)]})
+    (one,) = run(pack, node, images, 64, line)
+    assert 64 < square.shape[1] - one.shape[1] < 2 * 64  # 4 single-image units wrap into 2 × 2 (one line more
+    # than a unit's 4 images side by side), not one column of 4
     with pytest.raises(Exception, match="4 images but 1 metric rows"):
         run(pack, node, images, 64,
             json.dumps({"metrics": [{"unit": 1, "timestep": 0, "ratio": None, "activation": 1}]}))

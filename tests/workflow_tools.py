@@ -383,7 +383,7 @@ GRAPHS = {
                                         "name": "sd15_up_blocks.1.attentions.1"}),
                   8: ("LVOFeatureSearch", {"model": L(1), "vae": L(1, 2), "sae": L(3), "image": L(4),
                                            "empty_prompt": L(2), "top": 8, "bank": L(7)}),
-                  9: ("PreviewImage", {"images": L(8, 1)}),
+                  9: ("PreviewImage", {"images": L(8, 3)}),
                   10: ("LVOFaithful", {"model": L(1), "vae": L(1, 2), "units": L(8), "empty_prompt": L(2),
                                        "bank": L(7)}),
                   11: ("LVOFeatureGrid", {"images": L(10, 1), "metrics": L(10, 2)}),

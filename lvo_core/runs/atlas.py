@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..fileio import atomic_write
+from .plots import WORDS
 from .record import RunInterrupted, RunRecord, open_record
 from .report import contact_sheet, save_json, save_png, versions
 
@@ -164,8 +165,17 @@ def merge(store: RunRecord, units: Sequence[int], kind: str, info: dict[str, Any
     shown = [e for e in entries if e["rows"]]
     if shown:
         images = [store.image(finished[_row_key(e["rows"][0])]) for e in shown]
-        labels = [f"{kind[0]}{e['unit']} {e['score']:.2f}" for e in shown]
-        save_png(contact_sheet(images, [e["unit"] for e in shown], labels), store.out / "atlas.png")
+        ratios = all(m["metrics"].get("ratio") is not None for e in shown for m in e["rows"])
+        number = "x dataset max" if ratios else "activation"
+        labels = [f"{kind} {e['unit']}: " + (f"{e['score']:.2f}x dataset max" if ratios
+                                             else f"activation {e['score']:.3g}") for e in shown]
+        legend = [f"Score under each image: the unit's mean {number} over its rows (timesteps and seeds); the image "
+                  f"is its first row (lowest t, first seed).", WORDS["activation"]] + [WORDS["ratio"]] * ratios
+        save_png(contact_sheet(images, [e["unit"] for e in shown], labels, kind=kind, legend=legend,
+                               title=f"LVO atlas: {len(shown)} of {len(entries)} {kind}s at "
+                                     f"{info.get('hookpoint', store.out.name)}, best score first",
+                               subtitle=f"model {info.get('model', '?')}; atlas.html sorts and shows every row"),
+                 store.out / "atlas.png")
     atomic_write(store.out / "atlas.html", lambda tmp: tmp.write_text(_html(index, kind)))
     return index
 

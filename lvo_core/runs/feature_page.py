@@ -29,7 +29,7 @@ from ..analysis.bank import BankError, SampleBank, unit_kind
 from ..errors import LVOError, UnitError
 from ..hookpoints import equivalent_names
 from ..sae.model import SparseAutoencoder
-from .plots import PALETTE, _font, activity_chart, image_grid
+from .plots import PALETTE, WORDS, _font, activity_chart, framed, image_grid, ratio_or_activation
 
 CARD_VERSION = 1
 GRID_STEP = 10
@@ -157,25 +157,28 @@ def feature_card(unit: int, *, hookpoint: str, sae: SparseAutoencoder | None = N
 # ---------------------------------------------------------------------- a picture of the card (CLI, reports)
 def histogram_chart(section: Mapping[str, Any], label: str, width: int = 360, height: int = 200,
                     color: tuple[int, int, int] = PALETTE[0]) -> Image.Image:
-    """The bank section's histogram as bars, axes labelled (score, number of samples)."""
+    """The bank section's histogram as bars, both axes labelled (activation on a bank image; how many images)."""
     font, small = _font(13), _font(11)
     counts, edges = section["histogram"]["counts"], section["histogram"]["edges"]
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
-    left, right, top, bottom = 40, width - 10, 26, height - 34
-    draw.text((left, 6), f"{label}: scores over {section['size']} samples, t {section['timestep']}", fill=(0, 0, 0),
-              font=font)
+    left, right, top, bottom = 52, width - 10, 26, height - 34
+    draw.text((left, 6), f"{label}: activation on {section['size']} bank images, t {section['timestep']}",
+              fill=(0, 0, 0), font=font)
+    axis = Image.new("RGB", (bottom - top, 14), "white")
+    ImageDraw.Draw(axis).text((4, 1), "bank images", fill=(40, 40, 40), font=small)
+    img.paste(axis.rotate(90, expand=True), (2, top))
     draw.rectangle([left, top, right, bottom], outline=(90, 90, 90))
     peak = max(max(counts), 1)
     bar = (right - left) / len(counts)
     for i, c in enumerate(counts):
         y = bottom - c / peak * (bottom - top)
         draw.rectangle([left + i * bar + 1, y, left + (i + 1) * bar - 1, bottom], fill=color)
-    draw.text((4, top - 2), str(peak), fill=(60, 60, 60), font=small)
-    draw.text((4, bottom - 10), "0", fill=(60, 60, 60), font=small)
+    draw.text((left - 6 - draw.textlength(str(peak), font=small), top - 2), str(peak), fill=(60, 60, 60), font=small)
+    draw.text((left - 12, bottom - 10), "0", fill=(60, 60, 60), font=small)
     draw.text((left, bottom + 4), f"{edges[0]:.3g}", fill=(60, 60, 60), font=small)
     draw.text((right - 40, bottom + 4), f"{edges[-1]:.3g}", fill=(60, 60, 60), font=small)
-    draw.text((left + 60, bottom + 18), f"score (density {section['density']:.0%}, mean {section['mean']:.3g})",
+    draw.text((left + 40, bottom + 18), f"activation (active on {section['density']:.0%}, mean {section['mean']:.3g})",
               fill=(40, 40, 40), font=small)
     return img
 
@@ -195,35 +198,43 @@ def feature_sheet(card: Mapping[str, Any], analysis: ActivityAnalysis | None = N
     rows: list[tuple[str, Image.Image]] = []
     act, bank = card.get("activity"), card.get("bank")
     if act and images.get("examples"):
-        labels = [f"#{e['rank']} {e['value']:.3g} t{e['timestep']} {e['prompt'] or ''}".strip()
-                  for e in act["examples"]]
+        labels = [f"#{e['rank']} {e['prompt'] or 'generation ' + str(e['generation'])}: activation {e['value']:.3g}"
+                  f" at t {e['timestep']}" for e in act["examples"]]
         rows.append(("dataset examples", image_grid(list(images["examples"]), labels[:len(images["examples"])],
                                                     cell=cell)))
     if bank and images.get("bank"):
-        labels = [f"#{e['rank']} pool {e['index']}: {e['score']:.3g}" + (f" ({e['lift']:.2f}x mean)"
-                                                                        if e["lift"] is not None else "")
-                  for e in bank["top"]]
+        labels = [f"#{e['rank']} pool {e['index']}: activation {e['score']:.3g}"
+                  + (f", {e['lift']:.2f}x bank mean" if e["lift"] is not None else "") for e in bank["top"]]
         rows.append(("sample bank", image_grid(list(images["bank"]), labels[:len(images["bank"])], cell=cell)))
     for run in card.get("visualizations", []):
         if images.get(run["name"]):
-            labels = [f"t{r['timestep']} seed {r['seed']}: " + (f"{r['ratio']:.2f}x max" if r.get("ratio") is not None
-                                                               else f"{r['activation']:.3g}") for r in run["rows"]]
+            labels = [f"t {r['timestep']}, seed {r['seed']}: {ratio_or_activation(r)}" for r in run["rows"]]
             rows.append((run["name"], image_grid(list(images[run["name"]]), labels[:len(images[run["name"]])],
                                                  cell=cell)))
     font = _font(14)
     head = max((p.height for p in panels), default=0)
     width = max([sum(p.width for p in panels) + 8 * len(panels)] + [r.width + 8 for _, r in rows] + [320])
-    height = 30 + head + sum(r.height + 22 for _, r in rows) + 8
+    height = 6 + head + sum(r.height + 22 for _, r in rows) + 8
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((6, 6), f"{card['label']} at {card['hookpoint']}", fill=(0, 0, 0), font=font)
     x = 4
     for p in panels:
-        sheet.paste(p, (x, 28))
+        sheet.paste(p, (x, 4))
         x += p.width + 8
-    y = 30 + head
+    y = 6 + head
     for title, grid in rows:
         draw.text((6, y + 3), title, fill=(0, 0, 0), font=font)
         sheet.paste(grid, (0, y + 20))
         y += grid.height + 22
-    return sheet
+    legend = [WORDS["activation"]]
+    if act:
+        legend.append("dataset examples: the analysis's generations the unit fired on most (activation at the "
+                      "timestep t where it peaked in that generation)")
+    if bank:
+        legend += [WORDS["bank"], WORDS["lift"]]
+    if any(r.get("ratio") is not None for run in card.get("visualizations", []) for r in run["rows"]):
+        legend.append(WORDS["ratio"])
+    legend += list(card.get("notes", []))
+    return framed(sheet, f"Feature page: {card['label']} at {card['hookpoint']}",
+                  "what the pack knows about this unit: activity over timesteps, its histogram over the sample bank, "
+                  "its top images and its visualizations", legend)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import threading
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 from ..errors import LVOError
+from .plots import WORDS, ratio_or_activation
 from .report import contact_sheet, save_json, save_png, save_tensors, versions
 
 if TYPE_CHECKING:
@@ -126,9 +128,25 @@ def analysis_digest(analysis: Any) -> str | None:
     return h.hexdigest()
 
 
-def headline(metrics: dict[str, Any]) -> float:
-    """The number shown under an image: ratio to the dataset max when known, else the activation."""
-    return metrics["ratio"] if metrics.get("ratio") is not None else metrics["activation"]
+def sheet_frame(info: Mapping[str, Any], kind: str, metrics: Sequence[dict]) -> dict[str, Any]:
+    """Title, subtitle and legend of a run's contact sheet: which recipe, model and block, and what its numbers
+    are — the ratio to the dataset max when an activity analysis gave one, else the raw activation."""
+    recipe = info.get("recipe")
+    name = recipe.get("name") if isinstance(recipe, Mapping) else recipe
+    how = f" (recipe: {name})" if name else f" ({info['name']})" if isinstance(info.get("name"), str) \
+        else f" (start: {info['prior']})" if isinstance(info.get("prior"), str) else ""
+    where = f" at {info['hookpoint']}" if info.get("hookpoint") else ""
+    named = isinstance(info.get("model"), str) and not re.fullmatch(r"[0-9a-f]{16,}", info["model"])  # not a digest
+    model = f"model {info['model']}; " if named else ""
+    title = f"LVO visualizations{how}: {kind}s{where}"
+    subtitle = f"{model}one line per {kind}, one image per timestep t and seed"
+    legend = [WORDS["activation"]]
+    if any(m.get("ratio") is not None for m in metrics):
+        legend.append(WORDS["ratio"])
+    if any(m.get("ratio") is None for m in metrics):
+        legend.append("a caption with an activation and no ratio: no activity analysis gave this unit a dataset "
+                      "max (give --analysis)")
+    return {"title": title, "subtitle": subtitle, "legend": legend}
 
 
 class RunRecord:
@@ -207,9 +225,10 @@ class RunRecord:
             raise LVOError(f"no visualization of this run is saved in {self.out} yet; run it without --resume")
         with_images = all((self.out / f"{i['stem']}.png").is_file() for _, i in ordered)
         if with_images:
-            labels = [f"{r.unit} t{r.timestep} x{headline(i['metrics']):.2f}{'' if i['complete'] else ' partial'}"
-                      for r, i in ordered]
-            save_png(contact_sheet([self.image(i) for _, i in ordered], [r.unit for r, _ in ordered], labels),
+            labels = [f"t {r.timestep}, seed {r.seed}: {ratio_or_activation(i['metrics'])}"
+                      f"{'' if i['complete'] else ' (unfinished)'}" for r, i in ordered]
+            save_png(contact_sheet([self.image(i) for _, i in ordered], [r.unit for r, _ in ordered], labels,
+                                   kind=self.kind, **sheet_frame(info, self.kind, [i["metrics"] for _, i in ordered])),
                      self.out / "contact_sheet.png")
         tensors = [self.tensors(i) for _, i in ordered]
         save_tensors({"latents": torch.stack([t["latent"] for t in tensors]),

@@ -52,19 +52,22 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, meta: dict[
 
 
 def contact_sheet(images: Sequence[np.ndarray], groups: Sequence[Any], labels: Sequence[str],
-                  cell: int = 128) -> Image.Image:
-    """One line per group (unit), its images side by side; shorter lines padded with blank cells. When every group
-    has a single image (an atlas of many units), the images wrap into a near-square grid instead."""
+                  cell: int = 128, *, title: str = "", subtitle: str = "", legend: Sequence[str] = (),
+                  kind: str = "unit") -> Image.Image:
+    """One line per group (unit), headed "<kind> <unit>", its images side by side; shorter lines padded with blank
+    cells. When every group has a single image (an atlas of many units), the images wrap into a near-square grid
+    instead. ``title``, ``subtitle`` and ``legend`` frame it (:func:`~lvo_core.runs.plots.framed`)."""
+    frame = dict(title=title, subtitle=subtitle, legend=legend)
     order = list(dict.fromkeys(groups))
     lines = {g: [i for i, gi in enumerate(groups) if gi == g] for g in order}
     width = max(len(v) for v in lines.values())
     if width == 1:
         return image_grid([np.asarray(images[i]) for i in range(len(images))], list(labels),
-                          columns=math.ceil(math.sqrt(len(images))), cell=cell)
+                          columns=math.ceil(math.sqrt(len(images))), cell=cell, **frame)
     blank = np.ones_like(np.asarray(images[0]))
     tiles, names = [], []
     for g in order:
         idx = lines[g] + [None] * (width - len(lines[g]))
         tiles += [np.asarray(images[i]) if i is not None else blank for i in idx]
         names += [labels[i] if i is not None else "" for i in idx]
-    return image_grid(tiles, names, columns=width, cell=cell)
+    return image_grid(tiles, names, columns=width, cell=cell, row_titles=[f"{kind} {g}" for g in order], **frame)

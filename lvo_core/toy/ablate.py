@@ -266,6 +266,7 @@ def run_ablation(backend: Backend, variants: Sequence[Recipe], units: Sequence[i
     the ``held_out`` SAE features; with ``out``, write ``ablation.json`` (every row, plus ``extra``),
     ``ablation.md`` (the table) and a contact sheet per variant. ``bank`` serves the bank-prior recipes."""
     from ..analysis.metrics import display_images
+    from ..runs.plots import WORDS, ratio_or_activation
     from ..runs.report import contact_sheet, save_json, save_png
 
     out = Path(out) if out is not None else None
@@ -284,13 +285,18 @@ def run_ablation(backend: Backend, variants: Sequence[Recipe], units: Sequence[i
         summary = row.summary()
         results.append({"recipe": variant.describe(), "summary": summary, "rows": row.per_row})
         if out is not None:
-            labels = [f"{'ch' if raw else 'f'}{m['unit']} seed {m['seed']} t {m['timestep']}"
-                      + (f": {m['ratio']:.2f}x dataset max" if m["ratio"] is not None else "")
-                      for m in row.per_row]
+            labels = [f"t {m['timestep']}, seed {m['seed']}: {ratio_or_activation(m)}" for m in row.per_row]
+            legend = [WORDS["activation"], WORDS["ratio"]]
             if judging is not None:
                 labels = [f"{label}; judge: {m['judged']} ({m['concept'].split('=')[1]}?)"
                           for label, m in zip(labels, row.per_row)]
-            save_png(contact_sheet(list(display_images(images).numpy()), [r.unit for r in vis.rows], labels),
+                legend.append("judge: what a classifier trained on the toy world reads on the unit's concept axis "
+                              "('none': no concept); in brackets the unit's own concept")
+            kind = "channel" if raw else "feature"
+            save_png(contact_sheet(list(display_images(images).numpy()), [r.unit for r in vis.rows], labels,
+                                   kind=kind, title=f"Ablation, variant {summary['variant']}: {kind}s of the toy world",
+                                   subtitle=f"{unit_set or 'chosen'} units; one line per {kind}, one image per "
+                                            f"timestep t and seed", legend=legend),
                      out / "sheets" / f"{i:02d}_{slug(summary['variant'])}.png")
         if on_variant is not None:
             on_variant(i, len(plan), summary)

@@ -52,7 +52,7 @@ def run_demo(out: str | Path = "lvo_runs/demo", num_units: int = 6, raw_units: i
     study = prepare_study(num_units, raw_units, images, prior_steps)
     units, channels, purity, raw_purity = study.units, study.raw_units, study.purity, study.raw_purity
     labels = dict(zip(units, describe(purity, units)))
-    activity_chart(study.analysis, units, labels=labels).save(out / "activity.png")
+    save_png(activity_chart(study.analysis, units, labels=labels), out / "activity.png")
     say(f"sample bank: 160 unconditional samples of the model ({time.perf_counter() - start:.0f} s so far) …")
     bank = study.ensure_bank()
     runs: dict[str, Any] = {}

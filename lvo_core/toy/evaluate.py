@@ -109,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     groups = [c * len(SHAPES) + c % len(SHAPES) for c in range(len(COLORS))]  # every colour, every shape once
     tiles = [((images[g * 8 + j].permute(1, 2, 0) + 1) / 2).numpy() for g in groups for j in range(4)]
     labels = [prompts[g * 8] for g in groups for _ in range(4)]
-    save_png(image_grid(tiles, labels, columns=4, cell=64), folder / "samples.png")
+    save_png(image_grid(tiles, labels, columns=4, cell=64, title="Toy world: the trained model's samples",
+                        subtitle="every colour and shape once, 4 seeds each",
+                        legend=["caption: the prompt; sample accuracy (the judge reading the prompt's concept) is in "
+                                "evaluation.json"]), folder / "samples.png")
     report = {"judge": judge_stats, "samples": stats, "seconds": round(time.perf_counter() - start, 1),
               "command": "python -m lvo_core.toy.evaluate"}
     save_json(report, folder / "evaluation.json")
