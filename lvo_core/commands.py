@@ -350,12 +350,13 @@ def _lvo_setup(s: Any, cluster: Any = None):
     from .lvo.recipes import recipe, recipe_start
 
     model, sae, hookpoint = setup(s)
+    if s.units != "all":
+        check_units(model, hookpoint, s.units, sae)
     analysis = load_analysis(s.analysis, model, sae, hookpoint)
     kind = "sae" if sae is not None else "raw"
     backend = backend_for(model, hookpoint, sae)
     count = sae.d_sae if sae is not None else backend.hookpoint.channels
     todo = list(range(count)) if s.units == "all" else list(s.units)
-    check_units(model, hookpoint, todo, sae)
     name = chosen_recipe(s)
     settings = recorded_args(s)
     info = {"command": s.command, "args": dict(settings), "hookpoint": hookpoint, "model": model.source,
