@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import torch
 
 from .errors import LVOError
+from .progress import Printer, ProgressFn, StepFn, stage
 
 DEFAULT_HOOKPOINT = "up_blocks.1.attentions.1"
 FLUX_HOOKPOINT = "transformer_blocks.18"  # where sdxl-unbox's FLUX.1 SAE reads the image stream
@@ -25,21 +26,19 @@ TINY_PROMPTS = ["red circle", "blue square", "green triangle", "yellow ring", "r
 NOT_RECORDED = ("func", "from_json", "resume")
 
 
-class Progress:
-    """A one-line progress bar on stderr, redrawn at most every 0.2 s."""
+_CONSOLE: list = []
 
-    def __init__(self, label: str):
-        self.label, self.last, self.start = label, 0.0, time.perf_counter()
 
-    def __call__(self, done: int, total: int) -> None:
-        now = time.perf_counter()
-        if now - self.last < 0.2 and done < total:
-            return
-        self.last = now
-        bar = "#" * int(done / max(total, 1) * 30)
-        print(f"\r{self.label} [{bar:<30}] {done}/{total} {now - self.start:6.1f}s", end="", file=sys.stderr)
-        if done >= total:
-            print(file=sys.stderr)
+def console() -> ProgressFn:
+    """The command line's progress printer on the current stderr (one per stream, so every line shares it)."""
+    if not _CONSOLE or _CONSOLE[0].stream is not sys.stderr:
+        _CONSOLE[:] = [Printer(sys.stderr)]
+    return _CONSOLE[0]
+
+
+def Progress(label: str) -> StepFn:
+    """``on_progress(done, total)`` drawn on stderr under ``label``, with elapsed time and ETA."""
+    return stage(console(), label)
 
 
 def recorded_args(s: Any) -> dict[str, Any]:
