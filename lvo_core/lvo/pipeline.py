@@ -235,7 +235,7 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
                 on_progress(offset + info.step * n, total)
 
         def after(extra: int, offset=offset, n=len(batch)) -> None:
-            if on_progress is not None:
+            if on_progress is not None and not result.interrupted:  # an interrupted batch does not count as done
                 on_progress(offset + (config.steps + extra) * n, total)
 
         preview = None if on_preview is None else (lambda step, images, batch=batch: on_preview(batch, step, images))
