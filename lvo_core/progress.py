@@ -112,12 +112,3 @@ class Printer:
         self.current = None if finished else label
         self.stream.flush()
 
-
-def printer_or_quiet(progress: ProgressFn | bool | None) -> ProgressFn:
-    """What a library function's ``progress=`` argument means: a callable as given, ``True`` a :class:`Printer`
-    on stderr, ``None``/``False`` quiet."""
-    if progress is True:
-        return Printer()
-    if progress is None or progress is False:
-        return quiet
-    return progress
