@@ -447,8 +447,8 @@ def cmd_atlas(s: Any) -> int:
 
         index, ran = build_atlas(s.out, backend, units, cluster=cluster, settings=settings,
                                  info={**info, "world_size": cluster.world}, chunk_size=s.chunk_size,
-                                 on_chunk=report_chunk, on_progress=Progress(f"[rank {cluster.rank}] chunk: {VISUALIZE}"),
-                                 **kwargs)
+                                 on_chunk=report_chunk,
+                                 on_progress=Progress(f"[rank {cluster.rank}] chunk: {VISUALIZE}"), **kwargs)
         if index is not None:
             seconds = time.perf_counter() - start
             todo = len(units) - index["resumed_units"]

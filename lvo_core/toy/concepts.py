@@ -145,7 +145,8 @@ class ToyStudy:
 
 
 def prepare_study(count: int = 10, raw_count: int = 4, images: int = 1000, prior_steps: int = 50,
-                  device: str | torch.device = "cpu", held_out: int = 0, progress: ProgressFn | None = None) -> ToyStudy:
+                  device: str | torch.device = "cpu", held_out: int = 0,
+                  progress: ProgressFn | None = None) -> ToyStudy:
     """The toy world, its held-out data and purity, analyses, test units and priors; ``progress`` sees the purity
     passes and, later, every steering prior's sampling steps."""
     from ..analysis.activity import ActivityAnalysis
