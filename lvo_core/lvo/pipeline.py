@@ -182,8 +182,8 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
     ``on_progress(done, total)`` over all batches, in row-steps: each row's optimizer steps, then one for measuring
     it and one for decoding it (at SD scale these take seconds after the last step); an interrupt returns the rows
     done so far plus the partial batch. ``on_batch(rows, result, metrics, images)`` runs after each batch, the
-    interrupted or NaN-stopped one too (``result.complete`` tells them apart), so it can be saved at once. Batches are cut from the whole plan;
-    a batch whose rows are all in ``skip`` is not run again, any other is run whole (see
+    interrupted or NaN-stopped one too (``result.complete`` tells them apart), so it can be saved at once. Batches
+    are cut from the whole plan; a batch whose rows are all in ``skip`` is not run again, any other is run whole (see
     :mod:`lvo_core.runs.record`). ``optimize_latents=False`` measures and decodes the starting latents as they are (e.g.
     bank selection alone). ``batch_size="auto"`` starts from :func:`auto_batch_size`; whatever the start, an
     out-of-memory error halves the batches and redoes the rows.
