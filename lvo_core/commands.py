@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import torch
 
 from .errors import ActivityError, LVOError
+from .progress import Printer, ProgressFn, StepFn, stage
 
 DEFAULT_HOOKPOINT = "up_blocks.1.attentions.1"
 FLUX_HOOKPOINT = "transformer_blocks.18"  # where sdxl-unbox's FLUX.1 SAE reads the image stream
@@ -23,23 +24,30 @@ TINY_MODELS = ("tiny", "tiny-sdxl", "tiny-flux")  # built in code; each comes wi
 TINY_PROMPTS = ["red circle", "blue square", "green triangle", "yellow ring", "red stripes", "blue circle",
                 "green square", "white ring"]
 NOT_RECORDED = ("func", "from_json", "resume")
+BANK_SAMPLING = "bank: sampling (images × denoising steps)"
+BANK_SCORING = "bank: scoring (images × noise draws)"
+VISUALIZE = "visualize (rows × steps, then measure and decode)"
 
 
-class Progress:
-    """A one-line progress bar on stderr, redrawn at most every 0.2 s."""
+_CONSOLE: list = []
 
-    def __init__(self, label: str):
-        self.label, self.last, self.start = label, 0.0, time.perf_counter()
 
-    def __call__(self, done: int, total: int) -> None:
-        now = time.perf_counter()
-        if now - self.last < 0.2 and done < total:
-            return
-        self.last = now
-        bar = "#" * int(done / max(total, 1) * 30)
-        print(f"\r{self.label} [{bar:<30}] {done}/{total} {now - self.start:6.1f}s", end="", file=sys.stderr)
-        if done >= total:
-            print(file=sys.stderr)
+def console() -> ProgressFn:
+    """The command line's progress printer on the current stderr (one per stream, so every line shares it)."""
+    if not _CONSOLE or _CONSOLE[0].stream is not sys.stderr:
+        _CONSOLE[:] = [Printer(sys.stderr)]
+    return _CONSOLE[0]
+
+
+def Progress(label: str) -> StepFn:
+    """``on_progress(done, total)`` drawn on stderr under ``label``, with elapsed time and ETA."""
+    return stage(console(), label)
+
+
+def preload_diffusers() -> None:
+    """Import diffusers now, under the start line that promised it, so the first phase line is not followed by
+    seconds of silent importing."""
+    import diffusers  # noqa: F401
 
 
 def recorded_args(s: Any) -> dict[str, Any]:
@@ -331,9 +339,10 @@ def bank_for(s: Any, backend, sae, units: list[int], variant, analysis, cluster:
 
     folder = Path(s.bank) if s.bank else Path(s.out) / "bank"
     if cluster is None or cluster.rank == 0:
-        bank = build_bank(backend, BankSettings(size=s.bank_size), sae=sae, out=folder, on_progress=Progress("bank"))
+        bank = build_bank(backend, BankSettings(size=s.bank_size), sae=sae, out=folder,
+                          on_progress=Progress(BANK_SAMPLING))
         timesteps, _ = selection_timesteps(units, variant.select_t, analysis, variant.fallback_t)
-        bank.ensure_scores(backend, sae, sorted(set(timesteps.values())), on_progress=Progress("bank scores"))
+        bank.ensure_scores(backend, sae, sorted(set(timesteps.values())), on_progress=Progress(BANK_SCORING))
     if cluster is not None:
         cluster.barrier()
     bank = SampleBank.load(folder)
@@ -407,16 +416,10 @@ def cmd_analyze(s: Any) -> int:
 
     model, sae, hookpoint = setup(s)
     prompts = read_prompts(s.prompts, model.source)
-    progress, done = Progress("analyze"), [0]
-
-    def on_generation(first: int, count: int, _latents) -> None:
-        done[0] += count
-        progress(done[0], len(prompts))
-
     analysis = analyze_activity(model.unet, model.scheduler, hookpoint, prompts, model.require_prompts(), sae=sae,
                                 seeds=list(range(s.seed, s.seed + len(prompts))), steps=s.steps,
                                 guidance=s.guidance, top_n=s.top_n, batch_size=s.batch_size,
-                                on_generation=on_generation)
+                                on_progress=Progress("analyze (images × steps)"))
     analysis.meta.update({"model": model.source, "sae": s.sae})
     analysis.save(s.out)
     active = analysis.frequency.max(0) > 0
@@ -470,7 +473,7 @@ def cmd_visualize(s: Any) -> int:
     start = time.perf_counter()
     backend, kwargs, info, settings, units = _lvo_setup(s)
     vis, result = run_visualize(s.out, backend, units, resume=s.resume, settings=settings, info=info,
-                                on_progress=Progress("visualize"), **kwargs)
+                                on_progress=Progress(VISUALIZE), **kwargs)
     if vis is None:
         print(f"all {len(result['rows'])} visualizations in {s.out} were already finished with these settings")
         return 0
@@ -501,7 +504,8 @@ def cmd_atlas(s: Any) -> int:
 
         index, ran = build_atlas(s.out, backend, units, cluster=cluster, settings=settings,
                                  info={**info, "world_size": cluster.world}, chunk_size=s.chunk_size,
-                                 on_chunk=report_chunk, **kwargs)
+                                 on_chunk=report_chunk,
+                                 on_progress=Progress(f"[rank {cluster.rank}] chunk: {VISUALIZE}"), **kwargs)
         if index is not None:
             seconds = time.perf_counter() - start
             todo = len(units) - index["resumed_units"]
@@ -531,8 +535,8 @@ def cmd_bank(s: Any) -> int:
             raise LVOError("drawing examples (--units) needs a decoder (VAE); this model has none")
     start = time.perf_counter()
     bank = build_bank(backend, BankSettings(size=s.size, steps=s.steps), sae=sae, out=s.out,
-                      on_progress=Progress("bank"))
-    bank.ensure_scores(backend, sae, s.timesteps, on_progress=Progress("bank scores"))
+                      on_progress=Progress(BANK_SAMPLING))
+    bank.ensure_scores(backend, sae, s.timesteps, on_progress=Progress(BANK_SCORING))
     kind = "feature" if sae is not None else "channel"
     print(f"sample bank of {bank.size} samples at {hookpoint}, scored at t = {', '.join(map(str, s.timesteps))} "
           f"({time.perf_counter() - start:.1f}s); wrote {s.out}/bank.json")
@@ -576,6 +580,7 @@ def cmd_search(s: Any) -> int:
         raise LVOError("feature search ranks SAE features: give --sae (raw channels have no dictionary to search)")
     backend = backend_for(model, hookpoint, sae)
     latents, names = [], []
+    encoded = Progress("search: encoding images")
     for path in s.image or []:
         if not Path(path).is_file():
             raise LVOError(f"image {path} does not exist")
@@ -590,17 +595,21 @@ def cmd_search(s: Any) -> int:
         with torch.no_grad():
             latents.append(encoder(pixels.to(backend.device)).float().cpu())
         names.append(Path(path).name)
+        encoded(len(names), len(s.image))
     if s.prompt:
         encode = model.require_prompts()
+        generated = Progress("search: generating the prompts (steps)")
         with torch.no_grad():
             latents.append(sample(model.unet, model.scheduler, encode(list(s.prompt)), uncond=encode([""]),
                                   guidance=s.guidance, steps=s.steps, seeds=range(s.seed, s.seed + len(s.prompt)),
-                                  latent_shape=backend.latent_shape).float().cpu())
+                                  latent_shape=backend.latent_shape,
+                                  on_step=lambda i, _t, _x: generated(i + 1, s.steps)).float().cpu())
         names += list(s.prompt)
     z = torch.cat(latents)
     bank = SampleBank.load(s.bank) if s.bank else None
     analysis = load_analysis(s.analysis, model, sae, hookpoint)
-    found = search_features(backend, sae, z, timestep=s.timestep, top=s.top, by=s.by, analysis=analysis, bank=bank)
+    found = search_features(backend, sae, z, timestep=s.timestep, top=s.top, by=s.by, analysis=analysis, bank=bank,
+                            on_progress=Progress("search: scoring (images × noise draws)"))
     with torch.no_grad():
         images = display_images(model.decoder(z.to(backend.device)).float().cpu()).numpy() if model.decoder else None
     for name, hits in zip(names, found):
@@ -643,7 +652,7 @@ def cmd_page(s: Any) -> int:
     if s.bank:
         bank = SampleBank.load(s.bank)
         bank.check_matches(backend, sae)
-        bank.ensure_scores(backend, sae, [s.bank_t], on_progress=Progress("bank scores"))
+        bank.ensure_scores(backend, sae, [s.bank_t], on_progress=Progress(BANK_SCORING))
     card = feature_card(s.unit, hookpoint=hookpoint, sae=sae, analysis=analysis, bank=bank, bank_t=s.bank_t,
                         results=results, top=s.top, bins=s.bins)
     pictures: dict[str, list] = {}
@@ -685,7 +694,7 @@ def cmd_examples(s: Any) -> int:
     latents, maps, used = generate_with_maps(model.unet, model.scheduler, hookpoint, prompts, model.require_prompts(),
                                              s.unit, t, sae=sae, seeds=range(s.seed, s.seed + len(prompts)),
                                              steps=s.steps, guidance=s.guidance, batch_size=s.batch_size,
-                                             on_progress=Progress("examples"))
+                                             on_progress=Progress("examples (images × steps)"))
     ranked = rank_examples(maps, k=s.k, by=s.by, prompts=prompts, timestep=used)
     out = Path(s.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -719,6 +728,7 @@ def cmd_ablate(s: Any) -> int:
     from .toy.ablate import markdown_table, standard_variants
     from .toy.concepts import toy_ablation
 
+    preload_diffusers()
     variants = standard_variants()
     if s.variants:
         names = [n.strip() for n in s.variants.split("|")]
@@ -738,7 +748,7 @@ def cmd_ablate(s: Any) -> int:
 
     report = toy_ablation(s.out, variants=variants, seeds=s.seeds, count=s.units, raw_count=s.raw_units,
                           prior_steps=s.prior_steps, device=s.device, on_variant=progress, held_out=s.held_out,
-                          on_phase=phase)
+                          on_phase=phase, progress=console())
     print("units:", ", ".join(f"{u} {c}" for u, c in report["concepts"]["sae"].items()))
     print("raw channels:", ", ".join(f"{u} {c}" for u, c in report["concepts"]["raw"].items()))
     print("held-out features:", ", ".join(f"{u} {c}" for u, c in report["concepts"]["held_out"].items()))
@@ -752,7 +762,8 @@ def cmd_demo(s: Any) -> int:
     from .toy.ablate import markdown_table
     from .toy.demo import run_demo
 
-    summary = run_demo(s.out, num_units=s.units, lvo_steps=s.lvo_steps)
+    preload_diffusers()
+    summary = run_demo(s.out, num_units=s.units, lvo_steps=s.lvo_steps, progress=console())
     print(f"toy world, {summary['hookpoint']}: {len(summary['units'])} concept-pure SAE features and "
           f"{len(summary['channels'])} raw channels")
     for unit, concept in {**summary["concepts"], **summary["channel_concepts"]}.items():

@@ -10,6 +10,7 @@ from ..lvo_core.analysis.bank import BankSettings, build_bank
 from ..lvo_core.analysis.selection import SELECT_T, selection_timesteps
 from ..lvo_core.errors import LVOError
 from ..lvo_core.lvo.optimize import auto_precision
+from ..lvo_core.lvo.pipeline import AFTER_STEPS
 from ..lvo_core.lvo.recipes import recipe, visualize_recipe
 from ..lvo_core.model.units import parse_units
 from . import comfy_glue as glue
@@ -76,7 +77,7 @@ class LVOSampleBank(io.ComfyNode):
         shape = tuple(glue.latent_in(model, latent["samples"][:1]).shape[1:])
         backend = glue.backend(model, units, None, empty_prompt, shape, trainable=False)
         settings = BankSettings(size=size, steps=steps, seed=seed)
-        progress = glue.Progress(size)
+        progress = glue.Progress(size * steps)  # every denoising step of every sample moves the bar
         bank = build_bank(backend, settings, sae=units.sae, out=bank_folder(name), on_progress=progress,
                           should_stop=glue.interrupted)
         return io.NodeOutput(bank)
@@ -135,10 +136,11 @@ class LVOFaithful(io.ComfyNode):
         chosen = replace(base, config=config, polish=polish_steps > 0, select_t=rule)
         shape = tuple(bank.latents.shape[1:])
         backend = glue.backend(model, units, vae, empty_prompt, shape)
-        progress = glue.Progress(len(units.units) * len(seed_list) * max(polish_steps, 1), keep_partial=True)
+        progress = glue.Progress(len(units.units) * len(seed_list) * (max(polish_steps, 1) + AFTER_STEPS),
+                                 keep_partial=True)
         try:
             timesteps, _ = selection_timesteps(units.units, rule, activity)
-            bank.ensure_scores(backend, units.sae, sorted(set(timesteps.values())))
+            bank.ensure_scores(backend, units.sae, sorted(set(timesteps.values())), on_progress=progress)
             vis = visualize_recipe(backend, chosen, list(units.units), sae=units.sae, analysis=activity,
                                    seeds=seed_list, bank=bank, batch_size="auto", on_progress=progress,
                                    should_stop=progress.should_stop)

@@ -384,6 +384,11 @@ class Progress:
     def should_stop(self) -> bool:
         return self.interrupt_seen or interrupted()
 
+    def report(self, label: str, done: int, total: int) -> None:
+        """The library's ``progress(label, done, total)`` (:mod:`lvo_core.progress`) on this node's bar: one bar
+        per node, so each phase (scoring, then polishing, …) runs it from 0 to its own total."""
+        self(done, total)
+
 
 def output_directory() -> Path:
     """ComfyUI's output folder (where named sample banks are kept)."""

@@ -85,7 +85,7 @@ class LVOFeaturePage(io.ComfyNode):
         if bank is not None:
             backend = glue.backend(model, units, vae, empty_prompt, tuple(bank.latents.shape[1:]), trainable=False)
             bank.check_matches(backend, units.sae)
-            bank.ensure_scores(backend, units.sae, [bank_t])
+            bank.ensure_scores(backend, units.sae, [bank_t], on_progress=glue.Progress(1))
         card = feature_card(unit, hookpoint=units.hookpoint, sae=units.sae, analysis=activity, bank=bank,
                             bank_t=bank_t, results=results, top=top, bins=bins)
         pictures: dict[str, list] = {}

@@ -10,7 +10,7 @@ import torch
 from ..lvo_core.errors import LVOError
 from ..lvo_core.lvo.optimize import auto_precision
 from ..lvo_core.lvo.optimize import preset as make_preset
-from ..lvo_core.lvo.pipeline import visualize
+from ..lvo_core.lvo.pipeline import AFTER_STEPS, visualize
 from ..lvo_core.model.sampling import seeded_noise
 from ..lvo_core.model.units import parse_units
 from ..lvo_core.runs.plots import image_grid, ratio_or_activation
@@ -142,7 +142,7 @@ class LVOOptimize(io.ComfyNode):
                              precision=auto_precision(glue.compute_device(model)) if precision == "auto" else precision)
         shape = tuple(glue.latent_in(model, latent["samples"][:1]).shape[1:])
         backend = glue.backend(model, units, vae, empty_prompt, shape)
-        progress = glue.Progress(len(units.units) * len(seed_list) * steps, keep_partial=True)
+        progress = glue.Progress(len(units.units) * len(seed_list) * (steps + AFTER_STEPS), keep_partial=True)
 
         def on_preview(rows, step, images):
             progress(progress.bar.current, progress.bar.total, images)

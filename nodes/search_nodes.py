@@ -63,7 +63,7 @@ class LVOFeatureSearch(io.ComfyNode):
         latents = glue.latent_in(model, glue.encode_images(vae, image))
         backend = glue.backend(model, probe, vae, empty_prompt, tuple(latents.shape[1:]), trainable=False)
         found = search_features(backend, sae, latents, timestep=timestep, top=top, by=rank_by, analysis=activity,
-                                bank=bank)
+                                bank=bank, on_progress=glue.Progress(1))
         tiles = []
         for picture, hits in zip(image[..., :3].float().cpu().numpy(), found):
             tiles.append(torch.from_numpy(picture))

@@ -356,9 +356,11 @@ def test_visualize_end_to_end_and_batching(backend):
 
     calls = []
     stop = visualize(backend, [3, 8], batch_size=4, on_progress=lambda done, total: calls.append((done, total)),
-                     should_stop=lambda: len(calls) >= 7, **kw)
+                     should_stop=lambda: len(calls) >= 9, **kw)
     assert stop.interrupted and len(stop.rows) == 8 and stop.history["activation"].shape[0] == 2
-    assert calls[0] == (4, 40) and calls[-1] == (28, 40)
+    # 5 steps of 4 rows, measuring and decoding them (one unit each), 2 steps of the next batch; 8 × 7 in all
+    assert calls[:7] == [(4, 56), (8, 56), (12, 56), (16, 56), (20, 56), (24, 56), (28, 56)]
+    assert calls[-1] == (36, 56)
 
 
 # ---------------------------------------------------------------------------------------------- fast path

@@ -101,7 +101,7 @@ def test_lvo_optimize_node_on_flux_runs_on_a_copy_and_leaves_the_model_alone(com
     latent, images, text = out.args
     report = json.loads(text)
     assert latent["samples"].shape == (2, 16, 16, 16) and images.shape == (2, 32, 32, 3)
-    assert report["complete"] and comfy.progress[-1] == (6, 6)
+    assert report["complete"] and comfy.progress[-1] == (10, 10)  # 2 rows × (3 steps + measuring + decoding)
     assert all(m["activation"] > m["prior_activation"] for m in report["metrics"])
     assert_pristine(comfy)
 
@@ -135,7 +135,7 @@ def test_sample_bank_and_faithful_nodes_on_flux(comfy, pack):
     spec = run(pack, "LVOFeatureHook", comfy.patcher, "3, 8", "transformer_blocks.1", sae).args[0]
     bank = run(pack, "LVOSampleBank", comfy.patcher, spec, flux_cond(), {"samples": torch.zeros(1, 16, 16, 16)},
                3, 2, 1 << 20, "").args[0]
-    assert bank.size == 3 and comfy.progress[-1] == (3, 3)
+    assert bank.size == 3 and comfy.progress[-1] == (6, 6)  # 3 samples × 2 denoising steps
     latent, images, text = run(pack, "LVOFaithful", comfy.patcher, FluxVAE(), spec, flux_cond(), bank, "1", "200",
                                2, "fp32").args
     report = json.loads(text)

@@ -141,7 +141,7 @@ def test_lvo_optimize_node(fake_comfy, pack):
     assert report["name"] == "optimize from random start"
     previews = [p for p in fake_comfy.progress if p[2] is not None]
     assert previews and previews[0][2][1:] == (32, 32, 3)
-    assert fake_comfy.progress[-1][:2] == (32, 32)  # 8 rows × 4 steps
+    assert fake_comfy.progress[-1][:2] == (48, 48)  # 8 rows × (4 steps + measuring + decoding)
     prior = {"samples": torch.randn(4, 4, 16, 16), "lvo_prior": {"rows": [[3, 1], [3, 2], [8, 1], [8, 2]]}}
     from_prior = run(pack, node, fake_comfy.patcher, None, spec, empty_cond(), prior, "0", "sae", 2, 0.05, "1, 2",
                                "dense", "L0", False, 0, "auto", 0).args[0]
@@ -424,7 +424,7 @@ def test_sample_bank_and_faithful_nodes(fake_comfy, pack):
     spec = run(pack, "LVOFeatureHook", fake_comfy.patcher, "3, 8", "", sae).args[0]
     bank = run(pack, "LVOSampleBank", fake_comfy.patcher, spec, empty_cond(), {"samples": torch.zeros(1, 4, 16, 16)},
                6, 2, 1 << 20, "").args[0]
-    assert bank.size == 6 and fake_comfy.progress[-1][:2] == (6, 6)
+    assert bank.size == 6 and fake_comfy.progress[-1][:2] == (12, 12)  # 6 samples × 2 denoising steps
     faithful = "LVOFaithful"
     latent, images, text = run(pack, faithful, fake_comfy.patcher, None, spec, empty_cond(), bank, "1, 2", "200", 2,
                                "fp32").args

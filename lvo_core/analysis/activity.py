@@ -274,12 +274,14 @@ def analyze_activity(unet: nn.Module, scheduler, hookpoint: str, prompts: Sequen
                      seeds: Sequence[int] | None = None, steps: int = 50, guidance: float = 7.5,
                      latent_shape: Sequence[int] | None = None, top_n: int = 20, keep_examples: int = 8,
                      batch_size: int = 4, rows: str = "cond",
-                     on_generation: Callable[[int, int, Tensor], None] | None = None) -> ActivityAnalysis:
+                     on_generation: Callable[[int, int, Tensor], None] | None = None,
+                     on_progress: Callable[[int, int], None] | None = None) -> ActivityAnalysis:
     """Generate one image per prompt (seeded) and accumulate every unit's activity at every timestep.
 
     With CFG the UNet sees ``[uncond; cond]``; statistics come from the conditional half (``rows="cond"``), which
     fixes the reference's mix-up of halves. ``on_generation(first_id, count, final_latents)`` receives each batch's
-    final latents (to decode and keep the dataset images).
+    final latents (to decode and keep the dataset images); ``on_progress(image-steps done, prompts × steps)`` after
+    every denoising step.
     """
     if not prompts:
         raise ActivityError("no prompts given; activity analysis needs at least one prompt")
@@ -302,6 +304,8 @@ def analyze_activity(unet: nn.Module, scheduler, hookpoint: str, prompts: Sequen
             def on_step(i: int, _t: int, _latents: Tensor) -> None:
                 acc.update(i, unit_activations(rec.tokens[-1], sae), ids)
                 rec.clear()
+                if on_progress is not None:
+                    on_progress(start * steps + (i + 1) * len(chunk), len(prompts) * steps)
 
             latents = sample(unet, scheduler, cond, uncond=uncond, guidance=guidance, steps=steps,
                              seeds=seeds[start:start + len(chunk)], latent_shape=size, on_step=on_step)

@@ -141,11 +141,11 @@ class SampleBank:
             return
         backend.schedule.check(todo)
         for i, t in enumerate(todo):
-            base = i * self.size
+            base = i * self.size * self.settings.draws
 
             def progress(done: int, _total: int, base: int = base) -> None:
                 if on_progress is not None:
-                    on_progress(base + done, len(todo) * self.size)
+                    on_progress(base + done, len(todo) * self.size * self.settings.draws)
 
             self.scores[(kind, t)] = score_latents(backend, self.latents, t, sae, self.settings.draws,
                                                    self.settings.batch_size, progress)
@@ -273,7 +273,8 @@ def _load_batches(folder: Path, model_id: str) -> Tensor:
 def score_latents(backend: Backend, latents: Tensor, t: int, sae: SparseAutoencoder | None, draws: int,
                   batch_size: int = 32, on_progress: Progress | None = None) -> Tensor:
     """Spatial-mean dense activation ``[N, U]`` (fp16) of every unit on ``latents`` noised to ``t``, averaged over
-    ``draws`` noise draws seeded per image (reserved step indices: independent of batching)."""
+    ``draws`` noise draws seeded per image (reserved step indices: independent of batching).
+    ``on_progress(image-draws done, images × draws)`` after every draw of every batch."""
     with torch.inference_mode(False), torch.no_grad():
         out = []
         for start in range(0, len(latents), batch_size):
@@ -285,9 +286,9 @@ def score_latents(backend: Backend, latents: Tensor, t: int, sae: SparseAutoenco
                 tokens, _ = backend.block_tokens(backend.schedule.add_noise(z, tt, eps), tt, backend.empty_context(len(z)))
                 acts = unit_activations(tokens, sae).float()
                 total = acts if total is None else total + acts
+                if on_progress is not None:
+                    on_progress(start * draws + (d + 1) * len(z), len(latents) * draws)
             out.append((total / draws).half().cpu())
-            if on_progress is not None:
-                on_progress(start + len(z), len(latents))
         return torch.cat(out)
 
 
@@ -299,6 +300,7 @@ def build_bank(backend: Backend, settings: BankSettings = BankSettings(), *, sae
     ``out`` None keeps the bank in memory. An existing folder is reused only if its sampling settings and model
     match; finished batches are kept, the rest is sampled. ``should_stop()`` between batches raises
     ``KeyboardInterrupt`` after the finished batches are saved, so a rerun continues from there.
+    ``on_progress(sample-steps done, size × steps)`` after every denoising step of every batch.
     """
     model_id = model_fingerprint(backend)
     folder = Path(out) if out is not None else None
@@ -323,24 +325,28 @@ def build_bank(backend: Backend, settings: BankSettings = BankSettings(), *, sae
     context = backend.empty_context(1)
     parts = [done] if len(done) else []
     start = len(done)
+    n_steps = settings.steps
     if on_progress is not None:
-        on_progress(start, settings.size)
+        on_progress(start * n_steps, settings.size * n_steps)
     while start < settings.size:
         if should_stop is not None and should_stop():
             raise KeyboardInterrupt(f"bank build stopped after {start} of {settings.size} samples")
         seeds = list(range(settings.seed + start, settings.seed + min(settings.size, start + settings.batch_size)))
+
+        def step(i: int, _t: int, _x: Tensor, first: int = start, n: int = len(seeds)) -> None:
+            if on_progress is not None:
+                on_progress(first * n_steps + (i + 1) * n, settings.size * n_steps)
+
         with torch.inference_mode(False):
             latents = sample_with(backend.predict, scheduler, context, steps=settings.steps, seeds=seeds,
                                   latent_shape=backend.latent_shape, device=backend.device,
-                                  dtype=torch.float32).float().cpu()
+                                  dtype=torch.float32, on_step=step).float().cpu()
         if not torch.isfinite(latents).all():
             raise BankError("the model produced NaN or inf samples; check the model and its precision")
         if folder is not None:
             _save_batch(folder, start, latents, model_id)
         parts.append(latents)
         start += len(latents)
-        if on_progress is not None:
-            on_progress(start, settings.size)
     bank.latents = torch.cat(parts)[:settings.size]
     if folder is not None:
         bank._write_index()

@@ -82,7 +82,7 @@ def generate_with_maps(unet: nn.Module, scheduler, hookpoint: str, prompts: Sequ
     """Generate from ``prompts`` and record ``unit``'s map at the sampled timestep nearest ``timestep``.
 
     Returns the final latents ``[N, C, h, w]``, the maps ``[N, H, W]`` and the timestep actually used;
-    ``on_progress(prompts done, prompts)`` after each batch.
+    ``on_progress(image-steps done, prompts × steps)`` after every denoising step.
     """
     point = resolve_hookpoint(unet, hookpoint)
     if sae is not None:
@@ -104,12 +104,12 @@ def generate_with_maps(unet: nn.Module, scheduler, hookpoint: str, prompts: Sequ
                 if i == step_index:
                     maps.append(spatial_map(rec.tokens[-1], rec.hw, unit, sae))
                 rec.clear()
+                if on_progress is not None:
+                    on_progress(start * steps + (i + 1) * len(chunk), len(prompts) * steps)
 
             latents.append(sample(unet, scheduler, encode_prompt(chunk), uncond=uncond, guidance=guidance,
                                   steps=steps, seeds=seeds[start:start + len(chunk)], latent_shape=size,
                                   on_step=on_step))
-        if on_progress is not None:
-            on_progress(start + len(chunk), len(prompts))
     return torch.cat(latents), torch.cat(maps), ts[step_index]
 
 

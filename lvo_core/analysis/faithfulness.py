@@ -26,11 +26,15 @@ REENCODE_STEP_OFFSET = 3 << 29  # noise draws the optimizer and the evaluation m
 
 @torch.no_grad()
 def dataset_activations(backend: Backend, latents: Tensor, timestep: int, sae: SparseAutoencoder | None,
-                        context: Tensor | None = None, seed: int = 0, batch_size: int = 256) -> Tensor:
+                        context: Tensor | None = None, seed: int = 0, batch_size: int = 256,
+                        on_progress: Callable[[int, int], None] | None = None) -> Tensor:
     """Spatial-mean activation ``[N, U]`` of every unit on dataset latents noised to ``timestep`` (seeded per
-    image), under ``context`` (one row per image; the empty prompt when None)."""
+    image), under ``context`` (one row per image; the empty prompt when None); ``on_progress(images done, images)``
+    after each batch."""
     with torch.inference_mode(False), torch.no_grad():
         out = []
+        if on_progress is not None:
+            on_progress(0, len(latents))
         for start in range(0, len(latents), batch_size):
             z = latents[start:start + batch_size].to(backend.device, torch.float32)
             n = len(z)
@@ -39,6 +43,8 @@ def dataset_activations(backend: Backend, latents: Tensor, timestep: int, sae: S
             ctx = backend.empty_context(n) if context is None else context[start:start + n]
             tokens, _ = backend.block_tokens(backend.schedule.add_noise(z, t, eps), t, ctx)
             out.append(unit_activations(tokens, sae).float().cpu())
+            if on_progress is not None:
+                on_progress(start + n, len(latents))
         return torch.cat(out)
 
 

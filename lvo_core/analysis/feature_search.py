@@ -11,7 +11,7 @@ heatmap over the image, its activity peak, its dataset maximum and its top pool 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -67,8 +67,10 @@ def ranking_for(by: str, analysis: ActivityAnalysis | None, bank: SampleBank | N
 @torch.no_grad()
 def search_features(backend: Backend, sae: SparseAutoencoder, latents: Tensor, *, timestep: int = 200,
                     top: int = 10, by: str = "auto", draws: int = 4, analysis: ActivityAnalysis | None = None,
-                    bank: SampleBank | None = None, examples: int = 4) -> list[list[FeatureHit]]:
-    """The ``top`` features of each image in ``latents`` ``[B, C, H, W]`` (clean, in the model's latent space)."""
+                    bank: SampleBank | None = None, examples: int = 4,
+                    on_progress: Callable[[int, int], None] | None = None) -> list[list[FeatureHit]]:
+    """The ``top`` features of each image in ``latents`` ``[B, C, H, W]`` (clean, in the model's latent space).
+    ``on_progress(done, total)`` over scoring the bank at ``timestep`` (when it is not yet) and the noise draws."""
     if latents.ndim != 4:
         raise LVOError(f"feature search takes latents [B, C, H, W], got shape {tuple(latents.shape)}")
     if not isinstance(top, int) or top <= 0:
@@ -78,7 +80,7 @@ def search_features(backend: Backend, sae: SparseAutoencoder, latents: Tensor, *
         analysis.check_matches(backend.hookpoint.diffusers_name, sae)
     if bank is not None:
         bank.check_matches(backend, sae)
-        bank.ensure_scores(backend, sae, [timestep])
+        bank.ensure_scores(backend, sae, [timestep], on_progress=on_progress)
     with torch.inference_mode(False), torch.no_grad():
         z = latents.detach().to(backend.device, torch.float32)
         t = backend.schedule.check([timestep] * len(z)).to(backend.device)
@@ -89,6 +91,8 @@ def search_features(backend: Backend, sae: SparseAutoencoder, latents: Tensor, *
             tokens, hw = backend.block_tokens(backend.schedule.add_noise(z, t, eps), t, backend.empty_context(len(z)))
             acts = sae.dense_acts(tokens).float()
             per_position = acts if per_position is None else per_position + acts
+            if on_progress is not None:
+                on_progress((d + 1) * len(z), draws * len(z))
         per_position = (per_position / draws).cpu()  # [B, N, U]
     means = per_position.mean(1)
     pool_mean = bank.scores[("sae", int(timestep))].float().mean(0) if bank is not None else None

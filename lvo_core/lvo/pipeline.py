@@ -28,6 +28,7 @@ from .objectives import Channel, SAEFeature
 from .optimize import PRESETS, LVOConfig, LVOResult, history_keys, optimize
 
 PriorFn = Callable[[list[int], list[int]], Tensor]
+AFTER_STEPS = 2  # progress units per row after its optimizer steps: measuring it, decoding it
 
 
 @dataclass(frozen=True)
@@ -178,10 +179,11 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
     ``prior``: ``"random"`` or a function ``(units, seeds) -> latents`` (e.g. a steering prior). ``config``
     defaults to the ``sae``/``raw`` preset; with ``config.preview_every`` set, ``on_preview(rows, step, images)``
     receives each batch's decoded images every that many steps. Progress is reported as
-    ``on_progress(steps done, steps total)`` over all batches; an interrupt returns the rows done so far plus the
-    partial batch. ``on_batch(rows, result, metrics, images)`` runs after each batch, the interrupted or NaN-stopped
-    one too (``result.complete`` tells them apart), so it can be saved at once. Batches are cut from the whole plan;
-    a batch whose rows are all in ``skip`` is not run again, any other is run whole (see
+    ``on_progress(done, total)`` over all batches, in row-steps: each row's optimizer steps, then one for measuring
+    it and one for decoding it (at SD scale these take seconds after the last step); an interrupt returns the rows
+    done so far plus the partial batch. ``on_batch(rows, result, metrics, images)`` runs after each batch, the
+    interrupted or NaN-stopped one too (``result.complete`` tells them apart), so it can be saved at once. Batches
+    are cut from the whole plan; a batch whose rows are all in ``skip`` is not run again, any other is run whole (see
     :mod:`lvo_core.runs.record`). ``optimize_latents=False`` measures and decodes the starting latents as they are (e.g.
     bank selection alone). ``batch_size="auto"`` starts from :func:`auto_batch_size`; whatever the start, an
     out-of-memory error halves the batches and redoes the rows.
@@ -214,7 +216,8 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
         raise LVOError("every requested visualization is already finished; nothing to resume")
     rows = [r for b in queue for r in b]
     priors = _priors(prior_fn, plan, rows, size)
-    total = len(rows) * config.steps
+    per_row = config.steps + AFTER_STEPS
+    total = len(rows) * per_row
     results: list[LVOResult] = []
     done_rows: list[Row] = []
     metrics: list[dict[str, Any]] = []
@@ -225,11 +228,15 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
         init = torch.stack([priors[(r.unit, r.seed)] for r in batch])
         objective = (SAEFeature(sae, [r.unit for r in batch], value=value) if sae is not None
                      else Channel([r.unit for r in batch]))
-        offset = len(done_rows) * config.steps
+        offset = len(done_rows) * per_row
 
         def progress(info, offset=offset, n=len(batch)):
             if on_progress is not None:
                 on_progress(offset + info.step * n, total)
+
+        def after(extra: int, offset=offset, n=len(batch)) -> None:
+            if on_progress is not None and not result.interrupted:  # an interrupted batch does not count as done
+                on_progress(offset + (config.steps + extra) * n, total)
 
         preview = None if on_preview is None else (lambda step, images, batch=batch: on_preview(batch, step, images))
         try:
@@ -239,10 +246,12 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
                       unoptimized(init, batch, config, objective.name))
             batch_metrics = unit_metrics(backend, [r.unit for r in batch], result.latents, result.init_latents,
                                          result.timesteps, result.seeds, sae, analysis, samples=eval_samples)
+            after(1)
             decoded = None
             if decode:
                 with torch.no_grad():
                     decoded = backend.decode(result.latents.to(backend.device)).float().cpu()
+            after(2)
         except Exception as exc:  # out of memory: halve the batches and redo the same rows
             if not is_out_of_memory(exc):
                 raise

@@ -9,6 +9,7 @@ table row differs from another only by what its name says.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -19,12 +20,14 @@ import torch
 from ..analysis.activity import ActivityAnalysis
 from ..analysis.bank import SampleBank
 from ..analysis.faithfulness import ConceptPurity, concept_agreement, reencode_report
+from ..analysis.selection import SelectionWarning, selection_timesteps
 from ..errors import LVOError
 from ..lvo import regularizers
 from ..lvo.pipeline import PriorFn, Visualization
 from ..lvo.recipes import Recipe, SteerFactory, recipe, visualize_recipe
 from ..lvo.transforms import ROBUSTNESS_LEVELS
 from ..model.backend import Backend
+from ..progress import ProgressFn, stage
 from ..sae.model import SparseAutoencoder
 
 
@@ -130,15 +133,17 @@ def shuffled_agreement(rows: Sequence[dict[str, Any]]) -> float:
 
 
 def steer_factory(unet: torch.nn.Module, scheduler, hookpoint: str, empty_context: torch.Tensor,
-                  steps: int = 50) -> SteerFactory:
+                  steps: int = 50, progress: ProgressFn | None = None) -> SteerFactory:
     """Steering priors for :func:`run_variant`: the reference protocol (dataset max × scale at active timesteps)
     when the strength is None, else that fixed strength over the whole sampling."""
     from ..analysis.steering import steer
 
     def factory(sae: SparseAutoencoder | None, analysis: ActivityAnalysis | None, strength: float | None) -> PriorFn:
         def prior(units: list[int], seeds: list[int]) -> torch.Tensor:
+            step = stage(progress, f"steering prior, {len(units)} rows (steps)")
             return steer(unet, scheduler, hookpoint, units, seeds, empty_context, sae=sae,
-                         analysis=analysis if strength is None else None, strength=strength, steps=steps)
+                         analysis=analysis if strength is None else None, strength=strength, steps=steps,
+                         on_step=lambda i, n: step(i + 1, n))
         prior.label = "steer" if strength is None else f"steer {strength:g}"
         return prior
     return factory
@@ -147,20 +152,30 @@ def steer_factory(unet: torch.nn.Module, scheduler, hookpoint: str, empty_contex
 def run_variant(backend: Backend, variant: Recipe, units: Sequence[int], *, sae: SparseAutoencoder | None,
                 analysis: ActivityAnalysis | None, seeds: Sequence[int], steer_prior: SteerFactory | None,
                 judging: Judging | None = None, batch_size: int = 64, reencode_draws: int = 8,
-                should_stop: Callable[[], bool] | None = None, bank: SampleBank | None = None
-                ) -> tuple[AblationRow, Visualization, torch.Tensor]:
+                should_stop: Callable[[], bool] | None = None, bank: SampleBank | None = None,
+                progress: ProgressFn | None = None) -> tuple[AblationRow, Visualization, torch.Tensor]:
     """Visualize ``units`` with one variant and score every row; also returns the decoded images ``[B, 3, H, W]``
     (decoded once, for the judge and for display). ``steer_prior(sae, analysis, strength)`` makes the steering prior
-    (``strength`` None: the reference's dataset-max × scale protocol); ``bank`` serves bank-prior recipes."""
+    (``strength`` None: the reference's dataset-max × scale protocol); ``bank`` serves bank-prior recipes.
+    ``progress(label, done, total)`` sees the optimization and the judging."""
     start = time.perf_counter()
     unit_sae = None if variant.raw else sae
+    if bank is not None and variant.prior == "bank":  # score first, so that it shows as its own progress line
+        with warnings.catch_warnings():  # the fallbacks are announced again where the rows start
+            warnings.simplefilter("ignore", SelectionWarning)
+            chosen, _ = selection_timesteps(units, variant.select_t, analysis, variant.fallback_t)
+        bank.ensure_scores(backend, unit_sae, sorted(set(chosen.values())),
+                           on_progress=stage(progress, f"{variant.name}: scoring the bank (images × noise draws)"))
     vis = visualize_recipe(backend, variant, units, sae=unit_sae, analysis=analysis, seeds=seeds,
                            steer_prior=steer_prior, bank=bank, batch_size=batch_size, decode=False,
-                           should_stop=should_stop)
+                           should_stop=should_stop,
+                           on_progress=stage(progress, f"{variant.name}: LVO (rows × steps, then measure)"))
+    judged = stage(progress, f"{variant.name}: decode, judge, re-encode")
     per_row = [dict(m) for m in vis.metrics]
     row_units = [r.unit for r in vis.rows]
     with torch.no_grad():
         images = backend.decode(vis.latents.to(backend.device)).float().cpu()
+    judged(1, 3)
     if judging is not None:
         purity = judging.raw_purity if variant.raw else judging.purity
         with torch.no_grad():
@@ -169,10 +184,12 @@ def run_variant(backend: Backend, variant: Recipe, units: Sequence[int], *, sae:
                            concept_agreement(purity, row_units, judging.read(starts))):
             m.update({k: a[k] for k in ("concept", "purity", "judged", "agrees", "read")})
             m["prior_agrees"] = p["agrees"]
+        judged(2, 3)
         robust, retained = reencode_report(backend, vis.latents, row_units, [r.timestep for r in vis.rows],
                                            unit_sae, judging.encode, draws=reencode_draws)
         for m, value, kept in zip(per_row, robust, retained):
             m["reencode"], m["reencode_retained"] = value, kept
+    judged(3, 3)
     return AblationRow(variant, per_row, time.perf_counter() - start, vis.interrupted), vis, images
 
 
@@ -261,7 +278,7 @@ def run_ablation(backend: Backend, variants: Sequence[Recipe], units: Sequence[i
                  on_variant: Callable[[int, int, dict[str, Any]], None] | None = None,
                  should_stop: Callable[[], bool] | None = None, bank: SampleBank | None = None,
                  held_out: Sequence[int] = (), held_out_variants: Sequence[Recipe] = (),
-                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                 extra: dict[str, Any] | None = None, progress: ProgressFn | None = None) -> dict[str, Any]:
     """Run every variant on the same units (raw variants on ``raw_units``) and seeds, then ``held_out_variants`` on
     the ``held_out`` SAE features; with ``out``, write ``ablation.json`` (every row, plus ``extra``),
     ``ablation.md`` (the table) and a contact sheet per variant. ``bank`` serves the bank-prior recipes."""
@@ -280,7 +297,7 @@ def run_ablation(backend: Backend, variants: Sequence[Recipe], units: Sequence[i
         row, vis, images = run_variant(backend, variant, chosen, sae=sae,
                                        analysis=raw_analysis if raw else analysis, seeds=seeds,
                                        steer_prior=steer_prior, judging=judging, batch_size=batch_size,
-                                       should_stop=should_stop, bank=bank)
+                                       should_stop=should_stop, bank=bank, progress=progress)
         row.unit_set = unit_set
         summary = row.summary()
         results.append({"recipe": variant.describe(), "summary": summary, "rows": row.per_row})

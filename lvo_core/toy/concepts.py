@@ -13,6 +13,7 @@ from torch import Tensor
 
 from ..analysis.faithfulness import ConceptPurity, concept_purity, dataset_activations
 from ..model.backend import Backend, DiffusersBackend
+from ..progress import ProgressFn, StepFn, stage
 from ..sae.model import SparseAutoencoder
 from . import SAE_PATH, WEIGHTS, load_toy_model
 from .codec import PatchPCACodec
@@ -72,7 +73,7 @@ def purity_data(count: int = 1000, seed: int = PURITY_SEED) -> PurityData:
 
 
 def measure_purity(world: ToyWorld, data: PurityData, *, raw: bool = False, prompted: bool = False,
-                   timestep: int = 200, top: int = 20) -> ConceptPurity:
+                   timestep: int = 200, top: int = 20, on_progress: StepFn | None = None) -> ConceptPurity:
     """Concept purity of every SAE feature (or raw channel) on held-out world images noised to ``timestep``, with
     the true prompt in the conditioning (``prompted``) or the empty one (as LVO sees the model)."""
     latents = world.encode_images(data.images)
@@ -80,7 +81,8 @@ def measure_purity(world: ToyWorld, data: PurityData, *, raw: bool = False, prom
     if prompted:
         with torch.no_grad():
             context = world.encode_prompt(data.data.prompts()).to(world.backend.device)
-    acts = dataset_activations(world.backend, latents, timestep, None if raw else world.sae, context)
+    acts = dataset_activations(world.backend, latents, timestep, None if raw else world.sae, context,
+                               on_progress=on_progress)
     return concept_purity(acts, data.labels, AXES, top=top, unit_kind="raw" if raw else "sae", prompted=prompted,
                           timestep=timestep, images=len(latents))
 
@@ -143,7 +145,10 @@ class ToyStudy:
 
 
 def prepare_study(count: int = 10, raw_count: int = 4, images: int = 1000, prior_steps: int = 50,
-                  device: str | torch.device = "cpu", held_out: int = 0) -> ToyStudy:
+                  device: str | torch.device = "cpu", held_out: int = 0,
+                  progress: ProgressFn | None = None) -> ToyStudy:
+    """The toy world, its held-out data and purity, analyses, test units and priors; ``progress`` sees the purity
+    passes and, later, every steering prior's sampling steps."""
     from ..analysis.activity import ActivityAnalysis
     from ..model.tiny import sd15_scheduler
     from . import ANALYSIS, RAW_ANALYSIS
@@ -151,12 +156,13 @@ def prepare_study(count: int = 10, raw_count: int = 4, images: int = 1000, prior
 
     world = ToyWorld.load(device)
     data = purity_data(images)
-    purity, raw_purity = measure_purity(world, data), measure_purity(world, data, raw=True)
+    purity = measure_purity(world, data, on_progress=stage(progress, "purity of SAE features (images)"))
+    raw_purity = measure_purity(world, data, raw=True, on_progress=stage(progress, "purity of raw channels (images)"))
     analysis, raw_analysis = ActivityAnalysis.load(ANALYSIS), ActivityAnalysis.load(RAW_ANALYSIS)
     units, raw_units, held = ablation_units(purity, raw_purity, analysis, raw_analysis, count, raw_count, held_out)
     with torch.no_grad():
         empty = world.encode_prompt([""])
-    factory = steer_factory(world.backend.unet, sd15_scheduler(), HOOKPOINT, empty, prior_steps)
+    factory = steer_factory(world.backend.unet, sd15_scheduler(), HOOKPOINT, empty, prior_steps, progress)
     return ToyStudy(world, data, purity, raw_purity, analysis, raw_analysis, units, raw_units, factory,
                     Judging(purity, raw_purity, world.read, world.encode_images), held)
 
@@ -164,27 +170,28 @@ def prepare_study(count: int = 10, raw_count: int = 4, images: int = 1000, prior
 def toy_ablation(out=None, *, variants=None, seeds: Sequence[int] = (1, 2, 3, 4), count: int = 10,
                  raw_count: int = 4, images: int = 1000, prior_steps: int = 50, batch_size: int = 64,
                  device: str | torch.device = "cpu", on_variant=None, should_stop=None, held_out: int = 0,
-                 held_out_variants=None, bank_settings=None, on_phase=None) -> dict[str, Any]:
+                 held_out_variants=None, bank_settings=None, on_phase=None,
+                 progress: ProgressFn | None = None) -> dict[str, Any]:
     """The ablation on the toy world: purity-selected units, every variant, every faithfulness metric; with
     ``held_out``, that many further concept-pure features get ``held_out_variants`` (default: the three recipes).
-    ``on_phase(name)`` announces each preparation phase."""
+    ``on_phase(name)`` announces each preparation phase; ``progress(label, done, total)`` sees every loop."""
     from .ablate import held_out_variants as default_held_out
     from .ablate import run_ablation, standard_variants
 
     say = on_phase or (lambda _name: None)
     say("purity of every unit on 1000 held-out images, activity analyses, test units")
-    study = prepare_study(count, raw_count, images, prior_steps, device, held_out)
+    study = prepare_study(count, raw_count, images, prior_steps, device, held_out, progress)
     variants = variants or standard_variants()
     held = list(held_out_variants or default_held_out()) if held_out else []
     bank = None
     if any(v.prior == "bank" for v in [*variants, *held]):
         say("sample bank (the model's own unconditional samples)")
-        bank = study.ensure_bank(bank_settings)
+        bank = study.ensure_bank(bank_settings, on_progress=stage(progress, "sample bank (images × steps)"))
     say("variants")
     return run_ablation(study.world.backend, variants, study.units, study.raw_units,
                         sae=study.world.sae, analysis=study.analysis, raw_analysis=study.raw_analysis, seeds=seeds,
                         steer_prior=study.steer_prior, judging=study.judging, out=out, batch_size=batch_size,
                         on_variant=on_variant, should_stop=should_stop, bank=bank, held_out=study.held_out,
-                        held_out_variants=held,
+                        held_out_variants=held, progress=progress,
                         extra={"concepts": study.concepts(), "purity": study.purity_table(),
                                "bank": bank.describe() if bank is not None else None})

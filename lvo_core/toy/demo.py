@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..lvo.recipes import DEFAULT_RECIPE, recipe
+from ..progress import ProgressFn, stage
 from ..runs.plots import activity_chart, table_sheet
 from ..runs.report import save_json, save_png
 from .ablate import run_variant
@@ -41,20 +42,22 @@ def stderr_phase(message: str) -> None:
 
 def run_demo(out: str | Path = "lvo_runs/demo", num_units: int = 6, raw_units: int = 2,
              seeds: tuple[int, ...] = (1, 2), lvo_steps: int | None = None, prior_steps: int = 50,
-             images: int = 1000, say: Callable[[str], None] = stderr_phase) -> dict[str, Any]:
+             images: int = 1000, say: Callable[[str], None] = stderr_phase,
+             progress: ProgressFn | None = None) -> dict[str, Any]:
     """Write ``concepts.png`` (per unit: dataset examples | paper | faithful), ``activity.png``, ``summary.json``.
-    ``lvo_steps`` overrides every recipe's optimization steps (None: each recipe's own, 100 and 30)."""
+    ``lvo_steps`` overrides every recipe's optimization steps (None: each recipe's own, 100 and 30); ``say``
+    announces each phase, ``progress(label, done, total)`` sees every loop inside them (quiet when None)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     start = time.perf_counter()
     say("concept purity of every SAE feature and raw channel on 1000 held-out labelled images …")
-    study = prepare_study(num_units, raw_units, images, prior_steps)
+    study = prepare_study(num_units, raw_units, images, prior_steps, progress=progress)
     units, channels, purity, raw_purity = study.units, study.raw_units, study.purity, study.raw_purity
     labels = dict(zip(units, describe(purity, units)))
     save_png(activity_chart(study.analysis, units, labels=labels), out / "activity.png")
     say(f"sample bank: 160 unconditional samples of the model ({time.perf_counter() - start:.0f} s so far) …")
-    bank = study.ensure_bank()
+    bank = study.ensure_bank(on_progress=stage(progress, "sample bank (images × steps)"))
     runs: dict[str, Any] = {}
     for name in RECIPES:
         for raw, chosen in ((False, units), (True, channels)):
@@ -65,7 +68,8 @@ def run_demo(out: str | Path = "lvo_runs/demo", num_units: int = 6, raw_units: i
                 f"{chosen_recipe.config.steps} steps ({time.perf_counter() - start:.0f} s so far) …")
             row, _, decoded = run_variant(study.world.backend, chosen_recipe, chosen, sae=study.world.sae,
                                           analysis=study.raw_analysis if raw else study.analysis, seeds=seeds,
-                                          steer_prior=study.steer_prior, judging=study.judging, bank=bank)
+                                          steer_prior=study.steer_prior, judging=study.judging, bank=bank,
+                                          progress=progress)
             runs[f"{name}/{'raw' if raw else 'sae'}"] = (row, decoded)
     say("drawing concepts.png …")
     cells, titles = [], []

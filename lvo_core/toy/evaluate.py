@@ -21,6 +21,7 @@ import torch
 
 from ..model.sampling import sample
 from ..model.tiny import sd15_scheduler
+from ..progress import Printer, StepFn, stage
 from ..runs.report import save_json, save_png
 from . import ANALYSIS, RAW_ANALYSIS, WEIGHTS, load_toy_encoder
 from .codec import PatchPCACodec
@@ -38,19 +39,20 @@ def load_world(folder: Path = WEIGHTS):
 
 @torch.no_grad()
 def generate(unet, codec, encoder, prompts: list[str], seeds: list[int], guidance: float = 3.0,
-             steps: int = 25) -> torch.Tensor:
+             steps: int = 25, on_step: StepFn | None = None) -> torch.Tensor:
     """Images ``[N, 3, 32, 32]`` in [-1, 1] for prompts (one seed each), DDIM with classifier-free guidance."""
     latents = sample(unet, sd15_scheduler(), encoder(prompts), uncond=encoder([""]), guidance=guidance, steps=steps,
-                     seeds=seeds, latent_shape=(codec.channels, 8, 8))
+                     seeds=seeds, latent_shape=(codec.channels, 8, 8),
+                     on_step=None if on_step is None else (lambda i, _t, _x: on_step(i + 1, steps)))
     return codec.decode(latents).clamp(-1, 1)
 
 
 def sample_accuracy(unet, codec, encoder, judge: Judge, per_prompt: int = 8,
-                    seed: int = 100) -> tuple[dict[str, Any], torch.Tensor, list[str]]:
+                    seed: int = 100, on_step: StepFn | None = None) -> tuple[dict[str, Any], torch.Tensor, list[str]]:
     """Generate ``per_prompt`` samples for every colour × shape prompt and let the judge read them."""
     pairs = list(itertools.product(COLORS, SHAPES))
     prompts = [f"{c} {s}" for c, s in pairs for _ in range(per_prompt)]
-    images = generate(unet, codec, encoder, prompts, list(range(seed, seed + len(prompts))))
+    images = generate(unet, codec, encoder, prompts, list(range(seed, seed + len(prompts))), on_step=on_step)
     reads = judge.read(images)
     shape_ok = [r[0] == p.split()[1] for r, p in zip(reads, prompts)]
     color_ok = [r[1] == p.split()[0] for r, p in zip(reads, prompts)]
@@ -64,7 +66,7 @@ def sample_accuracy(unet, codec, encoder, judge: Judge, per_prompt: int = 8,
 ANALYSIS_REPEATS = 4  # every prompt generated with this many seeds
 
 
-def analyze_world(unet, encoder, raw: bool, folder: Path = WEIGHTS):
+def analyze_world(unet, encoder, raw: bool, folder: Path = WEIGHTS, on_progress: StepFn | None = None):
     """The activity analysis of the SAE features (or raw channels) over every prompt × 4 seeds, as the paper's
     protocol makes it (DDIM 25, CFG 3, conditional rows)."""
     from ..analysis.activity import analyze_activity
@@ -74,7 +76,7 @@ def analyze_world(unet, encoder, raw: bool, folder: Path = WEIGHTS):
     sae = None if raw else load_sae(folder / "sae" / "unet.up_blocks.1.attentions.1")
     return analyze_activity(unet, sd15_scheduler(), "up_blocks.1.attentions.1", prompts, encoder, sae=sae,
                             seeds=list(range(len(prompts))), steps=25, guidance=3.0, top_n=20, keep_examples=4,
-                            batch_size=50)
+                            batch_size=50, on_progress=on_progress)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,21 +91,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[evaluate] {text} … ({time.perf_counter() - start:.0f} s so far)", file=sys.stderr, flush=True)
 
     torch.manual_seed(0)
+    printer = Printer()
     judge_path = folder / "judge.safetensors"
     if judge_path.is_file() and not args.retrain_judge:
         judge, judge_stats = Judge.load(judge_path), json.loads((folder / "evaluation.json").read_text())["judge"]
     else:
         phase("training the judge")
-        judge, judge_stats = train_judge()
+        judge, judge_stats = train_judge(on_step=stage(printer, "judge training (steps)"))
         judge.save(judge_path)
     unet, codec, encoder = load_world(folder)
     phase("sample accuracy: every colour × shape prompt, 8 samples each, read by the judge")
-    stats, images, prompts = sample_accuracy(unet, codec, encoder, judge)
+    stats, images, prompts = sample_accuracy(unet, codec, encoder, judge,
+                                             on_step=stage(printer, "sampling (denoising steps)"))
     with torch.no_grad():
         phase("activity analysis of the SAE features")
-        analyze_world(unet, encoder, raw=False, folder=folder).save(folder / ANALYSIS.name)
+        analyze_world(unet, encoder, raw=False, folder=folder,
+                      on_progress=stage(printer, "SAE features (images × steps)")).save(folder / ANALYSIS.name)
         phase("activity analysis of the raw channels")
-        analyze_world(unet, encoder, raw=True, folder=folder).save(folder / RAW_ANALYSIS.name)
+        analyze_world(unet, encoder, raw=True, folder=folder,
+                      on_progress=stage(printer, "raw channels (images × steps)")).save(folder / RAW_ANALYSIS.name)
     from ..runs.plots import image_grid
 
     groups = [c * len(SHAPES) + c % len(SHAPES) for c in range(len(COLORS))]  # every colour, every shape once

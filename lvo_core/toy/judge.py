@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -89,7 +90,8 @@ def no_concept_images(n: int, seed: int) -> Tensor:
     return torch.from_numpy(np.clip(out, -1, 1))
 
 
-def train_judge(n: int = 12000, steps: int = 1500, seed: int = 0) -> tuple[Judge, dict[str, float]]:
+def train_judge(n: int = 12000, steps: int = 1500, seed: int = 0,
+                on_step: Callable[[int, int], None] | None = None) -> tuple[Judge, dict[str, float]]:
     """Train on the world (labelled) plus no-concept images (label ``none`` on both heads); report held-out
     accuracies."""
     torch.manual_seed(seed)
@@ -101,7 +103,7 @@ def train_judge(n: int = 12000, steps: int = 1500, seed: int = 0) -> tuple[Judge
     judge = Judge()
     opt = torch.optim.Adam(judge.parameters(), lr=2e-3)
     gen = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
+    for step in range(steps):
         idx = torch.randint(len(images), (128,), generator=gen)
         x = images[idx] + 0.05 * torch.randn(images[idx].shape, generator=gen)  # robust to slight noise
         s_logits, c_logits = judge(x)
@@ -109,6 +111,8 @@ def train_judge(n: int = 12000, steps: int = 1500, seed: int = 0) -> tuple[Judge
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if on_step is not None:
+            on_step(step + 1, steps)
     judge.eval()
     test = make_dataset(2000, seed + 30)
     reads = judge.read(torch.from_numpy(test.images).float())

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from ..model.hooks import capture
 from ..model.noise import add_noise, alphas_from_scheduler
 from ..model.tiny import sd15_scheduler
+from ..progress import Printer, StepFn, stage
 from ..runs.report import save_json, versions
 from ..sae import save_sae
 from ..sae.model import SparseAutoencoder
@@ -60,7 +61,8 @@ def lr_at(step: int, steps: int, peak: float, warmup: int = 200) -> float:
 
 
 def train_diffusion(latents: torch.Tensor, tokens: torch.Tensor, steps: int, batch: int, lr: float, seed: int,
-                    log: list[dict[str, Any]]) -> tuple[torch.nn.Module, ToyPromptEncoder]:
+                    log: list[dict[str, Any]], on_step: StepFn | None = None
+                    ) -> tuple[torch.nn.Module, ToyPromptEncoder]:
     unet, encoder = toy_unet(seed), ToyPromptEncoder(CONTEXT_DIM)
     ema_unet, ema_encoder = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(encoder).requires_grad_(False)
     params = list(unet.parameters()) + list(encoder.parameters())
@@ -89,6 +91,8 @@ def train_diffusion(latents: torch.Tensor, tokens: torch.Tensor, steps: int, bat
                     e.lerp_(p, 1 - decay)
         value = float(loss.detach())
         running = 0.98 * running + 0.02 * value if step else value
+        if on_step is not None:
+            on_step(step + 1, steps)
         if (step + 1) % 100 == 0 or step + 1 == steps:
             entry = {"step": step + 1, "loss": round(running, 5), "seconds": round(time.perf_counter() - start, 1)}
             log.append(entry)
@@ -113,7 +117,7 @@ def block_activations(unet, encoder, latents, tokens, count: int, seed: int) -> 
 
 
 def train_sae(acts: torch.Tensor, expansion: int, k: int, steps: int, batch: int, lr: float, seed: int,
-              log: list[dict[str, Any]]) -> tuple[SparseAutoencoder, dict[str, float]]:
+              log: list[dict[str, Any]], on_step: StepFn | None = None) -> tuple[SparseAutoencoder, dict[str, float]]:
     """A top-k SAE (as sparsify trains them): unit-norm decoder rows, b_dec at the data mean, MSE on TopK codes."""
     torch.manual_seed(seed)
     d_in = acts.shape[1]
@@ -139,6 +143,8 @@ def train_sae(acts: torch.Tensor, expansion: int, k: int, steps: int, batch: int
         opt.step()
         with torch.no_grad():
             W_dec /= W_dec.norm(dim=1, keepdim=True)
+        if on_step is not None:
+            on_step(step + 1, steps)
         if (step + 1) % 200 == 0 or step + 1 == steps:
             log.append({"step": step + 1, "fvu": round(float(loss.detach() / variance), 5)})
             print(f"sae {log[-1]}", file=sys.stderr, flush=True)
@@ -179,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     tokens = torch.tensor([parse(p) for p in data.prompts()], dtype=torch.long)
     diffusion_log: list[dict[str, Any]] = []
     phase(f"diffusion model, {args.steps} steps (a line every 100)")
-    unet, encoder = train_diffusion(latents, tokens, args.steps, args.batch, args.lr, args.seed, diffusion_log)
+    printer = Printer()
+    unet, encoder = train_diffusion(latents, tokens, args.steps, args.batch, args.lr, args.seed, diffusion_log,
+                                    on_step=stage(printer, "diffusion training (steps)"))
     copy.deepcopy(unet).half().save_pretrained(str(out / "unet"))  # fp16 on disk: a few MB to ship
     from safetensors.torch import save_file
 
@@ -188,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     acts = block_activations(unet, encoder, latents, tokens, args.sae_tokens, args.seed + 1)
     sae_log: list[dict[str, Any]] = []
     phase(f"SAE, {args.sae_steps} steps (a line every 200)")
-    sae, sae_stats = train_sae(acts, 8, 8, args.sae_steps, 4096, 1e-3, args.seed + 2, sae_log)
+    sae, sae_stats = train_sae(acts, 8, 8, args.sae_steps, 4096, 1e-3, args.seed + 2, sae_log,
+                               on_step=stage(printer, "SAE training (steps)"))
     save_sae(sae, out / "sae" / ("unet." + HOOKPOINT))
     record = {"command": "python -m lvo_core.toy.train " + " ".join(argv if argv is not None else sys.argv[1:]),
               "args": vars(args), "versions": versions(), "seconds": round(time.perf_counter() - start, 1),
