@@ -149,6 +149,8 @@ def atlas_args(p: argparse.ArgumentParser) -> None:
                 default="all")
     _lvo_args(p)
     p.add_argument("--chunk-size", type=int, default=16, help="units per unit of work a rank claims (16)")
+    p.add_argument("--labels", help="label folder made by `label`: labels and scores in the atlas site")
+    p.add_argument("--site-examples", type=int, default=4, help="top bank images per unit in the site (4)")
     p.add_argument("--out", default="lvo_runs/atlas", help="shared output folder (all ranks write here)")
     p.set_defaults(resume=True, from_json=None)
 
@@ -203,7 +205,26 @@ def search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=25, help="sampling steps for --prompt (25)")
     p.add_argument("--guidance", type=float, default=7.5, help="CFG scale for --prompt (7.5)")
     p.add_argument("--seed", type=int, default=0, help="seed for --prompt")
+    p.add_argument("--text", help="…or a word: the features whose labels match it (needs --labels)")
+    p.add_argument("--labels", help="label folder made by `label` (for --text)")
     p.add_argument("--out", default="lvo_runs/search", help="output folder (search.png, search.json)")
+
+
+def label_args(p: argparse.ArgumentParser) -> None:
+    _model_args(p)
+    p.add_argument("--vocabulary", help="phrase file (one a line) or a shipped list: 'common', 'toy' (default: "
+                                        "'toy' for --model toy, else 'common')")
+    p.add_argument("--units", type=int_list, help="label only these units (default: all; the cost is the same)")
+    p.add_argument("--timestep", type=int, default=200, help="timestep the generations are read at (200)")
+    p.add_argument("--label-images", type=int, default=16, help="generations per phrase for the lift (16)")
+    p.add_argument("--score-images", type=int, default=8, help="held-out generations per phrase for scores (8)")
+    p.add_argument("--steps", type=int, default=25, help="DDIM steps per generation (25)")
+    p.add_argument("--guidance", type=float, default=1.0, help="CFG scale of the generations (1: none)")
+    p.add_argument("--top", type=int, default=5, help="labels kept per unit (5)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch (64)")
+    p.add_argument("--no-score", action="store_true", help="skip the held-out detection scores")
+    p.add_argument("--show", type=int, default=10, help="units to print (10)")
+    p.add_argument("--out", default="lvo_runs/labels", help="folder for labels.json and lift.safetensors")
 
 
 def demo_args(p: argparse.ArgumentParser) -> None:
@@ -227,8 +248,8 @@ def ablate_args(p: argparse.ArgumentParser) -> None:
 
 # A subcommand is its name here, a ``<name>_args`` function above declaring its flags, and ``cmd_<name>`` in
 # lvo_core.commands doing the work (the first paragraph of its docstring is the help line).
-SUBCOMMANDS = ("analyze", "steer", "visualize", "atlas", "examples", "bank", "search", "info", "convert", "demo",
-               "ablate")
+SUBCOMMANDS = ("analyze", "steer", "visualize", "atlas", "examples", "bank", "search", "label", "info", "convert",
+               "demo", "ablate")
 
 
 def build_parser() -> argparse.ArgumentParser:
