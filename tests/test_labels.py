@@ -83,6 +83,13 @@ def test_search_by_text_ranks_by_score_then_lift():
     assert [h["unit"] for h in table.search("blue", top=1)] == [2]
     with pytest.raises(LabelError, match="matches no phrase"):
         table.search("rose")
+    # a unit whose labels are mostly about the word beats one with a single better-scored matching label
+    labels = {0: [{"phrase": "red", "index": 0, "lift": 1.0, "normalised": 1.0, "score": 0.9},
+                  {"phrase": "blue", "index": 1, "lift": 1.0, "normalised": 1.0, "score": 0.9}],
+              1: [{"phrase": "red", "index": 0, "lift": 1.0, "normalised": 1.0, "score": 0.8},
+                  {"phrase": "red circle", "index": 2, "lift": 1.0, "normalised": 1.0, "score": 0.8}]}
+    table = LabelTable(phrases, lift, lift, labels, LabelSettings(), "up_blocks.1.attentions.1")
+    assert [(h["unit"], h["match"]) for h in table.search("red", top=2)] == [(1, 0.8), (0, 0.45)]
 
 
 def test_monosemanticity_by_hand():

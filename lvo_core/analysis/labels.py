@@ -14,7 +14,7 @@ A label is then **scored** the way delphi scores language-model labels: images a
 on seeds never used for labelling (``SCORE_SEED`` + i; labelling uses ``LABEL_SEED`` + i),
 read with the empty prompt at the same timestep, and the **detection AUROC** says how well the feature's
 activation tells the phrase's images from the other phrases' images (0.5: the label predicts nothing). Labels are
-ranked by that score; a feature none of whose labels reaches ``trusted`` (0.75) is said to have no label that
+ranked by that score; a feature none of whose labels reaches ``trusted`` (0.85) is said to have no label that
 predicts it. The same table answers search by text.
 """
 
@@ -59,7 +59,7 @@ class LabelSettings:
     draws: int = 2
     top: int = 5
     batch_size: int = 64
-    trusted: float = 0.75
+    trusted: float = 0.85
 
     def __post_init__(self) -> None:
         for name in ("label_images", "score_images", "steps", "draws", "top", "batch_size"):
@@ -236,41 +236,52 @@ class LabelTable:
         best = self.best(unit)
         return best is not None and best.get("score") is not None and best["score"] >= self.settings.trusted
 
-    def search(self, text: str, top: int = 10) -> list[dict[str, Any]]:
-        """Units for a phrase: those labelled with a phrase that contains the text (or that it contains), best
-        score first, then units by normalised lift of the closest vocabulary phrase."""
+    def matching_phrases(self, text: str) -> list[int]:
+        """Vocabulary phrases that contain the text as whole words (or, failing that, share a word with it)."""
         query = " ".join(text.lower().split())
         if not query:
             raise LabelError("search text is empty; give a word or phrase, e.g. 'rose'")
-        matches = [i for i, p in enumerate(self.phrases) if query in p.lower() or p.lower() in query]
+        words = query.split()
+        matches = [i for i, p in enumerate(self.phrases)
+                   if any(p.lower().split()[k:k + len(words)] == words for k in range(len(p.split())))]
         if not matches:
-            words = set(query.split())
-            matches = [i for i, p in enumerate(self.phrases) if words & set(p.lower().split())]
+            matches = [i for i, p in enumerate(self.phrases) if set(words) & set(p.lower().split())]
         if not matches:
             raise LabelError(f"'{text}' matches no phrase of this vocabulary ({len(self.phrases)} phrases, e.g. "
                              f"{', '.join(self.phrases[:5])}); relabel with a vocabulary that has it")
-        hits: dict[int, dict[str, Any]] = {}
+        return matches
+
+    def search(self, text: str, top: int = 10) -> list[dict[str, Any]]:
+        """Units for a word. Units with labels that contain it come first, ranked by how much of their label set is
+        about the word: the sum of the matching labels' detection scores over the number of labels (so a unit
+        labelled "red", "red ring", "red cross" beats one labelled "red ring", "yellow ring", "yellow"; measured
+        on the toy world, it puts pure features of a colour first where the best single label does not). Each hit
+        carries its best matching label and score; units without such a label follow by normalised lift of the
+        best matching phrase (``label_rank`` None)."""
+        matches = set(self.matching_phrases(text))
+        hits = []
         for unit, labels in self.labels.items():
-            for rank, lab in enumerate(labels):
-                if lab["index"] in matches:
-                    key = (lab.get("score") if lab.get("score") is not None else 0.5, -rank, lab["normalised"])
-                    if unit not in hits or key > hits[unit]["_key"]:
-                        hits[unit] = {"unit": unit, "phrase": lab["phrase"], "label_rank": rank + 1,
-                                      "lift": lab["lift"], "normalised": lab["normalised"],
-                                      "score": lab.get("score"), "_key": key}
-        ordered = sorted(hits.values(), key=lambda h: (h["_key"], -h["unit"]), reverse=True)
-        if len(ordered) < top:
-            phrase = matches[0]
-            by_lift = torch.sort(self.normalised[phrase], descending=True, stable=True).indices.tolist()
-            for unit in by_lift:
-                if len(ordered) >= top:
+            found = [(rank, lab) for rank, lab in enumerate(labels) if lab["index"] in matches]
+            if not found:
+                continue
+            scores = [0.5 if lab.get("score") is None else lab["score"] for _, lab in found]
+            rank, lab = max(found, key=lambda rl: (0.5 if rl[1].get("score") is None else rl[1]["score"], -rl[0]))
+            hits.append({"unit": unit, "match": round(sum(scores) / len(labels), 4), "phrase": lab["phrase"],
+                         "label_rank": rank + 1, "lift": lab["lift"], "normalised": lab["normalised"],
+                         "score": lab.get("score")})
+        hits.sort(key=lambda h: (-h["match"], -(h["score"] or 0.5), h["unit"]))
+        if len(hits) < top:
+            seen = {h["unit"] for h in hits}
+            best = torch.stack([self.normalised[p] for p in sorted(matches)]).max(0)
+            for unit in torch.sort(best.values, descending=True, stable=True).indices.tolist():
+                if len(hits) >= top:
                     break
-                if unit not in hits:
-                    ordered.append({"unit": unit, "phrase": self.phrases[phrase], "label_rank": None,
-                                    "lift": round(float(self.lift[phrase, unit]), 6),
-                                    "normalised": round(float(self.normalised[phrase, unit]), 4), "score": None,
-                                    "_key": None})
-        return [{k: v for k, v in h.items() if k != "_key"} for h in ordered[:top]]
+                if unit not in seen:
+                    p = sorted(matches)[int(best.indices[unit])]
+                    hits.append({"unit": unit, "match": None, "phrase": self.phrases[p], "label_rank": None,
+                                 "lift": round(float(self.lift[p, unit]), 6),
+                                 "normalised": round(float(self.normalised[p, unit]), 4), "score": None})
+        return hits[:top]
 
     def to_dict(self) -> dict[str, Any]:
         return {"format_version": FORMAT_VERSION, "kind": self.kind, "hookpoint": self.hookpoint,

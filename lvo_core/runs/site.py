@@ -1,7 +1,8 @@
 """The atlas as a static, self-contained site: open ``index.html`` from a folder or any file host, no server, no GPU.
 
 ``index.html`` lists every unit with its best label, that label's detection score and the atlas score, sortable,
-with a search box (plain JavaScript over ``search.js``, which holds the index as data so that ``file://`` works
+with a search box (plain JavaScript over ``search.js``, ranking as
+:meth:`~lvo_core.analysis.labels.LabelTable.search` does, which holds the index as data so that ``file://`` works
 without fetch). Each unit has a stable page ``f/<unit>.html``: its faithful pictures, top sample-bank images,
 dataset examples, activation density over the bank, activity over timesteps, labels with lift and score, and the
 visualization metrics. Images are copied (or written) into ``img/`` so the folder can be zipped and shared.
@@ -33,7 +34,8 @@ STYLE = ("body{font:14px/1.4 system-ui,sans-serif;margin:0;background:#fafafa;co
 def page(title: str, body: str, depth: int = 0, script: str = "") -> str:
     up = "../" * depth
     return (f"<!doctype html><html lang=en><meta charset=utf-8><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style><header><a href=\"{up}index.html\">LVO atlas</a> · {html.escape(title)}</header>"
+            f"<style>{STYLE}</style><header><a href=\"{up}index.html\">LVO atlas</a>"
+            f"{'' if depth == 0 else ' · ' + html.escape(title)}</header>"
             f"<main>{body}</main>{script}</html>")
 
 
@@ -131,16 +133,17 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else html.escape(str(value))
 
 
-INDEX_SCRIPT = """<script src="search.js"></script><script>
+INDEX_SCRIPT = r"""<script src="search.js"></script><script>
 const rows=document.getElementById('rows'),q=document.getElementById('q'),n=document.getElementById('n');
 function cls(s){return s===null?'none':(s>=LVO.trusted?'ok':'weak')}
 function draw(list){rows.innerHTML=list.map(e=>'<tr><td><a href="f/'+e.unit+'.html">'+LVO.kind+' '+e.unit+
 '</a></td><td>'+(e.labels.map(l=>l.phrase).slice(0,3).join(', ')||'—')+'</td><td class='+cls(e.best)+'>'+
 (e.best===null?'-':e.best.toFixed(2))+'</td><td>'+(e.score===null?'-':e.score.toFixed(3))+'</td></tr>').join('');
 n.textContent=list.length+' of '+LVO.units.length}
-function find(text){text=text.trim().toLowerCase();if(!text)return LVO.units;
-return LVO.units.map(e=>{let m=null;e.labels.forEach((l,i)=>{if(l.phrase.toLowerCase().includes(text)&&
-(m===null||(l.score||0)>m))m=l.score||0});return [m,e]}).filter(p=>p[0]!==null).sort((a,b)=>b[0]-a[0]).map(p=>p[1])}
+function find(text){text=text.trim().toLowerCase().split(/\s+/).join(' ');if(!text)return LVO.units;
+return LVO.units.map(e=>{let m=null;e.labels.forEach(l=>{if((' '+l.phrase.toLowerCase()+' ').includes(' '+text+' '))
+m=(m||0)+(l.score===null?0.5:l.score)});return [m===null?null:m/e.labels.length,e]})
+.filter(p=>p[0]!==null).sort((a,b)=>b[0]-a[0]).map(p=>p[1])}
 let key='score';function sortBy(k){key=k;const l=[...find(q.value)];
 l.sort((a,b)=>k==='unit'?a.unit-b.unit:((b[k]??-1)-(a[k]??-1)));draw(l)}
 q.addEventListener('input',()=>draw(find(q.value)));
@@ -149,7 +152,7 @@ const h=new URLSearchParams(location.search).get('q');if(h){q.value=h}draw(find(
 
 
 def write_site(out: str | Path, entries: Sequence[Mapping[str, Any]], *, kind: str = "feature", hookpoint: str = "",
-               trusted: float = 0.75, title: str = "LVO atlas") -> Path:
+               trusted: float = 0.85, title: str = "LVO atlas") -> Path:
     """Write the site into ``out``. Each entry: ``unit``, optional ``score`` (atlas), ``labels`` (label dicts,
     best first), ``card`` (:func:`~lvo_core.runs.feature_page.feature_card`), ``metrics`` (rows) and ``images``
     (section → list of ``(path under out, caption)``; the files must already be in ``out``)."""
@@ -224,5 +227,5 @@ def atlas_site(out: str | Path, index: Mapping[str, Any] | None, *, atlas_dir: s
                         "metrics": [r["metrics"] | {"timestep": r["timestep"], "seed": r["seed"]}
                                     for r in e.get("rows", [])]})
     hookpoint = (index or {}).get("hookpoint") or (labels.hookpoint if labels is not None else "")
-    trusted = labels.settings.trusted if labels is not None else 0.75
+    trusted = labels.settings.trusted if labels is not None else 0.85
     return write_site(out, entries, kind=kind, hookpoint=str(hookpoint), trusted=trusted)

@@ -17,6 +17,7 @@ import torch
 
 from ..analysis.labels import LabelSettings, auroc, label_units, monosemanticity, vocabulary
 from .concepts import ToyWorld, measure_purity, purity_data
+from .world import COLORS, SHAPES
 
 TUNING = (319, 10, 81, 14, 125, 19, 148, 33, 341, 98)  # the ablation's features that chose the defaults
 HELD_OUT = (38, 21, 41, 22, 79, 63, 90, 107, 120, 39)  # the ablation's held-out features (README, Ablation)
@@ -77,7 +78,23 @@ def study(settings: LabelSettings = LabelSettings(), pure_at: float = 0.8, impur
             report[kind]["ablation_top_label_names_concept"] = share(group)
             report[kind]["held_out_top_label_names_concept"] = share(list(HELD_OUT))
             report[kind]["monosemanticity"] = monosemanticity_report(world, data, pur, pure, impure)
+            report[kind]["search"] = search_report(table, pur, pure_at)
     return report, tables
+
+
+def search_report(table, purity, pure_at: float = 0.8, top: int = 5) -> dict[str, Any]:
+    """Search by text for each concept word that has pure features: the share of the first ``min(top, n)`` hits
+    that are pure features of that concept (n: how many such features the SAE has)."""
+    out = {}
+    for word in (*COLORS, *SHAPES):
+        pure = [u for u in range(table.num_units) if purity.active[u] and purity.concept(u)[1] == word
+                and purity.concept(u)[2] >= pure_at]
+        if not pure:
+            continue
+        hits = table.search(word, top=min(top, len(pure)))
+        out[word] = {"pure_features": len(pure), "shown": len(hits),
+                     "share": round(sum(h["unit"] in pure for h in hits) / len(hits), 2)}
+    return {"top": top, "words": out, "mean": round(float(np.mean([v["share"] for v in out.values()])), 3)}
 
 
 def monosemanticity_report(world: ToyWorld, data, purity, pure, impure, top: int = 50) -> dict[str, Any]:
