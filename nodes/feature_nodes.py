@@ -58,10 +58,10 @@ class LVOFeaturePage(io.ComfyNode):
                 io.Image.Input("examples", optional=True,
                                tooltip="The Activity Analysis's generated images, to show the top dataset examples."),
                 BANK.Input("bank", optional=True, tooltip="Sample Bank: histogram, density and top pool images."),
+                *run_inputs(),
                 LABELS.Input("labels", optional=True,
                              tooltip="Label table (LVO Label Search): the unit's labels with their held-out "
                                      "detection scores."),
-                *run_inputs(),
             ],
             outputs=[
                 io.String.Output(display_name="card", tooltip="The feature page as JSON (every number shown)."),

@@ -134,3 +134,26 @@ def test_label_and_search_text_on_the_tiny_model(tmp_path, capsys):
     assert len(hits) == 3 and all(h["phrase"] == "green" for h in hits)
     assert main(["search", "--model", "tiny", "--text", "green", "--out", str(tmp_path / "s")]) == 2
     assert "give --labels" in capsys.readouterr().err
+
+
+def test_label_search_node_and_the_feature_card(tmp_path, fake_comfy, pack):
+    from comfy_standins import run
+
+    from lvo_core.model.tiny import random_sae
+    from lvo_core.runs.feature_page import feature_card
+
+    sae = random_sae(d_in=32)
+    phrases = ["red", "blue"]
+    lift = torch.zeros(2, sae.d_sae)
+    lift[0, 5], lift[1, 9] = 1.0, 2.0
+    labels = {5: [{"phrase": "red", "index": 0, "lift": 1.0, "normalised": 3.0, "score": 0.93}],
+              9: [{"phrase": "blue", "index": 1, "lift": 2.0, "normalised": 4.0, "score": 0.6}]}
+    LabelTable(phrases, lift, normalise(lift), labels, LabelSettings(), "up_blocks.1.attentions.1").save(tmp_path)
+    units, table, report = run(pack, "LVOLabelSearch", fake_comfy.patcher, sae, str(tmp_path), "red", 2, "").args
+    assert units.units[0] == 5 and units.kind == "sae" and json.loads(report)["hits"][0]["score"] == 0.93
+    card = feature_card(5, hookpoint="up_blocks.1.attentions.1", sae=sae, labels=table)
+    assert card["labels"]["trusted"] and card["label"] == "feature 5: red"
+    card = feature_card(9, hookpoint="up_blocks.1.attentions.1", sae=sae, labels=table)
+    assert not card["labels"]["trusted"] and card["label"] == "feature 9"  # 0.6 < 0.85: no name given
+    with pytest.raises(Exception, match="give the label folder"):  # the pack imports its own copy of LabelError
+        run(pack, "LVOLabelSearch", fake_comfy.patcher, sae, " ", "red", 2, "")

@@ -389,10 +389,3 @@ def monosemanticity(embeddings: Tensor, activations: Tensor) -> float:
     off = ~torch.eye(len(a), dtype=torch.bool)
     total = w[off].sum()
     return float((w[off] * sim[off]).sum() / total) if total > 0 else math.nan
-
-
-def two_afc(observer_says_a: Sequence[bool], truth_a: Sequence[bool]) -> float:
-    """Share of 2AFC trials where the observer picked the image that truly activates the unit more."""
-    if len(observer_says_a) != len(truth_a) or not len(truth_a):
-        raise LabelError("2AFC needs one observer answer per trial")
-    return float(np.mean([o == t for o, t in zip(observer_says_a, truth_a)]))

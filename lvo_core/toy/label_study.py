@@ -79,6 +79,7 @@ def study(settings: LabelSettings = LabelSettings(), pure_at: float = 0.8, impur
             report[kind]["held_out_top_label_names_concept"] = share(list(HELD_OUT))
             report[kind]["monosemanticity"] = monosemanticity_report(world, data, pur, pure, impure)
             report[kind]["search"] = search_report(table, pur, pure_at)
+            report[kind]["two_afc"] = two_afc_report(world, data, pur, pure)
     return report, tables
 
 
@@ -95,6 +96,41 @@ def search_report(table, purity, pure_at: float = 0.8, top: int = 5) -> dict[str
         out[word] = {"pure_features": len(pure), "shown": len(hits),
                      "share": round(sum(h["unit"] in pure for h in hits) / len(hits), 2)}
     return {"top": top, "words": out, "mean": round(float(np.mean([v["share"] for v in out.values()])), 3)}
+
+
+def two_afc_report(world: ToyWorld, data, purity, units, trials: int = 100, seed: int = 0) -> dict[str, Any]:
+    """2AFC predictiveness with the judge as observer: per trial one query image from the unit's top 5 % of held-out
+    images and one from its bottom half; the observer sees what the unit "shows" — the judge's reading of its best
+    sample-bank image (faithful's start) or, as the natural-example baseline, the labels of its top dataset image —
+    and picks the query sharing more of it (ties count half). Chance is 0.5."""
+    from ..analysis.bank import BankSettings, build_bank
+
+    bank = build_bank(world.backend, BankSettings(), sae=world.sae, timesteps=[200])
+    acts = np.asarray(purity.acts)
+    names = {"shape": list(SHAPES), "color": list(COLORS)}
+    truth = [{"shape": names["shape"][s], "color": names["color"][c]}
+             for s, c in zip(data.data.shapes, data.data.colors)]
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        tops = [bank.top(u, 200, 1, world.sae)[0] for u in units]
+        shown = world.read(world.backend.decode(bank.latents[tops]).float().cpu())
+
+    def agree(seen: dict, image: int) -> int:
+        return sum(seen[a] == truth[image][a] for a in ("shape", "color"))
+
+    correct = {"visualization": [], "natural": []}
+    for u, seen in zip(units, shown):
+        order = np.argsort(-acts[:, u], kind="stable")
+        high, low = order[:max(1, len(order) // 20)], order[len(order) // 2:]
+        natural = truth[int(order[0])]
+        for _ in range(trials):
+            a, b = int(rng.choice(high)), int(rng.choice(low))
+            for name, view in (("visualization", seen), ("natural", natural)):
+                sa, sb = agree(view, a), agree(view, b)
+                correct[name].append(1.0 if sa > sb else 0.5 if sa == sb else 0.0)
+    return {"units": len(units), "trials_per_unit": trials,
+            **{name: round(float(np.mean(v)), 4) for name, v in correct.items()},
+            "observer": "the toy judge", "shown": "the unit's best sample-bank image at t 200"}
 
 
 def monosemanticity_report(world: ToyWorld, data, purity, pure, impure, top: int = 50) -> dict[str, Any]:
