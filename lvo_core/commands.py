@@ -616,10 +616,10 @@ def search_text(s: Any) -> int:
         raise LVOError("search by text reads a label table: give --labels FOLDER (made by `python -m lvo_core label`)")
     table = LabelTable.load(s.labels)
     hits = table.search(s.text, top=s.top)
-    print(f"{'unit':>6}  {'score':>6}  {'lift':>8}  label")
+    print(f"{'unit':>6}  {'score':>6}  {'norm.lift':>9}  label")
     for h in hits:
         score = "-" if h["score"] is None else f"{h['score']:.2f}"
-        print(f"{h['unit']:>6}  {score:>6}  {h['normalised']:>8.2f}  {h['phrase']}"
+        print(f"{h['unit']:>6}  {score:>6}  {h['normalised']:>9.2f}  {h['phrase']}"
               + ("" if h["label_rank"] else "  (by lift; not among its labels)"))
     out = Path(s.out)
     out.mkdir(parents=True, exist_ok=True)
