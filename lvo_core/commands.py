@@ -485,7 +485,7 @@ def write_atlas_site(s: Any, backend, kwargs: dict, index: dict, kind: str) -> P
     for i, unit in enumerate(units):
         use_bank = bank if bank_t is not None else None
         cards[unit] = feature_card(unit, hookpoint=hookpoint, sae=sae, analysis=analysis, bank=use_bank,
-                                   bank_t=bank_t or 200, top=s.site_examples)
+                                   bank_t=bank_t or 200, top=getattr(s, "site_examples", 4))
         if use_bank is not None and backend_has_decoder(backend):
             top = cards[unit]["bank"]["top"]
             with torch.no_grad():
