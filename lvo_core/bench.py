@@ -281,6 +281,17 @@ def sd15_cpu_estimate(timed_steps: int = 2) -> dict[str, Any]:
     return row
 
 
+def label_cost(bank_row: dict[str, Any], phrases: int, label_images: int = 16, score_images: int = 8,
+               draws: int = 2) -> dict[str, Any]:
+    """What ``label`` costs for a vocabulary of ``phrases``, from a measured bank row: it generates (phrases + 1) ×
+    ``label_images`` and phrases × ``score_images`` images (DDIM, no CFG, as the bank samples) and reads every unit
+    on each at one timestep (``draws`` draws; the bank row times 4). One pass serves every feature of the SAE."""
+    images = (phrases + 1) * label_images + phrases * score_images
+    per_image = 1 / bank_row["samples_per_s_no_cfg"] + draws / 4 / bank_row["scored_samples_per_s"]
+    return {"phrases": phrases, "images": images, "seconds_per_image": round(per_image, 4),
+            "hours": round(images * per_image / 3600, 2)}
+
+
 def memory_rows() -> list[dict[str, Any]]:
     """The trainable copy's size on every full-size architecture we support, hooked where people hook it
     (measured on the meta device: no weights, no memory)."""
@@ -314,6 +325,12 @@ def print_report(report: dict[str, Any]) -> None:
             print(f"{label} (DDIM {b['sampler_steps']}{scaled}, batch {b['batch']}, {b['precision']}): "
                   f"{b['samples_per_s_no_cfg']} samples/s without CFG, {b['samples_per_s_cfg']} with CFG; "
                   f"scoring every feature at one t (4 draws): {b['scored_samples_per_s']} samples/s")
+    for key, label in (("bank", "this device"), ("sd15_cpu", "SD1.5 architecture on this CPU")):
+        if key in report:
+            for phrases in (35, 1268):  # the toy vocabulary; the shipped 'common' one
+                c = label_cost(report[key], phrases)
+                print(f"label ({label}): {phrases} phrases -> {c['images']} images x {c['seconds_per_image']} s = "
+                      f"{c['hours']} h per SAE, every feature at once")
     if report.get("trainable_copy"):
         print("trainable copy up to the hook (full-size architectures on the meta device):")
         for r in report["trainable_copy"]:

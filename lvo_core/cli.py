@@ -50,6 +50,7 @@ EXAMPLES = {
     "info": "python -m lvo_core info --model toy --sae toy",
     "convert": "python -m lvo_core convert path/to/ae.pt-folder lvo_runs/converted-sae",
     "ablate": "python -m lvo_core ablate --out lvo_runs/ablation",
+    "label": "python -m lvo_core label --model toy --out lvo_runs/toy-labels",
 }
 
 
@@ -202,6 +203,8 @@ def atlas_args(p: argparse.ArgumentParser) -> None:
                 default="all")
     _lvo_args(p)
     p.add_argument("--chunk-size", type=int, default=16, help="units per unit of work a rank claims (16)")
+    p.add_argument("--labels", help="label folder made by `label`: labels and scores in the atlas site")
+    p.add_argument("--site-examples", type=int, default=4, help="top bank images per unit in the site (4)")
     p.add_argument("--out", default="lvo_runs/atlas", help="shared output folder (all ranks write here)")
     p.set_defaults(resume=True, from_json=None)
 
@@ -256,6 +259,8 @@ def search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=25, help="sampling steps for --prompt (25)")
     p.add_argument("--guidance", type=float, default=7.5, help="CFG scale for --prompt (7.5)")
     p.add_argument("--seed", type=int, default=0, help="seed for --prompt")
+    p.add_argument("--text", help="…or a word: the features whose labels match it (needs --labels)")
+    p.add_argument("--labels", help="label folder made by `label` (for --text)")
     p.add_argument("--out", default="lvo_runs/search", help="output folder (search.png, search.json)")
 
 
@@ -267,10 +272,29 @@ def page_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bank", help="sample bank folder (histogram, density, top pool images)")
     g.add_argument("--run", action="append", help="a visualize output folder: its pictures of the unit and their "
                                                   "metrics (repeat to compare runs)")
+    g.add_argument("--labels", help="label folder made by `label`: the unit's labels and their detection scores")
     p.add_argument("--bank-t", type=int, default=200, help="timestep the bank is scored at (200)")
     p.add_argument("--top", type=int, default=8, help="examples per section (8)")
     p.add_argument("--bins", type=int, default=20, help="histogram bins (20)")
     p.add_argument("--out", default="lvo_runs/page", help="output folder (feature_N.png, feature_N.json)")
+
+
+def label_args(p: argparse.ArgumentParser) -> None:
+    _model_args(p)
+    p = p.add_argument_group("labelling")
+    p.add_argument("--vocabulary", help="phrase file (one a line) or a shipped list: 'common', 'toy' (default: "
+                                        "'toy' for --model toy, else 'common')")
+    p.add_argument("--units", type=int_list, help="label only these units (default: all; the cost is the same)")
+    p.add_argument("--timestep", type=int, default=200, help="timestep the generations are read at (200)")
+    p.add_argument("--label-images", type=int, default=16, help="generations per phrase for the lift (16)")
+    p.add_argument("--score-images", type=int, default=8, help="held-out generations per phrase for scores (8)")
+    p.add_argument("--steps", type=int, default=25, help="DDIM steps per generation (25)")
+    p.add_argument("--guidance", type=float, default=1.0, help="CFG scale of the generations (1: none)")
+    p.add_argument("--top", type=int, default=5, help="labels kept per unit (5)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch (64)")
+    p.add_argument("--no-score", action="store_true", help="skip the held-out detection scores")
+    p.add_argument("--show", type=int, default=10, help="units to print (10)")
+    p.add_argument("--out", default="lvo_runs/labels", help="folder for labels.json and lift.safetensors")
 
 
 def demo_args(p: argparse.ArgumentParser) -> None:
@@ -298,7 +322,7 @@ def ablate_args(p: argparse.ArgumentParser) -> None:
 SUBCOMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "demo": demo_args, "visualize": visualize_args, "bank": bank_args, "search": search_args, "page": page_args,
     "analyze": analyze_args, "examples": examples_args, "steer": steer_args, "atlas": atlas_args, "info": info_args,
-    "convert": convert_args, "ablate": ablate_args,
+    "label": label_args, "convert": convert_args, "ablate": ablate_args,
 }
 
 

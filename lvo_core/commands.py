@@ -513,11 +513,53 @@ def cmd_atlas(s: Any) -> int:
             print(f"atlas: {index['finished_units']}/{index['total_units']} {kind}s finished "
                   f"({index['resumed_units']} from an earlier run) on {cluster.world} process(es) in {seconds:.1f}s"
                   f"{per_1000}; wrote {s.out}/index.json, atlas.html, atlas.png")
+            site = write_atlas_site(s, backend, kwargs, index, kind)
+            print(f"atlas site: open {site} (static; copy the folder to share it)")
         elif ran == 0:
             print(f"[rank {cluster.rank}] no work left", file=sys.stderr)
         return 0
     finally:
         cluster.close()
+
+
+def write_atlas_site(s: Any, backend, kwargs: dict, index: dict, kind: str) -> Path:
+    """The atlas's static site in ``OUT/site``: labels (``--labels``), feature cards from the bank and the analysis,
+    each unit's top bank images."""
+    from .analysis.bank import SampleBank
+    from .analysis.labels import LabelTable
+    from .analysis.metrics import display_images
+    from .runs.feature_page import feature_card
+    from .runs.site import atlas_site
+
+    sae, analysis = kwargs["sae"], kwargs["analysis"]
+    labels = LabelTable.load(s.labels) if getattr(s, "labels", None) else None
+    if labels is not None:
+        labels.check_matches(sae)
+    folder = Path(s.bank) if s.bank else Path(s.out) / "bank"
+    bank = SampleBank.load(folder) if (folder / "bank.json").is_file() else None
+    bank_t = next((t for k, t in sorted(bank.scores) if k == ("sae" if sae is not None else "raw")), None) \
+        if bank is not None else None
+    hookpoint = backend.hookpoint.diffusers_name
+    cards, images = {}, {}
+    units = [e["unit"] for e in index["units"]]
+    progress = Progress("atlas site")
+    for i, unit in enumerate(units):
+        use_bank = bank if bank_t is not None else None
+        cards[unit] = feature_card(unit, hookpoint=hookpoint, sae=sae, analysis=analysis, bank=use_bank,
+                                   bank_t=bank_t or 200, top=getattr(s, "site_examples", 4))
+        if use_bank is not None and backend_has_decoder(backend):
+            top = cards[unit]["bank"]["top"]
+            with torch.no_grad():
+                pics = display_images(backend.decode(use_bank.latents[[e["index"] for e in top]].to(backend.device))
+                                      .float().cpu()).numpy()
+            images[unit] = {"bank": [(p, f"pool {e['index']}: {e['score']:.3g}") for p, e in zip(pics, top)]}
+        progress(i + 1, len(units))
+    return atlas_site(Path(s.out) / "site", index, atlas_dir=s.out, labels=labels, cards=cards, images=images,
+                      kind=kind, units=units)
+
+
+def backend_has_decoder(backend) -> bool:
+    return getattr(backend, "_decoder", None) is not None
 
 
 def cmd_bank(s: Any) -> int:
@@ -573,8 +615,10 @@ def cmd_search(s: Any) -> int:
     from .runs.plots import search_sheet
     from .runs.report import save_json, save_png, versions
 
+    if s.text:
+        return search_text(s)
     if not s.image and not s.prompt:
-        raise LVOError("give --image FILE or --prompt TEXT (either may be repeated)")
+        raise LVOError("give --image FILE, --prompt TEXT (either may be repeated) or --text WORD with --labels")
     model, sae, hookpoint = setup(s)
     if sae is None:
         raise LVOError("feature search ranks SAE features: give --sae (raw channels have no dictionary to search)")
@@ -653,8 +697,13 @@ def cmd_page(s: Any) -> int:
         bank = SampleBank.load(s.bank)
         bank.check_matches(backend, sae)
         bank.ensure_scores(backend, sae, [s.bank_t], on_progress=Progress(BANK_SCORING))
+    labels = None
+    if s.labels:
+        from .analysis.labels import LabelTable
+
+        labels = LabelTable.load(s.labels)
     card = feature_card(s.unit, hookpoint=hookpoint, sae=sae, analysis=analysis, bank=bank, bank_t=s.bank_t,
-                        results=results, top=s.top, bins=s.bins)
+                        results=results, top=s.top, bins=s.bins, labels=labels)
     pictures: dict[str, list] = {}
     if card["bank"] is not None and model.decoder is not None:
         order = [e["index"] for e in card["bank"]["top"]]
@@ -673,6 +722,56 @@ def cmd_page(s: Any) -> int:
         print(f"note: {note}", file=sys.stderr)
     print(json.dumps({k: card[k] for k in ("unit", "kind", "hookpoint")}) +
           f"; wrote {out}/feature_{s.unit}.png and feature_{s.unit}.json")
+    return 0
+
+
+def search_text(s: Any) -> int:
+    """``search --text``: the features whose labels (or lift) match a word, with their detection scores."""
+    from .analysis.labels import LabelTable
+    from .runs.report import save_json, versions
+
+    if not s.labels:
+        raise LVOError("search by text reads a label table: give --labels FOLDER (made by `python -m lvo_core label`)")
+    table = LabelTable.load(s.labels)
+    hits = table.search(s.text, top=s.top)
+    print(f"{'unit':>6}  {'score':>6}  {'norm.lift':>9}  label")
+    for h in hits:
+        score = "-" if h["score"] is None else f"{h['score']:.2f}"
+        print(f"{h['unit']:>6}  {score:>6}  {h['normalised']:>9.2f}  {h['phrase']}"
+              + ("" if h["label_rank"] else "  (by lift; not among its labels)"))
+    out = Path(s.out)
+    out.mkdir(parents=True, exist_ok=True)
+    units = ",".join(str(h["unit"]) for h in hits)
+    save_json({"command": "search", "args": recorded_args(s), "text": s.text, "hits": hits, "versions": versions()},
+              out / "search.json")
+    print(f"wrote {out}/search.json; feed the units to LVO: --units {units}")
+    return 0
+
+
+def cmd_label(s: Any) -> int:
+    """Labels the model gives each feature (lift of vocabulary phrases), scored on held-out generations."""
+    from .analysis.labels import LabelSettings, label_units, vocabulary
+
+    model, sae, hookpoint = setup(s)
+    backend = backend_for(model, hookpoint, sae)
+    phrases = vocabulary(s.vocabulary or ("toy" if model.source == "toy" else "common"))
+    settings = LabelSettings(timestep=s.timestep, label_images=s.label_images, score_images=s.score_images,
+                             steps=s.steps, guidance=s.guidance, top=s.top, batch_size=s.batch_size)
+    start = time.perf_counter()
+    table = label_units(backend, sae, phrases, settings=settings, units=s.units, score=not s.no_score,
+                        on_progress=Progress("label"), on_phase=lambda name: print(f"[label] {name}", file=sys.stderr))
+    seconds = time.perf_counter() - start
+    table.info.update(model=model.source, seconds=round(seconds, 1))
+    path = table.save(s.out)
+    kind = "feature" if sae is not None else "channel"
+    trusted = sum(table.trusted(u) for u in table.labels)
+    for unit in list(table.labels)[:s.show]:
+        labs = ", ".join(f"{lab['phrase']} ({lab['score']:.2f})" if lab.get("score") is not None
+                         else f"{lab['phrase']} (lift {lab['normalised']:.2f})" for lab in table.labels[unit][:3])
+        print(f"{kind} {unit:>5}: {labs or 'no phrase raises it'}")
+    print(f"{len(table.labels)} {kind}s labelled with {len(phrases)} phrases in {seconds:.1f}s "
+          f"({seconds / max(len(table.labels), 1):.3f} s per {kind}); {trusted} have a label with detection score "
+          f"≥ {settings.trusted}; wrote {path}")
     return 0
 
 

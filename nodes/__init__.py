@@ -16,6 +16,7 @@ from . import (
     activity_nodes,
     bank_nodes,
     feature_nodes,
+    label_nodes,
     lvo_nodes,
     sae_nodes,
     search_nodes,
@@ -23,7 +24,8 @@ from . import (
 )
 from .comfy_glue import V3, ComfyExtension, install_hint, missing_requirements
 
-NODE_MODULES = (sae_nodes, activity_nodes, steering_nodes, lvo_nodes, bank_nodes, search_nodes, feature_nodes)
+NODE_MODULES = (sae_nodes, activity_nodes, steering_nodes, lvo_nodes, bank_nodes, search_nodes, label_nodes,
+                feature_nodes)
 
 __all__ = ["V3", "comfy_entrypoint", "node_list", "node_mappings", "setup_comfyui"]
 

@@ -15,7 +15,7 @@ from ..lvo_core.errors import LVOError
 from ..lvo_core.runs.feature_page import feature_card, feature_sheet
 from . import comfy_glue as glue
 from .comfy_glue import io
-from .sockets import ACTIVITY, BANK, UNITS
+from .sockets import ACTIVITY, BANK, LABELS, UNITS
 
 CATEGORY = "LVO"
 RUNS = 2  # run inputs: images + metrics of LVO Optimize / LVO Faithful (e.g. the paper and the faithful recipe)
@@ -59,6 +59,9 @@ class LVOFeaturePage(io.ComfyNode):
                                tooltip="The Activity Analysis's generated images, to show the top dataset examples."),
                 BANK.Input("bank", optional=True, tooltip="Sample Bank: histogram, density and top pool images."),
                 *run_inputs(),
+                LABELS.Input("labels", optional=True,
+                             tooltip="Label table (LVO Label Search): the unit's labels with their held-out "
+                                     "detection scores."),
             ],
             outputs=[
                 io.String.Output(display_name="card", tooltip="The feature page as JSON (every number shown)."),
@@ -67,7 +70,7 @@ class LVOFeaturePage(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, vae, units, empty_prompt, unit: int, top: int, bank_t: int, bins: int, activity=None,
-                examples=None, bank=None, **runs) -> io.NodeOutput:
+                examples=None, bank=None, labels=None, **runs) -> io.NodeOutput:
         unit = units.units[0] if unit < 0 else unit
         results, run_images = [], []
         for k in range(1, RUNS + 1):
@@ -87,7 +90,7 @@ class LVOFeaturePage(io.ComfyNode):
             bank.check_matches(backend, units.sae)
             bank.ensure_scores(backend, units.sae, [bank_t], on_progress=glue.Progress(1))
         card = feature_card(unit, hookpoint=units.hookpoint, sae=units.sae, analysis=activity, bank=bank,
-                            bank_t=bank_t, results=results, top=top, bins=bins)
+                            bank_t=bank_t, results=results, top=top, bins=bins, labels=labels)
         pictures: dict[str, list] = {}
         if card["bank"] is not None:
             order = [e["index"] for e in card["bank"]["top"]]

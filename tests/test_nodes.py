@@ -29,7 +29,7 @@ def test_every_node_is_registered_with_tooltips(pack):
     ids = set(pack.NODE_CLASS_MAPPINGS)
     assert ids == {"LVOSAELoader", "LVOFeatureHook", "LVOActivityAnalysis", "LVODatasetExamples", "LVOSteering",
                    "LVOSteeringInit", "LVOOptimize", "LVOFeatureGrid", "LVOSampleBank", "LVOFaithful",
-                   "LVOFeatureSearch", "LVOFeaturePage"}
+                   "LVOFeatureSearch", "LVOFeaturePage", "LVOLabelSearch"}
     for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
         schema = cls.define_schema()
         assert schema.node_id == node_id == cls.__name__ and pack.NODE_DISPLAY_NAME_MAPPINGS[node_id]
@@ -69,7 +69,7 @@ def test_with_comfy_api_the_pack_exports_only_the_v3_entry_point(monkeypatch):
         extension = asyncio.run(module.comfy_entrypoint())
         assert isinstance(extension, io_module.ComfyExtension)
         nodes = asyncio.run(extension.get_node_list())
-        assert [n.__name__ for n in nodes][:2] == ["LVOSAELoader", "LVOFeatureHook"] and len(nodes) == 12
+        assert [n.__name__ for n in nodes][:2] == ["LVOSAELoader", "LVOFeatureHook"] and len(nodes) == 13
         assert all(issubclass(n, io_module.ComfyNode) for n in nodes)
     finally:
         for name in [n for n in sys.modules if n == "lvo_v3" or n.startswith("lvo_v3.")]:

@@ -388,6 +388,28 @@ GRAPHS = {
                                        "bank": L(7)}),
                   11: ("LVOFeatureGrid", {"images": L(10, 1), "metrics": L(10, 2)}),
                   12: ("SaveImage", {"images": L(11), "filename_prefix": "lvo_search"})}},
+    "lvo_feature_for_a_word.json": {
+        "title": "LVO: find the feature for a word",
+        "note": "The features the model itself labels with a word: labels are made once per SAE with `python -m "
+                "lvo_core label --model <checkpoint folder> --sae models/sae/SAeUron --out "
+                "ComfyUI/output/lvo_labels/sd15_SAeUron` (vocabulary phrases whose generations raise each feature, "
+                "scored on held-out seeds). Label Search finds the word, LVO Faithful draws the features, the "
+                "Feature Page shows the best one with its labels and scores.",
+        "groups": [(LOAD, LOADERS), ("Word -> labelled features -> faithful pictures and the best one's page",
+                                     [4, 5, 6, 7, 8, 9, 10, 11])],
+        "nodes": {**BASE, 4: ("LVOLabelSearch", {"model": L(1), "sae": L(3), "labels": "sd15_SAeUron",
+                                                 "text": "rose", "top": 4}),
+                  5: ("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}),
+                  6: ("LVOSampleBank", {"model": L(1), "units": L(4), "empty_prompt": L(2), "latent": L(5),
+                                        "name": "sd15_up_blocks.1.attentions.1"}),
+                  7: ("LVOFaithful", {"model": L(1), "vae": L(1, 2), "units": L(4), "empty_prompt": L(2),
+                                      "bank": L(6)}),
+                  8: ("LVOFeatureGrid", {"images": L(7, 1), "metrics": L(7, 2)}),
+                  9: ("SaveImage", {"images": L(8), "filename_prefix": "lvo_word"}),
+                  10: ("LVOFeaturePage", {"model": L(1), "vae": L(1, 2), "units": L(4), "empty_prompt": L(2),
+                                          "bank": L(6), "labels": L(4, 1), "run1_images": L(7, 1),
+                                          "run1_metrics": L(7, 2)}),
+                  11: ("SaveImage", {"images": L(10, 1), "filename_prefix": "lvo_word_page"})}},
     "lvo_feature_page.json": {
         "title": "LVO: a feature's page",
         "note": "Everything about one feature on one page: activity over timesteps and top dataset examples, the "

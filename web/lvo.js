@@ -156,6 +156,10 @@ function runTable(run) {
     `<th>reached</th><th>÷max</th><th>rank</th><th>pool</th></tr>${rows}</table>`;
 }
 
+function escapeHtml(text) {
+  return String(text).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+}
+
 function renderFeature(view, card) {
   const box = view.box;
   box.replaceChildren();
@@ -164,6 +168,26 @@ function renderFeature(view, card) {
   title.textContent = `${card.label} · ${card.hookpoint}`;
   box.append(title);
   for (const note of card.notes) box.append(placeholder(note));
+  const labels = card.labels;
+  if (labels) {
+    const part = section(labels.items.length ? `labels (held-out detection AUROC; trusted ≥ ${labels.threshold})`
+      : "labels");
+    if (!labels.items.length) part.append(placeholder("no phrase of the vocabulary raises this unit"));
+    else {
+      if (!labels.trusted) part.append(placeholder(`no label predicts this unit (no score ≥ ${labels.threshold})`));
+      const rows = labels.items.map((l) => {
+        const score = l.score === null || l.score === undefined ? "–" : num(l.score, 2);
+        const color = l.score >= labels.threshold ? "#7d7" : "#db7";
+        return `<tr><td>${escapeHtml(l.phrase)}</td><td style="color:${color}">${score}</td>` +
+          `<td>${num(l.normalised, 2)}</td></tr>`;
+      }).join("");
+      const table = document.createElement("div");
+      table.innerHTML = `<table style="border-collapse:collapse;width:100%;font-size:10px"><tr><th>phrase</th>` +
+        `<th>score</th><th>lift (normalised)</th></tr>${rows}</table>`;
+      part.append(table);
+    }
+    box.append(part);
+  }
   const act = card.activity;
   if (act) {
     const part = section(`activity over timesteps (top-${act.top_n} share, ${act.generations} generations)`);

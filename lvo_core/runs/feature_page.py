@@ -118,11 +118,13 @@ def visualization_section(results: Sequence[Mapping[str, Any]], unit: int) -> tu
 
 def feature_card(unit: int, *, hookpoint: str, sae: SparseAutoencoder | None = None,
                  analysis: ActivityAnalysis | None = None, bank: SampleBank | None = None, bank_t: int = 200,
-                 results: Sequence[Mapping[str, Any]] = (), top: int = 8, bins: int = 20) -> dict[str, Any]:
+                 results: Sequence[Mapping[str, Any]] = (), top: int = 8, bins: int = 20,
+                 labels: Any = None) -> dict[str, Any]:
     """The feature page of ``unit`` (a feature of ``sae``, or a raw channel with ``sae=None``) at ``hookpoint``.
 
     Every source is optional; one made for another block or SAE is refused. The bank must already be scored at
-    ``bank_t`` (:meth:`~lvo_core.analysis.bank.SampleBank.ensure_scores`).
+    ``bank_t`` (:meth:`~lvo_core.analysis.bank.SampleBank.ensure_scores`). ``labels`` (a
+    :class:`~lvo_core.analysis.labels.LabelTable`) adds the unit's labels with lift and detection score.
     """
     unit = int(unit)
     if unit < 0:
@@ -134,7 +136,7 @@ def feature_card(unit: int, *, hookpoint: str, sae: SparseAutoencoder | None = N
         raise UnitError(f"feature {unit} is out of range: this SAE has {sae.d_sae} features (0..{sae.d_sae - 1})")
     card: dict[str, Any] = {"version": CARD_VERSION, "unit": unit, "kind": kind, "label": f"{kind} {unit}",
                             "hookpoint": hookpoint, "activity": None, "bank": None, "visualizations": [],
-                            "notes": []}
+                            "labels": None, "notes": []}
     if analysis is not None:
         analysis.check_matches(hookpoint, sae)
         card["activity"] = activity_section(analysis, unit, top)
@@ -148,6 +150,12 @@ def feature_card(unit: int, *, hookpoint: str, sae: SparseAutoencoder | None = N
         if (unit_kind(sae), int(bank_t)) not in bank.scores:
             raise BankError(f"this bank has no {unit_kind(sae)} scores at t = {bank_t}; score it there first")
         card["bank"] = bank_section(bank, unit, bank_t, sae, top, bins)
+    if labels is not None:
+        labels.check_matches(sae)
+        items = labels.labels.get(unit, [])
+        card["labels"] = {"items": items, "trusted": labels.trusted(unit), "threshold": labels.settings.trusted}
+        if items and labels.trusted(unit):
+            card["label"] = f"{kind} {unit}: {items[0]['phrase']}"
     card["visualizations"], card["notes"] = visualization_section(results, unit)
     if card["activity"] is None and card["bank"] is None and not card["visualizations"]:
         card["notes"].append("nothing to show yet: connect an activity analysis, a sample bank or a run's metrics")
