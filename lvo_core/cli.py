@@ -84,7 +84,8 @@ def _lvo_args(p: argparse.ArgumentParser) -> None:
                    help="faithful (default: the unit's best sample-bank image, polished), paper (the reference), "
                         "best, or custom (built from the flags; implied by --prior or --preset)")
     p.add_argument("--bank", help="sample-bank folder to build, resume or reuse (default: OUT/bank)")
-    p.add_argument("--bank-size", type=int, default=160, help="pool size of a new sample bank (160)")
+    p.add_argument("--bank-size", type=int, help="pool size: a new bank's (160), or the first N images of an "
+                   "existing --bank (default: all of it; a larger N grows it)")
     p.add_argument("--select-t", type=either("peak", int), help="faithful: the selection timestep (200) or 'peak'")
     p.add_argument("--timesteps", type=either("peaks"),
                    help="custom/paper/best: 'peaks' ({0} ∪ activity peaks; needs --analysis) or timesteps")

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from .errors import LVOError
+from .fileio import ensure_folder
 
 DEFAULT_HOOKPOINT = "up_blocks.1.attentions.1"
 FLUX_HOOKPOINT = "transformer_blocks.18"  # where sdxl-unbox's FLUX.1 SAE reads the image stream
@@ -280,20 +282,25 @@ def chosen_recipe(s: Any) -> str:
 
 def bank_for(s: Any, backend, sae, units: list[int], variant, analysis, cluster: Any = None):
     """The sample bank in ``--bank`` (default ``<out>/bank``): built or resumed, and scored at the units' selection
-    timesteps, by one process (rank 0 under torchrun; the others wait and load it)."""
-    from .analysis.bank import BankSettings, SampleBank, build_bank
+    timesteps, by one process (rank 0 under torchrun; the others wait and load it). A bank that is there is used
+    as it is: all of it, or its first ``--bank-size`` images when that is smaller (a larger one grows it); its
+    sampler settings are its own, and only another model or latent size is refused, before any work."""
+    from .analysis.bank import BankSettings, SampleBank, build_bank, read_settings
     from .analysis.selection import selection_timesteps
 
     folder = Path(s.bank) if s.bank else Path(s.out) / "bank"
+    have = read_settings(folder)
+    settings = replace(have or BankSettings(), size=s.bank_size or (have or BankSettings()).size)
     if cluster is None or cluster.rank == 0:
-        bank = build_bank(backend, BankSettings(size=s.bank_size), sae=sae, out=folder, on_progress=Progress("bank"))
+        bank = build_bank(backend, settings, sae=sae, out=folder, on_progress=Progress("bank"))
+        bank.check_matches(backend, sae)
         timesteps, _ = selection_timesteps(units, variant.select_t, analysis, variant.fallback_t)
         bank.ensure_scores(backend, sae, sorted(set(timesteps.values())), on_progress=Progress("bank scores"))
     if cluster is not None:
         cluster.barrier()
     bank = SampleBank.load(folder)
     bank.check_matches(backend, sae)
-    return bank
+    return bank.prefix(s.bank_size) if s.bank_size and s.bank_size < bank.size else bank
 
 
 def _lvo_setup(s: Any, cluster: Any = None):
@@ -391,8 +398,7 @@ def cmd_steer(s: Any) -> int:
     analysis = load_analysis(s.analysis)
     rows = plan_rows(s.units, s.seeds, [0], None)
     latents = steer_prior(model, sae, hookpoint, analysis, s)([r.unit for r in rows], [r.seed for r in rows])
-    out = Path(s.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(s.out)
     meta_rows = [{"unit": r.unit, "seed": r.seed} for r in rows]
     save_tensors({"latents": latents}, out / "priors.safetensors", {"rows": json.dumps(meta_rows)})
     if model.decoder is not None:
@@ -551,8 +557,7 @@ def cmd_search(s: Any) -> int:
             tiles.append(overlay(image, h.heatmap.numpy()))
             extra = "".join(f", {k} {getattr(h, k)}" for k in ("lift", "ratio") if getattr(h, k) is not None)
             labels.append(f"feature {h.unit}: activation {h.activation:.3f}{extra}")
-    out = Path(s.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(s.out)
     if tiles:
         save_png(image_grid(tiles, labels, columns=s.top + 1, cell=128), out / "search.png")
     save_json({"command": "search", "args": recorded_args(s), "timestep": s.timestep, "versions": versions(),
@@ -582,8 +587,7 @@ def cmd_examples(s: Any) -> int:
                                              steps=s.steps, guidance=s.guidance, batch_size=s.batch_size,
                                              on_progress=Progress("examples"))
     ranked = rank_examples(maps, k=s.k, by=s.by, prompts=prompts, timestep=used)
-    out = Path(s.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(s.out)
     if model.decoder is not None:
         with torch.no_grad():
             images = display_images(model.decoder(latents[[e.index for e in ranked]]))

@@ -133,6 +133,7 @@ class LVOFaithful(io.ComfyNode):
         progress = glue.Progress(len(units.units) * len(seed_list) * max(polish_steps, 1), keep_partial=True)
         try:
             timesteps, _ = selection_timesteps(units.units, rule, activity)
+            bank.check_matches(backend, units.sae)  # a foreign bank is refused before any scoring
             bank.ensure_scores(backend, units.sae, sorted(set(timesteps.values())))
             vis = visualize_recipe(backend, chosen, list(units.units), sae=units.sae, analysis=activity,
                                    seeds=seed_list, bank=bank, batch_size="auto", on_progress=progress,

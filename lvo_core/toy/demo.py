@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..fileio import ensure_folder
 from ..lvo.recipes import DEFAULT_RECIPE, recipe
 from ..runs.plots import activity_chart, table_sheet
 from ..runs.report import save_json, save_png
@@ -44,15 +45,14 @@ def run_demo(out: str | Path = "lvo_runs/demo", num_units: int = 6, raw_units: i
              images: int = 1000, say: Callable[[str], None] = stderr_phase) -> dict[str, Any]:
     """Write ``concepts.png`` (per unit: dataset examples | paper | faithful), ``activity.png``, ``summary.json``.
     ``lvo_steps`` overrides every recipe's optimization steps (None: each recipe's own, 100 and 30)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(out)
     torch.manual_seed(0)
     start = time.perf_counter()
     say("concept purity of every SAE feature and raw channel on 1000 held-out labelled images …")
     study = prepare_study(num_units, raw_units, images, prior_steps)
     units, channels, purity, raw_purity = study.units, study.raw_units, study.purity, study.raw_purity
     labels = dict(zip(units, describe(purity, units)))
-    activity_chart(study.analysis, units, labels=labels).save(out / "activity.png")
+    save_png(activity_chart(study.analysis, units, labels=labels), out / "activity.png")
     say(f"sample bank: 160 unconditional samples of the model ({time.perf_counter() - start:.0f} s so far) …")
     bank = study.ensure_bank()
     runs: dict[str, Any] = {}
