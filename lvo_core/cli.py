@@ -42,6 +42,14 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def seed(text: str) -> int:
+    """One seed: a non-negative 64-bit integer (what torch's generators take)."""
+    values = int_list(text)
+    if len(values) != 1:
+        raise argparse.ArgumentTypeError(f"give one seed, got '{text}'")
+    return values[0]
+
+
 def either(word: str, parse: Callable[[str], object] = int_list) -> Callable[[str], object]:
     """A flag that takes a keyword (``all``, ``peaks``, ``auto``) or a parsed value."""
     return lambda text: word if text == word else parse(text)
@@ -64,7 +72,7 @@ def _generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompts", help="text file, one prompt per line (the tiny and toy models have built-in prompts)")
     p.add_argument("--steps", type=int, default=50, help="sampling steps per prompt (50)")
     p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale (7.5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first prompt; the next prompts count up")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the first prompt; the next prompts count up")
     p.add_argument("--batch-size", type=int, default=4, help="prompts per batch (4)")
 
 
@@ -95,7 +103,7 @@ def _lvo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="optimization steps (100)")
     p.add_argument("--lr", type=float, help="learning rate (0.05)")
     p.add_argument("--optimizer", choices=["adam", "adamw"], help="adamw (default, weight decay 0.01) or adam")
-    p.add_argument("--seed", type=int, help="seed of the augmentation draws (0)")
+    p.add_argument("--seed", type=seed, help="seed of the augmentation draws (0)")
     p.add_argument("--value", choices=["dense", "pre", "sparse"],
                    help="SAE objective: dense ReLU pre-activation (paper, custom), pre-ReLU (faithful, best), or the "
                         "sparse code")
@@ -203,7 +211,7 @@ def search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--analysis", help="activity analysis (dataset max and activity peak of each hit)")
     p.add_argument("--steps", type=int, default=25, help="sampling steps for --prompt (25)")
     p.add_argument("--guidance", type=float, default=7.5, help="CFG scale for --prompt (7.5)")
-    p.add_argument("--seed", type=int, default=0, help="seed for --prompt")
+    p.add_argument("--seed", type=seed, default=0, help="seed for --prompt")
     p.add_argument("--out", default="lvo_runs/search", help="output folder (search.png, search.json)")
 
 
@@ -240,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         func = getattr(commands, f"cmd_{name}")
         globals()[f"{name}_args"](sub.add_parser(name, help=" ".join(func.__doc__.split("\n\n")[0].split())))
         sub.choices[name].set_defaults(func=func)
+        commands.ARG_ACTIONS[name] = {a.dest: a for a in sub.choices[name]._actions if a.dest != "help"}
     return parser
 
 

@@ -25,6 +25,7 @@ TINY_MODELS = ("tiny", "tiny-sdxl", "tiny-flux")  # built in code; each comes wi
 TINY_PROMPTS = ["red circle", "blue square", "green triangle", "yellow ring", "red stripes", "blue circle",
                 "green square", "white ring"]
 NOT_RECORDED = ("func", "from_json", "resume")
+ARG_ACTIONS: dict[str, dict[str, Any]] = {}  # command → {dest: argparse action}, filled by lvo_core.cli
 
 
 class Progress:
@@ -58,7 +59,50 @@ def check_settings(s: Any) -> Any:
         value = getattr(s, name, None)
         if value is not None and value != "auto" and value <= 0:
             raise LVOError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if getattr(s, "device", None) is not None:
+        check_device(s.device)
+    check_out(s)
     return s
+
+
+FILE_OUTPUTS = ("analyze",)  # commands whose --out is one file; the others write a folder
+
+
+def check_out(s: Any) -> None:
+    """Refuse an ``--out`` of the wrong kind before any work: a folder or special file where a file goes, a file
+    or special file where a folder goes (nothing is ever written over them)."""
+    from .fileio import OutputPathError, check_file_target
+
+    out = getattr(s, "out", None)
+    if not isinstance(out, str) or not out:
+        return
+    path = Path(out)
+    if s.command in FILE_OUTPUTS:
+        check_file_target(path)
+    elif (path.exists() or path.is_symlink()) and not path.is_dir():
+        raise OutputPathError(f"--out {out} exists and is not a folder; {s.command} writes a folder of files there: "
+                              f"choose another --out")
+
+
+def check_device(name: str) -> torch.device:
+    """The torch device ``name``, refused at once when it is malformed or not on this machine (``cuda:7`` on a
+    machine with one GPU), instead of a driver traceback after the model loaded."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise LVOError(f"--device {name!r} is not a torch device (cpu, cuda, cuda:0, mps, …)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise LVOError(f"--device {name}: this machine has no CUDA device (torch {torch.__version__}); use "
+                           f"--device cpu")
+        if device.index is not None and device.index >= count:
+            raise LVOError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
+    elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise LVOError(f"--device {name}: MPS is not available here; use --device cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise LVOError(f"--device {name}: use cpu, cuda[:N] or mps")
+    return device
 
 
 def run(s: Any, argv: Sequence[str] = ()) -> int:
@@ -89,9 +133,62 @@ def rerun_settings(s: Any, argv: Sequence[str]) -> Any:
     recorded = load_result(s.from_json)
     if recorded.get("command") != s.command:
         raise LVOError(f"{s.from_json} records a '{recorded.get('command')}' run, not '{s.command}'")
-    out = s.out if "--out" in argv else recorded["args"]["out"]
-    return type(s)(**{**vars(s), **recorded["args"], "out": out, "func": s.func, "from_json": None,
-                      "resume": s.resume})
+    args = recorded.get("args")
+    if not isinstance(args, dict):
+        raise LVOError(f"{s.from_json} records no arguments ('args'); give the result.json of an earlier run")
+    known = ARG_ACTIONS.get(s.command, {})
+    args = {k: v for k, v in args.items() if k in known and k not in ("out", *NOT_RECORDED)}
+    for key, value in args.items():
+        check_recorded(s.from_json, key, value, known[key])
+    # where files go is this command line's choice (--out, or the command's default), never the JSON's
+    return type(s)(**{**vars(s), **args, "func": s.func, "from_json": None, "resume": s.resume})
+
+
+def check_recorded(path: str, key: str, value: Any, action: Any) -> None:
+    """A recorded argument has the type its flag parses to (a result.json from elsewhere may say anything)."""
+    flag = "--" + key.replace("_", "-")
+
+    def bad(want: str) -> LVOError:
+        return LVOError(f"{path}: {flag} is recorded as {value!r}, expected {want}; fix or remove it in the JSON")
+
+    def number(v: Any, kind: type) -> bool:
+        return isinstance(v, kind if kind is not float else (int, float)) and not isinstance(v, bool)
+
+    if value is None:
+        if action.default is not None:
+            raise bad(f"a value (default {action.default!r})")
+        return
+    if action.nargs == 0:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return
+    if action.choices is not None and value not in action.choices:
+        raise bad(f"one of {', '.join(map(str, action.choices))}")
+    if isinstance(action.nargs, int):
+        if not isinstance(value, list) or len(value) != action.nargs or not all(number(v, float) for v in value):
+            raise bad(f"a list of {action.nargs} numbers")
+        return
+    parse = action.type
+    if parse is int:
+        if not number(value, int):
+            raise bad("an integer")
+    elif parse is float:
+        if not number(value, float):
+            raise bad("a number")
+    elif parse is None:
+        if not isinstance(value, str):
+            raise bad("a string")
+    else:  # a unit list, or a keyword such as 'all' / 'peaks' / 'auto': re-parsed from its text form
+        if isinstance(value, list) and all(number(v, int) for v in value):
+            text = ",".join(map(str, value))
+        elif isinstance(value, str) or number(value, int):
+            text = str(value)
+        else:
+            raise bad("a list of integers or a keyword")
+        try:
+            parse(text)
+        except Exception as exc:  # argparse types raise ArgumentTypeError / ValueError
+            raise bad(f"a value its flag accepts ({exc})") from None
 
 
 def read_prompts(path: str | None, model_source: str) -> list[str]:
@@ -528,7 +625,7 @@ def cmd_search(s: Any) -> int:
         c, h, w = backend.latent_shape
         with torch.no_grad():  # the decoder's output size says how many pixels a latent cell covers
             size = model.decoder(torch.zeros(1, c, h, w, device=backend.device)).shape[-2:]
-        picture = Image.open(path).convert("RGB").resize((int(size[1]), int(size[0])), Image.BICUBIC)
+        picture = read_image(path).resize((int(size[1]), int(size[0])), Image.BICUBIC)
         pixels = torch.from_numpy(np.asarray(picture, np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
         with torch.no_grad():
             latents.append(encoder(pixels.to(backend.device)).float().cpu())
@@ -568,6 +665,25 @@ def cmd_search(s: Any) -> int:
     return 0
 
 
+def read_image(path: str):
+    """An RGB picture from ``path``; a file that is no image, or one so large that decoding it would exhaust memory
+    (PIL's decompression-bomb guard), is one clear error."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as picture:
+                return picture.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise LVOError(f"image {path} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS} pixels); give a "
+                       f"smaller image") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # UnidentifiedImageError is an OSError
+        raise LVOError(f"{path} is not an image PIL can read ({exc}); give a PNG or JPEG") from None
+
+
 def cmd_examples(s: Any) -> int:
     """Top-activating generations of a unit, ranked, with heatmaps."""
     from .analysis.examples import generate_with_maps, overlay, rank_examples
@@ -579,6 +695,9 @@ def cmd_examples(s: Any) -> int:
     analysis = load_analysis(s.analysis)
     prompts = read_prompts(s.prompts, model.source)
     t = s.timestep
+    train_steps = int(model.scheduler.config.num_train_timesteps)
+    if t is not None and not 0 <= t < train_steps:
+        raise LVOError(f"--timestep {t} is outside this model's schedule 0..{train_steps - 1}")
     if t is None:
         peaks = analysis.peaks(s.unit) if analysis is not None else []
         t = peaks[0] if peaks else 500

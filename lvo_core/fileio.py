@@ -90,8 +90,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     else:
         raise OutputPathError(f"cannot create a temporary file in {folder}")
     try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)  # 0666 less the umask: what any other tool's new file gets
         os.close(fd)
         write(tmp)
+        if stat.S_IMODE(os.lstat(tmp).st_mode) != mode:  # writers that recreate the file (safetensors: 0600)
+            os.chmod(tmp, mode)
         if not os.path.isfile(tmp) or os.path.islink(tmp):
             raise OutputPathError(f"the temporary file {tmp} was replaced while it was written; nothing was saved")
         check_file_target(path)

@@ -3,6 +3,7 @@ the best-scoring pool sample per unit and seed, briefly polished)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from .sockets import ACTIVITY, BANK, UNITS
 
 CATEGORY = "LVO"
 BANK_FOLDER = "lvo_banks"
+BANK_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
 
 
 def bank_folder(name: str) -> Path | None:
@@ -26,9 +28,14 @@ def bank_folder(name: str) -> Path | None:
     name = name.strip()
     if not name:
         return None
-    if any(c in name for c in "/\\\0") or name in (".", ".."):
-        raise LVOError(f"bank name '{name}' must be a plain folder name (letters, digits, - and _), not a path")
-    return glue.output_directory() / BANK_FOLDER / name
+    if not BANK_NAME.fullmatch(name):  # no separators, drive letters (D:evil), '..' or hidden names
+        raise LVOError(f"bank name '{name}' must be a plain folder name (letters, digits, -, _ and inner dots, at "
+                       f"most 100), not a path")
+    base = glue.output_directory() / BANK_FOLDER
+    folder = base / name
+    if folder.resolve().parent != base.resolve():
+        raise LVOError(f"bank name '{name}' leads outside output/{BANK_FOLDER}; choose a plain folder name")
+    return folder
 
 
 def selection_rule(text: str) -> str | int:

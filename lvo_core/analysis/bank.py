@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -306,13 +307,13 @@ class SampleBank:
 def _locked(folder: Path | None, what: str) -> Iterator[None]:
     """Hold the bank folder's write lock (``.lock``, an advisory lock the system drops when the process dies, so a
     killed builder never blocks the next) for the block; None (an in-memory bank) locks nothing. Re-entrant."""
-    if folder is None or folder.resolve() in _HELD:
+    held = (threading.get_ident(), folder.resolve() if folder is not None else None)
+    if folder is None or held in _HELD:
         yield
         return
     lock = folder / ".lock"
     try:
-        check_file_target(lock)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        fd = _open_lock(lock)
     except OSError as exc:
         raise BankError(f"sample bank {folder} cannot be written ({exc.strerror or exc}) and lacks what this run "
                         f"needs ({what}); copy it to a folder you can write, or ask for what it holds") from None
@@ -320,16 +321,21 @@ def _locked(folder: Path | None, what: str) -> Iterator[None]:
         raise BankError(f"sample bank {folder}: {exc}") from None
     try:
         _lock_fd(fd)
-        _HELD.add(folder.resolve())
+        _HELD.add(held)
         try:
             yield
         finally:
-            _HELD.discard(folder.resolve())
+            _HELD.discard(held)
     finally:
         os.close(fd)  # closing drops the lock
 
 
-_HELD: set[Path] = set()
+_HELD: set[tuple[int, Path | None]] = set()  # (thread, folder) locks this process holds
+
+
+def _open_lock(lock: Path) -> int:
+    check_file_target(lock)
+    return os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
 
 
 def _lock_fd(fd: int) -> None:
