@@ -507,3 +507,20 @@ def test_node_unit_lists_are_bounded_like_the_cli(pack, fake_comfy):
     hook = pack.NODE_CLASS_MAPPINGS["LVOFeatureHook"]
     with pytest.raises(Exception, match="more than 1048576"):
         hook.execute(model=fake_comfy.patcher, units="0-10000000000", hookpoint="", sae=None)
+
+
+def test_cli_bank_then_visualize_uses_the_bank_as_it_is(tmp_path, capsys):
+    """Issue 21's SD1.5 sequence on the tiny model: a bank of another size and steps is used whole by default, as
+    a prefix with a smaller --bank-size, and a bank of other sampler settings is refused naming the flag."""
+    bank = tmp_path / "bank"
+    assert main(["bank", "--size", "6", "--steps", "3", "--out", str(bank)]) == 0
+    common = ["visualize", "--units", "3", "--seeds", "1", "--steps", "1", "--eval-samples", "1", "--bank", str(bank)]
+    assert main(common + ["--out", str(tmp_path / "whole")]) == 0
+    assert main(common + ["--bank-size", "4", "--out", str(tmp_path / "prefix")]) == 0
+    whole = json.loads((tmp_path / "whole" / "result.json").read_text())
+    prefix = json.loads((tmp_path / "prefix" / "result.json").read_text())
+    assert whole["bank"]["size"] == 6 and prefix["bank"]["size"] == 4 and whole["bank"]["settings"]["steps"] == 3
+    assert prefix["metrics"][0]["pool_index"] < 4
+    capsys.readouterr()
+    assert main(["bank", "--size", "6", "--steps", "2", "--out", str(bank)]) == 2
+    assert "give --steps 3" in capsys.readouterr().err
