@@ -25,11 +25,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from lvo_core.analysis.bank import BankError, BankSettings, SampleBank, build_bank, score_file
+from lvo_core.analysis.bank import BankError, BankSettings, SampleBank, build_bank
 from lvo_core.analysis.feature_search import search_features
 from lvo_core.cli import build_parser, main
 from lvo_core.commands import rerun_settings
-from lvo_core.errors import LVOError
 from lvo_core.fileio import OutputPathError, atomic_write, ensure_folder, write_text
 from lvo_core.model.backend import DiffusersBackend
 from lvo_core.model.tiny import CharPromptEncoder, random_sae, sd15_scheduler, tiny_unet, tiny_vae
@@ -520,7 +519,9 @@ def test_cli_bank_then_visualize_uses_the_bank_as_it_is(tmp_path, capsys):
     whole = json.loads((tmp_path / "whole" / "result.json").read_text())
     prefix = json.loads((tmp_path / "prefix" / "result.json").read_text())
     assert whole["bank"]["size"] == 6 and prefix["bank"]["size"] == 4 and whole["bank"]["settings"]["steps"] == 3
-    assert prefix["metrics"][0]["pool_index"] < 4
+    start = load_file(tmp_path / "prefix" / "latents.safetensors")["init_latents"][0]
+    pool = SampleBank.load(bank).latents
+    assert any(torch.equal(start, z) for z in pool[:4])  # the start came from the first four pool images
     capsys.readouterr()
     assert main(["bank", "--size", "6", "--steps", "2", "--out", str(bank)]) == 2
     assert "give --steps 3" in capsys.readouterr().err
