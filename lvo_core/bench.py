@@ -33,6 +33,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .fileio import ensure_folder, write_text
 from .lvo.objectives import SAEFeature
 from .lvo.optimize import optimize, preset
 from .lvo.transforms import (
@@ -358,8 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     report["trainable_copy"] = memory_rows()
     print_report(report)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    ensure_folder(out.parent)
+    write_text(out, json.dumps(report, indent=2))
     print(f"wrote {out}")
     return 0
 

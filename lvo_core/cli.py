@@ -72,6 +72,14 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def seed(text: str) -> int:
+    """One seed: a non-negative 64-bit integer (what torch's generators take)."""
+    values = int_list(text)
+    if len(values) != 1:
+        raise argparse.ArgumentTypeError(f"give one seed, got '{text}'")
+    return values[0]
+
+
 def either(word: str, parse: Callable[[str], object] = int_list) -> Callable[[str], object]:
     """A flag that takes a keyword (``all``, ``peaks``, ``auto``) or a parsed value."""
     return lambda text: word if text == word else parse(text)
@@ -99,7 +107,7 @@ def _generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompts", help="text file, one prompt per line (the tiny and toy models have built-in prompts)")
     p.add_argument("--steps", type=int, default=50, help="sampling steps per prompt (50)")
     p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale (7.5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first prompt; the next prompts count up")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the first prompt; the next prompts count up")
     p.add_argument("--batch-size", type=int, default=4, help="prompts per batch (4)")
 
 
@@ -132,8 +140,8 @@ def _lvo_args(p: argparse.ArgumentParser) -> None:
                         "best, or custom (built from the flags; implied by --prior or --preset)")
     g.add_argument("--bank", help="sample-bank folder to build, resume or reuse (default: OUT/bank); an existing "
                                   "bank is used as it is, whatever its size")
-    g.add_argument("--bank-size", type=int, default=160, help="pool size when a new sample bank is built (160); a "
-                   "smaller size on an existing bank uses its first images")
+    g.add_argument("--bank-size", type=int, help="pool size: a new bank's (160), or the first N images of an "
+                   "existing --bank (default: all of it; a larger N grows it)")
     g.add_argument("--select-t", type=either("peak", int), help="faithful: the selection timestep (200) or 'peak'")
     g.add_argument("--timesteps", type=either("peaks"),
                    help="custom/paper/best: 'peaks' ({0} ∪ activity peaks; needs --analysis) or timesteps")
@@ -143,7 +151,7 @@ def _lvo_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=int, help=f"optimization steps (default by recipe: {recipe_defaults('steps')})")
     g.add_argument("--lr", type=float, help=f"learning rate (default by recipe: {recipe_defaults('lr')})")
     g.add_argument("--optimizer", choices=["adam", "adamw"], help="adamw (default, weight decay 0.01) or adam")
-    g.add_argument("--seed", type=int, help="seed of the augmentation draws (jitter, rotation, zoom; default 0) — "
+    g.add_argument("--seed", type=seed, help="seed of the augmentation draws (jitter, rotation, zoom; default 0) — "
                                             "not the pictures' starts, which --seeds sets")
     g.add_argument("--value", choices=["dense", "pre", "sparse"],
                    help="SAE objective: dense ReLU pre-activation (paper, custom), pre-ReLU (faithful, best), or the "
@@ -258,7 +266,7 @@ def search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--analysis", help="activity analysis (dataset max and activity peak of each hit)")
     p.add_argument("--steps", type=int, default=25, help="sampling steps for --prompt (25)")
     p.add_argument("--guidance", type=float, default=7.5, help="CFG scale for --prompt (7.5)")
-    p.add_argument("--seed", type=int, default=0, help="seed for --prompt")
+    p.add_argument("--seed", type=seed, default=0, help="seed for --prompt")
     p.add_argument("--text", help="…or a word: the features whose labels match it (needs --labels)")
     p.add_argument("--labels", help="label folder made by `label` (for --text)")
     p.add_argument("--out", default="lvo_runs/search", help="output folder (search.png, search.json)")
@@ -338,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
         declare(sub.add_parser(name, help=summary, description=summary, epilog=f"example:\n  {EXAMPLES[name]}",
                                formatter_class=argparse.RawDescriptionHelpFormatter))
         sub.choices[name].set_defaults(func=func)
+        commands.ARG_ACTIONS[name] = {a.dest: a for a in sub.choices[name]._actions if a.dest != "help"}
     return parser
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from .errors import ActivityError, LVOError
+from .fileio import ensure_folder
 from .progress import Printer, ProgressFn, StepFn, stage
 
 DEFAULT_HOOKPOINT = "up_blocks.1.attentions.1"
@@ -27,6 +29,7 @@ NOT_RECORDED = ("func", "from_json", "resume")
 BANK_SAMPLING = "bank: sampling (images × denoising steps)"
 BANK_SCORING = "bank: scoring (images × noise draws)"
 VISUALIZE = "visualize (rows × steps, then measure and decode)"
+ARG_ACTIONS: dict[str, dict[str, Any]] = {}  # command → {dest: argparse action}, filled by lvo_core.cli
 
 
 _CONSOLE: list = []
@@ -70,7 +73,58 @@ def check_settings(s: Any) -> Any:
     if s.command == "bank" and s.units and s.k > s.size:
         raise LVOError(f"--k {s.k} asks for more examples than the bank holds (--size {s.size}); lower --k or raise "
                        f"--size")
+    if getattr(s, "device", None) is not None:
+        check_device(s.device)
+    check_out(s)
     return s
+
+
+def check_units(model, hookpoint: str, units: Sequence[int], sae) -> None:
+    """Unit indices, the SAE's width and the hookpoint checked against the model before any sampling (a bad
+    index must not cost a bank build first)."""
+    from .model.units import make_unit_spec
+
+    make_unit_spec(model.unet, hookpoint, units, sae)
+
+
+FILE_OUTPUTS = ("analyze",)  # commands whose --out is one file; the others write a folder
+
+
+def check_out(s: Any) -> None:
+    """Refuse an ``--out`` of the wrong kind before any work: a folder or special file where a file goes, a file
+    or special file where a folder goes (nothing is ever written over them)."""
+    from .fileio import OutputPathError, check_file_target
+
+    out = getattr(s, "out", None)
+    if not isinstance(out, str) or not out:
+        return
+    path = Path(out)
+    if s.command in FILE_OUTPUTS:
+        check_file_target(path)
+    elif (path.exists() or path.is_symlink()) and not path.is_dir():
+        raise OutputPathError(f"--out {out} exists and is not a folder; {s.command} writes a folder of files there: "
+                              f"choose another --out")
+
+
+def check_device(name: str) -> torch.device:
+    """The torch device ``name``, refused at once when it is malformed or not on this machine (``cuda:7`` on a
+    machine with one GPU), instead of a driver traceback after the model loaded."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise LVOError(f"--device {name!r} is not a torch device (cpu, cuda, cuda:0, mps, …)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise LVOError(f"--device {name}: this machine has no CUDA device (torch {torch.__version__}); use "
+                           f"--device cpu")
+        if device.index is not None and device.index >= count:
+            raise LVOError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
+    elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise LVOError(f"--device {name}: MPS is not available here; use --device cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise LVOError(f"--device {name}: use cpu, cuda[:N] or mps")
+    return device
 
 
 def check_units(model, hookpoint: str, units: Sequence[int], sae) -> None:
@@ -109,9 +163,62 @@ def rerun_settings(s: Any, argv: Sequence[str]) -> Any:
     recorded = load_result(s.from_json)
     if recorded.get("command") != s.command:
         raise LVOError(f"{s.from_json} records a '{recorded.get('command')}' run, not '{s.command}'")
-    out = s.out if "--out" in argv else recorded["args"]["out"]
-    return type(s)(**{**vars(s), **recorded["args"], "out": out, "func": s.func, "from_json": None,
-                      "resume": s.resume})
+    args = recorded.get("args")
+    if not isinstance(args, dict):
+        raise LVOError(f"{s.from_json} records no arguments ('args'); give the result.json of an earlier run")
+    known = ARG_ACTIONS.get(s.command, {})
+    args = {k: v for k, v in args.items() if k in known and k not in ("out", *NOT_RECORDED)}
+    for key, value in args.items():
+        check_recorded(s.from_json, key, value, known[key])
+    # where files go is this command line's choice (--out, or the command's default), never the JSON's
+    return type(s)(**{**vars(s), **args, "func": s.func, "from_json": None, "resume": s.resume})
+
+
+def check_recorded(path: str, key: str, value: Any, action: Any) -> None:
+    """A recorded argument has the type its flag parses to (a result.json from elsewhere may say anything)."""
+    flag = "--" + key.replace("_", "-")
+
+    def bad(want: str) -> LVOError:
+        return LVOError(f"{path}: {flag} is recorded as {value!r}, expected {want}; fix or remove it in the JSON")
+
+    def number(v: Any, kind: type) -> bool:
+        return isinstance(v, kind if kind is not float else (int, float)) and not isinstance(v, bool)
+
+    if value is None:
+        if action.default is not None:
+            raise bad(f"a value (default {action.default!r})")
+        return
+    if action.nargs == 0:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return
+    if action.choices is not None and value not in action.choices:
+        raise bad(f"one of {', '.join(map(str, action.choices))}")
+    if isinstance(action.nargs, int):
+        if not isinstance(value, list) or len(value) != action.nargs or not all(number(v, float) for v in value):
+            raise bad(f"a list of {action.nargs} numbers")
+        return
+    parse = action.type
+    if parse is int:
+        if not number(value, int):
+            raise bad("an integer")
+    elif parse is float:
+        if not number(value, float):
+            raise bad("a number")
+    elif parse is None:
+        if not isinstance(value, str):
+            raise bad("a string")
+    else:  # a unit list, or a keyword such as 'all' / 'peaks' / 'auto': re-parsed from its text form
+        if isinstance(value, list) and all(number(v, int) for v in value):
+            text = ",".join(map(str, value))
+        elif isinstance(value, str) or number(value, int):
+            text = str(value)
+        else:
+            raise bad("a list of integers or a keyword")
+        try:
+            parse(text)
+        except Exception as exc:  # argparse types raise ArgumentTypeError / ValueError
+            raise bad(f"a value its flag accepts ({exc})") from None
 
 
 def read_prompts(path: str | None, model_source: str) -> list[str]:
@@ -333,21 +440,25 @@ def chosen_recipe(s: Any) -> str:
 
 def bank_for(s: Any, backend, sae, units: list[int], variant, analysis, cluster: Any = None):
     """The sample bank in ``--bank`` (default ``<out>/bank``): built or resumed, and scored at the units' selection
-    timesteps, by one process (rank 0 under torchrun; the others wait and load it)."""
-    from .analysis.bank import BankSettings, SampleBank, build_bank
+    timesteps, by one process (rank 0 under torchrun; the others wait and load it). A bank that is there is used
+    as it is: all of it, or its first ``--bank-size`` images when that is smaller (a larger one grows it); its
+    sampler settings are its own, and only another model or latent size is refused, before any work."""
+    from .analysis.bank import BankSettings, SampleBank, build_bank, read_settings
     from .analysis.selection import selection_timesteps
 
     folder = Path(s.bank) if s.bank else Path(s.out) / "bank"
+    have = read_settings(folder)
+    settings = replace(have or BankSettings(), size=s.bank_size or (have or BankSettings()).size)
     if cluster is None or cluster.rank == 0:
-        bank = build_bank(backend, BankSettings(size=s.bank_size), sae=sae, out=folder,
-                          on_progress=Progress(BANK_SAMPLING))
+        bank = build_bank(backend, settings, sae=sae, out=folder, on_progress=Progress(BANK_SAMPLING))
+        bank.check_matches(backend, sae)
         timesteps, _ = selection_timesteps(units, variant.select_t, analysis, variant.fallback_t)
         bank.ensure_scores(backend, sae, sorted(set(timesteps.values())), on_progress=Progress(BANK_SCORING))
     if cluster is not None:
         cluster.barrier()
     bank = SampleBank.load(folder)
     bank.check_matches(backend, sae)
-    return bank
+    return bank.prefix(s.bank_size) if s.bank_size and s.bank_size < bank.size else bank
 
 
 def _lvo_setup(s: Any, cluster: Any = None):
@@ -442,8 +553,7 @@ def cmd_steer(s: Any) -> int:
     analysis = load_analysis(s.analysis, model, sae, hookpoint)
     rows = plan_rows(s.units, s.seeds, [0], None)
     latents = steer_prior(model, sae, hookpoint, analysis, s)([r.unit for r in rows], [r.seed for r in rows])
-    out = Path(s.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(s.out)
     meta_rows = [{"unit": r.unit, "seed": r.seed} for r in rows]
     save_tensors({"latents": latents}, out / "priors.safetensors", {"rows": json.dumps(meta_rows)})
     if model.decoder is not None:
@@ -634,7 +744,7 @@ def cmd_search(s: Any) -> int:
         c, h, w = backend.latent_shape
         with torch.no_grad():  # the decoder's output size says how many pixels a latent cell covers
             size = model.decoder(torch.zeros(1, c, h, w, device=backend.device)).shape[-2:]
-        picture = Image.open(path).convert("RGB").resize((int(size[1]), int(size[0])), Image.BICUBIC)
+        picture = read_image(path).resize((int(size[1]), int(size[0])), Image.BICUBIC)
         pixels = torch.from_numpy(np.asarray(picture, np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
         with torch.no_grad():
             latents.append(encoder(pixels.to(backend.device)).float().cpu())
@@ -658,8 +768,7 @@ def cmd_search(s: Any) -> int:
         images = display_images(model.decoder(z.to(backend.device)).float().cpu()).numpy() if model.decoder else None
     for name, hits in zip(names, found):
         print(f"{name}: " + ", ".join(f"{h.unit} ({h.score:.2f})" for h in hits))
-    out = Path(s.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(s.out)
     if images is not None:
         by = ranking_for(s.by, analysis, bank)
         save_png(search_sheet(list(images), names, found, hookpoint=hookpoint, timestep=s.timestep, by=by, top=s.top,
@@ -714,8 +823,7 @@ def cmd_page(s: Any) -> int:
         files = result.get("images") or []
         pictures[run["name"]] = [np.asarray(Image.open(Path(folder) / files[r["row"]]).convert("RGB"), np.float32)
                                  / 255 for r in run["rows"] if r["row"] < len(files)]
-    out = Path(s.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(s.out)
     save_json(card, out / f"feature_{s.unit}.json")
     save_png(feature_sheet(card, analysis, pictures), out / f"feature_{s.unit}.png")
     for note in card["notes"]:
@@ -739,8 +847,7 @@ def search_text(s: Any) -> int:
         score = "-" if h["score"] is None else f"{h['score']:.2f}"
         print(f"{h['unit']:>6}  {score:>6}  {h['normalised']:>9.2f}  {h['phrase']}"
               + ("" if h["label_rank"] else "  (by lift; not among its labels)"))
-    out = Path(s.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(s.out)
     units = ",".join(str(h["unit"]) for h in hits)
     save_json({"command": "search", "args": recorded_args(s), "text": s.text, "hits": hits, "versions": versions()},
               out / "search.json")
@@ -775,6 +882,25 @@ def cmd_label(s: Any) -> int:
     return 0
 
 
+def read_image(path: str):
+    """An RGB picture from ``path``; a file that is no image, or one so large that decoding it would exhaust memory
+    (PIL's decompression-bomb guard), is one clear error."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as picture:
+                return picture.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise LVOError(f"image {path} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS} pixels); give a "
+                       f"smaller image") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # UnidentifiedImageError is an OSError
+        raise LVOError(f"{path} is not an image PIL can read ({exc}); give a PNG or JPEG") from None
+
+
 def cmd_examples(s: Any) -> int:
     """Top-activating generations of a unit, ranked, with heatmaps."""
     from .analysis.examples import generate_with_maps, rank_examples
@@ -787,6 +913,9 @@ def cmd_examples(s: Any) -> int:
     analysis = load_analysis(s.analysis, model, sae, hookpoint)
     prompts = read_prompts(s.prompts, model.source)
     t = s.timestep
+    train_steps = int(model.scheduler.config.num_train_timesteps)
+    if t is not None and not 0 <= t < train_steps:
+        raise LVOError(f"--timestep {t} is outside this model's schedule 0..{train_steps - 1}")
     if t is None:
         peaks = analysis.peaks(s.unit) if analysis is not None else []
         t = peaks[0] if peaks else 500
@@ -795,8 +924,7 @@ def cmd_examples(s: Any) -> int:
                                              steps=s.steps, guidance=s.guidance, batch_size=s.batch_size,
                                              on_progress=Progress("examples (images × steps)"))
     ranked = rank_examples(maps, k=s.k, by=s.by, prompts=prompts, timestep=used)
-    out = Path(s.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(s.out)
     if model.decoder is not None:
         with torch.no_grad():
             images = display_images(model.decoder(latents[[e.index for e in ranked]]))

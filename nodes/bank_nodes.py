@@ -3,6 +3,7 @@ the best-scoring pool sample per unit and seed, briefly polished)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,7 +27,13 @@ BANK_FOLDER = "lvo_banks"
 def bank_folder(name: str) -> Path | None:
     """``output/lvo_banks/<name>`` for a named bank (kept and resumed across runs); None keeps it in memory."""
     name = bank_folder_name(name)
-    return glue.output_directory() / BANK_FOLDER / name if name else None
+    if not name:
+        return None
+    base = glue.output_directory() / BANK_FOLDER
+    folder = base / name
+    if folder.resolve().parent != base.resolve():
+        raise LVOError(f"bank name '{name}' leads outside output/{BANK_FOLDER}; choose a plain folder name")
+    return folder
 
 
 def selection_rule(text: str) -> str | int:
@@ -140,6 +147,7 @@ class LVOFaithful(io.ComfyNode):
                                  keep_partial=True)
         try:
             timesteps, _ = selection_timesteps(units.units, rule, activity)
+            bank.check_matches(backend, units.sae)  # a foreign bank is refused before any scoring
             bank.ensure_scores(backend, units.sae, sorted(set(timesteps.values())), on_progress=progress)
             vis = visualize_recipe(backend, chosen, list(units.units), sae=units.sae, analysis=activity,
                                    seeds=seed_list, bank=bank, batch_size="auto", on_progress=progress,

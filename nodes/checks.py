@@ -4,6 +4,8 @@ Each node declares ``validate_inputs`` over its own text widgets and returns :fu
 
 from __future__ import annotations
 
+import re
+
 from ..lvo_core.errors import LVOError
 from ..lvo_core.model.units import parse_units
 
@@ -41,11 +43,16 @@ def _units(text: str) -> None:
         raise LVOError("no units given; name at least one feature or channel, e.g. '12, 305'")
 
 
+BANK_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
+
+
 def bank_folder_name(name: str) -> str:
-    """A bank's folder name, refused when it is a path (or would be one on another system: ``D:x``)."""
+    """A bank's folder name ('' for none), refused when it is or could become a path: separators, drive letters
+    (``D:evil``), ``..`` or hidden names."""
     name = name.strip()
-    if any(c in name for c in "/\\\0:") or name in (".", ".."):
-        raise LVOError(f"bank name '{name}' must be a plain folder name (letters, digits, - and _), not a path")
+    if name and not BANK_NAME.fullmatch(name):
+        raise LVOError(f"bank name '{name}' must be a plain folder name (letters, digits, -, _ and inner dots, at "
+                       f"most 100), not a path")
     return name
 
 

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..lvo_core.errors import LVOError
+from ..lvo_core.fileio import atomic_write, ensure_folder, write_text
 from ..lvo_core.hookpoints import Hookpoint
 from ..lvo_core.model.backend import ModuleBackend
 from ..lvo_core.model.conditioning import Conditioning, extras_of, tokens_of
@@ -412,8 +413,7 @@ def save_thumbnails(images: Tensor, prefix: str, size: int = 192) -> list[dict]:
     import numpy as np
     from PIL import Image
 
-    folder = temp_directory() / "lvo"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = ensure_folder(temp_directory() / "lvo")
     stem = f"{prefix}_{uuid.uuid4().hex[:10]}"
     entries = []
     for i, image in enumerate(images):
@@ -421,7 +421,7 @@ def save_thumbnails(images: Tensor, prefix: str, size: int = 192) -> list[dict]:
         picture = Image.fromarray(np.ascontiguousarray(arr))
         picture.thumbnail((size, size))
         name = f"{stem}_{i:03d}.png"
-        picture.save(folder / name)
+        atomic_write(folder / name, lambda tmp, picture=picture: picture.save(tmp, format="PNG"))
         entries.append({"filename": name, "subfolder": "lvo", "type": "temp"})
     return entries
 
@@ -435,19 +435,19 @@ def save_partial(images: Tensor, report: str, prefix: str = "lvo_interrupted") -
     import numpy as np
     from PIL import Image
 
-    out = Path(folder_paths.get_output_directory()) / prefix
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(Path(folder_paths.get_output_directory()) / prefix)
     stem = time.strftime("%Y%m%d-%H%M%S")
     n = 1
     while (out / f"{stem}_metrics.json").exists():  # two interrupts in one second keep both
         n += 1
         stem = time.strftime("%Y%m%d-%H%M%S") + f"-{n}"
-    (out / f"{stem}_metrics.json").write_text(report)
+    write_text(out / f"{stem}_metrics.json", report)
     entries = []
     for i, image in enumerate(images):
         name = f"{stem}_{i:03d}.png"
         arr = (image[..., :3].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-        Image.fromarray(np.ascontiguousarray(arr)).save(out / name)
+        picture = Image.fromarray(np.ascontiguousarray(arr))
+        atomic_write(out / name, lambda tmp, picture=picture: picture.save(tmp, format="PNG"))
         entries.append({"filename": name, "subfolder": prefix, "type": "output"})
     return entries
 

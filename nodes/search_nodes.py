@@ -62,8 +62,13 @@ class LVOFeatureSearch(io.ComfyNode):
         probe = make_unit_spec(glue.diffusion_model(model), point, [0], sae)
         latents = glue.latent_in(model, glue.encode_images(vae, image))
         backend = glue.backend(model, probe, vae, empty_prompt, tuple(latents.shape[1:]), trainable=False)
+        bank_backend = None
+        if bank is not None and tuple(bank.latents.shape[1:]) != tuple(latents.shape[1:]):
+            # the image has another size than the bank's samples: score the bank at its own size
+            bank_backend = glue.backend(model, probe, vae, empty_prompt, tuple(bank.latents.shape[1:]),
+                                        trainable=False)
         found = search_features(backend, sae, latents, timestep=timestep, top=top, by=rank_by, analysis=activity,
-                                bank=bank, on_progress=glue.Progress(1))
+                                bank=bank, bank_backend=bank_backend, on_progress=glue.Progress(1))
         tiles = []
         for picture, hits in zip(image[..., :3].float().cpu().numpy(), found):
             tiles.append(torch.from_numpy(picture))

@@ -113,6 +113,6 @@ def test_atlas_defaults_to_the_faithful_recipe_with_one_bank(tmp_path, capsys):
     rows = [r for unit in index["units"] for r in unit["rows"]]
     assert {r["timestep"] for r in rows} == {200} and len(rows) == 4
     bank = json.loads((out / "bank" / "bank.json").read_text())
-    assert bank["size"] == 4 and bank["scores"] == [["sae", 200]]
+    assert bank["size"] == 4 and [(e["kind"], e["timestep"]) for e in bank["scores"]] == [("sae", 200)]
     site = (out / "site" / "f" / "2.html").read_text()  # the static site: a page per unit with its bank images
     assert (out / "site" / "index.html").is_file() and site.count('src="../img/2-bank-') == 4

@@ -82,18 +82,18 @@ def test_scores_are_the_mean_dense_activation_over_reserved_draws(backend, sae, 
         x = add_noise(bank.latents, t, alphas, step_noise(range(6), SCORE_STEP_OFFSET + d, (4, 16, 16)))
         with torch.no_grad():
             total = total + unit_activations(backend.block_tokens(x, t, backend.empty_context(6))[0], sae)
-    torch.testing.assert_close(bank.scores[("sae", 200)].float(), (total / 2).half().float(), rtol=0, atol=0)
+    torch.testing.assert_close(bank.table(200, sae).float(), (total / 2).half().float(), rtol=0, atol=0)
 
 
 def test_selection_picks_the_argmax_per_seed_slot():
     latents = torch.arange(5.0).reshape(5, 1, 1, 1).expand(5, 4, 2, 2).clone()
     bank = SampleBank(latents, BankSettings(size=5), HP, "model")
-    bank.scores[("raw", 200)] = torch.tensor([[0.1, 5.0], [0.9, 4.0], [0.5, 3.0], [0.9, 2.0], [0.2, 1.0]]).half()
+    bank.scores[bank.key(200)] = torch.tensor([[0.1, 5.0], [0.9, 4.0], [0.5, 3.0], [0.9, 2.0], [0.2, 1.0]]).half()
     assert bank.top(0, 200, 3) == [1, 3, 2]  # ties by index
     assert bank.top(1, 200, 2) == [0, 1] and bank.top(0, 200, 1, pool=1) == [0]  # pool = a prefix of the bank
     with pytest.raises(BankError, match="larger bank"):
         bank.top(0, 200, 6)
-    with pytest.raises(BankError, match="no raw scores at t = 300"):
+    with pytest.raises(BankError, match="no raw scores of .* at t = 300"):
         bank.score(0, 300)
 
 
@@ -122,31 +122,42 @@ def test_saved_bank_resumes_and_is_not_rebuilt(backend, sae, tmp_path, monkeypat
     done = build_bank(backend, SMALL, sae=sae, out=tmp_path / "bank", timesteps=[200])  # resumes: 2 more samples
     whole = build_bank(backend, SMALL, sae=sae, timesteps=[200])
     torch.testing.assert_close(done.latents, whole.latents)
-    torch.testing.assert_close(done.scores[("sae", 200)], whole.scores[("sae", 200)])
+    torch.testing.assert_close(done.table(200, sae), whole.table(200, sae))
     index = json.loads((tmp_path / "bank" / "bank.json").read_text())
-    assert index["scores"] == [["sae", 200]] and index["size"] == 6
+    assert [(e["hookpoint"], e["kind"], e["timestep"]) for e in index["scores"]] == [(HP, "sae", 200)]
+    assert index["size"] == 6
     monkeypatch.setattr("lvo_core.analysis.bank.sample_with", lambda *a, **k: pytest.fail("a finished bank was resampled"))
     monkeypatch.setattr("lvo_core.analysis.bank.score_latents", lambda *a, **k: pytest.fail("saved scores were recomputed"))
     again = build_bank(backend, SMALL, sae=sae, out=tmp_path / "bank", timesteps=[200])
-    torch.testing.assert_close(again.scores[("sae", 200)], whole.scores[("sae", 200)])
-    with pytest.raises(BankError, match="other settings"):
+    torch.testing.assert_close(again.table(200, sae), whole.table(200, sae))
+    with pytest.raises(BankError, match="other settings .steps 3, this run asks 4.; give --steps 3"):
         build_bank(backend, BankSettings(size=6, steps=4, draws=2), out=tmp_path / "bank")
 
 
-def test_fingerprints_refuse_another_model_hookpoint_or_sae(backend, sae, bank):
+def test_fingerprints_refuse_another_model_and_keep_blocks_and_saes_apart(backend, sae, bank):
     bank.check_matches(backend, sae)
     other = DiffusersBackend(tiny_unet(seed=1), HP, scheduler=sd15_scheduler(), encode_prompt=CharPromptEncoder())
     assert model_fingerprint(other) != model_fingerprint(backend)
     with pytest.raises(BankError, match="different model"):
         bank.check_matches(other, sae)
-    with pytest.raises(BankError, match="different SAE"):
-        bank.check_matches(backend, random_sae(seed=3))
-    with pytest.raises(BankError, match="different SAE"):
-        BankPrior(bank, backend, random_sae(seed=3), {1: 200}, [1])
+    with pytest.raises(BankError, match="different model"):
+        bank.ensure_scores(other, sae, [200])
+    stranger = random_sae(seed=3)
+    bank.check_matches(backend, stranger)  # another SAE's scores are its own, never this one's
+    with pytest.raises(BankError, match="no sae scores"):
+        bank.table(200, stranger)
     elsewhere = DiffusersBackend(backend.unet, "up_blocks.1.attentions.0", scheduler=sd15_scheduler(),
                                  encode_prompt=CharPromptEncoder())
-    with pytest.raises(BankError, match="hookpoint"):
-        bank.check_matches(elsewhere, sae)
+    bank.check_matches(elsewhere, sae)
+    with pytest.raises(BankError, match="no sae scores of up_blocks.1.attentions.0"):
+        bank.table(200, sae)
+    small = DiffusersBackend(backend.unet, HP, scheduler=sd15_scheduler(), latent_shape=(4, 8, 8),
+                             encode_prompt=CharPromptEncoder())
+    with pytest.raises(BankError, match="4×16×16 latents, this run makes 4×8×8"):
+        bank.check_matches(small, sae)
+    bank.check_matches(small, sae, any_size=True)  # feature search reads a bank beside images of any size
+    bank.check_matches(backend, sae)
+    assert bank.key(200, sae)[0] == HP
 
 
 def test_selection_timesteps_fall_back_with_a_warning_never_an_error():
@@ -210,7 +221,7 @@ def test_bank_command_builds_scores_and_draws_examples(tmp_path, capsys):
     args = ["bank", "--size", "4", "--steps", "2", "--timesteps", "200,500", "--out", str(out)]
     assert main(args + ["--units", "3", "--k", "2"]) == 0
     bank = SampleBank.load(out)
-    assert bank.size == 4 and sorted(bank.scores) == [("sae", 200), ("sae", 500)]
+    assert bank.size == 4 and sorted(k[3] for k in bank.scores) == [200, 500]
     assert (out / "examples.png").is_file() and "model-generated dataset examples" in capsys.readouterr().out
     assert main(args + ["--units", "3", "--k", "9"]) == 2  # more examples than the pool holds: a clean error
     assert "larger bank" in capsys.readouterr().err

@@ -66,7 +66,7 @@ def test_visualize_defaults_to_the_faithful_recipe_and_reuses_its_bank(tmp_path,
     assert result["prior"] == "bank" and result["recipe"]["name"] == "faithful" and result["config"]["steps"] == 2
     assert {r["timestep"] for r in result["rows"]} == {200} and result["bank"]["size"] == 6
     index = json.loads((out / "bank" / "bank.json").read_text())
-    assert index["scores"] == [["sae", 200]]
+    assert [(e["kind"], e["timestep"]) for e in index["scores"]] == [("sae", 200)]
     monkeypatch.setattr("lvo_core.analysis.bank.sample_with", lambda *a, **k: pytest.fail("the bank was sampled again"))
     monkeypatch.setattr("lvo_core.analysis.bank.score_latents", lambda *a, **k: pytest.fail("the bank was scored again"))
     again = tmp_path / "again"

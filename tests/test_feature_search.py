@@ -50,7 +50,7 @@ def test_search_ranks_by_hand(backend, sae):
             found[b][0].activation, rel=1e-4)
     bank = build_bank(backend, BankSettings(size=4, steps=2, draws=2), sae=sae, timesteps=[200])
     lifted = search_features(backend, sae, z, top=3, draws=2, bank=bank)[0]
-    pool = bank.scores[("sae", 200)].float().mean(0)
+    pool = bank.table(200, sae).float().mean(0)
     expected = sorted(range(sae.d_sae), key=lambda u: (-float(means[0, u] / pool[u].clamp_min(1e-6)), u))[:3]
     assert [h.unit for h in lifted] == expected and len(lifted[0].bank_examples) == 4
     assert unit_list(lifted) == ", ".join(map(str, expected))

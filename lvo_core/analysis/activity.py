@@ -27,7 +27,7 @@ from safetensors.numpy import save_file
 from torch import Tensor, nn
 
 from ..errors import ActivityError, LVOError, SAEFormatError, UnitError
-from ..fileio import atomic_write, check_safetensors_file
+from ..fileio import atomic_write, check_safetensors_file, ensure_folder
 from ..hookpoints import Hookpoint, check_sae_fits, resolve_hookpoint
 from ..model.hooks import capture
 from ..model.sampling import default_latent_shape, sample
@@ -156,7 +156,7 @@ class ActivityAnalysis:
     def save(self, path: str | os.PathLike) -> Path:
         """One safetensors file: arrays as tensors, everything else as JSON in the header metadata."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_folder(path.parent)
         arrays = {"timesteps": self.timesteps.astype(np.int64), "frequency": self.frequency.astype(np.float32),
                   "mean": self.mean.astype(np.float32), "max": self.max.astype(np.float32),
                   "units": self.units.astype(np.int64), "example_ids": self.example_ids.astype(np.int64),

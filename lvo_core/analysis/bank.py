@@ -1,53 +1,66 @@
-"""The sample bank: a pool of the model's own unconditional samples, scored for every unit, built once and reused.
+"""The sample bank: a pool of the model's own unconditional samples, scored for units, built once and reused.
 
 Gradient methods find directions off the data that raise a feature and lose its concept; choosing among the
-model's own samples stays on the data. One pool serves every unit of a block (and every visualization, the atlas,
-and model-generated dataset examples): sample ``size`` latents with the empty prompt, no CFG, DDIM ``steps``; then,
-per selection timestep t, score each sample for every unit — the unit's spatial-mean dense activation on the
-latent noised to t, averaged over ``draws`` fixed noise draws that no optimizer or metric uses.
+model's own samples stays on the data. One pool serves every unit of every block of a model (and every
+visualization, the atlas, model-generated dataset examples and feature search): sample ``size`` latents with the
+empty prompt, no CFG, DDIM ``steps``; then, per (block, unit kind, SAE, selection timestep t), score each sample for
+every unit — the unit's spatial-mean dense activation on the latent noised to t, averaged over ``draws`` fixed
+noise draws that no optimizer or metric uses.
 
-On disk a bank is a folder: ``bank.json`` (settings, fingerprints, what is finished), one ``latents-NNNNN.safetensors``
-per finished batch of samples (so an interrupted build resumes where it stopped) and one
-``scores-<kind>-t<t>.safetensors`` per scored (unit kind, timestep). Fingerprints tie it to the model (a sampled
-hash of the weights, the ᾱ schedule, the latent shape), the hookpoint and the SAE: a bank made with another model or
-SAE is refused, not silently reused.
+On disk a bank is a folder: ``bank.json`` (settings, the model's fingerprint, and every file with its SHA-256),
+one ``latents-NNNNN.safetensors`` per finished batch of samples (so an interrupted build resumes where it stopped)
+and one ``scores-<kind>-t<t>-<key>.safetensors`` per score table, keyed by what produced it (hookpoint, unit kind,
+SAE fingerprint, timestep), so the scores of several blocks and SAEs live side by side and never stand in for each
+other. What is refused: a bank of another model (a sampled hash of the weights and the ᾱ schedule — not the latent
+size, which only matters where pool images become starts) or other sampler settings, before any work. Reading
+never writes (a read-only bank serves whatever it holds); writers take a lock, so concurrent builders add to one
+index instead of overwriting each other; every file is checked against its digest and for NaN on load, and a
+corrupt one is named with what to do.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+import os
+import re
+import threading
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from ..errors import LVOError, UnitError
-from ..fileio import atomic_write, check_safetensors_file
+from ..fileio import atomic_write, check_file_target, check_safetensors_file, ensure_folder
 from ..model.backend import Backend
 from ..model.noise import step_noise
 from ..model.sampling import sample_with
 from ..sae.model import SparseAutoencoder
 from .activity import sae_fingerprint, unit_activations
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 BANK_SEED = 1 << 20  # pool seeds start here: far from the LVO seeds (1, 2, … and the reference's 1024…)
 SCORE_STEP_OFFSET = 5 << 28  # noise draws for scoring: never used by the optimizer, the metrics or re-encoding
+KINDS = ("sae", "raw")
 Progress = Callable[[int, int], None]
+ScoreKey = tuple[str, str, str, int]  # (hookpoint, unit kind, SAE fingerprint or "", timestep)
+_HOOKPOINT_NAME = re.compile(r"^[A-Za-z0-9_.]{1,200}$")
+_REBUILD = "delete the bank folder and build it again (`python -m lvo_core bank --out FOLDER`)"
 
 
 class BankError(LVOError):
-    """A sample bank is missing, corrupt, or belongs to another model, hookpoint or SAE."""
+    """A sample bank is missing, corrupt, or belongs to another model or sampler settings."""
 
 
 @dataclass(frozen=True)
 class BankSettings:
     """How the pool is made and scored. Pool image ``i`` is sampled from seed ``seed + i``, so a bank of 40 is the
-    first 40 images of a bank of 160 with the same settings."""
+    first 40 images of a bank of 160 with the same settings (a bank grows, and a smaller one is its prefix)."""
 
     size: int = 160
     steps: int = 25
@@ -58,18 +71,22 @@ class BankSettings:
     def __post_init__(self) -> None:
         for name in ("size", "steps", "draws", "batch_size"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise BankError(f"bank {name} must be a positive integer, got {value!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2 ** 63:
+            raise BankError(f"bank seed must be an integer in 0..2^63, got {self.seed!r}")
 
     def identity(self) -> dict[str, Any]:
-        """The settings that decide the latents and their scores (not how they are batched)."""
-        return {"size": self.size, "steps": self.steps, "seed": self.seed, "draws": self.draws, "sampler": "ddim",
-                "prompt": "", "guidance": 1.0}
+        """The settings that decide the latents and their scores (not how many there are, nor how they are
+        batched)."""
+        return {"steps": self.steps, "seed": self.seed, "draws": self.draws, "sampler": "ddim", "prompt": "",
+                "guidance": 1.0}
 
 
 def model_fingerprint(backend: Backend) -> str:
-    """A short hash of what decides the samples: a strided sample of every weight (bounded cost even for SD-sized
-    models), the ᾱ schedule and the latent shape."""
+    """A short hash of what decides the samples up to their size: a strided sample of every weight (bounded cost
+    even for SD-sized models) and the ᾱ schedule. The latent size is kept apart (:attr:`SampleBank.latent_shape`):
+    feature search reads a bank beside images of any size."""
     h = hashlib.sha256()
     unet = getattr(backend, "unet", None)
     if unet is None:
@@ -82,7 +99,6 @@ def model_fingerprint(backend: Backend) -> str:
             h.update(str(tuple(p.shape)).encode())
             h.update(flat[::step][:256].float().cpu().numpy().tobytes())
     h.update(backend.schedule.signature())
-    h.update(str(tuple(backend.latent_shape)).encode())
     return h.hexdigest()[:16]
 
 
@@ -90,17 +106,35 @@ def unit_kind(sae: SparseAutoencoder | None) -> str:
     return "sae" if sae is not None else "raw"
 
 
+def score_file(key: ScoreKey) -> str:
+    """The file name of a score table: built from checked parts only (no name from a file can become a path)."""
+    hookpoint, kind, sae_id, t = key
+    digest = hashlib.sha256(f"{hookpoint}\0{kind}\0{sae_id}".encode()).hexdigest()[:12]
+    return f"scores-{kind}-t{int(t)}-{digest}.safetensors"
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "×".join(map(str, shape))
+
+
 @dataclass
 class SampleBank:
-    """Pool latents ``[N, C, H, W]`` and, per ``(unit kind, timestep)``, scores ``[N, U]`` for every unit."""
+    """Pool latents ``[N, C, H, W]`` and score tables ``[N, U]`` keyed by :data:`ScoreKey`. ``hookpoint`` is the
+    block the bank is used at now (set by :meth:`check_matches`); score lookups without one use it."""
 
     latents: Tensor
     settings: BankSettings
-    hookpoint: str
+    hookpoint: str | None
     model_id: str
-    sae_id: str | None = None
-    scores: dict[tuple[str, int], Tensor] = field(default_factory=dict)
+    scores: dict[ScoreKey, Tensor] = field(default_factory=dict)
     path: Path | None = None
+    latent_shape: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.latent_shape is None and self.latents.ndim == 4:
+            self.latent_shape = tuple(self.latents.shape[1:])
+        self._sae_ids: dict[int, tuple[SparseAutoencoder, str]] = {}
+        self._models: dict[int, Backend] = {}  # backends whose model was checked (by object: weights can change)
 
     @property
     def size(self) -> int:
@@ -110,55 +144,113 @@ class SampleBank:
     def seeds(self) -> list[int]:
         return [self.settings.seed + i for i in range(self.size)]
 
-    # ------------------------------------------------------------------ checks
-    def check_matches(self, backend: Backend, sae: SparseAutoencoder | None = None) -> None:
-        """Refuse a bank made for another model, hookpoint or SAE, naming what differs."""
-        from ..hookpoints import equivalent_names
+    @property
+    def hookpoints(self) -> list[str]:
+        """Every block this bank holds scores of."""
+        return sorted({k[0] for k in self.scores})
 
-        if not set(equivalent_names(self.hookpoint)) & set(equivalent_names(backend.hookpoint.diffusers_name)):
-            raise BankError(f"this sample bank was scored at hookpoint '{self.hookpoint}', not "
-                            f"'{backend.hookpoint.diffusers_name}'; build a bank for that block")
-        if model_fingerprint(backend) != self.model_id:
-            raise BankError("this sample bank was made with a different model (its fingerprint differs); build a "
-                            "bank with the model you are visualizing")
-        if sae is not None and self.sae_id is not None and sae_fingerprint(sae) != self.sae_id:
-            raise BankError("this sample bank was scored with a different SAE (its fingerprint differs); build a "
-                            "bank with the SAE you are using, or a new bank folder")
+    def sae_id(self, sae: SparseAutoencoder | None) -> str:
+        """The SAE's fingerprint ("" for raw channels), computed once per SAE object."""
+        if sae is None:
+            return ""
+        cached = self._sae_ids.get(id(sae))
+        if cached is None or cached[0] is not sae:
+            cached = self._sae_ids[id(sae)] = (sae, sae_fingerprint(sae))
+        return cached[1]
+
+    def key(self, t: int, sae: SparseAutoencoder | None = None, hookpoint: str | None = None) -> ScoreKey:
+        """The key of the scores of ``sae``'s features (None: raw channels) at ``t`` of ``hookpoint`` (default:
+        the block the bank is used at)."""
+        hookpoint = hookpoint or self.hookpoint
+        if hookpoint is None:
+            raise BankError("this sample bank is not bound to a block yet: call check_matches(backend) first, or "
+                            f"name the hookpoint (it holds scores of {', '.join(self.hookpoints) or 'no block'})")
+        return (hookpoint, unit_kind(sae), self.sae_id(sae), int(t))
+
+    def prefix(self, size: int) -> "SampleBank":
+        """The first ``size`` pool images with their scores: exactly the bank a build of that size gives. In memory
+        (nothing written through it)."""
+        if not isinstance(size, int) or not 0 < size <= self.size:
+            raise BankError(f"--bank-size {size} is outside this bank's 1..{self.size}; give a smaller --bank-size "
+                            f"or grow the bank (`python -m lvo_core bank --size {size}`)")
+        if size == self.size:
+            return self
+        return SampleBank(self.latents[:size], replace(self.settings, size=size), self.hookpoint, self.model_id,
+                          {k: v[:size] for k, v in self.scores.items()}, None, self.latent_shape)
+
+    # ------------------------------------------------------------------ checks
+    def check_matches(self, backend: Backend, sae: SparseAutoencoder | None = None, *, any_size: bool = False) \
+            -> None:
+        """Refuse a bank of another model (or, unless ``any_size``, of another latent size: its images become
+        starts), naming what differs; then use the bank at the backend's block. Scores of another block or SAE
+        are kept apart, never refused: the samples are the model's."""
+        self._check_model(backend)
+        shape = tuple(backend.latent_shape)
+        if not any_size and self.latent_shape is not None and tuple(self.latent_shape) != shape:
+            raise BankError(f"this sample bank holds {_shape(self.latent_shape)} latents, this run makes "
+                            f"{_shape(shape)} (another image size); build a bank at this size (a new --bank "
+                            f"folder, or an Empty Latent of the bank's size)")
+        self.hookpoint = backend.hookpoint.diffusers_name
+        self.sae_id(sae)
 
     # ------------------------------------------------------------------ scoring
     def ensure_scores(self, backend: Backend, sae: SparseAutoencoder | None, timesteps: Sequence[int],
                       on_progress: Progress | None = None) -> None:
-        """Score every pool image for every unit at each of ``timesteps`` not scored yet (saved when the bank has
-        a folder, so later runs reuse them)."""
-        kind = unit_kind(sae)
-        if sae is not None:
-            sid = sae_fingerprint(sae)
-            if self.sae_id is not None and sid != self.sae_id:
-                raise BankError("this sample bank was scored with a different SAE; use a new bank folder for it")
-            self.sae_id = sid
-        todo = [int(t) for t in dict.fromkeys(int(t) for t in timesteps) if (kind, int(t)) not in self.scores]
-        if not todo:
+        """Score every pool image for every unit of the backend's block at each of ``timesteps`` not scored yet
+        (saved with the bank when it has a folder, so later runs reuse them). The model is checked first."""
+        hookpoint = backend.hookpoint.diffusers_name
+        self._check_model(backend)
+        keys = [self.key(t, sae, hookpoint) for t in dict.fromkeys(int(t) for t in timesteps)]
+        if all(k in self.scores for k in keys):
             return
-        backend.schedule.check(todo)
-        for i, t in enumerate(todo):
-            base = i * self.size * self.settings.draws
+        backend.schedule.check([k[3] for k in keys])
+        with _locked(self.path, "score it at t = " + ", ".join(str(k[3]) for k in keys)):
+            if self.path is not None:  # another process may have scored some meanwhile
+                self._adopt_scores(_read_index(self.path))
+            todo = [k for k in keys if k not in self.scores]
+            for i, key in enumerate(todo):
+                base = i * self.size * self.settings.draws
 
-            def progress(done: int, _total: int, base: int = base) -> None:
-                if on_progress is not None:
-                    on_progress(base + done, len(todo) * self.size * self.settings.draws)
+                def progress(done: int, _total: int, base: int = base) -> None:
+                    if on_progress is not None:
+                        on_progress(base + done, len(todo) * self.size * self.settings.draws)
 
-            self.scores[(kind, t)] = score_latents(backend, self.latents, t, sae, self.settings.draws,
-                                                   self.settings.batch_size, progress)
-            if self.path is not None:
-                self._save_scores(kind, t)
-                self._write_index()
+                table = score_latents(backend, self.latents, key[3], sae, self.settings.draws,
+                                      self.settings.batch_size, progress)
+                if not torch.isfinite(table).all():
+                    raise BankError(f"scoring at t = {key[3]} gave NaN or inf (fp16 overflow or a broken model); "
+                                    f"check the model and its precision")
+                self.scores[key] = table
+                if self.path is not None:
+                    entry = _save_table(self.path, key, table)
+                    _update_index(self.path, scores=[entry])
+
+    def _check_model(self, backend: Backend) -> None:
+        if self._models.get(id(backend)) is backend:
+            return
+        if model_fingerprint(backend) != self.model_id:
+            raise BankError("this sample bank was made with a different model (the weights or the noise schedule "
+                            "differ); build a bank with the model you are using (a new --bank folder)")
+        self._models[id(backend)] = backend
+
+    def _adopt_scores(self, index: dict[str, Any]) -> None:
+        for entry in index["scores"]:
+            key = _entry_key(entry)
+            if key not in self.scores and entry["rows"] == self.size:
+                self.scores[key] = _load_table(self.path, entry, self.size)
+
+    def table(self, t: int, sae: SparseAutoencoder | None = None) -> Tensor:
+        """The score table ``[N, U]`` of the bank's block for ``sae`` (None: raw channels) at ``t``."""
+        key = self.key(t, sae)
+        if key not in self.scores:
+            raise BankError(f"this bank has no {key[1]} scores of {key[0]} at t = {t}; score it first "
+                            f"(ensure_scores)")
+        return self.scores[key]
 
     def score(self, unit: int, t: int, sae: SparseAutoencoder | None = None, pool: int | None = None) -> Tensor:
         """Scores ``[N]`` of one unit at timestep ``t`` (``pool``: only the first that many images)."""
+        table = self.table(t, sae)
         kind = unit_kind(sae)
-        if (kind, int(t)) not in self.scores:
-            raise BankError(f"this bank has no {kind} scores at t = {t}; score it first (ensure_scores)")
-        table = self.scores[(kind, int(t))]
         if not 0 <= int(unit) < table.shape[1]:
             raise UnitError(f"unit {unit} is out of range: the bank scores {table.shape[1]} {kind} units")
         n = self.size if pool is None else int(pool)
@@ -176,97 +268,268 @@ class SampleBank:
 
     # ------------------------------------------------------------------ persistence
     def describe(self) -> dict[str, Any]:
+        """What the bank is (settings, model, size, blocks and score tables), as recorded in results."""
         return {"format_version": FORMAT_VERSION, "settings": asdict(self.settings), "hookpoint": self.hookpoint,
-                "model_id": self.model_id, "sae_id": self.sae_id, "size": self.size,
-                "latent_shape": list(self.latents.shape[1:]),
-                "scores": sorted([kind, t] for kind, t in self.scores)}
-
-    def _write_index(self) -> None:
-        assert self.path is not None
-        text = json.dumps(self.describe(), indent=1)
-        atomic_write(self.path / "bank.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-    def _save_scores(self, kind: str, t: int) -> None:
-        assert self.path is not None
-        table = self.scores[(kind, t)].contiguous()
-        meta = {"kind": kind, "timestep": str(t), "sae_id": self.sae_id or "", "model_id": self.model_id}
-        atomic_write(self.path / f"scores-{kind}-t{t}.safetensors",
-                     lambda tmp: save_file({"scores": table}, str(tmp), metadata=meta))
+                "model_id": self.model_id, "size": self.size, "latent_shape": list(self.latent_shape or ()),
+                "scores": sorted([list(k) for k in self.scores])}
 
     def save(self, folder: str | Path) -> Path:
         """Write the whole bank (latents as one batch file, every score table, the index) into ``folder``."""
-        self.path = Path(folder)
-        self.path.mkdir(parents=True, exist_ok=True)
-        _save_batch(self.path, 0, self.latents, self.model_id)
-        for kind, t in self.scores:
-            self._save_scores(kind, t)
-        self._write_index()
-        return self.path
+        folder = ensure_folder(folder)
+        with _locked(folder, "save it"):
+            batch = _save_batch(folder, 0, self.latents, self.model_id)
+            _write_index(folder, _new_index(self.settings, self.model_id, self.latent_shape), batches=[batch],
+                         scores=[_save_table(folder, k, v) for k, v in self.scores.items()])
+        self.path = folder
+        return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "SampleBank":
-        """A finished bank from its folder (an unfinished one: resume it with :func:`build_bank`)."""
+    def load(cls, folder: str | Path, *, partial: bool = False) -> "SampleBank":
+        """A finished bank from its folder (``partial``: also an unfinished one, to resume). Reads only."""
         folder = Path(folder)
         index = _read_index(folder)
         settings = BankSettings(**index["settings"])
-        latents = _load_batches(folder, index["model_id"])
-        if len(latents) < settings.size:
+        latents = _load_batches(folder, index)
+        if len(latents) < settings.size and not partial:
             raise BankError(f"sample bank {folder} is unfinished ({len(latents)} of {settings.size} samples); "
-                            f"rerun the bank build with the same settings to finish it")
-        bank = cls(latents[:settings.size], settings, index["hookpoint"], index["model_id"], index.get("sae_id"),
-                   path=folder)
-        for kind, t in index.get("scores", []):
-            path = folder / f"scores-{kind}-t{t}.safetensors"
-            check_safetensors_file(path)
-            table = load_file(str(path))["scores"]
-            if table.shape[0] != settings.size:
-                raise BankError(f"{path} scores {table.shape[0]} samples, the bank has {settings.size}; delete it "
-                                f"and score again")
-            bank.scores[(kind, int(t))] = table
+                            f"finish it: `python -m lvo_core bank --out {folder} --size {settings.size} --steps "
+                            f"{settings.steps}` with the same model")
+        bank = cls(latents, settings, None, index["model_id"], path=folder,
+                   latent_shape=tuple(index["latent_shape"]))
+        bank._adopt_scores(index)
+        blocks = bank.hookpoints
+        bank.hookpoint = blocks[0] if len(blocks) == 1 else None
         return bank
+
+
+# ---------------------------------------------------------------------------------------------- the folder
+@contextmanager
+def _locked(folder: Path | None, what: str) -> Iterator[None]:
+    """Hold the bank folder's write lock (``.lock``, an advisory lock the system drops when the process dies, so a
+    killed builder never blocks the next) for the block; None (an in-memory bank) locks nothing. Re-entrant."""
+    held = (threading.get_ident(), folder.resolve() if folder is not None else None)
+    if folder is None or held in _HELD:
+        yield
+        return
+    lock = folder / ".lock"
+    try:
+        fd = _open_lock(lock)
+    except OSError as exc:
+        raise BankError(f"sample bank {folder} cannot be written ({exc.strerror or exc}) and lacks what this run "
+                        f"needs ({what}); copy it to a folder you can write, or ask for what it holds") from None
+    except LVOError as exc:
+        raise BankError(f"sample bank {folder}: {exc}") from None
+    try:
+        _lock_fd(fd)
+        _HELD.add(held)
+        try:
+            yield
+        finally:
+            _HELD.discard(held)
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+_HELD: set[tuple[int, Path | None]] = set()  # (thread, folder) locks this process holds
+
+
+def _open_lock(lock: Path) -> int:
+    check_file_target(lock)
+    return os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+
+
+def _lock_fd(fd: int) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows: msvcrt's byte-range lock, retried while another process holds it
+        import msvcrt
+        import time
+
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+                return
+            except OSError:
+                time.sleep(0.1)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+def _new_index(settings: BankSettings, model_id: str, latent_shape: Sequence[int] | None) -> dict[str, Any]:
+    return {"format_version": FORMAT_VERSION, "settings": asdict(settings), "model_id": model_id,
+            "latent_shape": list(latent_shape or ()), "size": 0, "batches": [], "scores": []}
+
+
+def _write_index(folder: Path, index: dict[str, Any], batches: Sequence[dict] = (),
+                 scores: Sequence[dict] = ()) -> dict[str, Any]:
+    """Write ``index`` with ``batches`` and ``scores`` entries added (an entry replaces one of the same file)."""
+    index = dict(index)
+    index["batches"] = sorted({**{b["file"]: b for b in index["batches"]}, **{b["file"]: b for b in batches}}.values(),
+                              key=lambda b: b["start"])
+    index["scores"] = sorted({**{e["file"]: e for e in index["scores"]}, **{e["file"]: e for e in scores}}.values(),
+                             key=lambda e: e["file"])
+    index["size"] = _chain_length(index["batches"])
+    text = json.dumps(index, indent=1)
+    atomic_write(folder / "bank.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return index
+
+
+def _update_index(folder: Path, **entries: Sequence[dict]) -> dict[str, Any]:
+    """Add entries to the index on disk as it is now (the caller holds the lock): what others added stays."""
+    return _write_index(folder, _read_index(folder), **entries)
+
+
+def _chain_length(batches: Sequence[dict]) -> int:
+    start = 0
+    for b in sorted(batches, key=lambda b: b["start"]):
+        if b["start"] != start:
+            break
+        start += b["count"]
+    return start
+
+
+def _fail(path: Path, what: str) -> BankError:
+    return BankError(f"sample bank file {path} {what}; {_REBUILD}")
+
+
+def _check_index(path: Path, index: Any) -> dict[str, Any]:
+    """Every field bank.json must have, with its type; anything else is a corrupt index."""
+    if not isinstance(index, dict):
+        raise _fail(path, "is not a JSON object")
+    version = index.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BankError(f"{path} has bank format {version!r}, this version reads format {FORMAT_VERSION} (scores "
+                        f"kept per block and SAE, digests per file); {_REBUILD}")
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise _fail(path, f"is malformed: {what}")
+
+    def count(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    need(isinstance(index.get("settings"), dict), "'settings' must be an object")
+    try:
+        BankSettings(**index["settings"])
+    except (TypeError, LVOError) as exc:
+        raise _fail(path, f"has bad settings ({exc})") from None
+    need(isinstance(index.get("model_id"), str), "'model_id' must be a string")
+    shape = index.get("latent_shape")
+    need(isinstance(shape, list) and len(shape) == 3 and all(count(v) and v > 0 for v in shape),
+         "'latent_shape' must be three positive integers")
+    need(count(index.get("size")), "'size' must be a count")
+    need(isinstance(index.get("batches"), list) and isinstance(index.get("scores"), list),
+         "'batches' and 'scores' must be lists")
+    for b in index["batches"]:
+        need(isinstance(b, dict) and count(b.get("start")) and count(b.get("count")) and b["count"] > 0
+             and isinstance(b.get("sha256"), str), f"batch entry {b!r}")
+        need(b.get("file") == _batch_path(Path(), b["start"]).name, f"batch file name {b.get('file')!r}")
+    starts = [b["start"] for b in index["batches"]]
+    need(len(set(starts)) == len(starts), "two batches start at the same sample")
+    for e in index["scores"]:
+        need(isinstance(e, dict) and isinstance(e.get("hookpoint"), str)
+             and bool(_HOOKPOINT_NAME.match(e["hookpoint"])) and e.get("kind") in KINDS
+             and isinstance(e.get("sae_id"), str) and bool(re.fullmatch(r"[0-9a-f]{0,64}", e["sae_id"]))
+             and count(e.get("timestep")) and count(e.get("rows")) and count(e.get("units"))
+             and isinstance(e.get("sha256"), str), f"score entry {e!r}")
+        need(e.get("file") == score_file(_entry_key(e)), f"score file name {e.get('file')!r}")
+    return index
 
 
 def _read_index(folder: Path) -> dict[str, Any]:
     path = folder / "bank.json"
+    if not folder.is_dir():
+        raise BankError(f"{folder} is not a sample bank folder; build one with `python -m lvo_core bank --out "
+                        f"{folder}`")
     if not path.is_file():
         raise BankError(f"{folder} is not a sample bank (no bank.json); build one with `python -m lvo_core bank`")
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BankError(f"{path} is not readable JSON ({exc}); delete the bank folder and build it again") from exc
-    if index.get("format_version") != FORMAT_VERSION:
-        raise BankError(f"{path} has bank format {index.get('format_version')}, expected {FORMAT_VERSION}; build "
-                        f"the bank again")
-    return index
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _fail(path, f"is not readable JSON ({exc})") from None
+    return _check_index(path, index)
+
+
+def read_settings(folder: str | Path) -> BankSettings | None:
+    """The settings of the bank in ``folder`` (None when there is none yet), from its checked index."""
+    folder = Path(folder)
+    return BankSettings(**_read_index(folder)["settings"]) if (folder / "bank.json").exists() else None
+
+
+def _entry_key(entry: dict[str, Any]) -> ScoreKey:
+    return (entry["hookpoint"], entry["kind"], entry["sae_id"], int(entry["timestep"]))
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_tensor(folder: Path, entry: dict[str, Any], name: str) -> Tensor:
+    """One tensor of a listed file: a regular file (not a link), its digest as recorded, readable, finite."""
+    path = folder / entry["file"]
+    if path.is_symlink() or not path.is_file():
+        raise _fail(path, "is missing or not a regular file (bank files are never read through links)")
+    try:
+        check_safetensors_file(path)
+        if _digest(path) != entry["sha256"]:
+            raise _fail(path, "does not match the digest in bank.json (changed or damaged since it was written)")
+        with safe_open(str(path), framework="pt") as fh:
+            tensor = fh.get_tensor(name)
+    except BankError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types, torch TypeError/RuntimeError
+        raise _fail(path, f"cannot be read ({type(exc).__name__}: {exc})") from None
+    if not torch.isfinite(tensor.float()).all():
+        raise _fail(path, "holds NaN or inf values")
+    return tensor
+
+
+def _load_table(folder: Path, entry: dict[str, Any], size: int) -> Tensor:
+    table = _read_tensor(folder, entry, "scores")
+    if tuple(table.shape) != (size, entry["units"]):
+        raise _fail(folder / entry["file"], f"has shape {tuple(table.shape)}, bank.json says ({size}, "
+                                            f"{entry['units']})")
+    return table
+
+
+def _save_table(folder: Path, key: ScoreKey, table: Tensor) -> dict[str, Any]:
+    path = folder / score_file(key)
+    table = table.contiguous()
+    meta = {"hookpoint": key[0], "kind": key[1], "sae_id": key[2], "timestep": str(key[3])}
+    atomic_write(path, lambda tmp: save_file({"scores": table}, str(tmp), metadata=meta))
+    return {"file": path.name, "hookpoint": key[0], "kind": key[1], "sae_id": key[2], "timestep": key[3],
+            "rows": int(table.shape[0]), "units": int(table.shape[1]), "sha256": _digest(path)}
 
 
 def _batch_path(folder: Path, start: int) -> Path:
     return folder / f"latents-{start:05d}.safetensors"
 
 
-def _save_batch(folder: Path, start: int, latents: Tensor, model_id: str) -> None:
-    atomic_write(_batch_path(folder, start),
-                 lambda tmp: save_file({"latents": latents.float().contiguous()}, str(tmp),
-                                       metadata={"start": str(start), "model_id": model_id}))
+def _save_batch(folder: Path, start: int, latents: Tensor, model_id: str) -> dict[str, Any]:
+    path = _batch_path(folder, start)
+    atomic_write(path, lambda tmp: save_file({"latents": latents.float().contiguous()}, str(tmp),
+                                             metadata={"start": str(start), "model_id": model_id}))
+    return {"file": path.name, "start": start, "count": len(latents), "sha256": _digest(path)}
 
 
-def _load_batches(folder: Path, model_id: str) -> Tensor:
-    """Latents of the finished batches, in pool order; stops at the first gap."""
-    found: dict[int, Tensor] = {}
-    for path in sorted(folder.glob("latents-*.safetensors")):
-        check_safetensors_file(path)
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-            tensor = fh.get_tensor("latents")
-        if meta.get("model_id") != model_id:
-            raise BankError(f"{path} was sampled with another model than {folder / 'bank.json'} says; delete the "
-                            f"bank folder and build it again")
-        found[int(meta["start"])] = tensor
+def _load_batches(folder: Path, index: dict[str, Any]) -> Tensor:
+    """Latents of the batches bank.json lists, in pool order up to the first gap (files it does not list — a
+    batch saved by a build killed before its index update — are ignored and sampled again)."""
     rows, start = [], 0
-    while start in found:
-        rows.append(found[start])
-        start += len(found[start])
-    return torch.cat(rows) if rows else torch.empty(0)
+    shape = tuple(index["latent_shape"])
+    for entry in sorted(index["batches"], key=lambda b: b["start"]):
+        if entry["start"] != start:
+            break
+        tensor = _read_tensor(folder, entry, "latents")
+        if tuple(tensor.shape) != (entry["count"], *shape):
+            raise _fail(folder / entry["file"], f"has shape {tuple(tensor.shape)}, bank.json says "
+                                                f"({entry['count']}, {_shape(shape)})")
+        rows.append(tensor.float())
+        start += entry["count"]
+    return torch.cat(rows) if rows else torch.empty(0, *shape)
 
 
 @torch.no_grad()
@@ -292,64 +555,94 @@ def score_latents(backend: Backend, latents: Tensor, t: int, sae: SparseAutoenco
         return torch.cat(out)
 
 
+def _check_compatible(folder: Path, index: dict[str, Any], settings: BankSettings, model_id: str,
+                      shape: tuple[int, ...]) -> None:
+    """Refuse, before any work, a bank folder whose samples this build could not extend: another model, latent
+    size or sampler setting (its size may differ: a bank grows, and a smaller one is its prefix)."""
+    if index["model_id"] != model_id:
+        raise BankError(f"{folder} holds a sample bank of another model (the weights or the noise schedule differ); "
+                        f"give a new bank folder (--out / --bank) for this model")
+    if tuple(index["latent_shape"]) != shape:
+        raise BankError(f"{folder} holds a bank of {_shape(index['latent_shape'])} latents, this model makes "
+                        f"{_shape(shape)}; give a new bank folder for this image size")
+    have = BankSettings(**index["settings"]).identity()
+    flags = {"steps": "--steps", "seed": "the seed", "draws": "the draws"}
+    for name, value in settings.identity().items():
+        if have[name] != value:
+            raise BankError(f"{folder} holds a bank made with other settings ({name} {have[name]}, this run asks "
+                            f"{value}); give {flags.get(name, name)} {have[name]} to use it, or a new bank folder")
+
+
 def build_bank(backend: Backend, settings: BankSettings = BankSettings(), *, sae: SparseAutoencoder | None = None,
                timesteps: Sequence[int] = (), out: str | Path | None = None, on_progress: Progress | None = None,
                should_stop: Callable[[], bool] | None = None) -> SampleBank:
-    """Sample the pool (resuming a partly built bank in ``out``), then score it at ``timesteps``.
+    """Sample the pool (resuming or growing a bank in ``out``), then score it at ``timesteps`` at the backend's
+    block.
 
-    ``out`` None keeps the bank in memory. An existing folder is reused only if its sampling settings and model
-    match; finished batches are kept, the rest is sampled. ``should_stop()`` between batches raises
-    ``KeyboardInterrupt`` after the finished batches are saved, so a rerun continues from there.
+    ``out`` None keeps the bank in memory. An existing bank is reused when its model, latent size and sampler
+    settings match, and refused before any work otherwise; with at least ``settings.size`` samples it is only read
+    (it may be read-only; take :meth:`SampleBank.prefix` for fewer), with fewer it grows. ``should_stop()`` between
+    batches raises ``KeyboardInterrupt`` after the finished batches are saved, so a rerun continues from there.
     ``on_progress(sample-steps done, size × steps)`` after every denoising step of every batch.
     """
     model_id = model_fingerprint(backend)
+    shape = tuple(backend.latent_shape)
+    hookpoint = backend.hookpoint.diffusers_name
     folder = Path(out) if out is not None else None
-    done = torch.empty(0)
-    if folder is not None and (folder / "bank.json").is_file():
+    index: dict[str, Any] | None = None
+    if folder is not None and (folder / "bank.json").exists():
         index = _read_index(folder)
-        if index["model_id"] != model_id:
-            raise BankError(f"{folder} holds a bank of another model; choose a new folder or delete it")
-        if BankSettings(**index["settings"]).identity() != settings.identity():
-            raise BankError(f"{folder} holds a bank made with other settings ({index['settings']}); choose a new "
-                            f"folder or the same settings")
-        done = _load_batches(folder, model_id)
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-    if len(done) >= settings.size:
-        bank = SampleBank.load(folder)
-    else:
-        bank = SampleBank(done, settings, backend.hookpoint.diffusers_name, model_id, path=folder)
-        if folder is not None:
-            bank._write_index()
-    scheduler = backend.schedule.sampler(settings.steps)
-    context = backend.empty_context(1)
-    parts = [done] if len(done) else []
-    start = len(done)
-    n_steps = settings.steps
-    if on_progress is not None:
-        on_progress(start * n_steps, settings.size * n_steps)
-    while start < settings.size:
-        if should_stop is not None and should_stop():
-            raise KeyboardInterrupt(f"bank build stopped after {start} of {settings.size} samples")
-        seeds = list(range(settings.seed + start, settings.seed + min(settings.size, start + settings.batch_size)))
-
-        def step(i: int, _t: int, _x: Tensor, first: int = start, n: int = len(seeds)) -> None:
-            if on_progress is not None:
-                on_progress(first * n_steps + (i + 1) * n, settings.size * n_steps)
-
-        with torch.inference_mode(False):
-            latents = sample_with(backend.predict, scheduler, context, steps=settings.steps, seeds=seeds,
-                                  latent_shape=backend.latent_shape, device=backend.device,
-                                  dtype=torch.float32, on_step=step).float().cpu()
-        if not torch.isfinite(latents).all():
-            raise BankError("the model produced NaN or inf samples; check the model and its precision")
-        if folder is not None:
-            _save_batch(folder, start, latents, model_id)
-        parts.append(latents)
-        start += len(latents)
-    bank.latents = torch.cat(parts)[:settings.size]
-    if folder is not None:
-        bank._write_index()
+        _check_compatible(folder, index, settings, model_id, shape)
     if timesteps:
+        backend.schedule.check(list(timesteps))
+    if folder is not None and index is not None and index["size"] >= settings.size:
+        bank = SampleBank.load(folder, partial=True)  # nothing to sample: read only
+        bank.settings = replace(bank.settings, size=bank.size)
+        bank.hookpoint = hookpoint
         bank.ensure_scores(backend, sae, timesteps)
+        return bank
+    if folder is not None:
+        ensure_folder(folder)
+    with _locked(folder, f"sample {settings.size} images"):
+        done = torch.empty(0, *shape)
+        if folder is not None and (folder / "bank.json").exists():  # again under the lock: another builder
+            index = _read_index(folder)
+            _check_compatible(folder, index, settings, model_id, shape)
+            done = _load_batches(folder, index)
+        if folder is not None:
+            index = _write_index(folder, {**(index or _new_index(settings, model_id, shape)),
+                                          "settings": asdict(replace(settings, size=max(settings.size, len(done))))})
+        scheduler = backend.schedule.sampler(settings.steps)
+        context = backend.empty_context(1)
+        parts = [done] if len(done) else []
+        start = len(done)
+        n_steps = settings.steps
+        if on_progress is not None:
+            on_progress(start * n_steps, settings.size * n_steps)
+        while start < settings.size:
+            if should_stop is not None and should_stop():
+                raise KeyboardInterrupt(f"bank build stopped after {start} of {settings.size} samples")
+            seeds = list(range(settings.seed + start, settings.seed + min(settings.size, start + settings.batch_size)))
+
+            def step(i: int, _t: int, _x: Tensor, first: int = start, n: int = len(seeds)) -> None:
+                if on_progress is not None:
+                    on_progress(first * n_steps + (i + 1) * n, settings.size * n_steps)
+
+            with torch.inference_mode(False):
+                latents = sample_with(backend.predict, scheduler, context, steps=settings.steps, seeds=seeds,
+                                      latent_shape=backend.latent_shape, device=backend.device,
+                                      dtype=torch.float32, on_step=step).float().cpu()
+            if not torch.isfinite(latents).all():
+                raise BankError("the model produced NaN or inf samples; check the model and its precision")
+            if folder is not None:
+                index = _write_index(folder, index, batches=[_save_batch(folder, start, latents, model_id)])
+            parts.append(latents)
+            start += len(latents)
+        latents = torch.cat(parts)
+        bank = SampleBank(latents, replace(settings, size=len(latents)), hookpoint, model_id, path=folder,
+                          latent_shape=shape)
+        if index is not None:
+            bank._adopt_scores(index)
+        if timesteps:
+            bank.ensure_scores(backend, sae, timesteps)
     return bank

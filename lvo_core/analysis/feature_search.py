@@ -68,9 +68,14 @@ def ranking_for(by: str, analysis: ActivityAnalysis | None, bank: SampleBank | N
 def search_features(backend: Backend, sae: SparseAutoencoder, latents: Tensor, *, timestep: int = 200,
                     top: int = 10, by: str = "auto", draws: int = 4, analysis: ActivityAnalysis | None = None,
                     bank: SampleBank | None = None, examples: int = 4,
-                    on_progress: Callable[[int, int], None] | None = None) -> list[list[FeatureHit]]:
+                    on_progress: Callable[[int, int], None] | None = None,
+                    bank_backend: Backend | None = None) -> list[list[FeatureHit]]:
     """The ``top`` features of each image in ``latents`` ``[B, C, H, W]`` (clean, in the model's latent space).
-    ``on_progress(done, total)`` over scoring the bank at ``timestep`` (when it is not yet) and the noise draws."""
+    ``on_progress(done, total)`` over scoring the bank at ``timestep`` (when it is not yet) and the noise draws.
+
+    The bank may hold latents of another size than the images (a photo has any size): it is scored through
+    ``bank_backend`` (the same model and block at the bank's latent size; default ``backend``) and only its
+    per-feature mean over the pool is compared, which does not depend on the size."""
     if latents.ndim != 4:
         raise LVOError(f"feature search takes latents [B, C, H, W], got shape {tuple(latents.shape)}")
     if not isinstance(top, int) or top <= 0:
@@ -79,8 +84,9 @@ def search_features(backend: Backend, sae: SparseAutoencoder, latents: Tensor, *
     if analysis is not None:
         analysis.check_matches(backend.hookpoint.diffusers_name, sae)
     if bank is not None:
-        bank.check_matches(backend, sae)
-        bank.ensure_scores(backend, sae, [timestep], on_progress=on_progress)
+        scorer = bank_backend or backend
+        bank.check_matches(scorer, sae, any_size=True)
+        bank.ensure_scores(scorer, sae, [timestep], on_progress=on_progress)
     with torch.inference_mode(False), torch.no_grad():
         z = latents.detach().to(backend.device, torch.float32)
         t = backend.schedule.check([timestep] * len(z)).to(backend.device)
@@ -95,7 +101,7 @@ def search_features(backend: Backend, sae: SparseAutoencoder, latents: Tensor, *
                 on_progress((d + 1) * len(z), draws * len(z))
         per_position = (per_position / draws).cpu()  # [B, N, U]
     means = per_position.mean(1)
-    pool_mean = bank.scores[("sae", int(timestep))].float().mean(0) if bank is not None else None
+    pool_mean = bank.table(timestep, sae).float().mean(0) if bank is not None else None
     analysed = set(analysis.units.tolist()) if analysis is not None else set()
     dmax = (torch.tensor([analysis.max_at(u, timestep) if u in analysed else float("nan")
                           for u in range(sae.d_sae)]) if analysis is not None else None)

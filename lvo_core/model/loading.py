@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import LVOError
+from ..fileio import write_text
 from .tiny import (
     CharFluxPromptEncoder,
     CharPromptEncoder,
@@ -91,7 +92,7 @@ def write_prompt_encoder_spec(folder: str | Path, dim: int, length: int = 6, see
     """Declare the built-in character prompt encoder for a toy model folder: ``kind`` ``char``, ``char-sdxl``
     (``extra``: ``pooled_dim``, ``image_size``) or ``char-flux`` (``pooled_dim``, ``guidance``)."""
     spec = {"kind": kind, "dim": dim, "length": length, "seed": seed, **extra}
-    Path(folder, "lvo_prompt_encoder.json").write_text(json.dumps(spec))
+    write_text(Path(folder, "lvo_prompt_encoder.json"), json.dumps(spec))
 
 
 def _sdxl_clip_encoder(folder: Path, device: torch.device, image_size: tuple[int, int]) -> PromptEncoder:

@@ -36,18 +36,34 @@ class UnitSpec:
         return f"{'feature' if self.sae is not None else 'channel'} {unit}"
 
 
-def parse_units(text: str) -> list[int]:
-    """``"12, 305 7"`` → ``[12, 305, 7]``; ranges like ``"10-13"`` expand; anything else is a clear error."""
+MAX_LIST = 1 << 20  # more units or seeds than any SAE has features (and than a run could finish)
+MAX_VALUE = (1 << 63) - 1  # an index or seed must fit torch's int64
+
+
+def parse_units(text: str, limit: int = MAX_LIST) -> list[int]:
+    """``"12, 305 7"`` → ``[12, 305, 7]``; ranges like ``"10-13"`` expand; anything else is a clear error. Shared
+    by the CLI's ``--units``/``--seeds`` and the nodes' text inputs; sizes are checked before a range is expanded,
+    so ``0-10000000000`` is refused at once instead of filling memory."""
     units: list[int] = []
     for part in text.replace(",", " ").split():
         try:
             if "-" in part[1:]:
-                lo, hi = part.split("-", 1)
-                units += list(range(int(lo), int(hi) + 1))
+                lo_text, hi_text = part.split("-", 1)
+                lo, hi = int(lo_text), int(hi_text)
+                bounds = (lo, hi)
             else:
-                units.append(int(part))
+                lo = hi = int(part)
+                bounds = (lo,)
         except ValueError as exc:
             raise UnitError(f"cannot read unit '{part}'; write indices like '12, 305' or a range '10-13'") from exc
+        if any(not 0 <= v <= MAX_VALUE for v in bounds):
+            raise UnitError(f"'{part}' is outside 0..2^63-1; indices and seeds are non-negative 64-bit integers")
+        if hi < lo:
+            raise UnitError(f"range '{part}' is empty (its end is before its start); write it as '{hi}-{lo}'")
+        if len(units) + hi - lo + 1 > limit:
+            raise UnitError(f"'{text.strip()[:40]}' lists more than {limit} values; give fewer units or seeds (an "
+                            f"atlas of every unit: --units all)")
+        units += range(lo, hi + 1)
     return units
 
 

@@ -116,7 +116,8 @@ def build_atlas(out: str | os.PathLike, backend: Any, units: Sequence[int], *, c
     seeds, timesteps = visualize_kwargs.get("seeds", REFERENCE_SEEDS), visualize_kwargs.get("timesteps", "peaks")
     analysis = visualize_kwargs.get("analysis")
     finished = set(record.finished())
-    done = {u for u in units if set(plan_rows([u], seeds, timesteps, analysis)) <= finished}
+    planned = {u: set(plan_rows([u], seeds, timesteps, analysis)) for u in units}
+    done = {u for u in units if planned[u] <= finished}
     cluster.barrier()  # every rank has read the finished units before anyone adds more: same chunk lists
     meta = {**lib, **(info or {}), "versions": versions(), "resumed_units": len(done)}
 
@@ -129,14 +130,14 @@ def build_atlas(out: str | os.PathLike, backend: Any, units: Sequence[int], *, c
         ran = run_atlas(run_chunk, units, done, chunk_size, cluster, on_chunk=on_chunk)
     except KeyboardInterrupt as exc:
         if cluster.world == 1 and record.finished():
-            merge(record, units, record.kind, {**meta, "interrupted": True})
+            merge(record, units, record.kind, {**meta, "interrupted": True}, planned)
         if isinstance(exc, RunInterrupted):
             raise
         raise RunInterrupted(f"finished batches are saved in {out}") from exc
     cluster.barrier()
     if cluster.rank != 0:
         return None, ran
-    return merge(record, units, record.kind, meta), ran
+    return merge(record, units, record.kind, meta, planned), ran
 
 
 def unit_score(rows: list[dict]) -> float:
@@ -145,8 +146,10 @@ def unit_score(rows: list[dict]) -> float:
     return float(np.mean(values)) if values else float("-inf")
 
 
-def merge(store: RunRecord, units: Sequence[int], kind: str, info: dict[str, Any]) -> dict[str, Any]:
-    """Write ``index.json``, ``atlas.html`` and ``atlas.png`` from every finished row of this run."""
+def merge(store: RunRecord, units: Sequence[int], kind: str, info: dict[str, Any],
+          planned: dict[int, set] | None = None) -> dict[str, Any]:
+    """Write ``index.json``, ``atlas.html`` and ``atlas.png`` from every finished row of this run; a unit is
+    complete only when every row ``planned`` for it (all its seeds and timesteps) is finished."""
     finished = store.finished()
     by_unit: dict[int, list[tuple[Any, dict]]] = {}
     for row, marker in finished.items():
@@ -155,7 +158,8 @@ def merge(store: RunRecord, units: Sequence[int], kind: str, info: dict[str, Any
     for unit in units:
         rows = sorted(by_unit.get(unit, []), key=lambda rm: (rm[0].timestep, rm[0].seed))
         metrics = [m["metrics"] for _, m in rows]
-        entries.append({"unit": unit, "score": round(unit_score(metrics), 4), "complete": bool(rows),
+        complete = bool(rows) and (planned is None or planned.get(unit, set()) <= {r for r, _ in rows})
+        entries.append({"unit": unit, "score": round(unit_score(metrics), 4), "complete": complete,
                         "rows": [{**r.__dict__, "image": f"{m['stem']}.png", "metrics": m["metrics"]}
                                  for r, m in rows]})
     entries.sort(key=lambda e: (-e["score"], e["unit"]))

@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..analysis.activity import ActivityAnalysis, sae_fingerprint
+from ..analysis.activity import ActivityAnalysis
 from ..analysis.bank import BankError, SampleBank, unit_kind
 from ..errors import LVOError, UnitError
 from ..hookpoints import equivalent_names
@@ -141,14 +141,14 @@ def feature_card(unit: int, *, hookpoint: str, sae: SparseAutoencoder | None = N
         analysis.check_matches(hookpoint, sae)
         card["activity"] = activity_section(analysis, unit, top)
     if bank is not None:
-        if not set(equivalent_names(bank.hookpoint)) & set(equivalent_names(hookpoint)):
-            raise BankError(f"this sample bank was scored at hookpoint '{bank.hookpoint}', not '{hookpoint}'; "
-                            f"build a bank for that block")
-        if sae is not None and bank.sae_id is not None and bank.sae_id != sae_fingerprint(sae):
-            raise BankError("this sample bank was scored with a different SAE (its fingerprint differs); build a "
-                            "bank with the SAE you are using")
-        if (unit_kind(sae), int(bank_t)) not in bank.scores:
-            raise BankError(f"this bank has no {unit_kind(sae)} scores at t = {bank_t}; score it there first")
+        names = set(equivalent_names(hookpoint))
+        block = next((h for h in [bank.hookpoint, *bank.hookpoints] if h and set(equivalent_names(h)) & names),
+                     hookpoint)
+        if bank.key(bank_t, sae, block) not in bank.scores:
+            raise BankError(f"this bank has no {unit_kind(sae)} scores of {hookpoint} with this "
+                            f"{'SAE' if sae is not None else 'block'} at t = {bank_t}; score it there first "
+                            f"(ensure_scores)")
+        bank.hookpoint = block
         card["bank"] = bank_section(bank, unit, bank_t, sae, top, bins)
     if labels is not None:
         labels.check_matches(sae)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ..errors import LVOError
+from ..fileio import check_file_target, ensure_folder
 from .plots import WORDS, ratio_or_activation
 from .report import contact_sheet, save_json, save_png, save_tensors, versions
 
@@ -155,7 +156,8 @@ class RunRecord:
     def __init__(self, out: str | os.PathLike, fingerprint: str, kind: str = "feature"):
         self.out, self.kind, self.fingerprint = Path(out), kind, fingerprint
         self.rows_dir = self.out / "rows"
-        self.rows_dir.mkdir(parents=True, exist_ok=True)
+        ensure_folder(self.out)
+        ensure_folder(self.rows_dir)
 
     def stem(self, row: "Row") -> str:
         return f"{self.kind}{row.unit}_t{row.timestep}_seed{row.seed}"
@@ -215,6 +217,17 @@ class RunRecord:
         from safetensors.torch import load_file
 
         return load_file(self.rows_dir / f"{info['stem']}.safetensors")
+
+    def mark_unfinished(self, plan: Sequence["Row"], info: Mapping[str, Any]) -> None:
+        """Before a run changes anything in the folder: ``result.json`` says ``complete: false`` under this run's
+        fingerprint and the summary files of an earlier run go, so a run killed midway never leaves a folder that
+        claims the earlier settings over new images."""
+        save_json({**info, "fingerprint": self.fingerprint, "versions": versions(), "complete": False,
+                   "running": True, "rows": [], "metrics": [], "images": [], "contact_sheet": None, "latents": None,
+                   "unfinished_rows": [r.__dict__ for r in plan]}, self.out / "result.json")
+        for name in ("latents.safetensors", "contact_sheet.png"):
+            path = check_file_target(self.out / name)
+            path.unlink(missing_ok=True)
 
     def write_result(self, plan: Sequence["Row"], info: Mapping[str, Any]) -> dict[str, Any]:
         """Contact sheet, ``latents.safetensors`` and ``result.json`` over the rows of ``plan`` on record, in plan
@@ -327,9 +340,11 @@ def run_visualize(out: str | os.PathLike, backend: "Backend", units: Sequence[in
     record, lib = open_record(out, backend, settings, kwargs)
     plan = plan_rows(units, kwargs.get("seeds", REFERENCE_SEEDS), kwargs.get("timesteps", "peaks"),
                      kwargs.get("analysis"))
+    previous = record.finished() if resume else {}
+    if not set(plan) <= set(previous):
+        record.mark_unfinished(plan, {**lib, **(info or {})})
     if not resume:
         record.forget(plan)
-    previous = record.finished() if resume else {}
     vis = None
 
     def write(vis: "Visualization | None", interrupted: bool = False) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from ..errors import SAEFormatError, UnsafeFileError
-from ..fileio import atomic_write, check_safetensors_file
+from ..fileio import atomic_write, check_safetensors_file, ensure_folder
 from .model import SparseAutoencoder
 
 SPARSIFY = "sparsify"
@@ -202,6 +202,12 @@ _HOOK_LIKE = re.compile(r"^(unet\.|diffusion_model\.)?((down_blocks|up_blocks|in
                         r"mid_block|middle_block)(\.|$)|^(down|up|mid)\.\d+(\.\d+)?$")
 
 
+def _hookpoint_named(folder: Path) -> str | None:
+    """A sparsify folder's name when it names a block (roots keep one folder per hookpoint); None for a name like
+    ``w16``, so a cfg without a hookpoint is checked by its width, not reported as an unknown hookpoint."""
+    return hookpoint_from_folder(folder) or (folder.name if "blocks." in folder.name else None)
+
+
 def hookpoint_from_folder(folder: Path) -> str | None:
     """The hookpoint an sdxl-unbox-style folder is named after, or None when its name is not a hookpoint.
 
@@ -262,7 +268,7 @@ def _load_sparsify(folder: Path, k: int | None = None, weights: Path | None = No
         W_enc=W_enc, b_enc=t["encoder.bias"], W_dec=_rows(W_dec, d_sae, "W_dec", weights), b_dec=t["b_dec"],
         pre_bias=t["b_dec"], activation=activation, k=int(k),
         input_norm="standardize" if cfg.get("input_unit_norm") else "none",
-        hookpoint=cfg.get("hookpoint") or folder.name, source_format=SPARSIFY,
+        hookpoint=cfg.get("hookpoint") or _hookpoint_named(folder), source_format=SPARSIFY,
         meta={"cfg": cfg, "path": str(folder)})
 
 
@@ -534,8 +540,7 @@ def save_sae(sae: SparseAutoencoder, folder: str | os.PathLike, *, hookpoint: st
     SAEs that sparsify cannot express (ReLU, JumpReLU, gated, or no input centring by ``b_dec``) are written in
     the SAELens layout instead, which can; both load back to an identical :class:`SparseAutoencoder`.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = ensure_folder(folder)
     hook = hookpoint or sae.hookpoint
     centred = torch.equal(sae.pre_bias, sae.b_dec)
     if sae.activation in ("topk", "groupmax") and centred and sae.input_norm in ("none", "standardize"):

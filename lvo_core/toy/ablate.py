@@ -22,6 +22,7 @@ from ..analysis.bank import SampleBank
 from ..analysis.faithfulness import ConceptPurity, concept_agreement, reencode_report
 from ..analysis.selection import SelectionWarning, selection_timesteps
 from ..errors import LVOError
+from ..fileio import ensure_folder, write_text
 from ..lvo import regularizers
 from ..lvo.pipeline import PriorFn, Visualization
 from ..lvo.recipes import Recipe, SteerFactory, recipe, visualize_recipe
@@ -288,7 +289,7 @@ def run_ablation(backend: Backend, variants: Sequence[Recipe], units: Sequence[i
 
     out = Path(out) if out is not None else None
     if out is not None:
-        (out / "sheets").mkdir(parents=True, exist_ok=True)
+        ensure_folder(out / "sheets")
     results = []
     plan = [(v, "", raw_units if v.raw else units) for v in variants]
     plan += [(v, "held-out", held_out) for v in held_out_variants if held_out and not v.raw]
@@ -325,7 +326,7 @@ def run_ablation(backend: Backend, variants: Sequence[Recipe], units: Sequence[i
     if out is not None:
         save_json(report, out / "ablation.json")
         legend = "\n".join(f"- `{k}`: {v}" for k, v in COLUMNS.items())
-        (out / "ablation.md").write_text(markdown_table(report["table"]) + "\n\n" + legend + "\n", encoding="utf-8")
+        write_text(out / "ablation.md", markdown_table(report["table"]) + "\n\n" + legend + "\n")
     return report
 
 

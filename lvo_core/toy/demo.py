@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..fileio import ensure_folder
 from ..lvo.recipes import DEFAULT_RECIPE, recipe
 from ..progress import ProgressFn, stage
 from ..runs.plots import activity_chart, table_sheet
@@ -47,8 +48,7 @@ def run_demo(out: str | Path = "lvo_runs/demo", num_units: int = 6, raw_units: i
     """Write ``concepts.png`` (per unit: dataset examples | paper | faithful), ``activity.png``, ``summary.json``.
     ``lvo_steps`` overrides every recipe's optimization steps (None: each recipe's own, 100 and 30); ``say``
     announces each phase, ``progress(label, done, total)`` sees every loop inside them (quiet when None)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(out)
     torch.manual_seed(0)
     start = time.perf_counter()
     say("concept purity of every SAE feature and raw channel on 1000 held-out labelled images …")
