@@ -647,8 +647,11 @@ def write_atlas_site(s: Any, backend, kwargs: dict, index: dict, kind: str) -> P
         labels.check_matches(sae)
     folder = Path(s.bank) if s.bank else Path(s.out) / "bank"
     bank = SampleBank.load(folder) if (folder / "bank.json").is_file() else None
-    bank_t = next((t for k, t in sorted(bank.scores) if k == ("sae" if sae is not None else "raw")), None) \
-        if bank is not None else None
+    bank_t = None
+    if bank is not None:  # the bank's scores of this block and these units, at the first timestep it has them
+        bank.check_matches(backend, sae)
+        mine = bank.key(0, sae)[:3]
+        bank_t = next((key[3] for key in sorted(bank.scores) if key[:3] == mine), None)
     hookpoint = backend.hookpoint.diffusers_name
     cards, images = {}, {}
     units = [e["unit"] for e in index["units"]]

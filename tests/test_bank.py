@@ -224,4 +224,4 @@ def test_bank_command_builds_scores_and_draws_examples(tmp_path, capsys):
     assert bank.size == 4 and sorted(k[3] for k in bank.scores) == [200, 500]
     assert (out / "examples.png").is_file() and "model-generated dataset examples" in capsys.readouterr().out
     assert main(args + ["--units", "3", "--k", "9"]) == 2  # more examples than the pool holds: a clean error
-    assert "larger bank" in capsys.readouterr().err
+    assert "--k 9 asks for more examples than the bank holds" in capsys.readouterr().err

@@ -74,7 +74,7 @@ def test_search_command_and_node(tmp_path, capsys, fake_comfy, pack):
     assert [i["name"] for i in report["images"]] == ["grey.png", "red ring"]
     assert all(len(i["hits"]) == 3 for i in report["images"]) and (tmp_path / "s" / "search.png").is_file()
     assert "feed the units to LVO: --units" in capsys.readouterr().out
-    assert main(["search", "--top", "3"]) == 2 and "--image FILE or --prompt" in capsys.readouterr().err
+    assert main(["search", "--top", "3"]) == 2 and "--image FILE, --prompt" in capsys.readouterr().err
     vae = tiny_vae()
     fake_vae = types.SimpleNamespace(encode=lambda images: vae.encode(images.movedim(-1, 1) * 2 - 1).latent_dist.mean)
     sae = random_sae(d_in=32)
