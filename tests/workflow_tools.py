@@ -11,6 +11,7 @@ as a template (an "index" card), and the frontend shows a pack's templates by fi
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import sys
@@ -28,8 +29,9 @@ CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
 SAE = "SAeUron"
 
 
-def _pack_specs(core: dict) -> dict:
-    """/object_info-style specs of this pack's nodes (imported as ComfyUI imports the pack)."""
+@contextlib.contextmanager
+def loaded_pack(core: dict):
+    """This pack imported as ComfyUI imports it (V1, ComfyUI's sampler names from the saved core specs)."""
     samplers = core["KSampler"]["input"]["required"]
     stub = types.ModuleType("comfy.samplers")
     stub.KSampler = types.SimpleNamespace(SAMPLERS=samplers["sampler_name"][0], SCHEDULERS=samplers["scheduler"][0])
@@ -45,11 +47,7 @@ def _pack_specs(core: dict) -> dict:
         spec.loader.exec_module(pack)
         pack_glue = sys.modules["comfyui_lvo_wf.nodes.comfy_glue"]
         pack_glue.list_saes = lambda: [SAE]
-        out = {}
-        for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
-            out[node_id] = {"input": cls.INPUT_TYPES(), "output": list(cls.RETURN_TYPES),
-                            "output_name": list(cls.RETURN_NAMES), "name": node_id}
-        return out
+        yield pack
     finally:
         for name in [n for n in sys.modules if n.startswith("comfyui_lvo_wf")]:
             sys.modules.pop(name)
@@ -58,6 +56,14 @@ def _pack_specs(core: dict) -> dict:
                 sys.modules.pop(key, None)
             else:
                 sys.modules[key] = value
+
+
+def _pack_specs(core: dict) -> dict:
+    """/object_info-style specs of this pack's nodes (imported as ComfyUI imports the pack)."""
+    with loaded_pack(core) as pack:
+        return {node_id: {"input": cls.INPUT_TYPES(), "output": list(cls.RETURN_TYPES),
+                          "output_name": list(cls.RETURN_NAMES), "name": node_id}
+                for node_id, cls in pack.NODE_CLASS_MAPPINGS.items()}
 
 
 def node_specs() -> dict:
