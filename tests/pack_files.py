@@ -9,8 +9,8 @@ that regenerating changes nothing, so they cannot drift from the nodes.
   ``locales/<lang>/main.json`` with ``nodeDefs.json`` under the key ``nodeDefs`` (``app/custom_node_manager.py``).
 - ``subgraphs/*.json``: subgraph blueprints (a workflow whose one node is a subgraph in ``definitions.subgraphs``),
   listed by cores that serve ``/global_subgraphs`` from ``custom_nodes/<pack>/subgraphs/``.
-- ``example_workflows/lvo_app_find_features.json``: a workflow that opens in App mode (``extra.linearMode``) with
-  ``extra.linearData`` naming the inputs an artist sets and the outputs they get.
+- The App-mode workflow (``example_workflows/lvo_app_find_features.json``) is a template like the others, built
+  by ``tests/workflow_tools.py`` with ``extra.linearMode`` and ``extra.linearData``.
 
 A node added later gets its doc page and English locale entries with no edit here; its strings stay English in
 ``zh``/``ja`` until ``tests/pack_i18n.py`` translates them (``--untranslated`` lists them).
@@ -28,7 +28,7 @@ import workflow_tools as wt  # noqa: E402
 
 ROOT = wt.ROOT
 DOCS, LOCALES, SUBGRAPHS = ROOT / "web" / "docs", ROOT / "locales", ROOT / "subgraphs"
-APP = ROOT / "example_workflows" / "lvo_app_find_features.json"
+APP = wt.TEMPLATES / "lvo_app_find_features.json"  # built by workflow_tools with the other templates
 LANGS = ("en", "zh", "ja")
 SOURCE_SHEET = ROOT / "docs" / "demo_concepts.png"
 
@@ -263,33 +263,6 @@ def blueprint(stem: str, specs: dict) -> dict:
             "extra": {"ds": {"scale": 1, "offset": [0, 0]}}, "version": 0.4}
 
 
-# ------------------------------------------------------------------------------------------------ app
-def app_workflow(specs: dict) -> dict:
-    """Pick a model, an SAE and an image; get the features found, their heatmaps and faithful pictures."""
-    graph = {
-        "title": "LVO app: find the features in an image",
-        "note": "App mode: choose a checkpoint, an SAE and an image, press Run; you get each feature found, its "
-                "heatmap over your image, and a faithful picture of it.",
-        "nodes": {**wt.BASE, 4: ("LoadImage", {"image": "example.png"}),
-                  5: ("LVOFeatureHook", {"model": wt.L(1), "units": "0", "sae": wt.L(3)}),
-                  6: ("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}),
-                  7: ("LVOSampleBank", {"model": wt.L(1), "units": wt.L(5), "empty_prompt": wt.L(2), "latent": wt.L(6),
-                                        "name": "sd15_up_blocks.1.attentions.1"}),
-                  8: ("LVOFeatureSearch", {"model": wt.L(1), "vae": wt.L(1, 2), "sae": wt.L(3), "image": wt.L(4),
-                                           "empty_prompt": wt.L(2), "top": 8, "bank": wt.L(7)}),
-                  9: ("PreviewImage", {"images": wt.L(8, 1)}),
-                  10: ("LVOFaithful", {"model": wt.L(1), "vae": wt.L(1, 2), "units": wt.L(8), "empty_prompt": wt.L(2),
-                                       "bank": wt.L(7), "seeds": "1"}),
-                  11: ("LVOFeatureGrid", {"images": wt.L(10, 1), "metrics": wt.L(10, 2)}),
-                  12: ("SaveImage", {"images": wt.L(11), "filename_prefix": "lvo_app"})},
-    }
-    workflow = wt.build(graph, specs)
-    workflow["extra"].update({"linearMode": True,
-                              "linearData": {"inputs": [[1, "ckpt_name"], [3, "sae_name"], [4, "image"], [8, "top"]],
-                                             "outputs": [9, 12]}})
-    return workflow
-
-
 # ------------------------------------------------------------------------------------------------ all files
 def generated() -> dict[Path, bytes]:
     """Every generated file and its bytes."""
@@ -318,7 +291,6 @@ def generated() -> dict[Path, bytes]:
     specs = wt.node_specs()
     for stem in BLUEPRINTS:
         data(SUBGRAPHS / f"{stem}.json", blueprint(stem, specs))
-    data(APP, app_workflow(specs))
     return files
 
 

@@ -92,7 +92,7 @@ def test_blueprints_and_app_workflow_are_wired(files):
             for slot, item in enumerate(node["inputs"]):
                 if item.get("link") is not None:
                     assert (links[item["link"]]["target_id"], links[item["link"]]["target_slot"]) == (node["id"], slot)
-    app = json.loads(files[pf.APP])
+    app = json.loads(pf.APP.read_text())
     assert wt.validate(app, specs) == [] and app["extra"]["linearMode"] is True
     nodes = {n["id"]: n for n in app["nodes"]}
     for node_id, widget in app["extra"]["linearData"]["inputs"]:
