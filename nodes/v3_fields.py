@@ -48,7 +48,7 @@ ADVANCED: dict[str, tuple[str, ...]] = {
     "LVOFeatureSearch": ("hookpoint", "timestep", "rank_by"),
     "LVOFeaturePage": ("bank_t", "bins"),
 }
-# (old id, new id, input mapping [{"new_id", "old_id"} or {"new_id", "set_value"}], output mapping [{"new_idx", "old_idx"}])
+# (old id, new id, input mapping [{"new_id", "old_id"} | {"new_id", "set_value"}], outputs [{"new_idx", "old_idx"}])
 REPLACEMENTS: list[tuple[str, str, list[dict], list[dict]]] = []
 
 
