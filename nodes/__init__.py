@@ -23,6 +23,7 @@ from . import (
     steering_nodes,
 )
 from .comfy_glue import V3, ComfyExtension, install_hint, missing_requirements
+from .v3_fields import register_replacements, with_fields
 
 NODE_MODULES = (sae_nodes, activity_nodes, steering_nodes, lvo_nodes, bank_nodes, search_nodes, label_nodes,
                 feature_nodes)
@@ -52,7 +53,7 @@ def not_ready(cls: type, hint: str) -> type:
 def node_list() -> list[type]:
     """Every node class, in menu order; a node id registered twice is a bug. With requirements missing, every
     node says so (and the log says it once, at import)."""
-    nodes = [cls for module in NODE_MODULES for cls in module.NODES]
+    nodes = [with_fields(cls) for module in NODE_MODULES for cls in module.NODES]
     ids = [cls.__name__ for cls in nodes]  # each class is named as its node id (a test checks)
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -75,6 +76,9 @@ def node_mappings() -> tuple[dict[str, type], dict[str, str]]:
 
 class LVOExtension(ComfyExtension):
     """The pack as a V3 extension: ComfyUI asks it for its node list once, at start."""
+
+    async def on_load(self) -> None:
+        await register_replacements()
 
     async def get_node_list(self) -> list[type]:
         return node_list()

@@ -18,8 +18,9 @@ class Input:
     io_type = ""
 
     def __init__(self, id: str, display_name: str | None = None, optional: bool = False,  # noqa: A002 - V3 name
-                 tooltip: str | None = None, **options: Any):
+                 tooltip: str | None = None, advanced: bool | None = None, **options: Any):
         self.id, self.display_name, self.optional, self.tooltip = id, display_name, optional, tooltip
+        self.advanced = advanced
         self.options = {k: v for k, v in options.items() if v is not None}
 
     def v1(self) -> tuple:
@@ -30,6 +31,8 @@ class Input:
             opts["forceInput"] = True
         if self.tooltip:
             opts["tooltip"] = self.tooltip
+        if self.advanced:
+            opts["advanced"] = True
         return (list(choices) if self.io_type == "COMBO" else self.io_type, opts)
 
 
@@ -61,6 +64,7 @@ class Schema:
     outputs: list[Output] = field(default_factory=list)
     description: str = ""
     is_output_node: bool = False
+    search_aliases: list[str] | None = None
 
 
 class NodeOutput:

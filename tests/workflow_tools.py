@@ -11,6 +11,7 @@ as a template (an "index" card), and the frontend shows a pack's templates by fi
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import sys
@@ -28,8 +29,9 @@ CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
 SAE = "SAeUron"
 
 
-def _pack_specs(core: dict) -> dict:
-    """/object_info-style specs of this pack's nodes (imported as ComfyUI imports the pack)."""
+@contextlib.contextmanager
+def loaded_pack(core: dict):
+    """This pack imported as ComfyUI imports it (V1, ComfyUI's sampler names from the saved core specs)."""
     samplers = core["KSampler"]["input"]["required"]
     stub = types.ModuleType("comfy.samplers")
     stub.KSampler = types.SimpleNamespace(SAMPLERS=samplers["sampler_name"][0], SCHEDULERS=samplers["scheduler"][0])
@@ -45,11 +47,7 @@ def _pack_specs(core: dict) -> dict:
         spec.loader.exec_module(pack)
         pack_glue = sys.modules["comfyui_lvo_wf.nodes.comfy_glue"]
         pack_glue.list_saes = lambda: [SAE]
-        out = {}
-        for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
-            out[node_id] = {"input": cls.INPUT_TYPES(), "output": list(cls.RETURN_TYPES),
-                            "output_name": list(cls.RETURN_NAMES), "name": node_id}
-        return out
+        yield pack
     finally:
         for name in [n for n in sys.modules if n.startswith("comfyui_lvo_wf")]:
             sys.modules.pop(name)
@@ -58,6 +56,14 @@ def _pack_specs(core: dict) -> dict:
                 sys.modules.pop(key, None)
             else:
                 sys.modules[key] = value
+
+
+def _pack_specs(core: dict) -> dict:
+    """/object_info-style specs of this pack's nodes (imported as ComfyUI imports the pack)."""
+    with loaded_pack(core) as pack:
+        return {node_id: {"input": cls.INPUT_TYPES(), "output": list(cls.RETURN_TYPES),
+                          "output_name": list(cls.RETURN_NAMES), "name": node_id}
+                for node_id, cls in pack.NODE_CLASS_MAPPINGS.items()}
 
 
 def node_specs() -> dict:
@@ -137,7 +143,8 @@ def build(graph: dict, specs: dict) -> dict:
     groups = _layout(nodes, links, graph.get("groups") or [("", list(graph["nodes"]))])
     return {"id": "00000000-0000-0000-0000-000000000000", "revision": 0, "last_node_id": max(graph["nodes"]),
             "last_link_id": len(links), "nodes": nodes, "links": links, "groups": groups, "config": {},
-            "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}, "frontendVersion": "1.27.10", "lvo": graph.get("note", "")},
+            "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}, "frontendVersion": "1.27.10", "lvo": graph.get("note", ""),
+                      **graph.get("extra", {})},
             "version": 0.4}
 
 
@@ -466,6 +473,29 @@ GRAPHS = {
                                       "latent": L(5), "timesteps": "0", "seeds": "1024", "batch_size": 16}),
                   7: ("LVOFeatureGrid", {"images": L(6, 1), "metrics": L(6, 2)}),
                   8: ("SaveImage", {"images": L(7), "filename_prefix": "lvo_atlas"})}},
+    "lvo_app_find_features.json": {
+        "title": "LVO app: find the features in an image",
+        "note": "App mode (frontend 1.4x and later opens it as an app): choose a checkpoint, an SAE and an image, "
+                "press Run; you get each feature found, its heatmap over your image, and a faithful picture of it.",
+        "groups": [(LOAD, LOADERS), ("Your image -> its features -> their heatmaps and faithful pictures",
+                                     [4, 5, 6, 7, 8, 9, 10, 11, 12])],
+        "nodes": {**BASE, 4: ("LoadImage", {"image": "example.png"}),
+                  5: ("LVOFeatureHook", {"model": L(1), "units": "0", "sae": L(3)}),
+                  6: ("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}),
+                  7: ("LVOSampleBank", {"model": L(1), "units": L(5), "empty_prompt": L(2), "latent": L(6),
+                                        "name": "sd15_up_blocks.1.attentions.1"}),
+                  8: ("LVOFeatureSearch", {"model": L(1), "vae": L(1, 2), "sae": L(3), "image": L(4),
+                                           "empty_prompt": L(2), "top": 8, "bank": L(7)}),
+                  9: ("PreviewImage", {"images": L(8, 1)}),
+                  10: ("LVOFaithful", {"model": L(1), "vae": L(1, 2), "units": L(8), "empty_prompt": L(2),
+                                       "bank": L(7), "seeds": "1"}),
+                  11: ("LVOFeatureGrid", {"images": L(10, 1), "metrics": L(10, 2)}),
+                  12: ("SaveImage", {"images": L(11), "filename_prefix": "lvo_app"})},
+        # App mode (ComfyUI_frontend): extra.linearMode opens the workflow as an app; linearData lists the widgets
+        # shown as its inputs ([node id, widget name]) and the output nodes whose images it shows.
+        "extra": {"linearMode": True,
+                  "linearData": {"inputs": [[1, "ckpt_name"], [3, "sae_name"], [4, "image"], [8, "top"]],
+                                 "outputs": [9, 12]}}},
 }
 
 
