@@ -34,6 +34,7 @@ NODE_ALIASES: dict[str, tuple[str, ...]] = {
     "LVOFaithful": ("faithful", "polish"),
     "LVOFeatureSearch": ("search", "find features", "explain image"),
     "LVOFeaturePage": ("explain feature", "report", "card"),
+    "LVOLabelSearch": ("label", "word", "text search", "find feature", "what is feature"),
 }
 ADVANCED: dict[str, tuple[str, ...]] = {
     "LVOSAELoader": ("k",),
@@ -47,6 +48,7 @@ ADVANCED: dict[str, tuple[str, ...]] = {
     "LVOFaithful": ("selection_t", "precision"),
     "LVOFeatureSearch": ("hookpoint", "timestep", "rank_by"),
     "LVOFeaturePage": ("bank_t", "bins"),
+    "LVOLabelSearch": ("hookpoint",),
 }
 # (old id, new id, input mapping [{"new_id", "old_id"} | {"new_id", "set_value"}], outputs [{"new_idx", "old_idx"}])
 REPLACEMENTS: list[tuple[str, str, list[dict], list[dict]]] = []

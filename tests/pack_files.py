@@ -64,6 +64,9 @@ NODE_DOCS = {
                                 "CPU cores at SD1.5 size)."),
     "LVOFeatureSearch": ("examples", "One UNet pass of the image; with a bank, the bank's scores (computed once)."),
     "LVOFeaturePage": ("row", "Seconds with its inputs already computed; it scores the bank once if needed."),
+    "LVOLabelSearch": ("faithful", "Instant: reads a label table. Making one (`python -m lvo_core label`, once per "
+                                   "SAE) generates 24 images per vocabulary phrase: about 6 min for the toy SAE on 2 "
+                                   "CPU cores, hours on a GPU for SD1.5 with the shipped 1 268-phrase list."),
 }
 DEFAULT_DOC = ("row", "See the node's description.")
 
@@ -192,7 +195,18 @@ BLUEPRINTS = {
         [("model", "MODEL"), ("vae", "VAE"), ("empty_prompt", "CONDITIONING"), ("sae", "LVO_SAE"),
          ("image", "IMAGE")],
         [("heatmaps", "IMAGE", 4, 1), ("pictures", "IMAGE", 6, 0), ("report", "STRING", 4, 2)]),
-    # "Find the feature for a word" is one more entry here once the labels branch's word-search node is merged.
+    "lvo_feature_for_a_word": (
+        "Find the feature for a word (LVO)",
+        "The SAE features whose labels (made once per SAE by `python -m lvo_core label`) match a word, best "
+        "detection score first, and a faithful picture of each. Type the label folder and the word inside.",
+        {1: ("LVOLabelSearch", {"model": ("in", 0), "sae": ("in", 3), "labels": "sd15_SAeUron", "text": "rose"}),
+         2: ("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}),
+         3: ("LVOSampleBank", {"model": ("in", 0), "units": wt.L(1), "empty_prompt": ("in", 2), "latent": wt.L(2)}),
+         4: ("LVOFaithful", {"model": ("in", 0), "vae": ("in", 1), "units": wt.L(1), "empty_prompt": ("in", 2),
+                             "bank": wt.L(3), "seeds": "1"}),
+         5: ("LVOFeatureGrid", {"images": wt.L(4, 1), "metrics": wt.L(4, 2)})},
+        [("model", "MODEL"), ("vae", "VAE"), ("empty_prompt", "CONDITIONING"), ("sae", "LVO_SAE")],
+        [("pictures", "IMAGE", 5, 0), ("units", "LVO_UNITS", 1, 0), ("report", "STRING", 1, 2)]),
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 NAMES = {
     "zh": {
-        "activity": "活动分析", "apply_to": "应用于", "bank": "样本库", "bank_t": "样本库时间步", "batch_size": "批量大小",
+        "labels": "标签表", "sheet": "图表页", "text": "文本", "activity": "活动分析", "apply_to": "应用于", "bank": "样本库", "bank_t": "样本库时间步", "batch_size": "批量大小",
         "bins": "直方图分箱", "card": "卡片", "cell": "格子大小", "cfg": "CFG", "chart": "图表", "clip": "CLIP",
         "empty_prompt": "空提示词", "end_percent": "结束百分比", "examples": "示例", "grid": "网格",
         "heatmaps": "热力图", "height": "高度", "hookpoint": "钩子位置", "image": "图像", "images": "图像",
@@ -25,7 +25,7 @@ NAMES = {
         "unit": "单元", "units": "单元", "vae": "VAE", "width": "宽度",
     },
     "ja": {
-        "activity": "活性分析", "apply_to": "適用先", "bank": "サンプルバンク", "bank_t": "バンクのタイムステップ",
+        "labels": "ラベル表", "sheet": "シート", "text": "テキスト", "activity": "活性分析", "apply_to": "適用先", "bank": "サンプルバンク", "bank_t": "バンクのタイムステップ",
         "batch_size": "バッチサイズ", "bins": "ビン数", "card": "カード", "cell": "セルサイズ", "cfg": "CFG",
         "chart": "チャート", "clip": "CLIP", "empty_prompt": "空プロンプト", "end_percent": "終了割合",
         "examples": "例", "grid": "グリッド", "heatmaps": "ヒートマップ", "height": "高さ",
@@ -45,6 +45,20 @@ NAMES = {
 
 TEXT = {
     "zh": {
+        # LVO Label Search, Feature Search's sheet, Feature Page's labels
+        "Block the SAE reads (diffusers or LDM name); empty = the labels' block.": "SAE 读取的模块（diffusers 或 LDM 名称）；留空 = 标签表的模块。",
+        "Finds the SAE features for a word: each feature's labels are the vocabulary phrases whose generations raise it most (made once per SAE by `python -m lvo_core label`), each scored by how well the feature detects that phrase's images on held-out seeds (AUROC; 0.5 = chance). Features whose labels match the text come first, best score first; the units feed LVO Faithful and the Feature Page.": "按词查找 SAE 特征：每个特征的标签是最能提升它的词表短语（每个 SAE 用 `python -m lvo_core label` 生成一次），每个标签按该特征在留出种子上识别该短语图像的能力打分（AUROC；0.5 = 随机）。标签与文本匹配的特征排在前面，分数高者优先；输出的单元可接 LVO 忠实可视化和特征页。",
+        "How many features to hand on.": "输出多少个特征。",
+        "JSON: each hit's unit, matching label, lift, normalised lift and detection score.": "JSON：每个结果的单元、匹配的标签、提升值、归一化提升值和检测分数。",
+        "LVO Label Search": "LVO 标签搜索",
+        "Label folder: a name under output/lvo_labels/ or the path that `python -m lvo_core label --out` wrote (holds labels.json).": "标签文件夹：output/lvo_labels/ 下的名称，或 `python -m lvo_core label --out` 写入的路径（包含 labels.json）。",
+        "Label table (LVO Label Search): the unit's labels with their held-out detection scores.": "标签表（LVO 标签搜索）：该单元的标签及其留出检测分数。",
+        "One labelled picture: per image its hits' heatmaps, captioned, with a colour bar and a legend.": "一张带标注的图：每张图像及其命中特征的热力图，附说明、色条和图例。",
+        "The SAE that was labelled (a label table of another SAE is refused).": "被标注的 SAE（其他 SAE 的标签表会被拒绝）。",
+        "The diffusion model the labels were made with.": "生成标签时使用的扩散模型。",
+        "The features found, best first, for LVO nodes.": "找到的特征，最佳在前，供 LVO 节点使用。",
+        "The label table, for the Feature Page.": "标签表，供特征页使用。",
+        "The word or phrase to find, e.g. 'rose' or 'red'.": "要查找的词或短语，例如 'rose' 或 'red'。",
         # display names
         "LVO SAE Loader": "LVO SAE 加载器", "LVO Feature Hook": "LVO 特征钩子",
         "LVO Activity Analysis": "LVO 活动分析", "LVO Dataset Examples": "LVO 数据集示例",
@@ -319,6 +333,20 @@ TEXT = {
             "相对样本库样本的提升（有样本库时 auto 选它）、相对数据集最大值的比值（有分析时 auto 选它），或原始激活。",
     },
     "ja": {
+        # LVO Label Search, Feature Search's sheet, Feature Page's labels
+        "Block the SAE reads (diffusers or LDM name); empty = the labels' block.": "SAE が読むブロック（diffusers または LDM 名）。空欄 = ラベル表のブロック。",
+        "Finds the SAE features for a word: each feature's labels are the vocabulary phrases whose generations raise it most (made once per SAE by `python -m lvo_core label`), each scored by how well the feature detects that phrase's images on held-out seeds (AUROC; 0.5 = chance). Features whose labels match the text come first, best score first; the units feed LVO Faithful and the Feature Page.": "単語から SAE 特徴を探します。各特徴のラベルは、その生成画像で特徴を最も強めた語彙フレーズです（SAE ごとに `python -m lvo_core label` で一度作成）。各ラベルは、保留シードの画像でその特徴がフレーズの画像をどれだけ見分けるかで採点されます（AUROC。0.5 = 偶然）。テキストに一致するラベルを持つ特徴が先に、スコアの高い順に並びます。出力ユニットは LVO Faithful と特徴ページにつなげます。",
+        "How many features to hand on.": "出力する特徴の数。",
+        "JSON: each hit's unit, matching label, lift, normalised lift and detection score.": "JSON：各ヒットのユニット、一致したラベル、リフト、正規化リフト、検出スコア。",
+        "LVO Label Search": "LVO ラベル検索",
+        "Label folder: a name under output/lvo_labels/ or the path that `python -m lvo_core label --out` wrote (holds labels.json).": "ラベルフォルダ：output/lvo_labels/ 内の名前、または `python -m lvo_core label --out` が書いたパス（labels.json を含む）。",
+        "Label table (LVO Label Search): the unit's labels with their held-out detection scores.": "ラベル表（LVO ラベル検索）：ユニットのラベルと保留データでの検出スコア。",
+        "One labelled picture: per image its hits' heatmaps, captioned, with a colour bar and a legend.": "注釈付きの一枚絵：画像ごとにヒットしたヒートマップ、キャプション、カラーバー、凡例付き。",
+        "The SAE that was labelled (a label table of another SAE is refused).": "ラベル付けした SAE（別の SAE のラベル表は拒否されます）。",
+        "The diffusion model the labels were made with.": "ラベル作成に使った拡散モデル。",
+        "The features found, best first, for LVO nodes.": "見つかった特徴（良い順）。LVO ノード用。",
+        "The label table, for the Feature Page.": "ラベル表。特徴ページ用。",
+        "The word or phrase to find, e.g. 'rose' or 'red'.": "探す単語やフレーズ。例：'rose'、'red'。",
         "LVO SAE Loader": "LVO SAE ローダー", "LVO Feature Hook": "LVO 特徴フック",
         "LVO Activity Analysis": "LVO 活性分析", "LVO Dataset Examples": "LVO データセット例",
         "LVO Steering": "LVO ステアリング", "LVO Steering Init (prior)": "LVO ステアリング初期化（事前分布）",
