@@ -145,7 +145,12 @@ def run(s: Any, argv: Sequence[str] = ()) -> int:
         with sigterm_as_interrupt():
             if getattr(s, "from_json", None):
                 s = rerun_settings(s, argv)
-            return s.func(check_settings(s))
+            status = s.func(check_settings(s))
+            if getattr(s, "model", None) in TINY_MODELS and status == 0:  # last, where a reader looks
+                print(f"note: --model {s.model} has random weights (a stand-in for checking the plumbing): its "
+                      f"pictures are noise. For a trained model with known concepts use --model toy; for SD give "
+                      f"a local folder.", file=sys.stderr)
+            return status
     except LVOError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -241,12 +246,7 @@ def read_prompts(path: str | None, model_source: str) -> list[str]:
 
 
 def load_named_model(spec: str, **kwargs: Any):
-    """``toy`` (the shipped toy world) or anything :func:`~lvo_core.model.loading.load_model` takes. A tiny model
-    says out loud that its weights are random: its pictures are noise by construction."""
-    if spec in TINY_MODELS:
-        print(f"note: --model {spec} has random weights (a stand-in for checking the plumbing): its pictures are "
-              f"noise. For a trained model with known concepts use --model toy; for SD give a local folder.",
-              file=sys.stderr)
+    """``toy`` (the shipped toy world) or anything :func:`~lvo_core.model.loading.load_model` takes."""
     if spec == "toy":
         from .toy import load_toy_model
 

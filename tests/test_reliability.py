@@ -208,7 +208,7 @@ def test_cli_refuses_with_one_line(case, tmp_path, monkeypatch):
             code = main(argv)
         except SystemExit as exc:  # argparse's errors: the same one-line shape
             code = exc.code
-    lines = [line for line in err.getvalue().splitlines() if line.strip() and not line.startswith(("lvo_core ", "note: "))]
+    lines = [line for line in err.getvalue().splitlines() if line.strip() and not line.startswith("lvo_core ")]
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err.getvalue()
     assert "Traceback" not in err.getvalue() + out.getvalue()
     for fragment in case.fragments:
