@@ -33,7 +33,10 @@ RUNS: dict[str, tuple[list[list[str]], str]] = {
     "lvo_feature_atlas": ([["atlas", *TOY, "--units", "0-15", "--seeds", "1", "--bank", "bank", "--out", "atlas"]],
                           "atlas/atlas.png"),
 }
-SAME_AS = {"lvo_sdxl_turbo_faithful": "lvo_faithful_feature", "lvo_flux_faithful": "lvo_faithful_feature"}
+# Templates whose result is the same kind of picture as another's: the word search ends in faithful pictures of
+# the features it found, the app in the feature search's sheet.
+SAME_AS = {"lvo_sdxl_turbo_faithful": "lvo_faithful_feature", "lvo_flux_faithful": "lvo_faithful_feature",
+           "lvo_feature_for_a_word": "lvo_faithful_feature", "lvo_app_find_features": "lvo_feature_search"}
 
 
 def main() -> None:
