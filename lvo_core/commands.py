@@ -277,16 +277,16 @@ def setup(s: Any):
     if s.raw and s.sae:
         raise LVOError("give either --sae (SAE features) or --raw (raw channels), not both")
     sae = None
-    if not s.raw:  # the SAE first: a feature index out of range is refused before the model (and diffusers) loads
-        spec = s.sae or (s.model if s.model in (*TINY_MODELS, "toy") else None)
-        if spec is None:
-            raise LVOError("give --sae PATH for SAE features, or --raw for raw channels")
+    spec = None if s.raw else s.sae or (s.model if s.model in (*TINY_MODELS, "toy") else None)
+    if spec is not None:  # the SAE first: a feature index out of range is refused before the model (and diffusers)
         sae = tiny_sae(spec) if spec in TINY_MODELS else load_sae(sae_path(spec), hookpoint=s.hookpoint)
         sae = sae.to(device=s.device, dtype=torch.float32)
         named = [s.unit] if getattr(s, "unit", None) is not None else getattr(s, "units", None)
         if isinstance(named, list) and named:
             sae.check_features(named)
     model = load_named_model(s.model, config=s.config, device=s.device)
+    if not s.raw and sae is None:
+        raise LVOError("give --sae PATH for SAE features, or --raw for raw channels")
     hookpoint = s.hookpoint or (sae.hookpoint if sae is not None and sae.hookpoint else default_hookpoint(model.unet))
     if sae is not None:
         check_sae_fits(sae.d_in, resolve_hookpoint(model.unet, hookpoint), model.unet)

@@ -100,7 +100,7 @@ def test_multi_hookpoint_root_choose_by_name(tmp_path):
     c = load_sae(tmp_path, hookpoint="unet.up_blocks.1.attentions.2")
     assert torch.equal(a.W_enc, b.W_enc) and torch.equal(a.W_enc, c.W_enc)
     assert not torch.equal(a.W_enc, load_sae(tmp_path, hookpoint="up_blocks.1.attentions.1").W_enc)
-    with pytest.raises(SAEFormatError, match="several hookpoints; choose one of"):
+    with pytest.raises(SAEFormatError, match="several hookpoints: say which one"):
         load_sae(tmp_path)
     with pytest.raises(SAEFormatError, match="no SAE for hookpoint 'mid_block.attentions.0'; available"):
         load_sae(tmp_path, hookpoint="mid_block.attentions.0")
@@ -271,7 +271,7 @@ def test_sdxl_unbox_checkpoints_root(tmp_path, x):
     assert load_sae(root / f"{blocks[0]}_k10_hidden5120_auxk256_bs4096_lr0.0001" / "final").hookpoint == blocks[0]
     write_openai(tmp_path / "unet.up_blocks.0.attentions.1")
     assert load_sae(tmp_path / "unet.up_blocks.0.attentions.1").hookpoint == "unet.up_blocks.0.attentions.1"
-    with pytest.raises(SAEFormatError, match="several hookpoints; choose one of"):
+    with pytest.raises(SAEFormatError, match="several hookpoints: say which one"):
         load_sae(root)
     with pytest.raises(SAEFormatError, match="no SAE for hookpoint 'up.1.1'; available"):
         load_sae(root, hookpoint="up.1.1")

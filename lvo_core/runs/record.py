@@ -44,8 +44,10 @@ if TYPE_CHECKING:
 # Settings that say where and in which pieces a run goes, never what a row computes. Row keys (unit, timestep,
 # seed) name rows instead; the batch size only regroups rows (an out-of-memory error already halves it mid-run);
 # the device counts by its type, so ranks on cuda:0…cuda:7 share one fingerprint.
+# bank_size: a bank recipe's fingerprint holds the bank's identity (model, sampler settings, the size it uses);
+# other recipes use no bank.
 NOT_IN_FINGERPRINT = frozenset({"out", "resume", "from_json", "func", "command", "chunk_size", "batch_size",
-                                "units", "seeds", "timesteps"})
+                                "units", "seeds", "timesteps", "bank_size"})
 
 _digests: dict[tuple[str, int, int], str] = {}
 
