@@ -444,7 +444,7 @@ def test_benchmark_runs_and_reports_every_figure(tmp_path):
     for r in fast:
         assert r["ms_per_unit_step"] == pytest.approx(r["ms_per_step"] / r["batch"], rel=1e-2)
         assert r["speedup_vs_naive"] == pytest.approx(report["rows"][0]["ms_per_unit_step"] / r["ms_per_unit_step"],
-                                                      rel=1e-2)
+                                                      rel=1e-2, abs=0.006)  # the report rounds it to 2 decimals
         assert r["tflops"] >= 0
 
 
