@@ -309,6 +309,14 @@ def _feature_chain(first: int, hook_inputs: dict, prefix: str) -> dict:
 
 LOAD = "Load: checkpoint, empty prompt, SAE"
 LOADERS = [99, 1, 2, 3]
+# An image, the bank built beside it and the features it drives most: the feature-search template and the app share it.
+IMAGE_SEARCH = {**BASE, 4: ("LoadImage", {"image": "example.png"}),
+                5: ("LVOFeatureHook", {"model": L(1), "units": "0", "sae": L(3)}),
+                6: ("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}),
+                7: ("LVOSampleBank", {"model": L(1), "units": L(5), "empty_prompt": L(2), "latent": L(6),
+                                      "name": "sd15_up_blocks.1.attentions.1"}),
+                8: ("LVOFeatureSearch", {"model": L(1), "vae": L(1, 2), "sae": L(3), "image": L(4),
+                                         "empty_prompt": L(2), "top": 8, "bank": L(7)})}
 GRAPHS = {
     "lvo_faithful_feature.json": {
         "title": "LVO: faithful feature pictures",
@@ -383,14 +391,7 @@ GRAPHS = {
                 "samples), their heatmaps, and faithful pictures of them.",
         "groups": [(LOAD, LOADERS), ("Image -> features found -> their faithful pictures",
                                      [4, 5, 6, 7, 8, 9, 10, 11, 12])],
-        "nodes": {**BASE, 4: ("LoadImage", {"image": "example.png"}),
-                  5: ("LVOFeatureHook", {"model": L(1), "units": "0", "sae": L(3)}),
-                  6: ("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}),
-                  7: ("LVOSampleBank", {"model": L(1), "units": L(5), "empty_prompt": L(2), "latent": L(6),
-                                        "name": "sd15_up_blocks.1.attentions.1"}),
-                  8: ("LVOFeatureSearch", {"model": L(1), "vae": L(1, 2), "sae": L(3), "image": L(4),
-                                           "empty_prompt": L(2), "top": 8, "bank": L(7)}),
-                  9: ("PreviewImage", {"images": L(8, 3)}),
+        "nodes": {**IMAGE_SEARCH, 9: ("PreviewImage", {"images": L(8, 3)}),
                   10: ("LVOFaithful", {"model": L(1), "vae": L(1, 2), "units": L(8), "empty_prompt": L(2),
                                        "bank": L(7)}),
                   11: ("LVOFeatureGrid", {"images": L(10, 1), "metrics": L(10, 2)}),
@@ -479,14 +480,7 @@ GRAPHS = {
                 "press Run; you get each feature found, its heatmap over your image, and a faithful picture of it.",
         "groups": [(LOAD, LOADERS), ("Your image -> its features -> their heatmaps and faithful pictures",
                                      [4, 5, 6, 7, 8, 9, 10, 11, 12])],
-        "nodes": {**BASE, 4: ("LoadImage", {"image": "example.png"}),
-                  5: ("LVOFeatureHook", {"model": L(1), "units": "0", "sae": L(3)}),
-                  6: ("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}),
-                  7: ("LVOSampleBank", {"model": L(1), "units": L(5), "empty_prompt": L(2), "latent": L(6),
-                                        "name": "sd15_up_blocks.1.attentions.1"}),
-                  8: ("LVOFeatureSearch", {"model": L(1), "vae": L(1, 2), "sae": L(3), "image": L(4),
-                                           "empty_prompt": L(2), "top": 8, "bank": L(7)}),
-                  9: ("PreviewImage", {"images": L(8, 1)}),
+        "nodes": {**IMAGE_SEARCH, 9: ("PreviewImage", {"images": L(8, 1)}),
                   10: ("LVOFaithful", {"model": L(1), "vae": L(1, 2), "units": L(8), "empty_prompt": L(2),
                                        "bank": L(7), "seeds": "1"}),
                   11: ("LVOFeatureGrid", {"images": L(10, 1), "metrics": L(10, 2)}),
