@@ -127,14 +127,6 @@ def check_device(name: str) -> torch.device:
     return device
 
 
-def check_units(model, hookpoint: str, units: Sequence[int], sae) -> None:
-    """Unit indices, the SAE's width and the hookpoint checked against the model before any sampling (a bad
-    index must not cost a bank build first)."""
-    from .model.units import make_unit_spec
-
-    make_unit_spec(model.unet, hookpoint, units, sae)
-
-
 def run(s: Any, argv: Sequence[str] = ()) -> int:
     """Run ``s.func`` (a ``cmd_*``) behind the CLI's error boundary: bad input is one line on stderr and status 2,
     an interrupt (Ctrl-C, or SIGTERM, as torchrun stops workers) status 130, never a traceback. With
@@ -409,8 +401,6 @@ def make_prior(s: Any, model, sae, hookpoint: str, analysis):
 
 def lvo_config(s: Any, kind: str, base: Any = None):
     """The LVO config from a preset (or a recipe's ``base`` config) and the flags that override it."""
-    from dataclasses import replace
-
     from .lvo.optimize import auto_precision, preset
     from .lvo.regularizers import settings_from_flags
     from .lvo.transforms import ROBUSTNESS_LEVELS
@@ -468,8 +458,6 @@ def _lvo_setup(s: Any, cluster: Any = None):
     """What ``visualize`` and ``atlas`` run: ``(backend, visualize kwargs, info, fingerprint settings, units)``
     under a named recipe (``faithful`` unless the flags describe a hand-built run), its flags overriding its
     settings; ``--units all`` becomes every feature or channel."""
-    from dataclasses import replace
-
     from .lvo.recipes import recipe, recipe_start
 
     model, sae, hookpoint = setup(s)

@@ -3,7 +3,6 @@ the best-scoring pool sample per unit and seed, briefly polished)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from ..lvo_core.lvo.pipeline import AFTER_STEPS
 from ..lvo_core.lvo.recipes import recipe, visualize_recipe
 from ..lvo_core.model.units import parse_units
 from . import comfy_glue as glue
-from .checks import bank_folder_name, check_text
+from .checks import bank_folder_name, check_text, selection_rule
 from .comfy_glue import io
 from .lvo_nodes import run_output
 from .sockets import ACTIVITY, BANK, UNITS
@@ -34,17 +33,6 @@ def bank_folder(name: str) -> Path | None:
     if folder.resolve().parent != base.resolve():
         raise LVOError(f"bank name '{name}' leads outside output/{BANK_FOLDER}; choose a plain folder name")
     return folder
-
-
-def selection_rule(text: str) -> str | int:
-    """'peak', one timestep, or (empty) the default selection timestep."""
-    text = text.strip()
-    if text == "peak":
-        return text
-    values = parse_units(text)
-    if len(values) > 1:
-        raise LVOError(f"selection_t takes one timestep or 'peak', got '{text}'")
-    return values[0] if values else SELECT_T
 
 
 class LVOSampleBank(io.ComfyNode):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from ..lvo_core.analysis.selection import SELECT_T
 from ..lvo_core.errors import LVOError
 from ..lvo_core.model.units import parse_units
 
@@ -15,21 +16,31 @@ def _seeds(text: str) -> None:
         raise LVOError("give at least one seed, e.g. '1, 2, 3, 4'")
 
 
-def _timesteps(text: str) -> None:
+def row_timesteps(text: str) -> str | list[int]:
+    """LVO Optimize's ``timesteps``: 'peaks' (also when empty) or a list of timesteps."""
     text = text.strip()
-    if text in ("", "peaks"):
-        return
-    _in_range(parse_units(text))
+    return "peaks" if text in ("", "peaks") else parse_units(text)
 
 
-def _selection_t(text: str) -> None:
+def selection_rule(text: str) -> str | int:
+    """LVO Faithful's ``selection_t``: 'peak', one timestep, or (empty) the default selection timestep."""
     text = text.strip()
     if text == "peak":
-        return
+        return text
     values = parse_units(text)
     if len(values) > 1:
         raise LVOError(f"selection_t takes one timestep or 'peak', got '{text}'")
-    _in_range(values)
+    return values[0] if values else SELECT_T
+
+
+def _timesteps(text: str) -> None:
+    rule = row_timesteps(text)
+    _in_range(rule if isinstance(rule, list) else [])
+
+
+def _selection_t(text: str) -> None:
+    rule = selection_rule(text)
+    _in_range([rule] if isinstance(rule, int) else [])
 
 
 def _in_range(values: list[int]) -> None:

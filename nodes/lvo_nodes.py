@@ -18,15 +18,10 @@ from ..lvo_core.runs.record import sheet_frame
 from . import comfy_glue as glue
 from .comfy_glue import io
 from .sockets import ACTIVITY, UNITS
-from .checks import check_text
+from .checks import check_text, row_timesteps
 from .steering_nodes import SEEDS_DEFAULT
 
 CATEGORY = "LVO"
-
-
-def _timesteps(text: str):
-    text = text.strip()
-    return "peaks" if text in ("", "peaks") else parse_units(text)
 
 
 def prior_function(model, latent: dict, shape):
@@ -150,7 +145,7 @@ class LVOOptimize(io.ComfyNode):
         prior = prior_function(model, latent, shape)
         try:
             vis = visualize(backend, list(units.units), sae=units.sae, analysis=activity,
-                            timesteps=_timesteps(timesteps), seeds=seed_list, prior=prior,
+                            timesteps=row_timesteps(timesteps), seeds=seed_list, prior=prior,
                             config=config, value=objective, batch_size=batch_size or "auto", on_progress=progress,
                             on_preview=on_preview, should_stop=progress.should_stop)
             extra_mb = round(backend.copy_bytes / 2 ** 20, 1)

@@ -35,7 +35,7 @@ from ..errors import LVOError
 from ..fileio import atomic_write
 from ..model.backend import Backend
 from ..sae.model import SparseAutoencoder
-from .activity import sae_fingerprint, unit_activations
+from .activity import sae_fingerprint
 
 LABEL_SEED = 5 << 20  # generations that labelling reads
 SCORE_SEED = 6 << 20  # generations that score labels: never used for labelling
