@@ -13,7 +13,6 @@ Statistics are accumulated in streaming fashion, so memory does not grow with th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from torch import Tensor, nn
 from ..errors import ActivityError, LVOError, SAEFormatError, UnitError
 from ..fileio import atomic_write, check_safetensors_file, ensure_folder
 from ..hookpoints import Hookpoint, check_sae_fits, resolve_hookpoint
+from ..identity import digest, float_prefix
 from ..model.hooks import capture
 from ..model.sampling import default_latent_shape, sample
 from ..sae.model import SparseAutoencoder
@@ -66,11 +66,8 @@ def find_peaks(y: np.ndarray, min_distance: int = 100, top: int = 3) -> list[int
 
 def sae_fingerprint(sae: SparseAutoencoder) -> str:
     """A short content hash of an SAE's encoder, to tell later whether an analysis belongs to it."""
-    h = hashlib.sha256()
-    for t in (sae.W_enc, sae.b_enc):
-        h.update(t.detach().float().cpu().contiguous().numpy().tobytes()[: 1 << 22])
-    h.update(str((sae.d_in, sae.d_sae)).encode())
-    return h.hexdigest()[:16]
+    return digest((("W_enc", sae.W_enc), ("b_enc", sae.b_enc)), values=float_prefix(1 << 22), header=(),
+                  extra=str((sae.d_in, sae.d_sae)).encode(), length=16)
 
 
 @dataclass

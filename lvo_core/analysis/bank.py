@@ -37,6 +37,7 @@ from torch import Tensor
 
 from ..errors import LVOError, UnitError
 from ..fileio import atomic_write, check_file_target, check_safetensors_file, ensure_folder
+from ..identity import digest, file_digest, strided_sample
 from ..model.backend import Backend
 from ..model.noise import step_noise
 from ..model.sampling import sample_with
@@ -87,19 +88,11 @@ def model_fingerprint(backend: Backend) -> str:
     """A short hash of what decides the samples up to their size: a strided sample of every weight (bounded cost
     even for SD-sized models) and the ᾱ schedule. The latent size is kept apart (:attr:`SampleBank.latent_shape`):
     feature search reads a bank beside images of any size."""
-    h = hashlib.sha256()
     unet = getattr(backend, "unet", None)
     if unet is None:
         raise BankError("this backend exposes no model to fingerprint; a bank needs one to refuse foreign models")
-    with torch.inference_mode(False), torch.no_grad():
-        for name, p in unet.named_parameters():
-            flat = p.detach().reshape(-1)
-            step = max(1, flat.numel() // 256)
-            h.update(name.encode())
-            h.update(str(tuple(p.shape)).encode())
-            h.update(flat[::step][:256].float().cpu().numpy().tobytes())
-    h.update(backend.schedule.signature())
-    return h.hexdigest()[:16]
+    return digest(unet.named_parameters(), values=strided_sample(256), header=("name", "shape"),
+                  extra=backend.schedule.signature(), length=16)
 
 
 def unit_kind(sae: SparseAutoencoder | None) -> str:
@@ -109,8 +102,8 @@ def unit_kind(sae: SparseAutoencoder | None) -> str:
 def score_file(key: ScoreKey) -> str:
     """The file name of a score table: built from checked parts only (no name from a file can become a path)."""
     hookpoint, kind, sae_id, t = key
-    digest = hashlib.sha256(f"{hookpoint}\0{kind}\0{sae_id}".encode()).hexdigest()[:12]
-    return f"scores-{kind}-t{int(t)}-{digest}.safetensors"
+    tag = hashlib.sha256(f"{hookpoint}\0{kind}\0{sae_id}".encode()).hexdigest()[:12]
+    return f"scores-{kind}-t{int(t)}-{tag}.safetensors"
 
 
 def _shape(shape: Sequence[int]) -> str:
@@ -459,14 +452,6 @@ def _entry_key(entry: dict[str, Any]) -> ScoreKey:
     return (entry["hookpoint"], entry["kind"], entry["sae_id"], int(entry["timestep"]))
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _read_tensor(folder: Path, entry: dict[str, Any], name: str) -> Tensor:
     """One tensor of a listed file: a regular file (not a link), its digest as recorded, readable, finite."""
     path = folder / entry["file"]
@@ -474,7 +459,7 @@ def _read_tensor(folder: Path, entry: dict[str, Any], name: str) -> Tensor:
         raise _fail(path, "is missing or not a regular file (bank files are never read through links)")
     try:
         check_safetensors_file(path)
-        if _digest(path) != entry["sha256"]:
+        if file_digest(path) != entry["sha256"]:
             raise _fail(path, "does not match the digest in bank.json (changed or damaged since it was written)")
         with safe_open(str(path), framework="pt") as fh:
             tensor = fh.get_tensor(name)
@@ -501,7 +486,7 @@ def _save_table(folder: Path, key: ScoreKey, table: Tensor) -> dict[str, Any]:
     meta = {"hookpoint": key[0], "kind": key[1], "sae_id": key[2], "timestep": str(key[3])}
     atomic_write(path, lambda tmp: save_file({"scores": table}, str(tmp), metadata=meta))
     return {"file": path.name, "hookpoint": key[0], "kind": key[1], "sae_id": key[2], "timestep": key[3],
-            "rows": int(table.shape[0]), "units": int(table.shape[1]), "sha256": _digest(path)}
+            "rows": int(table.shape[0]), "units": int(table.shape[1]), "sha256": file_digest(path)}
 
 
 def _batch_path(folder: Path, start: int) -> Path:
@@ -512,7 +497,7 @@ def _save_batch(folder: Path, start: int, latents: Tensor, model_id: str) -> dic
     path = _batch_path(folder, start)
     atomic_write(path, lambda tmp: save_file({"latents": latents.float().contiguous()}, str(tmp),
                                              metadata={"start": str(start), "model_id": model_id}))
-    return {"file": path.name, "start": start, "count": len(latents), "sha256": _digest(path)}
+    return {"file": path.name, "start": start, "count": len(latents), "sha256": file_digest(path)}
 
 
 def _load_batches(folder: Path, index: dict[str, Any]) -> Tensor:

@@ -34,6 +34,7 @@ import torch
 
 from ..errors import LVOError
 from ..fileio import check_file_target, ensure_folder
+from ..identity import digest
 from .plots import WORDS, ratio_or_activation
 from .report import contact_sheet, save_json, save_png, save_tensors, versions
 
@@ -96,27 +97,16 @@ def fingerprint(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _tensors_digest(named: Iterable[tuple[str, Any]]) -> str:
-    h = hashlib.sha256()
-    for name, t in named:
-        if isinstance(t, torch.Tensor):
-            h.update(name.encode() + str(t.dtype).encode() + str(tuple(t.shape)).encode())
-            h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-        else:
-            h.update(name.encode() + json.dumps(t, sort_keys=True, default=str).encode())
-    return h.hexdigest()
-
-
 def weights_digest(module: torch.nn.Module) -> str:
     """SHA-256 of a module's parameters and buffers, for callers that hold a model but no file naming it."""
-    return _tensors_digest(module.state_dict().items())
+    return digest(module.state_dict().items())
 
 
 def sae_digest(sae: Any) -> str:
     """SHA-256 of every tensor and setting of an SAE (all of it, unlike the analysis check's quick fingerprint)."""
     from dataclasses import fields
 
-    return _tensors_digest((f.name, getattr(sae, f.name)) for f in fields(sae) if f.name != "meta")
+    return digest((f.name, getattr(sae, f.name)) for f in fields(sae) if f.name != "meta")
 
 
 def analysis_digest(analysis: Any) -> str | None:
