@@ -17,25 +17,7 @@ pipeline a newcomer learns, and import only the ones before them:
 
 __version__ = "0.1.0"
 
-import sys as _sys
-
-
-def _announce_start() -> None:
-    """Under ``python -m lvo_core…`` (``sys.argv[0]`` is ``-m`` while the package loads), say what is starting
-    before torch loads, which takes seconds: every command speaks within its first second."""
-    argv = getattr(_sys, "orig_argv", [])
-    if _sys.argv[:1] != ["-m"] or "-m" not in argv[:-1] or {"-h", "--help"} & set(argv):
-        return
-    module, args = argv[argv.index("-m") + 1], argv[argv.index("-m") + 2:]
-    if module == "lvo_core" and (not args or args[0].startswith("-")):
-        return  # no subcommand: argparse answers at once
-    name = f"{module} {args[0]}" if module == "lvo_core" else module
-    print(f"{name}: loading torch and diffusers …", file=_sys.stderr, flush=True)
-
-
-_announce_start()
-
-from .errors import (  # noqa: E402
+from .errors import (
     ActivityError,
     HookpointError,
     LVOError,

@@ -1,7 +1,9 @@
-"""``python -m lvo_core``: see :mod:`lvo_core.cli`. The package says it is starting before torch loads."""
+"""``python -m lvo_core``: see :mod:`lvo_core.cli`. Says what is starting before torch loads (seconds)."""
 
-import sys
+from .progress import announce_program
 
-from .cli import main
+announce_program(__name__, __spec__)
 
-sys.exit(main())
+from .cli import main  # noqa: E402
+
+raise SystemExit(main())

@@ -21,6 +21,10 @@ download), the extra memory LVO needs under ComfyUI's inference-mode weights.
 
 from __future__ import annotations
 
+from .progress import announce_program
+
+announce_program(__name__, __spec__)  # run as a program: say so before torch loads
+
 import argparse
 import json
 import platform

@@ -14,11 +14,23 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Callable, TextIO
+from typing import Any, Callable, TextIO
 
 ProgressFn = Callable[[str, int, int], None]
 StepFn = Callable[[int, int], None]
 EVERY_ENV = "LVO_PROGRESS_EVERY"  # seconds between full lines when stderr is not a terminal (default 2)
+
+
+def announce_program(name: str, spec: Any) -> None:
+    """Say what is starting when a module runs as a program (``name == "__main__"``), called before it imports
+    torch (seconds): every command speaks within its first second. Never prints on a library import."""
+    if name != "__main__" or spec is None:
+        return
+    module, args = spec.name.removesuffix(".__main__"), sys.argv[1:]
+    if {"-h", "--help"} & set(args) or (module == "lvo_core" and (not args or args[0].startswith("-"))):
+        return  # help, or no subcommand: argparse answers at once
+    label = f"{module} {args[0]}" if module == "lvo_core" else module
+    print(f"{label}: loading torch and diffusers …", file=sys.stderr, flush=True)
 
 
 def quiet(label: str, done: int, total: int) -> None:

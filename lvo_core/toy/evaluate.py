@@ -9,6 +9,10 @@ Bar (from the issue): the judge recognizes the prompted shape and colour in ≥ 
 
 from __future__ import annotations
 
+from ..progress import announce_program
+
+announce_program(__name__, __spec__)  # run as a program: say so before torch loads
+
 import argparse
 import itertools
 import json

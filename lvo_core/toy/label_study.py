@@ -6,6 +6,10 @@ do the detection scores tell right labels from wrong ones, and what do raw chann
 
 from __future__ import annotations
 
+from ..progress import announce_program
+
+announce_program(__name__, __spec__)  # run as a program: say so before torch loads
+
 import argparse
 import json
 import time

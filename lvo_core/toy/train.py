@@ -15,6 +15,10 @@ the same world (bit-for-bit on the same CPU and torch build).
 
 from __future__ import annotations
 
+from ..progress import announce_program
+
+announce_program(__name__, __spec__)  # run as a program: say so before torch loads
+
 import argparse
 import copy
 import json
