@@ -111,12 +111,7 @@ class SAEFeature(Objective):
             code = self.sae.encode(tokens)
             return code.gather(-1, torch.tensor(idx, device=code.device).reshape(-1, 1, 1)
                                .expand(-1, code.shape[1], 1))[..., 0]
-        sae = self.sae
-        x, _ = sae.normalize_input(tokens.to(sae.dtype))
-        x = x - sae.pre_bias
-        weight, bias = (sae.W_mag, sae.b_mag) if sae.activation == "gated" else (sae.W_enc, sae.b_enc)
-        rows = torch.tensor(idx, device=weight.device)
-        pre = torch.einsum("bnc,bc->bn", x, weight.index_select(0, rows)) + bias.index_select(0, rows)[:, None]
+        pre = self.sae.row_pre_acts(tokens, idx)
         return pre if self.value == "pre" else torch.relu(pre)
 
     def __call__(self, tokens: Tensor, hw: tuple[int, int]) -> Tensor:

@@ -177,14 +177,27 @@ class SparseAutoencoder:
         For gated SAEs this is the magnitude path, whose ReLU is the value a feature takes when its gate is open.
         Slicing rows first keeps the cost proportional to the number of requested features.
         """
-        x = x.to(self.dtype)
-        x, _ = self.normalize_input(x)
-        x = x - self.pre_bias
-        weight, bias = (self.W_mag, self.b_mag) if self.activation == "gated" else (self.W_enc, self.b_enc)
+        x, (weight, bias) = self._encoder_input(x), self._value_encoder()
         if features is not None:
             idx = torch.as_tensor(features, device=weight.device, dtype=torch.long)
             weight, bias = weight.index_select(0, idx), bias.index_select(0, idx)
         return torch.nn.functional.linear(x, weight, bias)
+
+    def row_pre_acts(self, x: Tensor, features: Sequence[int]) -> Tensor:
+        """``[B, N]`` pre-activations of one feature per batch row (``x``: ``[B, N, d_in]``), as an optimized
+        batch asks for them: row ``b`` reads only its own feature's encoder row."""
+        x, (weight, bias) = self._encoder_input(x), self._value_encoder()
+        rows = torch.tensor(list(features), device=weight.device)
+        return torch.einsum("bnc,bc->bn", x, weight.index_select(0, rows)) + bias.index_select(0, rows)[:, None]
+
+    def _encoder_input(self, x: Tensor) -> Tensor:
+        """What the encoder multiplies: the input in the SAE's dtype, normalised, minus the input bias."""
+        x, _ = self.normalize_input(x.to(self.dtype))
+        return x - self.pre_bias
+
+    def _value_encoder(self) -> tuple[Tensor, Tensor]:
+        """Weight and bias of a latent's value: the magnitude path for gated SAEs (the gate only switches)."""
+        return (self.W_mag, self.b_mag) if self.activation == "gated" else (self.W_enc, self.b_enc)
 
     def dense_acts(self, x: Tensor, features: Sequence[int] | Tensor | None = None) -> Tensor:
         """ReLU of the pre-activations: the paper's unit activation for SAE features (no TopK, no gating)."""
@@ -198,8 +211,7 @@ class SparseAutoencoder:
         if self.activation == "jumprelu":
             return torch.relu(h) * (h > self.threshold)
         if self.activation == "gated":
-            x_n, _ = self.normalize_input(x.to(self.dtype))
-            gate = torch.nn.functional.linear(x_n - self.pre_bias, self.W_enc, self.b_enc) > 0
+            gate = torch.nn.functional.linear(self._encoder_input(x), self.W_enc, self.b_enc) > 0
             return torch.relu(h) * gate
         if self.activation == "topk":
             a = torch.relu(h)
