@@ -62,19 +62,25 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def int_list(text: str) -> list[int]:
-    """``12,305`` or ranges ``10-13``, as everywhere in the pack."""
-    from .model.units import parse_units
+def _integers(parser: str) -> Callable[[str], list[int]]:
+    """An argparse type from one of :mod:`lvo_core.model.units`' parsers: ``12,305`` or ranges ``10-13``, as
+    everywhere in the pack, with messages naming the field."""
+    def read(text: str) -> list[int]:
+        from .model import units
 
-    try:
-        return parse_units(text)
-    except LVOError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+        try:
+            return getattr(units, parser)(text)
+        except LVOError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+    return read
+
+
+int_list, seed_list, timestep_list = _integers("parse_units"), _integers("parse_seeds"), _integers("parse_timesteps")
 
 
 def seed(text: str) -> int:
     """One seed: a non-negative 64-bit integer (what torch's generators take)."""
-    values = int_list(text)
+    values = seed_list(text)
     if len(values) != 1:
         raise argparse.ArgumentTypeError(f"give one seed, got '{text}'")
     return values[0]
@@ -143,7 +149,7 @@ def _lvo_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bank-size", type=int, help="pool size: a new bank's (160), or the first N images of an "
                    "existing --bank (default: all of it; a larger N grows it)")
     g.add_argument("--select-t", type=either("peak", int), help="faithful: the selection timestep (200) or 'peak'")
-    g.add_argument("--timesteps", type=either("peaks"),
+    g.add_argument("--timesteps", type=either("peaks", timestep_list),
                    help="custom/paper/best: 'peaks' ({0} ∪ activity peaks; needs --analysis) or timesteps")
     g.add_argument("--prior", help="custom: 'steer' (default), 'random', or a priors.safetensors file")
     g.add_argument("--preset", choices=["sae", "raw"], help="custom: settings preset (default: by unit kind)")
@@ -177,7 +183,7 @@ def _units_args(p: argparse.ArgumentParser, seeds: Sequence[int], units_help: st
     """Model, steering, units, seeds and analysis: what ``steer``, ``visualize`` and ``atlas`` share."""
     g = _model_args(p)
     g.add_argument("--units", help=units_help, **units)
-    g.add_argument("--seeds", type=int_list, default=list(seeds),
+    g.add_argument("--seeds", type=seed_list, default=list(seeds),
                    help=f"one picture per unit and seed: the k-th seed starts from the unit's k-th best bank image "
                         f"(faithful) or from its own steering noise (paper) (default {','.join(map(str, seeds))})")
     g.add_argument("--analysis", help="activity analysis (`analyze`): peak timesteps, dataset max (pictures are "
@@ -247,7 +253,7 @@ def bank_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="lvo_runs/bank", help="bank folder: built, resumed, or scored further")
     p.add_argument("--size", type=int, default=160, help="pool size (160); pool image i comes from seed 2^20 + i")
     p.add_argument("--steps", type=int, default=25, help="DDIM steps per sample (25)")
-    p.add_argument("--timesteps", type=int_list, default=[200], help="timesteps to score every unit at (200)")
+    p.add_argument("--timesteps", type=timestep_list, default=[200], help="timesteps to score every unit at (200)")
     p.add_argument("--units", type=int_list, help="also draw these units' top pool images (model-generated "
                                                    "dataset examples) to examples.png")
     p.add_argument("--k", type=int, default=8, help="examples per unit (8)")
@@ -316,7 +322,7 @@ def ablate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="lvo_runs/ablation", help="output folder (ablation.md, ablation.json, sheets/)")
     p.add_argument("--units", type=int, default=10, help="how many concept-pure SAE features to test (10)")
     p.add_argument("--raw-units", type=int, default=4, help="how many concept-pure raw channels to test (4)")
-    p.add_argument("--seeds", type=int_list, default=[1, 2, 3, 4], help="seeds (1,2,3,4)")
+    p.add_argument("--seeds", type=seed_list, default=[1, 2, 3, 4], help="seeds (1,2,3,4)")
     p.add_argument("--variants", help="'|'-separated variant names from the standard list (default: all)")
     p.add_argument("--held-out", type=int, default=10,
                    help="further concept-pure features, never used to choose a default, for the three recipes (10)")

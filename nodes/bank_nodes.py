@@ -12,7 +12,7 @@ from ..lvo_core.errors import LVOError
 from ..lvo_core.lvo.optimize import auto_precision
 from ..lvo_core.lvo.pipeline import AFTER_STEPS
 from ..lvo_core.lvo.recipes import recipe, visualize_recipe
-from ..lvo_core.model.units import parse_units
+from ..lvo_core.model.units import parse_seeds
 from . import comfy_glue as glue
 from .checks import bank_folder_name, check_text, selection_rule
 from .comfy_glue import io
@@ -121,7 +121,7 @@ class LVOFaithful(io.ComfyNode):
     @classmethod
     def execute(cls, model, vae, units, empty_prompt, bank, seeds: str, selection_t: str, polish_steps: int,
                 precision: str, activity=None) -> io.NodeOutput:
-        seed_list = parse_units(seeds)
+        seed_list = parse_seeds(seeds)
         if not seed_list:
             raise LVOError("give at least one seed, e.g. '1, 2, 3, 4'")
         rule = selection_rule(selection_t)

@@ -8,18 +8,18 @@ import re
 
 from ..lvo_core.analysis.selection import SELECT_T
 from ..lvo_core.errors import LVOError
-from ..lvo_core.model.units import parse_units
+from ..lvo_core.model.units import parse_seeds, parse_timesteps, parse_units
 
 
 def _seeds(text: str) -> None:
-    if not parse_units(text):
+    if not parse_seeds(text):
         raise LVOError("give at least one seed, e.g. '1, 2, 3, 4'")
 
 
 def row_timesteps(text: str) -> str | list[int]:
     """LVO Optimize's ``timesteps``: 'peaks' (also when empty) or a list of timesteps."""
     text = text.strip()
-    return "peaks" if text in ("", "peaks") else parse_units(text)
+    return "peaks" if text in ("", "peaks") else parse_timesteps(text)
 
 
 def selection_rule(text: str) -> str | int:
@@ -27,7 +27,7 @@ def selection_rule(text: str) -> str | int:
     text = text.strip()
     if text == "peak":
         return text
-    values = parse_units(text)
+    values = parse_timesteps(text)
     if len(values) > 1:
         raise LVOError(f"selection_t takes one timestep or 'peak', got '{text}'")
     return values[0] if values else SELECT_T

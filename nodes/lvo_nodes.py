@@ -12,7 +12,7 @@ from ..lvo_core.lvo.optimize import auto_precision
 from ..lvo_core.lvo.optimize import preset as make_preset
 from ..lvo_core.lvo.pipeline import AFTER_STEPS, visualize
 from ..lvo_core.model.sampling import seeded_noise
-from ..lvo_core.model.units import parse_units
+from ..lvo_core.model.units import parse_seeds
 from ..lvo_core.runs.plots import image_grid, ratio_or_activation
 from ..lvo_core.runs.record import sheet_frame
 from . import comfy_glue as glue
@@ -128,7 +128,7 @@ class LVOOptimize(io.ComfyNode):
     def execute(cls, model, vae, units, empty_prompt, latent: dict, timesteps: str, preset: str, steps: int, lr: float,
                 seeds: str, objective: str, robustness: str, noise: bool, batch_size: int, precision: str,
                 preview_every: int, activity=None) -> io.NodeOutput:
-        seed_list = parse_units(seeds)
+        seed_list = parse_seeds(seeds)
         if not seed_list:
             raise LVOError("give at least one seed, e.g. '1024, 1111'")
         kind = units.kind if preset == "auto" else preset

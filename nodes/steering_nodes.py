@@ -11,7 +11,7 @@ from ..lvo_core.analysis.steering import (
     default_scale,
 )
 from ..lvo_core.errors import LVOError
-from ..lvo_core.model.units import parse_units
+from ..lvo_core.model.units import parse_seeds
 from . import comfy_glue as glue
 from .checks import check_text
 from .comfy_glue import io
@@ -117,7 +117,7 @@ class LVOSteeringInit(io.ComfyNode):
     def execute(cls, model, units, empty_prompt, seeds: str, steps: int, width: int, height: int, sampler_name: str,
                 scheduler: str, mode: str, strength: float, scale: float, timesteps: str, start_percent: float,
                 end_percent: float, activity=None) -> io.NodeOutput:
-        seed_list = parse_units(seeds)
+        seed_list = parse_seeds(seeds)
         if not seed_list:
             raise LVOError("give at least one seed, e.g. '1024, 1111'")
         rows = [(u, s) for u in units.units for s in seed_list]

@@ -478,3 +478,19 @@ def test_names_resolve_only_inside_the_models_folder(tmp_path):
         assert resolve_inside(root, bad) is None, bad
     assert resolve_inside(root, "good") == (root / "good").resolve()
     assert find_saes(root) == ["good"]  # the symlink out of the folder is not even listed
+
+
+def test_seeds_timesteps_and_units_each_name_themselves_when_unreadable():
+    from lvo_core.model.units import parse_seeds, parse_timesteps
+
+    assert parse_seeds("1, 3-5") == [1, 3, 4, 5] and parse_timesteps("0 200-202") == [0, 200, 201, 202]
+    for parse, error, word in ((parse_units, errors.UnitError, "unit"), (parse_seeds, errors.LVOError, "seed"),
+                               (parse_timesteps, errors.TimestepError, "timestep")):
+        with pytest.raises(error, match=f"cannot read {word} 'x'"):
+            parse("1, x")
+        with pytest.raises(error, match=f"{word}s are non-negative 64-bit integers"):
+            parse("1-99999999999999999999")
+        with pytest.raises(error, match=f"lists more than 4 {word}s"):
+            parse("1-5", limit=4)
+    with pytest.raises(errors.UnitError, match=r"--units all"):
+        parse_units("0-2000000")

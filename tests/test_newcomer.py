@@ -124,7 +124,7 @@ def test_nodes_refuse_typed_in_text_when_the_prompt_is_queued(pack):
     assert faithful.validate_inputs(seeds="", selection_t="peak").startswith("seeds: give at least one seed")
     assert "outside the model's 0..999" in faithful.validate_inputs(seeds="1", selection_t="5000")
     assert faithful.validate_inputs(selection_t="peak") is True  # a linked seeds input is checked when it runs
-    assert "cannot read unit 'x'" in optimize.validate_inputs(seeds="1", timesteps="0, x")
+    assert "timesteps: cannot read timestep 'x'" in optimize.validate_inputs(seeds="1", timesteps="0, x")
     assert optimize.validate_inputs(seeds="1024", timesteps="peaks") is True
     assert "not a path" in bank.validate_inputs(name="D:evil")
     assert nodes["LVOFeatureHook"].validate_inputs(units="") .startswith("units: no units given")

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from torch import nn
 
-from ..errors import UnitError
+from ..errors import LVOError, TimestepError, UnitError
 from ..hookpoints import Hookpoint, check_sae_fits, resolve_hookpoint
 from ..sae.model import SparseAutoencoder
 
@@ -37,14 +37,30 @@ class UnitSpec:
 
 
 MAX_LIST = 1 << 20  # more units or seeds than any SAE has features (and than a run could finish)
-MAX_VALUE = (1 << 63) - 1  # an index or seed must fit torch's int64
+MAX_VALUE = (1 << 63) - 1  # an index, seed or timestep must fit torch's int64
 
 
-def parse_units(text: str, limit: int = MAX_LIST) -> list[int]:
-    """``"12, 305 7"`` → ``[12, 305, 7]``; ranges like ``"10-13"`` expand; anything else is a clear error. Shared
-    by the CLI's ``--units``/``--seeds`` and the nodes' text inputs; sizes are checked before a range is expanded,
-    so ``0-10000000000`` is refused at once instead of filling memory."""
-    units: list[int] = []
+@dataclass(frozen=True)
+class _Field:
+    """How a list of one kind of integer is named in messages, and which error it raises."""
+
+    one: str
+    many: str
+    example: str
+    error: type[LVOError]
+    more: str = ""
+
+
+UNITS = _Field("unit", "units", "indices like '12, 305' or a range '10-13'", UnitError,
+               " (an atlas of every unit: --units all)")
+SEEDS = _Field("seed", "seeds", "seeds like '1, 2, 3, 4' or a range '1-4'", LVOError)
+TIMESTEPS = _Field("timestep", "timesteps", "timesteps like '200, 500' or a range '100-300'", TimestepError)
+
+
+def _int_list(text: str, field: _Field, limit: int) -> list[int]:
+    """``"12, 305 7"`` → ``[12, 305, 7]``; ranges like ``"10-13"`` expand; sizes are checked before a range is
+    expanded, so ``0-10000000000`` is refused at once instead of filling memory."""
+    values: list[int] = []
     for part in text.replace(",", " ").split():
         try:
             if "-" in part[1:]:
@@ -55,16 +71,32 @@ def parse_units(text: str, limit: int = MAX_LIST) -> list[int]:
                 lo = hi = int(part)
                 bounds = (lo,)
         except ValueError as exc:
-            raise UnitError(f"cannot read unit '{part}'; write indices like '12, 305' or a range '10-13'") from exc
+            raise field.error(f"cannot read {field.one} '{part}'; write {field.example}") from exc
         if any(not 0 <= v <= MAX_VALUE for v in bounds):
-            raise UnitError(f"'{part}' is outside 0..2^63-1; indices and seeds are non-negative 64-bit integers")
+            raise field.error(f"'{part}' is outside 0..2^63-1; {field.many} are non-negative 64-bit integers")
         if hi < lo:
-            raise UnitError(f"range '{part}' is empty (its end is before its start); write it as '{hi}-{lo}'")
-        if len(units) + hi - lo + 1 > limit:
-            raise UnitError(f"'{text.strip()[:40]}' lists more than {limit} values; give fewer units or seeds (an "
-                            f"atlas of every unit: --units all)")
-        units += range(lo, hi + 1)
-    return units
+            raise field.error(f"range '{part}' is empty (its end is before its start); write it as '{hi}-{lo}'")
+        if len(values) + hi - lo + 1 > limit:
+            raise field.error(f"'{text.strip()[:40]}' lists more than {limit} {field.many}; give fewer {field.many}{field.more}")
+        values += range(lo, hi + 1)
+    return values
+
+
+def parse_units(text: str, limit: int = MAX_LIST) -> list[int]:
+    """Feature or channel indices typed by a user (CLI ``--units``, the nodes' unit text): ``"12, 305 7"`` or
+    ranges ``"10-13"``; anything else is a :class:`UnitError` that names the unit."""
+    return _int_list(text, UNITS, limit)
+
+
+def parse_seeds(text: str, limit: int = MAX_LIST) -> list[int]:
+    """Seeds typed by a user (CLI ``--seeds``, the nodes' seed text), same syntax as :func:`parse_units`."""
+    return _int_list(text, SEEDS, limit)
+
+
+def parse_timesteps(text: str, limit: int = MAX_LIST) -> list[int]:
+    """Timesteps typed by a user, same syntax as :func:`parse_units`; the model's own range (e.g. 0..999) is
+    checked where the model is known."""
+    return _int_list(text, TIMESTEPS, limit)
 
 
 def make_unit_spec(unet: nn.Module, hookpoint: str, units: Sequence[int], sae: SparseAutoencoder | None = None) \
