@@ -7,11 +7,9 @@ empty prompt, no CFG, DDIM ``steps``; then, per (block, unit kind, SAE, selectio
 every unit — the unit's spatial-mean dense activation on the latent noised to t, averaged over ``draws`` fixed
 noise draws that no optimizer or metric uses.
 
-On disk a bank is a folder: ``bank.json`` (settings, the model's fingerprint, and every file with its SHA-256),
-one ``latents-NNNNN.safetensors`` per finished batch of samples (so an interrupted build resumes where it stopped)
-and one ``scores-<kind>-t<t>-<key>.safetensors`` per score table, keyed by what produced it (hookpoint, unit kind,
-SAE fingerprint, timestep), so the scores of several blocks and SAEs live side by side and never stand in for each
-other. What is refused: a bank of another model (a sampled hash of the weights and the ᾱ schedule — not the latent
+On disk a bank is a folder (its layout, settings and reading: :mod:`~lvo_core.analysis.bank_format`; scoring:
+:mod:`~lvo_core.analysis.bank_scoring`; here: the pool object, writing under the folder's lock, building; every
+public name of the three is importable from here). What is refused: a bank of another model (a sampled hash of the weights and the ᾱ schedule — not the latent
 size, which only matters where pool images become starts) or other sampler settings, before any work. Reading
 never writes (a read-only bank serves whatever it holds); writers take a lock, so concurrent builders add to one
 index instead of overwriting each other; every file is checked against its digest and for NaN on load, and a
@@ -20,10 +18,8 @@ corrupt one is named with what to do.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -31,57 +27,41 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
 from ..errors import LVOError, UnitError
-from ..fileio import atomic_write, check_file_target, check_safetensors_file, ensure_folder
+from ..fileio import atomic_write, check_file_target, ensure_folder
 from ..identity import digest, file_digest, strided_sample
 from ..model.backend import Backend
-from ..model.noise import step_noise
 from ..model.sampling import sample_with
 from ..sae.model import SparseAutoencoder
-from .activity import sae_fingerprint, unit_activations
+from .activity import sae_fingerprint
+from .bank_format import (
+    BANK_SEED,
+    FORMAT_VERSION,
+    KINDS,
+    SCORE_STEP_OFFSET,
+    BankError,
+    BankSettings,
+    ScoreKey,
+    batch_path,
+    check_compatible,
+    chain_length,
+    entry_key,
+    load_batches,
+    load_table,
+    read_index,
+    read_settings,
+    score_file,
+    shape_text,
+    unit_kind,
+)
+from .bank_scoring import Progress, score_latents
 
-FORMAT_VERSION = 2
-BANK_SEED = 1 << 20  # pool seeds start here: far from the LVO seeds (1, 2, … and the reference's 1024…)
-SCORE_STEP_OFFSET = 5 << 28  # noise draws for scoring: never used by the optimizer, the metrics or re-encoding
-KINDS = ("sae", "raw")
-Progress = Callable[[int, int], None]
-ScoreKey = tuple[str, str, str, int]  # (hookpoint, unit kind, SAE fingerprint or "", timestep)
-_HOOKPOINT_NAME = re.compile(r"^[A-Za-z0-9_.]{1,200}$")
-_REBUILD = "delete the bank folder and build it again (`python -m lvo_core bank --out FOLDER`)"
-
-
-class BankError(LVOError):
-    """A sample bank is missing, corrupt, or belongs to another model or sampler settings."""
-
-
-@dataclass(frozen=True)
-class BankSettings:
-    """How the pool is made and scored. Pool image ``i`` is sampled from seed ``seed + i``, so a bank of 40 is the
-    first 40 images of a bank of 160 with the same settings (a bank grows, and a smaller one is its prefix)."""
-
-    size: int = 160
-    steps: int = 25
-    seed: int = BANK_SEED
-    draws: int = 4
-    batch_size: int = 32
-
-    def __post_init__(self) -> None:
-        for name in ("size", "steps", "draws", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise BankError(f"bank {name} must be a positive integer, got {value!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2 ** 63:
-            raise BankError(f"bank seed must be an integer in 0..2^63, got {self.seed!r}")
-
-    def identity(self) -> dict[str, Any]:
-        """The settings that decide the latents and their scores (not how many there are, nor how they are
-        batched)."""
-        return {"steps": self.steps, "seed": self.seed, "draws": self.draws, "sampler": "ddim", "prompt": "",
-                "guidance": 1.0}
+__all__ = ["BANK_SEED", "FORMAT_VERSION", "KINDS", "SCORE_STEP_OFFSET", "BankError", "BankSettings", "Progress",
+           "SampleBank", "ScoreKey", "build_bank", "model_fingerprint", "read_settings", "score_file",
+           "score_latents", "unit_kind"]
 
 
 def model_fingerprint(backend: Backend) -> str:
@@ -93,21 +73,6 @@ def model_fingerprint(backend: Backend) -> str:
         raise BankError("this backend exposes no model to fingerprint; a bank needs one to refuse foreign models")
     return digest(unet.named_parameters(), values=strided_sample(256), header=("name", "shape"),
                   extra=backend.schedule.signature(), length=16)
-
-
-def unit_kind(sae: SparseAutoencoder | None) -> str:
-    return "sae" if sae is not None else "raw"
-
-
-def score_file(key: ScoreKey) -> str:
-    """The file name of a score table: built from checked parts only (no name from a file can become a path)."""
-    hookpoint, kind, sae_id, t = key
-    tag = hashlib.sha256(f"{hookpoint}\0{kind}\0{sae_id}".encode()).hexdigest()[:12]
-    return f"scores-{kind}-t{int(t)}-{tag}.safetensors"
-
-
-def _shape(shape: Sequence[int]) -> str:
-    return "×".join(map(str, shape))
 
 
 @dataclass
@@ -180,8 +145,8 @@ class SampleBank:
         self._check_model(backend)
         shape = tuple(backend.latent_shape)
         if not any_size and self.latent_shape is not None and tuple(self.latent_shape) != shape:
-            raise BankError(f"this sample bank holds {_shape(self.latent_shape)} latents, this run makes "
-                            f"{_shape(shape)} (another image size); build a bank at this size (a new --bank "
+            raise BankError(f"this sample bank holds {shape_text(self.latent_shape)} latents, this run makes "
+                            f"{shape_text(shape)} (another image size); build a bank at this size (a new --bank "
                             f"folder, or an Empty Latent of the bank's size)")
         self.hookpoint = backend.hookpoint.diffusers_name
         self.sae_id(sae)
@@ -199,7 +164,7 @@ class SampleBank:
         backend.schedule.check([k[3] for k in keys])
         with _locked(self.path, "score it at t = " + ", ".join(str(k[3]) for k in keys)):
             if self.path is not None:  # another process may have scored some meanwhile
-                self._adopt_scores(_read_index(self.path))
+                self._adopt_scores(read_index(self.path))
             todo = [k for k in keys if k not in self.scores]
             for i, key in enumerate(todo):
                 base = i * self.size * self.settings.draws
@@ -228,9 +193,9 @@ class SampleBank:
 
     def _adopt_scores(self, index: dict[str, Any]) -> None:
         for entry in index["scores"]:
-            key = _entry_key(entry)
+            key = entry_key(entry)
             if key not in self.scores and entry["rows"] == self.size:
-                self.scores[key] = _load_table(self.path, entry, self.size)
+                self.scores[key] = load_table(self.path, entry, self.size)
 
     def table(self, t: int, sae: SparseAutoencoder | None = None) -> Tensor:
         """The score table ``[N, U]`` of the bank's block for ``sae`` (None: raw channels) at ``t``."""
@@ -280,9 +245,9 @@ class SampleBank:
     def load(cls, folder: str | Path, *, partial: bool = False) -> "SampleBank":
         """A finished bank from its folder (``partial``: also an unfinished one, to resume). Reads only."""
         folder = Path(folder)
-        index = _read_index(folder)
+        index = read_index(folder)
         settings = BankSettings(**index["settings"])
-        latents = _load_batches(folder, index)
+        latents = load_batches(folder, index)
         if len(latents) < settings.size and not partial:
             raise BankError(f"sample bank {folder} is unfinished ({len(latents)} of {settings.size} samples); "
                             f"finish it: `python -m lvo_core bank --out {folder} --size {settings.size} --steps "
@@ -295,7 +260,6 @@ class SampleBank:
         return bank
 
 
-# ---------------------------------------------------------------------------------------------- the folder
 @contextmanager
 def _locked(folder: Path | None, what: str) -> Iterator[None]:
     """Hold the bank folder's write lock (``.lock``, an advisory lock the system drops when the process dies, so a
@@ -360,7 +324,7 @@ def _write_index(folder: Path, index: dict[str, Any], batches: Sequence[dict] = 
                               key=lambda b: b["start"])
     index["scores"] = sorted({**{e["file"]: e for e in index["scores"]}, **{e["file"]: e for e in scores}}.values(),
                              key=lambda e: e["file"])
-    index["size"] = _chain_length(index["batches"])
+    index["size"] = chain_length(index["batches"])
     text = json.dumps(index, indent=1)
     atomic_write(folder / "bank.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return index
@@ -368,116 +332,7 @@ def _write_index(folder: Path, index: dict[str, Any], batches: Sequence[dict] = 
 
 def _update_index(folder: Path, **entries: Sequence[dict]) -> dict[str, Any]:
     """Add entries to the index on disk as it is now (the caller holds the lock): what others added stays."""
-    return _write_index(folder, _read_index(folder), **entries)
-
-
-def _chain_length(batches: Sequence[dict]) -> int:
-    start = 0
-    for b in sorted(batches, key=lambda b: b["start"]):
-        if b["start"] != start:
-            break
-        start += b["count"]
-    return start
-
-
-def _fail(path: Path, what: str) -> BankError:
-    return BankError(f"sample bank file {path} {what}; {_REBUILD}")
-
-
-def _check_index(path: Path, index: Any) -> dict[str, Any]:
-    """Every field bank.json must have, with its type; anything else is a corrupt index."""
-    if not isinstance(index, dict):
-        raise _fail(path, "is not a JSON object")
-    version = index.get("format_version")
-    if version != FORMAT_VERSION:
-        raise BankError(f"{path} has bank format {version!r}, this version reads format {FORMAT_VERSION} (scores "
-                        f"kept per block and SAE, digests per file); {_REBUILD}")
-
-    def need(ok: bool, what: str) -> None:
-        if not ok:
-            raise _fail(path, f"is malformed: {what}")
-
-    def count(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-    need(isinstance(index.get("settings"), dict), "'settings' must be an object")
-    try:
-        BankSettings(**index["settings"])
-    except (TypeError, LVOError) as exc:
-        raise _fail(path, f"has bad settings ({exc})") from None
-    need(isinstance(index.get("model_id"), str), "'model_id' must be a string")
-    shape = index.get("latent_shape")
-    need(isinstance(shape, list) and len(shape) == 3 and all(count(v) and v > 0 for v in shape),
-         "'latent_shape' must be three positive integers")
-    need(count(index.get("size")), "'size' must be a count")
-    need(isinstance(index.get("batches"), list) and isinstance(index.get("scores"), list),
-         "'batches' and 'scores' must be lists")
-    for b in index["batches"]:
-        need(isinstance(b, dict) and count(b.get("start")) and count(b.get("count")) and b["count"] > 0
-             and isinstance(b.get("sha256"), str), f"batch entry {b!r}")
-        need(b.get("file") == _batch_path(Path(), b["start"]).name, f"batch file name {b.get('file')!r}")
-    starts = [b["start"] for b in index["batches"]]
-    need(len(set(starts)) == len(starts), "two batches start at the same sample")
-    for e in index["scores"]:
-        need(isinstance(e, dict) and isinstance(e.get("hookpoint"), str)
-             and bool(_HOOKPOINT_NAME.match(e["hookpoint"])) and e.get("kind") in KINDS
-             and isinstance(e.get("sae_id"), str) and bool(re.fullmatch(r"[0-9a-f]{0,64}", e["sae_id"]))
-             and count(e.get("timestep")) and count(e.get("rows")) and count(e.get("units"))
-             and isinstance(e.get("sha256"), str), f"score entry {e!r}")
-        need(e.get("file") == score_file(_entry_key(e)), f"score file name {e.get('file')!r}")
-    return index
-
-
-def _read_index(folder: Path) -> dict[str, Any]:
-    path = folder / "bank.json"
-    if not folder.is_dir():
-        raise BankError(f"{folder} is not a sample bank folder; build one with `python -m lvo_core bank --out "
-                        f"{folder}`")
-    if not path.is_file():
-        raise BankError(f"{folder} is not a sample bank (no bank.json); build one with `python -m lvo_core bank`")
-    try:
-        index = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _fail(path, f"is not readable JSON ({exc})") from None
-    return _check_index(path, index)
-
-
-def read_settings(folder: str | Path) -> BankSettings | None:
-    """The settings of the bank in ``folder`` (None when there is none yet), from its checked index."""
-    folder = Path(folder)
-    return BankSettings(**_read_index(folder)["settings"]) if (folder / "bank.json").exists() else None
-
-
-def _entry_key(entry: dict[str, Any]) -> ScoreKey:
-    return (entry["hookpoint"], entry["kind"], entry["sae_id"], int(entry["timestep"]))
-
-
-def _read_tensor(folder: Path, entry: dict[str, Any], name: str) -> Tensor:
-    """One tensor of a listed file: a regular file (not a link), its digest as recorded, readable, finite."""
-    path = folder / entry["file"]
-    if path.is_symlink() or not path.is_file():
-        raise _fail(path, "is missing or not a regular file (bank files are never read through links)")
-    try:
-        check_safetensors_file(path)
-        if file_digest(path) != entry["sha256"]:
-            raise _fail(path, "does not match the digest in bank.json (changed or damaged since it was written)")
-        with safe_open(str(path), framework="pt") as fh:
-            tensor = fh.get_tensor(name)
-    except BankError:
-        raise
-    except Exception as exc:  # safetensors raises its own error types, torch TypeError/RuntimeError
-        raise _fail(path, f"cannot be read ({type(exc).__name__}: {exc})") from None
-    if not torch.isfinite(tensor.float()).all():
-        raise _fail(path, "holds NaN or inf values")
-    return tensor
-
-
-def _load_table(folder: Path, entry: dict[str, Any], size: int) -> Tensor:
-    table = _read_tensor(folder, entry, "scores")
-    if tuple(table.shape) != (size, entry["units"]):
-        raise _fail(folder / entry["file"], f"has shape {tuple(table.shape)}, bank.json says ({size}, "
-                                            f"{entry['units']})")
-    return table
+    return _write_index(folder, read_index(folder), **entries)
 
 
 def _save_table(folder: Path, key: ScoreKey, table: Tensor) -> dict[str, Any]:
@@ -489,73 +344,11 @@ def _save_table(folder: Path, key: ScoreKey, table: Tensor) -> dict[str, Any]:
             "rows": int(table.shape[0]), "units": int(table.shape[1]), "sha256": file_digest(path)}
 
 
-def _batch_path(folder: Path, start: int) -> Path:
-    return folder / f"latents-{start:05d}.safetensors"
-
-
 def _save_batch(folder: Path, start: int, latents: Tensor, model_id: str) -> dict[str, Any]:
-    path = _batch_path(folder, start)
+    path = batch_path(folder, start)
     atomic_write(path, lambda tmp: save_file({"latents": latents.float().contiguous()}, str(tmp),
                                              metadata={"start": str(start), "model_id": model_id}))
     return {"file": path.name, "start": start, "count": len(latents), "sha256": file_digest(path)}
-
-
-def _load_batches(folder: Path, index: dict[str, Any]) -> Tensor:
-    """Latents of the batches bank.json lists, in pool order up to the first gap (files it does not list — a
-    batch saved by a build killed before its index update — are ignored and sampled again)."""
-    rows, start = [], 0
-    shape = tuple(index["latent_shape"])
-    for entry in sorted(index["batches"], key=lambda b: b["start"]):
-        if entry["start"] != start:
-            break
-        tensor = _read_tensor(folder, entry, "latents")
-        if tuple(tensor.shape) != (entry["count"], *shape):
-            raise _fail(folder / entry["file"], f"has shape {tuple(tensor.shape)}, bank.json says "
-                                                f"({entry['count']}, {_shape(shape)})")
-        rows.append(tensor.float())
-        start += entry["count"]
-    return torch.cat(rows) if rows else torch.empty(0, *shape)
-
-
-@torch.no_grad()
-def score_latents(backend: Backend, latents: Tensor, t: int, sae: SparseAutoencoder | None, draws: int,
-                  batch_size: int = 32, on_progress: Progress | None = None) -> Tensor:
-    """Spatial-mean dense activation ``[N, U]`` (fp16) of every unit on ``latents`` noised to ``t``, averaged over
-    ``draws`` noise draws seeded per image (reserved step indices: independent of batching).
-    ``on_progress(image-draws done, images × draws)`` after every draw of every batch."""
-    with torch.inference_mode(False), torch.no_grad():
-        out = []
-        for start in range(0, len(latents), batch_size):
-            z = latents[start:start + batch_size].to(backend.device, torch.float32)
-            tt = torch.full((len(z),), int(t), device=backend.device, dtype=torch.long)
-            total = None
-            for d in range(draws):
-                eps = step_noise(range(start, start + len(z)), SCORE_STEP_OFFSET + d, z.shape[1:], backend.device)
-                tokens, _ = backend.block_tokens(backend.schedule.add_noise(z, tt, eps), tt, backend.empty_context(len(z)))
-                acts = unit_activations(tokens, sae).float()
-                total = acts if total is None else total + acts
-                if on_progress is not None:
-                    on_progress(start * draws + (d + 1) * len(z), len(latents) * draws)
-            out.append((total / draws).half().cpu())
-        return torch.cat(out)
-
-
-def _check_compatible(folder: Path, index: dict[str, Any], settings: BankSettings, model_id: str,
-                      shape: tuple[int, ...]) -> None:
-    """Refuse, before any work, a bank folder whose samples this build could not extend: another model, latent
-    size or sampler setting (its size may differ: a bank grows, and a smaller one is its prefix)."""
-    if index["model_id"] != model_id:
-        raise BankError(f"{folder} holds a sample bank of another model (the weights or the noise schedule differ); "
-                        f"give a new bank folder (--out / --bank) for this model")
-    if tuple(index["latent_shape"]) != shape:
-        raise BankError(f"{folder} holds a bank of {_shape(index['latent_shape'])} latents, this model makes "
-                        f"{_shape(shape)}; give a new bank folder for this image size")
-    have = BankSettings(**index["settings"]).identity()
-    flags = {"steps": "--steps", "seed": "the seed", "draws": "the draws"}
-    for name, value in settings.identity().items():
-        if have[name] != value:
-            raise BankError(f"{folder} holds a bank made with other settings ({name} {have[name]}, this run asks "
-                            f"{value}); give {flags.get(name, name)} {have[name]} to use it, or a new bank folder")
 
 
 def build_bank(backend: Backend, settings: BankSettings = BankSettings(), *, sae: SparseAutoencoder | None = None,
@@ -576,8 +369,8 @@ def build_bank(backend: Backend, settings: BankSettings = BankSettings(), *, sae
     folder = Path(out) if out is not None else None
     index: dict[str, Any] | None = None
     if folder is not None and (folder / "bank.json").exists():
-        index = _read_index(folder)
-        _check_compatible(folder, index, settings, model_id, shape)
+        index = read_index(folder)
+        check_compatible(folder, index, settings, model_id, shape)
     if timesteps:
         backend.schedule.check(list(timesteps))
     if folder is not None and index is not None and index["size"] >= settings.size:
@@ -591,9 +384,9 @@ def build_bank(backend: Backend, settings: BankSettings = BankSettings(), *, sae
     with _locked(folder, f"sample {settings.size} images"):
         done = torch.empty(0, *shape)
         if folder is not None and (folder / "bank.json").exists():  # again under the lock: another builder
-            index = _read_index(folder)
-            _check_compatible(folder, index, settings, model_id, shape)
-            done = _load_batches(folder, index)
+            index = read_index(folder)
+            check_compatible(folder, index, settings, model_id, shape)
+            done = load_batches(folder, index)
         if folder is not None:
             index = _write_index(folder, {**(index or _new_index(settings, model_id, shape)),
                                           "settings": asdict(replace(settings, size=max(settings.size, len(done))))})
