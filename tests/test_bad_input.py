@@ -11,6 +11,7 @@ unpatched. A new entry point is one field of :class:`Case` and one runner in ``R
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import os
@@ -42,7 +43,6 @@ from lvo_core.model.tiny import CharPromptEncoder, sd15_scheduler, tiny_vae
 from lvo_core.model.units import make_unit_spec, parse_units
 from lvo_core.runs.record import load_result
 from lvo_core.sae import load_sae, save_sae
-from lvo_core.sae.browse import find_saes, resolve_inside
 
 HP = "up_blocks.1.attentions.1"
 ROOT = Path(__file__).resolve().parents[1]
@@ -468,16 +468,22 @@ def test_atomic_writes_never_leave_a_half_file(tmp_path):
     assert target.read_text() == "old, complete" and sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
 
 
-def test_names_resolve_only_inside_the_models_folder(tmp_path):
+def test_names_resolve_only_inside_the_models_folder(pack, tmp_path):
+    """A web request or a workflow may name only what the SAE listing offers (nodes/sae_folders.py): no escape by
+    ``..``, absolute paths, NUL bytes or overlong names. A symlink the server owner put there is followed: that
+    placement is the owner's choice, made on the file system."""
+    folders = importlib.import_module("comfyui_lvo.nodes.sae_folders")
     root = tmp_path / "sae"
     write_sae(root / "good")
     outside = tmp_path / "secret"
     write_sae(outside)
+    for bad in ("../secret", "/etc/passwd", str(outside), "good/../../secret", "good\x00", "", "a" * 2000):
+        assert folders.resolve([root], bad) is None, bad
+    assert folders.resolve([root], "good") == (root / "good").resolve()
+    assert folders.list_names([root]) == ["good"]
     os.symlink(outside, root / "link_out")
-    for bad in ("../secret", "/etc/passwd", "good/../../secret", "link_out", "good\x00", "", "a" * 2000):
-        assert resolve_inside(root, bad) is None, bad
-    assert resolve_inside(root, "good") == (root / "good").resolve()
-    assert find_saes(root) == ["good"]  # the symlink out of the folder is not even listed
+    assert folders.list_names([root]) == ["good", "link_out"]
+    assert folders.resolve([root], "link_out") == outside.resolve()
 
 
 def test_seeds_timesteps_and_units_each_name_themselves_when_unreadable():
