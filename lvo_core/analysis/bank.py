@@ -9,11 +9,11 @@ noise draws that no optimizer or metric uses.
 
 On disk a bank is a folder (its layout, settings and reading: :mod:`~lvo_core.analysis.bank_format`; scoring:
 :mod:`~lvo_core.analysis.bank_scoring`; here: the pool object, writing under the folder's lock, building; every
-public name of the three is importable from here). What is refused: a bank of another model (a sampled hash of the weights and the ᾱ schedule — not the latent
-size, which only matters where pool images become starts) or other sampler settings, before any work. Reading
-never writes (a read-only bank serves whatever it holds); writers take a lock, so concurrent builders add to one
-index instead of overwriting each other; every file is checked against its digest and for NaN on load, and a
-corrupt one is named with what to do.
+public name of the three is importable from here). What is refused: a bank of another model (a sampled hash of
+the weights and the ᾱ schedule — not the latent size, which only matters where pool images become starts) or
+other sampler settings, before any work. Reading never writes (a read-only bank serves whatever it holds); writers
+take a lock, so concurrent builders add to one index instead of overwriting each other; every file is checked
+against its digest and for NaN on load, and a corrupt one is named with what to do.
 """
 
 from __future__ import annotations

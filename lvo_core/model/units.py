@@ -51,10 +51,10 @@ class _Field:
     more: str = ""
 
 
-UNITS = _Field("unit", "units", "indices like '12, 305' or a range '10-13'", UnitError,
+_UNITS = _Field("unit", "units", "indices like '12, 305' or a range '10-13'", UnitError,
                " (an atlas of every unit: --units all)")
-SEEDS = _Field("seed", "seeds", "seeds like '1, 2, 3, 4' or a range '1-4'", LVOError)
-TIMESTEPS = _Field("timestep", "timesteps", "timesteps like '200, 500' or a range '100-300'", TimestepError)
+_SEEDS = _Field("seed", "seeds", "seeds like '1, 2, 3, 4' or a range '1-4'", LVOError)
+_TIMESTEPS = _Field("timestep", "timesteps", "timesteps like '200, 500' or a range '100-300'", TimestepError)
 
 
 def _int_list(text: str, field: _Field, limit: int) -> list[int]:
@@ -77,7 +77,8 @@ def _int_list(text: str, field: _Field, limit: int) -> list[int]:
         if hi < lo:
             raise field.error(f"range '{part}' is empty (its end is before its start); write it as '{hi}-{lo}'")
         if len(values) + hi - lo + 1 > limit:
-            raise field.error(f"'{text.strip()[:40]}' lists more than {limit} {field.many}; give fewer {field.many}{field.more}")
+            raise field.error(f"'{text.strip()[:40]}' lists more than {limit} {field.many}; give fewer "
+                              f"{field.many}{field.more}")
         values += range(lo, hi + 1)
     return values
 
@@ -85,18 +86,18 @@ def _int_list(text: str, field: _Field, limit: int) -> list[int]:
 def parse_units(text: str, limit: int = MAX_LIST) -> list[int]:
     """Feature or channel indices typed by a user (CLI ``--units``, the nodes' unit text): ``"12, 305 7"`` or
     ranges ``"10-13"``; anything else is a :class:`UnitError` that names the unit."""
-    return _int_list(text, UNITS, limit)
+    return _int_list(text, _UNITS, limit)
 
 
 def parse_seeds(text: str, limit: int = MAX_LIST) -> list[int]:
     """Seeds typed by a user (CLI ``--seeds``, the nodes' seed text), same syntax as :func:`parse_units`."""
-    return _int_list(text, SEEDS, limit)
+    return _int_list(text, _SEEDS, limit)
 
 
 def parse_timesteps(text: str, limit: int = MAX_LIST) -> list[int]:
     """Timesteps typed by a user, same syntax as :func:`parse_units`; the model's own range (e.g. 0..999) is
     checked where the model is known."""
-    return _int_list(text, TIMESTEPS, limit)
+    return _int_list(text, _TIMESTEPS, limit)
 
 
 def make_unit_spec(unet: nn.Module, hookpoint: str, units: Sequence[int], sae: SparseAutoencoder | None = None) \
