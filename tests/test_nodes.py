@@ -15,6 +15,7 @@ import torch
 from comfy_standins import empty_cond, run
 
 from lvo_core.hookpoints import resolve_hookpoint
+from lvo_core.lvo.priors import PriorTable
 from lvo_core.model.tiny import random_sae
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,13 +143,23 @@ def test_lvo_optimize_node(fake_comfy, pack):
     previews = [p for p in fake_comfy.progress if p[2] is not None]
     assert previews and previews[0][2][1:] == (32, 32, 3)
     assert fake_comfy.progress[-1][:2] == (48, 48)  # 8 rows × (4 steps + measuring + decoding)
+    # a Steering Init LATENT wired into 'latent', as workflows saved before the LVO_PRIOR socket do
     prior = {"samples": torch.randn(4, 4, 16, 16), "lvo_prior": {"rows": [[3, 1], [3, 2], [8, 1], [8, 2]]}}
     from_prior = run(pack, node, fake_comfy.patcher, None, spec, empty_cond(), prior, "0", "sae", 2, 0.05, "1, 2",
                                "dense", "L0", False, 0, "auto", 0).args[0]
     assert from_prior["samples"].shape == (4, 4, 16, 16)
-    with pytest.raises(Exception, match="no row for unit 3 and seed 5"):
+    with pytest.raises(Exception, match="no latent for unit 3, seed 5; give Steering Init the same units"):
         run(pack, node, fake_comfy.patcher, None, spec, empty_cond(), prior, "0", "sae", 2, 0.05, "5", "dense",
                       "L0", False, 8, "fp32", 0)
+    # the LVO_PRIOR socket gives the same start as the legacy LATENT (its latents already in model space)
+    table = PriorTable([(3, 1), (3, 2), (8, 1), (8, 2)], prior["samples"] * 0.18215, label="steering init")
+    socket = run(pack, node, fake_comfy.patcher, None, spec, empty_cond(), None, "0", "sae", 2, 0.05, "1, 2",
+                 "dense", "L0", False, 0, "auto", 0, prior=table)
+    torch.testing.assert_close(socket.args[0]["samples"], from_prior["samples"])
+    assert json.loads(socket.args[2])["name"] == "optimize from steering init"
+    with pytest.raises(Exception, match="needs a start: wire Steering Init's prior"):
+        run(pack, node, fake_comfy.patcher, None, spec, empty_cond(), None, "0", "sae", 2, 0.05, "1", "dense",
+            "L0", False, 0, "auto", 0)
     with pytest.raises(Exception, match="needs an activity analysis"):
         run(pack, node, fake_comfy.patcher, None, spec, empty_cond(), empty_latent, "peaks", "sae", 2, 0.05, "1",
                       "dense", "L1", True, 8, "fp32", 0)
