@@ -111,10 +111,14 @@ def empty_cond():
 
 
 def run(pack, node_id: str, *args, **kwargs):
-    """Call a node's V3 ``execute`` with positional values in schema order (as the UI lays out its inputs)."""
+    """Call a node's V3 ``execute`` with positional values in schema order (as the UI lays out its inputs); the ui
+    keys it sends must be those nodes/ui_protocol.py declares for it (what web/lvo.js prepares widgets for)."""
     cls = pack.NODE_CLASS_MAPPINGS[node_id]
     names = [i.id for i in cls.define_schema().inputs]
-    return cls.execute(**dict(zip(names, args)), **kwargs)
+    out = cls.execute(**dict(zip(names, args)), **kwargs)
+    declared = importlib.import_module(f"{pack.__name__}.nodes.ui_protocol").NODE_UI.get(node_id, ())
+    assert set(out.ui or {}) <= set(declared), f"{node_id} sends ui keys {sorted(out.ui)}, declares {declared}"
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ FLUX
