@@ -118,7 +118,7 @@ def empty_cond():
 def nodes_of(pack) -> dict[str, type]:
     """The pack's node classes by id, as ComfyUI gets them: from the V3 entry point's extension."""
     extension = asyncio.run(pack.comfy_entrypoint())
-    return {cls.define_schema().node_id: cls for cls in asyncio.run(extension.get_node_list())}
+    return {cls.__name__: cls for cls in asyncio.run(extension.get_node_list())}  # named as its id
 
 
 def run(pack, node_id: str, *args, **kwargs):

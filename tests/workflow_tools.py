@@ -1,6 +1,6 @@
 """Build, validate and convert ComfyUI workflows (UI format, as the frontend saves them) against real node
-definitions: ComfyUI core from the saved ``/object_info`` of ComfyUI 0.3.64, this pack from its node classes' ``INPUT_TYPES``
-(what ComfyUI's ``/object_info`` sends for a V3 node).
+definitions: ComfyUI core from the saved ``/object_info`` of ComfyUI 0.3.64, this pack from its node classes'
+``INPUT_TYPES`` (what ComfyUI's ``/object_info`` sends for a V3 node).
 
 ``python tests/workflow_tools.py`` rewrites the Browse Templates folder ``example_workflows/`` from the graphs in
 :data:`GRAPHS` (the source): each workflow's JSON and a same-name ``.jpg`` thumbnail (a drawing of the graph under its
@@ -68,7 +68,7 @@ def loaded_pack(core: dict):
 def node_classes(pack) -> dict[str, type]:
     """The pack's node classes by id, from its V3 entry point (as ComfyUI gets them)."""
     extension = asyncio.run(pack.comfy_entrypoint())
-    return {cls.define_schema().node_id: cls for cls in asyncio.run(extension.get_node_list())}
+    return {cls.__name__: cls for cls in asyncio.run(extension.get_node_list())}  # named as its id
 
 
 def _pack_specs(core: dict) -> dict:
