@@ -1,10 +1,12 @@
 """comfyui-lvo: ComfyUI entry point.
 
-With ComfyUI's V3 API (``comfy_api``, ComfyUI 0.3.4x and later) the pack exports only ``comfy_entrypoint``: a
-package that defines ``NODE_CLASS_MAPPINGS`` is loaded as V1 and its entry point ignored. An older ComfyUI gets the
-same nodes as ``NODE_CLASS_MAPPINGS``. ``WEB_DIRECTORY`` is read either way. All logic lives in ``lvo_core``
-(importable without ComfyUI); ``nodes`` holds the adapters.
+The nodes are V3 nodes (``comfy_api.v0_0_2``, in every ComfyUI since 0.3.48; the pack asks for 0.3.64): the pack
+exports only ``comfy_entrypoint``, because ComfyUI loads a package that defines ``NODE_CLASS_MAPPINGS`` as V1 and
+ignores its entry point. A ComfyUI too old for V3 gets no nodes and one log line saying to update. ``WEB_DIRECTORY``
+is read either way. All logic lives in ``lvo_core`` (importable without ComfyUI); ``nodes`` holds the adapters.
 """
+
+import logging
 
 WEB_DIRECTORY = "./web"
 try:  # outside ComfyUI (pytest importing the checkout's folder as a package) there is nothing to register;
@@ -14,11 +16,17 @@ try:  # outside ComfyUI (pytest importing the checkout's folder as a package) th
     IN_COMFYUI = True
 except ImportError:
     IN_COMFYUI = False
-if __package__ and IN_COMFYUI:  # and pytest imports this file alone when the clone's folder name has a hyphen
-    from .nodes import V3, node_mappings, setup_comfyui
+try:
+    import comfy_api.v0_0_2  # noqa: F401  (the V3 node API the nodes are written against)
 
-    if V3:
-        from .nodes import comfy_entrypoint
+    HAS_V3 = True
+except ImportError:
+    HAS_V3 = False
+if __package__ and IN_COMFYUI:  # and pytest imports this file alone when the clone's folder name has a hyphen
+    if HAS_V3:
+        from .nodes import comfy_entrypoint, setup_comfyui
+
+        setup_comfyui()
     else:
-        NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = node_mappings()
-    setup_comfyui()
+        logging.error("[comfyui-lvo] this ComfyUI has no V3 node API (comfy_api.v0_0_2): update ComfyUI to 0.3.64 "
+                      "or later; no LVO nodes are loaded")

@@ -4,7 +4,8 @@ Each node module lists its node classes in ``NODES``; each class is an ``io.Comf
 (id, display name, inputs and outputs with tooltips) and a classmethod ``execute`` that validates, converts ComfyUI
 types and calls one ``lvo_core`` function. To add a node: write the class in a topic module (or a new module added
 to :data:`NODE_MODULES`), append it to that module's ``NODES``, done. ComfyUI itself is touched only in
-:mod:`.comfy_glue`, which also decides between ComfyUI's V3 API and the V1 fallback (:mod:`.schema_v1`).
+:mod:`.comfy_glue`, which also imports ComfyUI's V3 API (``comfy_api.v0_0_2``); the frontend's side of the ``ui``
+dicts the nodes send is written down in :mod:`.ui_protocol`.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from . import (
     search_nodes,
     steering_nodes,
 )
-from .comfy_glue import V3, ComfyExtension, install_hint, missing_requirements
+from .comfy_glue import ComfyExtension, install_hint, missing_requirements
 from .v3_fields import register_replacements, with_fields
 
 NODE_MODULES = (sae_nodes, activity_nodes, steering_nodes, lvo_nodes, bank_nodes, search_nodes, label_nodes,
                 feature_nodes)
 
-__all__ = ["V3", "comfy_entrypoint", "node_list", "node_mappings", "setup_comfyui"]
+__all__ = ["comfy_entrypoint", "node_list", "setup_comfyui"]
 
 
 def not_ready(cls: type, hint: str) -> type:
@@ -68,12 +69,6 @@ def log_missing_requirements() -> None:
         logging.warning("[comfyui-lvo] %s", install_hint(missing))
 
 
-def node_mappings() -> tuple[dict[str, type], dict[str, str]]:
-    """V1's ``NODE_CLASS_MAPPINGS`` and ``NODE_DISPLAY_NAME_MAPPINGS`` (hosts without ``comfy_api``)."""
-    schemas = [(cls, cls.define_schema()) for cls in node_list()]
-    return {s.node_id: cls for cls, s in schemas}, {s.node_id: s.display_name for _cls, s in schemas}
-
-
 class LVOExtension(ComfyExtension):
     """The pack as a V3 extension: ComfyUI asks it for its node list once, at start."""
 
@@ -85,7 +80,8 @@ class LVOExtension(ComfyExtension):
 
 
 async def comfy_entrypoint() -> LVOExtension:
-    """V3 entry point (ComfyUI calls it only when the package defines no ``NODE_CLASS_MAPPINGS``)."""
+    """V3 entry point (ComfyUI calls it only when the package defines no ``NODE_CLASS_MAPPINGS``: the pack never
+    does)."""
     return LVOExtension()
 
 

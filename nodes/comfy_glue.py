@@ -35,15 +35,8 @@ from ..lvo_core.model.noise import alphas_from_sigmas
 from ..lvo_core.model.units import UnitSpec
 from . import sae_folders
 
-try:  # the V3 node schema, pinned to a versioned API as ComfyUI's maintainers advise (0.3.4x and later)
-    from comfy_api.v0_0_2 import ComfyExtension, io  # noqa: F401 - re-exported to the node modules
-
-    V3 = True
-except ImportError:  # an older ComfyUI, or no ComfyUI at all (tests): the same nodes through V1
-    from . import schema_v1 as io  # noqa: F401 - re-exported to the node modules
-    from .schema_v1 import ComfyExtension  # noqa: F401
-
-    V3 = False
+# the V3 node schema, pinned to a versioned API as ComfyUI's maintainers advise (in every ComfyUI since 0.3.48)
+from comfy_api.v0_0_2 import ComfyExtension, io  # noqa: F401 - re-exported to the node modules
 
 SAE_FOLDER = "sae"
 SAE_EXTENSIONS = {".safetensors", ".pt", ".pth"}

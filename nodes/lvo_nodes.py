@@ -11,35 +11,36 @@ from ..lvo_core.errors import LVOError
 from ..lvo_core.lvo.optimize import auto_precision
 from ..lvo_core.lvo.optimize import preset as make_preset
 from ..lvo_core.lvo.pipeline import AFTER_STEPS, visualize
+from ..lvo_core.lvo.priors import PriorTable
 from ..lvo_core.model.sampling import seeded_noise
 from ..lvo_core.model.units import parse_seeds
 from ..lvo_core.runs.plots import image_grid, ratio_or_activation
 from ..lvo_core.runs.record import sheet_frame
 from . import comfy_glue as glue
 from .comfy_glue import io
-from .sockets import ACTIVITY, UNITS
+from .sockets import ACTIVITY, PRIOR, UNITS
 from .checks import check_text, row_timesteps
-from .steering_nodes import SEEDS_DEFAULT
+from .steering_nodes import LEGACY_PRIOR_KEY, SEEDS_DEFAULT
 
 CATEGORY = "LVO"
+NO_START = ("LVO Optimize needs a start: wire Steering Init's prior into 'prior', or an Empty Latent Image (random "
+            "start) into 'latent'")
 
 
-def prior_function(model, latent: dict, shape):
-    """How the LATENT input starts each row: priors from Steering Init by (unit, seed); an all-zero latent (Empty
-    Latent Image) means seeded N(0, I); any other latent is used as is (one row for all, or one per seed)."""
+def prior_function(model, latent: dict | None, shape, prior: PriorTable | None = None):
+    """How each row starts: the LVO_PRIOR of Steering Init by (unit, seed); a Steering Init LATENT wired in before
+    that socket existed (its hidden rows) the same way; an all-zero latent (Empty Latent Image) means seeded
+    N(0, I); any other latent is used as is (one row for all, or one per seed)."""
+    if prior is not None:
+        return prior
+    if latent is None:
+        raise LVOError(NO_START)
     samples = latent["samples"]
-    info = latent.get("lvo_prior")
+    info = latent.get(LEGACY_PRIOR_KEY)
     if info is not None:
-        table = {(int(u), int(s)): glue.latent_in(model, samples[i:i + 1])[0] for i, (u, s) in enumerate(info["rows"])}
-
-        def from_table(units, seeds):
-            missing = [(u, s) for u, s in zip(units, seeds) if (u, s) not in table]
-            if missing:
-                raise LVOError(f"the prior latent has no row for unit {missing[0][0]} and seed {missing[0][1]}; "
-                               f"give Steering Init the same units and seeds as LVO Optimize")
-            return torch.stack([table[(u, s)] for u, s in zip(units, seeds)])
-        from_table.label = "steering init"
-        return from_table
+        return PriorTable(info["rows"], glue.latent_in(model, samples), label="steering init", source="the prior",
+                          fix="give Steering Init the same units and seeds as LVO Optimize",
+                          notes=info.get("notes", ()))
     if not samples.abs().any():
         return lambda units, seeds: seeded_noise(seeds, shape)
 
@@ -48,6 +49,15 @@ def prior_function(model, latent: dict, shape):
         return z[[0 if len(z) == 1 else i % len(z) for i in range(len(units))]]
     given.label = "latent input"
     return given
+
+
+def start_shape(model, latent: dict | None, prior: PriorTable | None) -> tuple[int, ...]:
+    """The latent shape ``(C, H, W)`` a run starts from: the prior's rows, else the LATENT input's."""
+    if prior is not None:
+        return tuple(prior.latents.shape[1:])
+    if latent is None:
+        raise LVOError(NO_START)
+    return tuple(glue.latent_in(model, latent["samples"][:1]).shape[1:])
 
 
 def run_output(model, units, vis, progress, extra_mb: float, **fields) -> io.NodeOutput:
@@ -83,8 +93,9 @@ class LVOOptimize(io.ComfyNode):
                 io.Conditioning.Input("empty_prompt", tooltip="Conditioning of the EMPTY prompt (CLIP Text Encode "
                                                               "with no text): LVO runs the UNet unconditioned, as "
                                                               "the paper."),
-                io.Latent.Input("latent", tooltip="Start: a Steering Init prior (reference), an Empty Latent Image "
-                                                  "(random N(0, I) per seed), or any latent."),
+                io.Latent.Input("latent", optional=True,
+                                tooltip="Start when no prior is wired: an Empty Latent Image (random N(0, I) per "
+                                        "seed) or any latent."),
                 io.String.Input("timesteps", default="peaks", tooltip="'peaks' = {0} ∪ each unit's activity peaks "
                                                                       "(needs an activity analysis), or timesteps "
                                                                       "like '0, 500'."),
@@ -111,6 +122,9 @@ class LVOOptimize(io.ComfyNode):
                              tooltip="Live preview every N steps (0 = off)."),
                 ACTIVITY.Input("activity", optional=True,
                                tooltip="Activity analysis: peak timesteps and dataset maxima for the ratio metric."),
+                PRIOR.Input("prior", optional=True,
+                            tooltip="Start: Steering Init's prior (the reference protocol), one latent per unit × "
+                                    "seed; wins over 'latent'."),
             ],
             outputs=[
                 io.Latent.Output(display_name="latent", tooltip="Optimized latents, one per unit × timestep × seed."),
@@ -125,9 +139,9 @@ class LVOOptimize(io.ComfyNode):
         return check_text(seeds=seeds, timesteps=timesteps)
 
     @classmethod
-    def execute(cls, model, vae, units, empty_prompt, latent: dict, timesteps: str, preset: str, steps: int, lr: float,
+    def execute(cls, model, vae, units, empty_prompt, timesteps: str, preset: str, steps: int, lr: float,
                 seeds: str, objective: str, robustness: str, noise: bool, batch_size: int, precision: str,
-                preview_every: int, activity=None) -> io.NodeOutput:
+                preview_every: int, latent: dict | None = None, activity=None, prior=None) -> io.NodeOutput:
         seed_list = parse_seeds(seeds)
         if not seed_list:
             raise LVOError("give at least one seed, e.g. '1024, 1111'")
@@ -135,14 +149,14 @@ class LVOOptimize(io.ComfyNode):
         config = make_preset(kind, robustness=robustness, steps=steps, lr=lr, noise=noise,
                              preview_every=preview_every, check_every=10,
                              precision=auto_precision(glue.compute_device(model)) if precision == "auto" else precision)
-        shape = tuple(glue.latent_in(model, latent["samples"][:1]).shape[1:])
+        shape = start_shape(model, latent, prior)
         backend = glue.backend(model, units, vae, empty_prompt, shape)
         progress = glue.Progress(len(units.units) * len(seed_list) * (steps + AFTER_STEPS), keep_partial=True)
 
         def on_preview(rows, step, images):
             progress(progress.bar.current, progress.bar.total, images)
 
-        prior = prior_function(model, latent, shape)
+        prior = prior_function(model, latent, shape, prior)
         try:
             vis = visualize(backend, list(units.units), sae=units.sae, analysis=activity,
                             timesteps=row_timesteps(timesteps), seeds=seed_list, prior=prior,
@@ -154,7 +168,7 @@ class LVOOptimize(io.ComfyNode):
         name = f"optimize from {getattr(prior, 'label', 'random start')}"  # how the Feature Page names this run
         return run_output(model, units, vis, progress, extra_mb, name=name, config=vis.config.to_dict(),
                           stopped=vis.stopped,
-                          notes=(latent.get("lvo_prior") or {}).get("notes", []))
+                          notes=list(getattr(prior, "notes", [])))
 
 
 class LVOFeatureGrid(io.ComfyNode):

@@ -11,14 +11,18 @@ from ..lvo_core.analysis.steering import (
     default_scale,
 )
 from ..lvo_core.errors import LVOError
+from ..lvo_core.lvo.priors import PriorTable
 from ..lvo_core.model.units import parse_seeds
 from . import comfy_glue as glue
 from .checks import check_text
 from .comfy_glue import io
-from .sockets import ACTIVITY, UNITS
+from .sockets import ACTIVITY, PRIOR, UNITS
 
 CATEGORY = "LVO"
 SEEDS_DEFAULT = ", ".join(map(str, REFERENCE_SEEDS))
+# The hidden key of Steering Init's LATENT that carried the prior before the LVO_PRIOR socket; LVO Optimize still
+# reads it so workflows saved then (Steering Init's LATENT wired into Optimize's latent) give the same pictures.
+LEGACY_PRIOR_KEY = "lvo_prior"
 
 
 def _schedule(spec, activity, strength: float, scale: float, timesteps: str, start: float, end: float):
@@ -106,8 +110,11 @@ class LVOSteeringInit(io.ComfyNode):
                 ACTIVITY.Input("activity", optional=True,
                                tooltip="Activity analysis: active timesteps and dataset maxima."),
             ],
-            outputs=[io.Latent.Output(display_name="prior", tooltip="Latents, one row per unit × seed (in that "
-                                                                    "order), remembered for LVO Optimize.")])
+            outputs=[io.Latent.Output(display_name="latent", tooltip="The steered generations as a LATENT, one row "
+                                                                     "per unit × seed (in that order), to preview "
+                                                                     "with VAE Decode."),
+                     PRIOR.Output(display_name="prior", tooltip="The same latents by (unit, seed): wire it to LVO "
+                                                                "Optimize's prior input.")])
 
     @classmethod
     def validate_inputs(cls, seeds: str | None = None) -> bool | str:
@@ -131,8 +138,10 @@ class LVOSteeringInit(io.ComfyNode):
         samples = glue.sample(patched, noise, empty_prompt, empty_prompt, latent, steps, 1.0, sampler_name,
                               scheduler, seed_list[0], on_step=progress)
         notes = list(schedule.notes.values())
-        return io.NodeOutput({"samples": samples, "lvo_prior": {"rows": rows, "hookpoint": units.hookpoint,
-                                                                "notes": notes}},
+        prior = PriorTable(rows, glue.latent_in(model, samples), label="steering init", source="the prior",
+                           fix="give Steering Init the same units and seeds as LVO Optimize", notes=notes)
+        legacy = {"rows": rows, "hookpoint": units.hookpoint, "notes": notes}
+        return io.NodeOutput({"samples": samples, LEGACY_PRIOR_KEY: legacy}, prior,
                              ui={"text": notes} if notes else None)
 
 

@@ -1,7 +1,7 @@
 """The V3 schema fields of late-2026 ComfyUI, set from tables here so every node (and any node added later) gets
 them, and passed only to a core that knows them.
 
-- ``search_aliases`` (``Schema`` field; V1: ``SEARCH_ALIASES``): words the node search also matches. Every pack node
+- ``search_aliases`` (``Schema`` field): words the node search also matches. Every pack node
   gets :data:`PACK_ALIASES`, so "sae", "feature", "neuron", "dream" or "interpretability" list the whole pack.
 - ``advanced`` (``Input`` argument): inputs a first-time user should not touch; newer frontends fold them away.
   ComfyUI 0.3.64's ``Input`` has no such argument but sends its ``extra_dict`` with the input's options, which is
@@ -64,7 +64,7 @@ def _schema_knows(schema: Any, name: str) -> bool:
 
 def mark_advanced(item: Any) -> None:
     """Flag one input as advanced the way this core's ``Input`` can carry it."""
-    if hasattr(item, "advanced"):  # comfy_api after 0.3.64, and the V1 stand-in
+    if hasattr(item, "advanced"):  # comfy_api after 0.3.64, and the tests' stand-in
         item.advanced = True
     elif isinstance(getattr(item, "extra_dict", None), dict):  # 0.3.64: merged into the input's options
         item.extra_dict["advanced"] = True
@@ -85,8 +85,6 @@ def with_fields(cls: type) -> type:
     """``cls`` whose schema carries the fields above; same id, name and module, so nothing else changes."""
 
     class WithFields(cls):
-        SEARCH_ALIASES = aliases(cls.__name__)  # V1 hosts that read it
-
         @classmethod
         def define_schema(klass):
             return apply(cls.define_schema())

@@ -4,6 +4,8 @@ ComfyUI calls replaced; everything else is the real code."""
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import importlib.util
 import sys
 import types
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from comfy_api_standin import api_modules
 from conftest import ldm_view
 
 from lvo_core.model.tiny import CharPromptEncoder, sd15_scheduler, tiny_vae
@@ -25,6 +28,7 @@ def pack():
     comfy = sys.modules.setdefault("comfy", types.ModuleType("comfy"))
     comfy.samplers = samplers
     sys.modules["comfy.samplers"] = samplers
+    sys.modules.update(api_modules())
     spec = importlib.util.spec_from_file_location("comfyui_lvo", ROOT / "__init__.py",
                                                   submodule_search_locations=[str(ROOT)])
     module = importlib.util.module_from_spec(spec)
@@ -33,7 +37,8 @@ def pack():
     yield module
     for name in [n for n in sys.modules if n == "comfyui_lvo" or n.startswith("comfyui_lvo.")]:
         sys.modules.pop(name)
-    sys.modules.pop("comfy.samplers", None)
+    for name in ("comfy.samplers", "comfy_api", "comfy_api.v0_0_2"):
+        sys.modules.pop(name, None)
 
 
 class FakeModelSampling:
@@ -110,11 +115,21 @@ def empty_cond():
     return [[CharPromptEncoder()([""]), {}]]
 
 
+def nodes_of(pack) -> dict[str, type]:
+    """The pack's node classes by id, as ComfyUI gets them: from the V3 entry point's extension."""
+    extension = asyncio.run(pack.comfy_entrypoint())
+    return {cls.__name__: cls for cls in asyncio.run(extension.get_node_list())}  # named as its id
+
+
 def run(pack, node_id: str, *args, **kwargs):
-    """Call a node's V3 ``execute`` with positional values in schema order (as the UI lays out its inputs)."""
-    cls = pack.NODE_CLASS_MAPPINGS[node_id]
+    """Call a node's V3 ``execute`` with positional values in schema order (as the UI lays out its inputs); the ui
+    keys it sends must be those nodes/ui_protocol.py declares for it (what web/lvo.js prepares widgets for)."""
+    cls = nodes_of(pack)[node_id]
     names = [i.id for i in cls.define_schema().inputs]
-    return cls.execute(**dict(zip(names, args)), **kwargs)
+    out = cls.execute(**dict(zip(names, args)), **kwargs)
+    declared = importlib.import_module(f"{pack.__name__}.nodes.ui_protocol").NODE_UI.get(node_id, ())
+    assert set(out.ui or {}) <= set(declared), f"{node_id} sends ui keys {sorted(out.ui)}, declares {declared}"
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ FLUX

@@ -76,7 +76,7 @@ def schemas() -> dict:
     """Each node's schema (id → V3-style Schema), the pack imported as ComfyUI imports it."""
     core = json.loads(wt.REFERENCE.read_text())
     with wt.loaded_pack(core) as pack:
-        return {node_id: cls.define_schema() for node_id, cls in pack.NODE_CLASS_MAPPINGS.items()}
+        return {node_id: cls.define_schema() for node_id, cls in wt.node_classes(pack).items()}
 
 
 def output_name(output) -> str:

@@ -193,8 +193,10 @@ TEXT = {
             "标签，每张图像一个（每行一个）。",
         "Latent Visualization by Optimization: optimizes latents so that each unit fires maximally at each chosen timestep (schedule-matched noise, augmentations, penalties, preconditioned Adam), decodes them and reports metrics. Runs on a trainable copy of the UNet blocks up to the hook; the shared model is untouched. Interrupt keeps what is done: the finished images and metrics are shown in the node and saved to output/lvo_interrupted/.":
             "通过优化进行潜空间可视化：优化 latent，使每个单元在所选的每个时间步最大程度激活（与调度匹配的噪声、增强、惩罚项、预条件 Adam），解码并报告指标。在 UNet 到钩子为止各模块的可训练副本上运行；共享模型保持不变。中断会保留已完成部分：已完成的图像和指标显示在节点中，并保存到 output/lvo_interrupted/。",
-        "Latents, one row per unit × seed (in that order), remembered for LVO Optimize.":
-            "Latent，每个单元 × 种子一行（按此顺序），供 LVO 优化使用。",
+        "The steered generations as a LATENT, one row per unit × seed (in that order), to preview with VAE Decode.":
+            "引导生成的结果（LATENT），每个单元 × 种子一行（按此顺序），可用 VAE 解码预览。",
+        "The same latents by (unit, seed): wire it to LVO Optimize's prior input.":
+            "按（单元，种子）索引的同一批 latent：连接到 LVO 优化的先验输入。",
         "Lays visualizations side by side, one line per unit, each labelled with unit, timestep and ratio.":
             "将可视化结果并排排列，每个单元一行，并标注单元、时间步与比值。",
         "Learning rate (0.05).":
@@ -263,8 +265,10 @@ TEXT = {
             "噪声的种子。",
         "Size of each tile in pixels.":
             "每个格子的像素大小。",
-        "Start: a Steering Init prior (reference), an Empty Latent Image (random N(0, I) per seed), or any latent.":
-            "起点：引导初始化先验（参考）、空 Latent 图像（每个种子随机 N(0, I)）或任意 latent。",
+        "Start when no prior is wired: an Empty Latent Image (random N(0, I) per seed) or any latent.":
+            "未连接先验时的起点：空 Latent 图像（每个种子随机 N(0, I)）或任意 latent。",
+        "Start: Steering Init's prior (the reference protocol), one latent per unit × seed; wins over 'latent'.":
+            "起点：引导初始化的先验（参考流程），每个单元 × 种子一个 latent；优先于 'latent'。",
         "Steer both CFG halves (as SAeUron) or only the conditional one.":
             "同时引导 CFG 的两半（如 SAeUron）或只引导条件部分。",
         "The Activity Analysis's generated images, to show the top dataset examples.":
@@ -478,8 +482,10 @@ TEXT = {
             "ラベル（画像ごとに 1 行）。",
         "Latent Visualization by Optimization: optimizes latents so that each unit fires maximally at each chosen timestep (schedule-matched noise, augmentations, penalties, preconditioned Adam), decodes them and reports metrics. Runs on a trainable copy of the UNet blocks up to the hook; the shared model is untouched. Interrupt keeps what is done: the finished images and metrics are shown in the node and saved to output/lvo_interrupted/.":
             "最適化による潜在可視化：各ユニットが選んだ各タイムステップで最大に発火するよう潜在を最適化し（スケジュールに合わせたノイズ、拡張、ペナルティ、前処理付き Adam）、デコードして指標を報告します。フックまでの UNet ブロックの学習可能なコピーで動き、共有モデルは変更しません。中断しても完了分は残り、画像と指標はノードに表示され output/lvo_interrupted/ に保存されます。",
-        "Latents, one row per unit × seed (in that order), remembered for LVO Optimize.":
-            "潜在（ユニット × シードごとに 1 行、この順）。LVO 最適化が使います。",
+        "The steered generations as a LATENT, one row per unit × seed (in that order), to preview with VAE Decode.":
+            "ステアリングした生成結果の LATENT（ユニット × シードごとに 1 行、この順）。VAE デコードでプレビューできます。",
+        "The same latents by (unit, seed): wire it to LVO Optimize's prior input.":
+            "同じ潜在を（ユニット、シード）で引けるもの。LVO 最適化の prior 入力につなぎます。",
         "Lays visualizations side by side, one line per unit, each labelled with unit, timestep and ratio.":
             "可視化を並べ、ユニットごとに 1 行、ユニット・タイムステップ・比率のラベル付きで表示します。",
         "Learning rate (0.05).":
@@ -548,8 +554,10 @@ TEXT = {
             "ノイズのシード。",
         "Size of each tile in pixels.":
             "各タイルのピクセルサイズ。",
-        "Start: a Steering Init prior (reference), an Empty Latent Image (random N(0, I) per seed), or any latent.":
-            "開始点：ステアリング初期化の事前分布（基準）、空の潜在画像（シードごとにランダムな N(0, I)）、または任意の潜在。",
+        "Start when no prior is wired: an Empty Latent Image (random N(0, I) per seed) or any latent.":
+            "事前分布がつながっていないときの開始点：空の潜在画像（シードごとにランダムな N(0, I)）または任意の潜在。",
+        "Start: Steering Init's prior (the reference protocol), one latent per unit × seed; wins over 'latent'.":
+            "開始点：ステアリング初期化の事前分布（基準の手順）、ユニット × シードごとに 1 つの潜在。'latent' より優先されます。",
         "Steer both CFG halves (as SAeUron) or only the conditional one.":
             "CFG の両半分（SAeUron と同じ）か条件側だけを誘導します。",
         "The Activity Analysis's generated images, to show the top dataset examples.":

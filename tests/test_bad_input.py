@@ -317,7 +317,9 @@ class NodeHost:
         self.pack, self.comfy, self.monkeypatch = pack, comfy, monkeypatch
 
     def _run(self, node_id: str, **inputs):
-        cls = self.pack.NODE_CLASS_MAPPINGS[node_id]
+        from comfy_standins import nodes_of
+
+        cls = nodes_of(self.pack)[node_id]
         return cls.execute(**inputs).args[0]
 
     def loader(self, path: Path, hookpoint: str = "", k: int = 0):

@@ -123,9 +123,11 @@ def test_steering_and_activity_nodes_on_flux(comfy, pack):
     assert (pushed - plain).abs().mean() > 1e-3
     again = fake_flux_sample(comfy.patcher, noise, flux_cond(), None, latent, 3, 1.0, "euler", "simple", 0)
     assert torch.equal(plain, again)
-    prior = run(pack, "LVOSteeringInit", comfy.patcher, spec, flux_cond(), "1", 3, 128, 128, "euler", "simple",
-                "add", 20.0, 0.0, "window", 0.0, 1.0).args[0]
+    prior, table = run(pack, "LVOSteeringInit", comfy.patcher, spec, flux_cond(), "1", 3, 128, 128, "euler",
+                       "simple", "add", 20.0, 0.0, "window", 0.0, 1.0).args
     assert prior["samples"].shape == (2, 16, 16, 16) and prior["lvo_prior"]["rows"] == [(3, 1), (8, 1)]
+    assert table.rows == [(3, 1), (8, 1)] and table.label == "steering init"  # the LVO_PRIOR output, model space
+    torch.testing.assert_close(table([8], [1]), comfy.patcher.model.latent_format.process_in(prior["samples"][1:]))
     assert_pristine(comfy)
 
 

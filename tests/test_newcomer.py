@@ -118,7 +118,9 @@ def test_bad_input_is_refused_before_any_model_work(argv, says, tmp_path, monkey
 def test_nodes_refuse_typed_in_text_when_the_prompt_is_queued(pack):
     """ComfyUI calls validate_inputs (V1: VALIDATE_INPUTS) for every node before any node runs: a bad seed list
     in LVO Faithful must not cost the Sample Bank upstream a build first."""
-    nodes = pack.NODE_CLASS_MAPPINGS
+    from comfy_standins import nodes_of
+
+    nodes = nodes_of(pack)
     faithful, optimize, bank = nodes["LVOFaithful"], nodes["LVOOptimize"], nodes["LVOSampleBank"]
     assert faithful.validate_inputs(seeds="1, 2", selection_t="200") is True
     assert faithful.validate_inputs(seeds="", selection_t="peak").startswith("seeds: give at least one seed")
@@ -128,4 +130,4 @@ def test_nodes_refuse_typed_in_text_when_the_prompt_is_queued(pack):
     assert optimize.validate_inputs(seeds="1024", timesteps="peaks") is True
     assert "not a path" in bank.validate_inputs(name="D:evil")
     assert nodes["LVOFeatureHook"].validate_inputs(units="") .startswith("units: no units given")
-    assert nodes["LVOSteeringInit"]().VALIDATE_INPUTS(seeds="") != True  # noqa: E712 - V1 calls it on an instance
+    assert nodes["LVOSteeringInit"].validate_inputs(seeds="") != True  # noqa: E712 - what V3 calls

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from comfy_standins import empty_cond, run
+from comfy_api_standin import api_modules
+from comfy_standins import empty_cond, nodes_of, run
 
 from lvo_core.hookpoints import resolve_hookpoint
+from lvo_core.lvo.priors import PriorTable
 from lvo_core.model.tiny import random_sae
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,40 +28,34 @@ def ldm_point(patcher, name: str = "output_blocks.4.1"):
 
 def test_every_node_is_registered_with_tooltips(pack):
     """Same node ids as the V1 pack (saved workflows keep loading); every input and output has a tooltip."""
-    ids = set(pack.NODE_CLASS_MAPPINGS)
-    assert ids == {"LVOSAELoader", "LVOFeatureHook", "LVOActivityAnalysis", "LVODatasetExamples", "LVOSteering",
+    nodes = nodes_of(pack)
+    assert set(nodes) == {"LVOSAELoader", "LVOFeatureHook", "LVOActivityAnalysis", "LVODatasetExamples", "LVOSteering",
                    "LVOSteeringInit", "LVOOptimize", "LVOFeatureGrid", "LVOSampleBank", "LVOFaithful",
                    "LVOFeatureSearch", "LVOFeaturePage", "LVOLabelSearch"}
-    for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
+    for node_id, cls in nodes.items():
         schema = cls.define_schema()
-        assert schema.node_id == node_id == cls.__name__ and pack.NODE_DISPLAY_NAME_MAPPINGS[node_id]
+        assert schema.node_id == node_id == cls.__name__ and schema.display_name
         assert schema.category.startswith("LVO") and schema.description and callable(cls.execute)
         for item in schema.inputs + schema.outputs:
             assert item.tooltip, f"{node_id}.{item.id or item.display_name} has no tooltip"
         assert all(o.display_name for o in schema.outputs)
         assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES) == len(schema.outputs)
-    assert "bcywinski/SAeUron" in pack.NODE_CLASS_MAPPINGS["LVOSAELoader"].INPUT_TYPES()["required"]["sae_name"][1][
+    assert "bcywinski/SAeUron" in nodes["LVOSAELoader"].INPUT_TYPES()["required"]["sae_name"][1][
         "tooltip"]
 
 
-def test_v1_entry_returns_what_comfyui_v1_expects(pack):
-    node = pack.NODE_CLASS_MAPPINGS["LVOFeatureGrid"]()
-    out = getattr(node, node.FUNCTION)(images=torch.rand(2, 32, 32, 3), cell=32)
-    assert set(out) == {"result"} and out["result"][0].shape[0] == 1 and node.RETURN_TYPES == ("IMAGE",)
+def test_a_node_returns_what_comfyui_v3_expects(pack):
+    cls = nodes_of(pack)["LVOFeatureGrid"]
+    out = cls.execute(images=torch.rand(2, 32, 32, 3), cell=32)
+    assert out.ui is None and out.args[0].shape[0] == 1 and cls.RETURN_TYPES == ("IMAGE",)
 
 
-def test_with_comfy_api_the_pack_exports_only_the_v3_entry_point(monkeypatch):
-    """A package that defines NODE_CLASS_MAPPINGS is loaded as V1 and its comfy_entrypoint ignored: with comfy_api
-    present the pack must define the entry point and nothing else."""
-    spec = importlib.util.spec_from_file_location("lvo_v1_io", ROOT / "nodes" / "schema_v1.py")
-    io_module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "lvo_v1_io", io_module)
-    spec.loader.exec_module(io_module)
-    api = types.ModuleType("comfy_api")
-    versioned = types.ModuleType("comfy_api.v0_0_2")
-    versioned.io, versioned.ComfyExtension = io_module, io_module.ComfyExtension
-    monkeypatch.setitem(sys.modules, "comfy_api", api)
-    monkeypatch.setitem(sys.modules, "comfy_api.v0_0_2", versioned)
+def test_the_pack_exports_only_the_v3_entry_point(monkeypatch):
+    """A package that defines NODE_CLASS_MAPPINGS is loaded as V1 and its comfy_entrypoint ignored: the pack must
+    define the entry point and nothing else."""
+    for name, module in api_modules().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    io_module = sys.modules["comfy_api.v0_0_2"].io
     pkg = importlib.util.spec_from_file_location("lvo_v3", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
     module = importlib.util.module_from_spec(pkg)
     sys.modules["lvo_v3"] = module
@@ -142,13 +138,23 @@ def test_lvo_optimize_node(fake_comfy, pack):
     previews = [p for p in fake_comfy.progress if p[2] is not None]
     assert previews and previews[0][2][1:] == (32, 32, 3)
     assert fake_comfy.progress[-1][:2] == (48, 48)  # 8 rows × (4 steps + measuring + decoding)
+    # a Steering Init LATENT wired into 'latent', as workflows saved before the LVO_PRIOR socket do
     prior = {"samples": torch.randn(4, 4, 16, 16), "lvo_prior": {"rows": [[3, 1], [3, 2], [8, 1], [8, 2]]}}
     from_prior = run(pack, node, fake_comfy.patcher, None, spec, empty_cond(), prior, "0", "sae", 2, 0.05, "1, 2",
                                "dense", "L0", False, 0, "auto", 0).args[0]
     assert from_prior["samples"].shape == (4, 4, 16, 16)
-    with pytest.raises(Exception, match="no row for unit 3 and seed 5"):
+    with pytest.raises(Exception, match="no latent for unit 3, seed 5; give Steering Init the same units"):
         run(pack, node, fake_comfy.patcher, None, spec, empty_cond(), prior, "0", "sae", 2, 0.05, "5", "dense",
                       "L0", False, 8, "fp32", 0)
+    # the LVO_PRIOR socket gives the same start as the legacy LATENT (its latents already in model space)
+    table = PriorTable([(3, 1), (3, 2), (8, 1), (8, 2)], prior["samples"] * 0.18215, label="steering init")
+    socket = run(pack, node, fake_comfy.patcher, None, spec, empty_cond(), None, "0", "sae", 2, 0.05, "1, 2",
+                 "dense", "L0", False, 0, "auto", 0, prior=table)
+    torch.testing.assert_close(socket.args[0]["samples"], from_prior["samples"])
+    assert json.loads(socket.args[2])["name"] == "optimize from steering init"
+    with pytest.raises(Exception, match="needs a start: wire Steering Init's prior"):
+        run(pack, node, fake_comfy.patcher, None, spec, empty_cond(), None, "0", "sae", 2, 0.05, "1", "dense",
+            "L0", False, 0, "auto", 0)
     with pytest.raises(Exception, match="needs an activity analysis"):
         run(pack, node, fake_comfy.patcher, None, spec, empty_cond(), empty_latent, "peaks", "sae", 2, 0.05, "1",
                       "dense", "L1", True, 8, "fp32", 0)

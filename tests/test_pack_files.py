@@ -15,11 +15,11 @@ import workflow_tools as wt
 
 @pytest.fixture(scope="module")
 def pack_modules():
-    """The pack's ``schema_v1`` and ``v3_fields`` modules, imported as ComfyUI imports the pack."""
+    """The stand-in V3 ``io`` and the pack's ``v3_fields`` module, imported as ComfyUI imports the pack."""
     import sys
 
     with wt.loaded_pack(json.loads(wt.REFERENCE.read_text())):
-        return (sys.modules["comfyui_lvo_wf.nodes.schema_v1"], sys.modules["comfyui_lvo_wf.nodes.v3_fields"])
+        return (sys.modules["comfy_api.v0_0_2"].io, sys.modules["comfyui_lvo_wf.nodes.v3_fields"])
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_v3_fields_tables_name_real_inputs(schemas, pack_modules):
 
 
 def test_v3_fields_go_only_where_the_core_knows_them(pack_modules):
-    schema_v1, v3_fields = pack_modules
+    io, v3_fields = pack_modules
     @dataclasses.dataclass
     class OldSchema:  # ComfyUI 0.3.64: no search_aliases field, inputs carry extra_dict
         node_id: str
@@ -124,7 +124,7 @@ def test_v3_fields_go_only_where_the_core_knows_them(pack_modules):
     old = v3_fields.apply(OldSchema("LVOOptimize", [OldInput("lr"), OldInput("steps")]))
     assert not hasattr(old, "search_aliases")
     assert [i.extra_dict for i in old.inputs] == [{"advanced": True}, {}]
-    new = v3_fields.apply(schema_v1.Schema("LVOOptimize", inputs=[schema_v1.Float.Input("lr")]))
+    new = v3_fields.apply(io.Schema("LVOOptimize", inputs=[io.Float.Input("lr")]))
     assert new.search_aliases[:2] == ["sae", "sparse autoencoder"] and new.inputs[0].advanced
 
 

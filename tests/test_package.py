@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import tomllib
 import torch
+from comfy_api_standin import api_modules
+from comfy_standins import nodes_of
 from conftest import random_sae
 
 from lvo_core.cli import main
@@ -20,9 +22,11 @@ from lvo_core.sae import save_sae
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def import_pack(name: str, monkeypatch) -> object:
-    """Import the pack folder as ComfyUI does (a package named after the folder, hyphens and all), with the one
-    ComfyUI module the node schemas read at import (the sampler names) stood in for."""
+def import_pack(name: str, monkeypatch, v3: bool = True) -> object:
+    """Import the pack folder as ComfyUI does (a package named after the folder, hyphens and all), with the ComfyUI
+    modules the node schemas read at import (the sampler names, the V3 API unless ``v3`` is False) stood in for."""
+    for key, module in (api_modules() if v3 else {"comfy_api": None}).items():  # None: `import comfy_api` fails
+        monkeypatch.setitem(sys.modules, key, module)
     samplers = types.ModuleType("comfy.samplers")
     samplers.KSampler = types.SimpleNamespace(SAMPLERS=["euler"], SCHEDULERS=["normal"])
     comfy = types.ModuleType("comfy")
@@ -42,9 +46,16 @@ def import_pack(name: str, monkeypatch) -> object:
 
 def test_pack_imports_like_comfyui_does(monkeypatch):
     module = import_pack("comfyui-lvo", monkeypatch)
-    assert isinstance(module.NODE_CLASS_MAPPINGS, dict)  # no comfy_api here: the V1 entry
-    assert set(module.NODE_DISPLAY_NAME_MAPPINGS) == set(module.NODE_CLASS_MAPPINGS)
+    assert callable(module.comfy_entrypoint) and not hasattr(module, "NODE_CLASS_MAPPINGS")  # V3 only
+    assert len(nodes_of(module)) == 13
     assert (ROOT / module.WEB_DIRECTORY).is_dir()
+
+
+def test_a_comfyui_without_the_v3_api_gets_no_nodes_and_one_log_line(monkeypatch, caplog):
+    """ComfyUI before 0.3.48 has no comfy_api: nothing is registered (no half-working V1 nodes), the log says why."""
+    module = import_pack("comfyui_lvo_old", monkeypatch, v3=False)
+    assert not hasattr(module, "comfy_entrypoint") and not hasattr(module, "NODE_CLASS_MAPPINGS")
+    assert "update ComfyUI to 0.3.64 or later" in caplog.text and (ROOT / module.WEB_DIRECTORY).is_dir()
 
 
 def test_lvo_core_never_imports_comfyui():
@@ -226,8 +237,9 @@ def test_plain_clone_without_requirements_says_what_to_install(monkeypatch, capl
     (description and run), and so does the log at import."""
     monkeypatch.setitem(sys.modules, "diffusers", None)  # `import diffusers` now raises ImportError
     module = import_pack("comfyui_lvo_bare", monkeypatch)
-    assert set(module.NODE_CLASS_MAPPINGS) >= {"LVOSAELoader", "LVOOptimize"}
-    cls = module.NODE_CLASS_MAPPINGS["LVOFeatureHook"]
+    nodes = nodes_of(module)
+    assert set(nodes) >= {"LVOSAELoader", "LVOOptimize"}
+    cls = nodes["LVOFeatureHook"]
     description = cls.define_schema().description
     assert description.startswith("NOT READY") and "diffusers" in description and "requirements.txt" in description
     with pytest.raises(Exception, match=r"needs diffusers.*-m pip install -r .*requirements\.txt"):

@@ -503,7 +503,9 @@ def test_node_bank_names_stay_inside_the_output_folder(pack, fake_comfy, monkeyp
 
 
 def test_node_unit_lists_are_bounded_like_the_cli(pack, fake_comfy):
-    hook = pack.NODE_CLASS_MAPPINGS["LVOFeatureHook"]
+    from comfy_standins import nodes_of
+
+    hook = nodes_of(pack)["LVOFeatureHook"]
     with pytest.raises(Exception, match="more than 1048576"):
         hook.execute(model=fake_comfy.patcher, units="0-10000000000", hookpoint="", sae=None)
 

@@ -1,5 +1,6 @@
 """Build, validate and convert ComfyUI workflows (UI format, as the frontend saves them) against real node
-definitions: ComfyUI core from the saved ``/object_info`` of ComfyUI 0.3.64, this pack from its ``INPUT_TYPES``.
+definitions: ComfyUI core from the saved ``/object_info`` of ComfyUI 0.3.64, this pack from its node classes'
+``INPUT_TYPES`` (what ComfyUI's ``/object_info`` sends for a V3 node).
 
 ``python tests/workflow_tools.py`` rewrites the Browse Templates folder ``example_workflows/`` from the graphs in
 :data:`GRAPHS` (the source): each workflow's JSON and a same-name ``.jpg`` thumbnail (a drawing of the graph under its
@@ -11,12 +12,15 @@ as a template (an "index" card), and the frontend shows a pack's templates by fi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import json
 import sys
 import types
 from pathlib import Path
+
+from comfy_api_standin import api_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference" / "comfyui-0.3.64-object_info-core.json"
@@ -31,13 +35,16 @@ SAE = "SAeUron"
 
 @contextlib.contextmanager
 def loaded_pack(core: dict):
-    """This pack imported as ComfyUI imports it (V1, ComfyUI's sampler names from the saved core specs)."""
+    """This pack imported as ComfyUI imports it (V3 through the stand-in ``comfy_api``, ComfyUI's sampler names from
+    the saved core specs)."""
     samplers = core["KSampler"]["input"]["required"]
     stub = types.ModuleType("comfy.samplers")
     stub.KSampler = types.SimpleNamespace(SAMPLERS=samplers["sampler_name"][0], SCHEDULERS=samplers["scheduler"][0])
     comfy = sys.modules.get("comfy") or types.ModuleType("comfy")
-    saved = {k: sys.modules.get(k) for k in ("comfy", "comfy.samplers")}
+    api = api_modules()
+    saved = {k: sys.modules.get(k) for k in ("comfy", "comfy.samplers", *api)}
     sys.modules["comfy"], sys.modules["comfy.samplers"] = comfy, stub
+    sys.modules.update(api)
     comfy.samplers = stub
     try:
         spec = importlib.util.spec_from_file_location("comfyui_lvo_wf", ROOT / "__init__.py",
@@ -58,12 +65,18 @@ def loaded_pack(core: dict):
                 sys.modules[key] = value
 
 
+def node_classes(pack) -> dict[str, type]:
+    """The pack's node classes by id, from its V3 entry point (as ComfyUI gets them)."""
+    extension = asyncio.run(pack.comfy_entrypoint())
+    return {cls.__name__: cls for cls in asyncio.run(extension.get_node_list())}  # named as its id
+
+
 def _pack_specs(core: dict) -> dict:
     """/object_info-style specs of this pack's nodes (imported as ComfyUI imports the pack)."""
     with loaded_pack(core) as pack:
         return {node_id: {"input": cls.INPUT_TYPES(), "output": list(cls.RETURN_TYPES),
                           "output_name": list(cls.RETURN_NAMES), "name": node_id}
-                for node_id, cls in pack.NODE_CLASS_MAPPINGS.items()}
+                for node_id, cls in node_classes(pack).items()}
 
 
 def node_specs() -> dict:
@@ -299,7 +312,7 @@ def _feature_chain(first: int, hook_inputs: dict, prefix: str) -> dict:
                                     "prompts": PROMPTS, "steps": 50, "cfg": 7.5}),
         s: ("LVOSteeringInit", {"model": L(1), "units": L(first - 1), "empty_prompt": L(2), "activity": L(a)}),
         o: ("LVOOptimize", {"model": L(1), "vae": L(1, 2), "units": L(first - 1), "empty_prompt": L(2),
-                            "latent": L(s), "activity": L(a)}),
+                            "prior": L(s, 1), "activity": L(a)}),
         g: ("LVOFeatureGrid", {"images": L(o, 1), "metrics": L(o, 2)}),
         save: ("SaveImage", {"images": L(g), "filename_prefix": prefix}),
         chart: ("PreviewImage", {"images": L(a, 1)}),
@@ -433,7 +446,7 @@ GRAPHS = {
                                         "name": "sd15_up_blocks.1.attentions.1"}),
                   8: ("LVOSteeringInit", {"model": L(1), "units": L(4), "empty_prompt": L(2), "activity": L(5)}),
                   9: ("LVOOptimize", {"model": L(1), "vae": L(1, 2), "units": L(4), "empty_prompt": L(2),
-                                      "latent": L(8), "activity": L(5)}),
+                                      "prior": L(8, 1), "activity": L(5)}),
                   10: ("LVOFaithful", {"model": L(1), "vae": L(1, 2), "units": L(4), "empty_prompt": L(2),
                                        "bank": L(7), "activity": L(5)}),
                   11: ("LVOFeaturePage", {"model": L(1), "vae": L(1, 2), "units": L(4), "empty_prompt": L(2),

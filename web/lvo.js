@@ -1,13 +1,14 @@
 // comfyui-lvo frontend extension: draws results inside the nodes that produced them. Plain ES module, no build.
-//  - LVO Activity Analysis: interactive chart of activity over timesteps (hover for timestep, value, dataset max;
-//    peaks highlighted).
-//  - LVO Optimize: a table of the metrics of every visualization.
-//  - LVO Feature Page: one unit's page — activity chart, top dataset examples, bank histogram and top pool images,
+// Protocol (nodes/ui_protocol.py, docs/comfyui.md): a node's `ui` dict arrives in its `executed` message; each key
+// has one renderer in RENDERERS below, and any LVO node that sends that key gets it drawn:
+//  - lvo_activity: interactive chart of activity over timesteps (hover for timestep, value, dataset max; peaks).
+//  - lvo_metrics: a table of the metrics of every visualization.
+//  - lvo_feature: one unit's page — activity chart, top dataset examples, bank histogram and top pool images,
 //    each run's visualizations with their metrics.
-//  - SAE Loader / Feature Hook: a one-line summary of what was loaded or selected.
-// Everything is a DOM widget (addDOMWidget), created with the node and filled when it has run: the classic canvas
-// renderer and Nodes 2.0 (Vue nodes, where canvas drawing hooks never run and only widgets that exist when the
-// node is mounted are shown) both display it.
+//  - text: a short summary of what was loaded, selected or found.
+// Everything is a DOM widget (addDOMWidget) created with the node (NODE_UI says which keys a node sends) and filled
+// when it has run: the classic canvas renderer and Nodes 2.0 (Vue nodes, where canvas drawing hooks never run and
+// only widgets that exist when the node is mounted are shown) both display it.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -156,10 +157,6 @@ function runTable(run) {
     `<th>reached</th><th>÷max</th><th>rank</th><th>pool</th></tr>${rows}</table>`;
 }
 
-function escapeHtml(text) {
-  return String(text).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
-}
-
 function renderFeature(view, card) {
   const box = view.box;
   box.replaceChildren();
@@ -240,71 +237,94 @@ function featureView(node) {
   return { box, activity: null };
 }
 
-function onCreated(nodeType, create) {
-  const onNodeCreated = nodeType.prototype.onNodeCreated;
-  nodeType.prototype.onNodeCreated = function () {
-    const result = onNodeCreated?.apply(this, arguments);
-    create(this);
-    return result;
-  };
+function fit(node, element, height) {
+  element.style.minHeight = `${height}px`;
+  node.setSize([node.size[0], Math.max(node.size[1], node.computeSize()[1])]);
 }
 
-function onExecuted(nodeType, show) {
-  const previous = nodeType.prototype.onExecuted;
-  nodeType.prototype.onExecuted = function (message) {
-    previous?.apply(this, arguments);
-    if (message) show(this, message);
-  };
+// ui key → renderer: `create(node)` makes the widget (state kept in node.lvo[key]); `show(node, state, value)` draws
+// the key's value (always a list). Keys and their payloads: nodes/ui_protocol.py.
+const RENDERERS = {
+  lvo_activity: {
+    create(node) {
+      const chart = activityElement(node);
+      domWidget(node, "lvo_activity_chart", chart.box, 200);
+      chart.readout.textContent = "run the node to see its units' activity over the timesteps";
+      return chart;
+    },
+    show(node, chart, value) {
+      node.lvoActivity = JSON.parse(value[0]);
+      chart.readout.textContent = "hover the chart for values";
+      drawActivity(chart.canvas, node.lvoActivity, null);
+    },
+  },
+  lvo_metrics: {
+    create(node) {
+      return domWidget(node, "lvo_metrics", placeholder("metrics appear here after a run"), 60);
+    },
+    show(node, element, value) {
+      const report = JSON.parse(value[0]);
+      element.innerHTML = metricsTable(report);
+      fit(node, element, 60 + 16 * report.metrics.length);
+    },
+  },
+  lvo_feature: {
+    create(node) {
+      const view = featureView(node);
+      domWidget(node, "lvo_feature_page", view.box, 80);
+      return view;
+    },
+    show(node, view, value) {
+      renderFeature(view, JSON.parse(value[0]));
+      fit(node, view.box, Math.min(900, view.box.scrollHeight + 8));
+    },
+  },
+  text: {
+    create(node) {
+      return domWidget(node, "lvo_summary", placeholder(""), 20);
+    },
+    show(node, element, value) {
+      element.textContent = value.join("\n");
+    },
+  },
+};
+
+// node id → the ui keys it sends, so their widgets exist from the start (equal to nodes/ui_protocol.py NODE_UI).
+const NODE_UI = {
+  LVOSAELoader: ["text"],
+  LVOFeatureHook: ["text"],
+  LVOActivityAnalysis: ["lvo_activity"],
+  LVOSteeringInit: ["text"],
+  LVOOptimize: ["lvo_metrics", "images"],
+  LVOFaithful: ["lvo_metrics", "images"],
+  LVOFeatureSearch: ["text"],
+  LVOLabelSearch: ["text"],
+  LVOFeaturePage: ["lvo_feature"],
+};
+
+function widgetFor(node, key) {
+  node.lvo ??= {};
+  node.lvo[key] ??= RENDERERS[key].create(node);
+  return node.lvo[key];
 }
 
 app.registerExtension({
   name: "comfyui-lvo",
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData.name === "LVOActivityAnalysis") {
-      onCreated(nodeType, (node) => {
-        node.lvoChart = activityElement(node);
-        domWidget(node, "lvo_activity_chart", node.lvoChart.box, 200);
-        node.lvoChart.readout.textContent = "run the node to see its units' activity over the timesteps";
-      });
-      onExecuted(nodeType, (node, message) => {
-        const payload = message.lvo_activity?.[0];
-        if (!payload || !node.lvoChart) return;
-        node.lvoActivity = JSON.parse(payload);
-        node.lvoChart.readout.textContent = "hover the chart for values";
-        drawActivity(node.lvoChart.canvas, node.lvoActivity, null);
-      });
-    } else if (nodeData.name === "LVOOptimize" || nodeData.name === "LVOFaithful") {
-      onCreated(nodeType, (node) => {
-        node.lvoMetrics = domWidget(node, "lvo_metrics", placeholder("metrics appear here after a run"), 60);
-      });
-      onExecuted(nodeType, (node, message) => {
-        const payload = message.lvo_metrics?.[0];
-        if (!payload || !node.lvoMetrics) return;
-        const report = JSON.parse(payload);
-        node.lvoMetrics.style.minHeight = `${60 + 16 * report.metrics.length}px`;
-        node.lvoMetrics.innerHTML = metricsTable(report);
-        node.setSize([node.size[0], Math.max(node.size[1], node.computeSize()[1])]);
-      });
-    } else if (nodeData.name === "LVOFeaturePage") {
-      onCreated(nodeType, (node) => {
-        node.lvoFeature = featureView(node);
-        domWidget(node, "lvo_feature_page", node.lvoFeature.box, 80);
-      });
-      onExecuted(nodeType, (node, message) => {
-        const payload = message.lvo_feature?.[0];
-        if (!payload || !node.lvoFeature) return;
-        renderFeature(node.lvoFeature, JSON.parse(payload));
-        node.lvoFeature.box.style.minHeight = `${Math.min(900, node.lvoFeature.box.scrollHeight + 8)}px`;
-        node.setSize([node.size[0], Math.max(node.size[1], node.computeSize()[1])]);
-      });
-    } else if (nodeData.name === "LVOSAELoader" || nodeData.name === "LVOFeatureHook") {
-      onCreated(nodeType, (node) => {
-        node.lvoSummary = domWidget(node, "lvo_summary", placeholder(""), 20);
-      });
-      onExecuted(nodeType, (node, message) => {
-        const text = message.text?.[0];
-        if (text && node.lvoSummary) node.lvoSummary.textContent = text;
-      });
-    }
+    if (!nodeData.category?.startsWith("LVO")) return;  // only this pack's nodes; other packs' `text` is theirs
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function () {
+      const result = onNodeCreated?.apply(this, arguments);
+      for (const key of NODE_UI[nodeData.name] ?? []) if (RENDERERS[key]) widgetFor(this, key);
+      return result;
+    };
+    const onExecuted = nodeType.prototype.onExecuted;
+    nodeType.prototype.onExecuted = function (message) {
+      onExecuted?.apply(this, arguments);
+      for (const [key, value] of Object.entries(message ?? {})) {
+        if (!RENDERERS[key] || !Array.isArray(value) || !value.length) continue;  // `images`: ComfyUI draws them
+        RENDERERS[key].show(this, widgetFor(this, key), value);
+      }
+    };
   },
 });

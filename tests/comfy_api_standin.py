@@ -1,13 +1,17 @@
-"""The part of ComfyUI's V3 schema (``comfy_api.v0_0_2.io``) this pack uses, for hosts without ``comfy_api``.
+"""A stand-in for ComfyUI's ``comfy_api.v0_0_2`` (``io`` and ``ComfyExtension``): the part of the V3 schema the
+pack's nodes use, for tests that run without ComfyUI.
 
-The nodes are written once, against the V3 API. Inside a ComfyUI that has ``comfy_api`` they are real
-``io.ComfyNode`` classes; in an older ComfyUI (and in the tests, which run without ComfyUI) this module stands in
-for ``io``: the same constructors, and every node class also carries the V1 attributes (``INPUT_TYPES``,
-``RETURN_TYPES``, ``FUNCTION``, …) that ComfyUI's V1 loader reads. Only what the pack's nodes use is here.
+The real package is not installable from a package registry (it ships only inside ComfyUI's source, and importing
+it needs PyAV and the rest of ComfyUI's requirements), so tests put :func:`api_modules` in ``sys.modules`` before
+they import the pack. Like the real ``io.ComfyNode`` it also
+derives ComfyUI's node-definition fields (``INPUT_TYPES``, ``RETURN_TYPES``, ``RETURN_NAMES``, …) from the schema:
+ComfyUI sends those to the frontend as ``/object_info``, and the workflow tools check templates against them.
 """
 
 from __future__ import annotations
 
+import sys
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +28,7 @@ class Input:
         self.options = {k: v for k, v in options.items() if v is not None}
 
     def v1(self) -> tuple:
-        """The V1 ``INPUT_TYPES`` entry: ``(type, {tooltip, default, min, …})``."""
+        """The ``INPUT_TYPES`` entry (``/object_info``): ``(type, {tooltip, default, min, …})``."""
         opts = dict(self.options)
         choices = opts.pop("options", None)
         if opts.pop("force_input", False):
@@ -81,8 +85,8 @@ class NodeOutput:
         return self.args[index]
 
 
-class _V1Attributes(type):
-    """V1 attributes computed from the schema when ComfyUI (or a test) reads them from the class."""
+class _NodeInfo(type):
+    """ComfyUI's node-definition fields, computed from the schema when read from the class (as the real ``io``)."""
 
     RETURN_TYPES = property(lambda cls: tuple(o.io_type for o in cls.GET_SCHEMA().outputs))
     RETURN_NAMES = property(lambda cls: tuple(o.display_name or o.io_type for o in cls.GET_SCHEMA().outputs))
@@ -92,18 +96,8 @@ class _V1Attributes(type):
     OUTPUT_NODE = property(lambda cls: cls.GET_SCHEMA().is_output_node)
 
 
-class ComfyNode(metaclass=_V1Attributes):
-    """Base of every node: ``define_schema`` and ``execute`` as in V3, plus V1's entry points."""
-
-    FUNCTION = "run_v1"
-    RETURN_TYPES = property(lambda self: type(self).RETURN_TYPES)  # V1 also reads them from the instance
-    RETURN_NAMES = property(lambda self: type(self).RETURN_NAMES)
-    OUTPUT_NODE = property(lambda self: type(self).OUTPUT_NODE)
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "validate_inputs" in cls.__dict__:  # V1 calls it by this name, on an instance
-            cls.VALIDATE_INPUTS = cls.validate_inputs
+class ComfyNode(metaclass=_NodeInfo):
+    """Base of every node: ``define_schema``, ``execute`` and ``validate_inputs`` as in V3."""
 
     @classmethod
     def define_schema(cls) -> Schema:
@@ -118,14 +112,10 @@ class ComfyNode(metaclass=_V1Attributes):
         return cls.define_schema()
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict[str, dict[str, tuple]]:  # noqa: N802 - the V1 name
+    def INPUT_TYPES(cls) -> dict[str, dict[str, tuple]]:  # noqa: N802 - the V3 class's /object_info field
         schema = cls.define_schema()
         return {"required": {i.id: i.v1() for i in schema.inputs if not i.optional},
                 "optional": {i.id: i.v1() for i in schema.inputs if i.optional}}
-
-    def run_v1(self, **kwargs: Any) -> dict:
-        out = type(self).execute(**kwargs)
-        return {"ui": out.ui, "result": out.args} if out.ui is not None else {"result": out.args}
 
 
 class ComfyExtension:
@@ -133,3 +123,12 @@ class ComfyExtension:
 
     async def get_node_list(self) -> list[type[ComfyNode]]:
         raise NotImplementedError
+
+
+def api_modules() -> dict[str, types.ModuleType]:
+    """This module as ComfyUI's V3 API: the ``sys.modules`` entries ``comfy_api`` and ``comfy_api.v0_0_2``."""
+    api = types.ModuleType("comfy_api")
+    versioned = types.ModuleType("comfy_api.v0_0_2")
+    versioned.io, versioned.ComfyExtension = sys.modules[__name__], ComfyExtension
+    api.v0_0_2 = versioned
+    return {"comfy_api": api, "comfy_api.v0_0_2": versioned}
