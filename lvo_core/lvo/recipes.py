@@ -201,3 +201,13 @@ def build_run(backend: Backend, spec: RunSpec, **options: Any) -> Visualization:
     vis = visualize(backend, list(spec.units), **run_arguments(backend, spec), **options)
     vis.prior = f"{spec.recipe.name}: {vis.prior}"
     return vis
+
+
+def visualize_recipe(backend: Backend, variant: Recipe, units: Sequence[int], *, sae: SparseAutoencoder | None,
+                     analysis: ActivityAnalysis | None = None, seeds: Sequence[int] = (1, 2, 3, 4),
+                     steer_prior: SteerFactory | None = None, bank: SampleBank | None = None,
+                     **options: Any) -> Visualization:
+    """:func:`build_run` with the spec's parts as arguments (Python callers, the README's example): ``sae`` None
+    means raw channels; ``options`` go to ``visualize``."""
+    spec = RunSpec(variant, list(units), list(seeds), sae=sae, analysis=analysis, bank=bank, steer=steer_prior)
+    return build_run(backend, spec, **options)
