@@ -246,7 +246,7 @@ def test_lvo_optimize_releases_its_copy_when_it_fails(fake_comfy, pack, host, mo
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(fake_comfy.glue, "backend", tracked)
-    monkeypatch.setattr(sys.modules["comfyui_lvo.nodes.lvo_nodes"], "visualize", failing)
+    monkeypatch.setattr(sys.modules["comfyui_lvo.nodes.lvo_nodes"], "build_run", failing)
     node = "LVOOptimize"
     with pytest.raises(RuntimeError, match="out of memory"):
         run(pack, node, fake_comfy.patcher, None, spec, empty_cond(), {"samples": torch.zeros(1, 4, 16, 16)}, "0",
