@@ -14,7 +14,6 @@ import torch
 from ..errors import LVOError
 from ..fileio import OutputPathError, check_file_target
 from ..progress import Printer, ProgressFn, StepFn, stage
-from ..runs.record import RunInterrupted, load_result, sigterm_as_interrupt
 from .setup import TINY_MODELS
 
 NOT_RECORDED = ("func", "from_json", "resume")
@@ -111,6 +110,8 @@ def run(s: Any, argv: Sequence[str] = ()) -> int:
     """Run ``s.func`` (a ``cmd_*``) behind the CLI's error boundary: bad input is one line on stderr and status 2,
     an interrupt (Ctrl-C, or SIGTERM, as torchrun stops workers) status 130, never a traceback. With
     ``s.from_json`` the recorded run's settings come back first (``--out`` in ``argv`` moves it)."""
+    from ..runs.record import RunInterrupted, sigterm_as_interrupt  # runs.* loads PIL: not for --help
+
     try:
         with sigterm_as_interrupt():
             if getattr(s, "from_json", None):
@@ -133,6 +134,8 @@ def run(s: Any, argv: Sequence[str] = ()) -> int:
 
 def rerun_settings(s: Any, argv: Sequence[str]) -> Any:
     """The settings a result.json recorded (flags it predates keep today's defaults); ``--out`` may move it."""
+    from ..runs.record import load_result
+
     recorded = load_result(s.from_json)
     if recorded.get("command") != s.command:
         raise LVOError(f"{s.from_json} records a '{recorded.get('command')}' run, not '{s.command}'")

@@ -12,12 +12,9 @@ from typing import Any
 import torch
 
 from ..analysis.bank import SampleBank
-from ..analysis.labels import LabelTable
 from ..analysis.metrics import display_images
 from ..fileio import ensure_folder
 from ..lvo.pipeline import plan_rows
-from ..runs.record import results_table, run_visualize
-from ..runs.report import save_json, save_png, save_tensors, versions
 from .boundary import VISUALIZE, Progress, recorded_args
 from .lvo_run import lvo_setup, steer_prior
 from .setup import check_units, load_analysis, setup
@@ -25,6 +22,8 @@ from .setup import check_units, load_analysis, setup
 
 def cmd_visualize(s: Any) -> int:
     """LVO: optimize latents so that units fire, decode, measure."""
+    from ..runs.record import results_table, run_visualize  # the runs stage loads PIL: not for --help
+
     start = time.perf_counter()
     backend, kwargs, info, settings, units = lvo_setup(s)
     vis, result = run_visualize(s.out, backend, units, resume=s.resume, settings=settings, info=info,
@@ -45,6 +44,7 @@ def cmd_visualize(s: Any) -> int:
 def cmd_atlas(s: Any) -> int:
     """LVO for many units (all of an SAE), resumable, on 1 or N processes (torchrun)."""
     from ..runs.atlas import build_atlas, join_cluster  # with the site: ~40 ms that --help need not pay
+    from ..analysis.labels import LabelTable
     from ..runs.site import write_atlas_site
 
     cluster = join_cluster()
@@ -86,6 +86,7 @@ def cmd_atlas(s: Any) -> int:
 def cmd_steer(s: Any) -> int:
     """Steered generations: the LVO priors of some units."""
     from ..runs.pictures import steer_sheet
+    from ..runs.report import save_json, save_png, save_tensors, versions
 
     model, sae, hookpoint = setup(s)
     check_units(model, hookpoint, s.units, sae)
