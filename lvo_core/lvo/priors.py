@@ -33,16 +33,13 @@ class PriorTable:
         if latents.ndim != 4 or len(rows) != latents.shape[0]:
             raise LVOError(f"{source}: {len(rows)} (unit, seed) rows for latents of shape {tuple(latents.shape)}; "
                            f"give one [C, H, W] latent per row")
-        if len(set(rows)) != len(rows):
-            twice = next(r for r in rows if rows.count(r) > 1)
-            raise LVOError(f"{source} lists unit {twice[0]}, seed {twice[1]} twice; give each (unit, seed) once")
         self.rows = rows
         self.latents = latents
         self.label = label
         self.source = source
         self.fix = fix
         self.notes = list(notes)
-        self._index = {row: i for i, row in enumerate(rows)}
+        self._index = {row: i for i, row in enumerate(rows)}  # a repeated seed makes the same row: the last one
 
     def __len__(self) -> int:
         return len(self.rows)
