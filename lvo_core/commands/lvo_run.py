@@ -6,41 +6,27 @@ bank built or resumed in ``--bank``, a steering prior, a ``steer`` priors file) 
 from __future__ import annotations
 
 from dataclasses import replace
-import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import torch
-from safetensors import safe_open
 
 from ..analysis.bank import BankSettings, SampleBank, build_bank, read_settings
 from ..analysis.steering import steer
 from ..errors import LVOError
 from ..lvo.optimize import preset, resolve_precision
+from ..lvo.priors import PriorTable
 from ..lvo.recipes import CUSTOM, Recipe, RunSpec, custom_recipe, recipe, run_arguments, score_bank
 from ..lvo.regularizers import settings_from_flags
 from ..lvo.transforms import ROBUSTNESS_LEVELS
-from ..sae.formats import read_safetensors
 from .boundary import BANK_SAMPLING, BANK_SCORING, Progress, recorded_args
 from .setup import backend_for, check_units, load_analysis, setup
 
 
-def priors_from_file(path: str):
-    """A prior ``(units, seeds) -> latents`` read from ``steer``'s ``priors.safetensors``."""
-    tensors = read_safetensors(path)
-    with safe_open(path, framework="pt") as fh:
-        rows = json.loads((fh.metadata() or {}).get("rows", "[]"))
-    table = {(int(r["unit"]), int(r["seed"])): tensors["latents"][i] for i, r in enumerate(rows)}
-
-    def prior(units: list[int], seeds: list[int]) -> torch.Tensor:
-        missing = [(u, s) for u, s in zip(units, seeds) if (u, s) not in table]
-        if missing:
-            raise LVOError(f"priors file {path} has no latent for unit {missing[0][0]}, seed {missing[0][1]}; "
-                           f"run `steer` with the same units and seeds")
-        return torch.stack([table[(u, s)] for u, s in zip(units, seeds)])
-    prior.label = f"file:{path}"
-    return prior
+def priors_from_file(path: str) -> PriorTable:
+    """A prior ``(units, seeds) -> latents`` read from ``steer``'s ``priors.safetensors`` (labelled ``file:PATH``)."""
+    return PriorTable.load(path)
 
 
 def steer_prior(model, sae, hookpoint: str, analysis, s: Any):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from ..analysis.bank import SampleBank
 from ..analysis.metrics import display_images
 from ..fileio import ensure_folder
 from ..lvo.pipeline import plan_rows
+from ..lvo.priors import PriorTable
 from .boundary import VISUALIZE, Progress, recorded_args
 from .lvo_run import lvo_setup, steer_prior
 from .setup import check_units, load_analysis, setup
@@ -86,7 +86,7 @@ def cmd_atlas(s: Any) -> int:
 def cmd_steer(s: Any) -> int:
     """Steered generations: the LVO priors of some units."""
     from ..runs.pictures import steer_sheet
-    from ..runs.report import save_json, save_png, save_tensors, versions
+    from ..runs.report import save_json, save_png, versions
 
     model, sae, hookpoint = setup(s)
     check_units(model, hookpoint, s.units, sae)
@@ -95,7 +95,7 @@ def cmd_steer(s: Any) -> int:
     latents = steer_prior(model, sae, hookpoint, analysis, s)([r.unit for r in rows], [r.seed for r in rows])
     out = ensure_folder(s.out)
     meta_rows = [{"unit": r.unit, "seed": r.seed} for r in rows]
-    save_tensors({"latents": latents}, out / "priors.safetensors", {"rows": json.dumps(meta_rows)})
+    PriorTable([(r.unit, r.seed) for r in rows], latents).save(out / "priors.safetensors")
     if model.decoder is not None:
         with torch.no_grad():
             images = display_images(model.decoder(latents))
