@@ -12,7 +12,7 @@ unit show different samples.
 from __future__ import annotations
 
 import warnings
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -35,6 +35,15 @@ def first_peak(unit: int, analysis: ActivityAnalysis | None, fallback: int = EXA
     and whether it is the fallback. The one "first peak, else a fixed timestep" rule of the pack."""
     peaks = analysis.peaks(unit) if analysis is not None else []
     return (int(peaks[0]), False) if peaks else (int(fallback), True)
+
+
+def scored_bank(bank: SampleBank, backend: Backend, sae: SparseAutoencoder | None, timesteps: Sequence[int],
+                on_progress: Callable[[int, int], None] | None = None) -> SampleBank:
+    """A bank someone handed over, ready to rank by: one of another model, block, SAE or latent size is refused
+    before any work, then scored at ``timesteps`` where it is not yet (the scores are saved with it)."""
+    bank.check_matches(backend, sae)
+    bank.ensure_scores(backend, sae, sorted(set(int(t) for t in timesteps)), on_progress=on_progress)
+    return bank
 
 
 class SelectionWarning(UserWarning):

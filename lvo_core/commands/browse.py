@@ -14,6 +14,7 @@ import torch
 
 from ..analysis.bank import SampleBank
 from ..analysis.metrics import display_images
+from ..analysis.selection import scored_bank
 from ..errors import LVOError
 from ..fileio import ensure_folder
 from ..model.sampling import sample
@@ -123,9 +124,7 @@ def cmd_page(s: Any) -> int:
     backend = backend_for(model, hookpoint, sae)
     bank = None
     if s.bank:
-        bank = SampleBank.load(s.bank)
-        bank.check_matches(backend, sae)
-        bank.ensure_scores(backend, sae, [s.bank_t], on_progress=Progress(BANK_SCORING))
+        bank = scored_bank(SampleBank.load(s.bank), backend, sae, [s.bank_t], Progress(BANK_SCORING))
     labels = None
     if s.labels:
         from ..analysis.labels import LabelTable

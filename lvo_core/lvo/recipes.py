@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 
 from ..analysis.activity import ActivityAnalysis
 from ..analysis.bank import SampleBank
-from ..analysis.selection import FALLBACK_T, SELECT_T, BankPrior, SelectionWarning, selection_timesteps
+from ..analysis.selection import FALLBACK_T, SELECT_T, BankPrior, SelectionWarning, scored_bank, selection_timesteps
 from ..analysis.steering import REFERENCE_SEEDS
 from ..errors import LVOError
 from ..model.backend import Backend
@@ -144,11 +144,10 @@ def score_bank(backend: Backend, spec: RunSpec, on_progress: Callable[[int, int]
     if spec.bank is None:
         raise LVOError(f"recipe '{spec.recipe.name}' starts from a sample bank; build one (`python -m lvo_core bank`) "
                        f"and pass it")
-    spec.bank.check_matches(backend, spec.sae)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SelectionWarning)
         chosen, _ = selection_timesteps(spec.units, spec.recipe.select_t, spec.analysis, spec.recipe.fallback_t)
-    spec.bank.ensure_scores(backend, spec.sae, sorted(set(chosen.values())), on_progress=on_progress)
+    scored_bank(spec.bank, backend, spec.sae, list(chosen.values()), on_progress)
 
 
 def recipe_start(backend: Backend, variant: Recipe, units: Sequence[int], *, sae: SparseAutoencoder | None,
