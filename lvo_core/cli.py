@@ -2,8 +2,9 @@
 grouped, with an example).
 
 This module only parses: one ``*_args`` function per subcommand declares its flags (the regularizers' come from
-:mod:`lvo_core.lvo.regularizers`); :func:`lvo_core.commands.run` runs the command behind the error boundary (bad
-input: one line, status 2; an interrupt: status 130) and the rest of :mod:`lvo_core.commands` does the work.
+:mod:`lvo_core.lvo.regularizers`) and :data:`COMMANDS` pairs it with the ``cmd_*`` of :mod:`lvo_core.commands` that
+does the work; :func:`lvo_core.commands.boundary.run` runs it behind the error boundary (bad input: one line,
+status 2; an interrupt: status 130).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Callable, Sequence
 
 import torch
 
-from . import commands
 from .analysis.steering import REFERENCE_SEEDS
-from .commands import DEFAULT_HOOKPOINT
+from .commands import browse, data, demo, files, visualize
+from .commands.boundary import ARG_ACTIONS, run
+from .commands.setup import DEFAULT_HOOKPOINT
 from .errors import LVOError
 from .lvo import regularizers
 
@@ -330,13 +332,17 @@ def ablate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
 
 
-# A subcommand is its name here with the function above declaring its flags, ``cmd_<name>`` in lvo_core.commands
+# A subcommand is its name here with the function above declaring its flags, the ``cmd_*`` of lvo_core.commands
 # doing the work (the first paragraph of its docstring is the help line) and an example in EXAMPLES. In the order a
 # newcomer meets them.
-SUBCOMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
-    "demo": demo_args, "visualize": visualize_args, "bank": bank_args, "search": search_args, "page": page_args,
-    "analyze": analyze_args, "examples": examples_args, "steer": steer_args, "atlas": atlas_args, "info": info_args,
-    "label": label_args, "convert": convert_args, "ablate": ablate_args,
+Declare = Callable[[argparse.ArgumentParser], None]
+COMMANDS: dict[str, tuple[Declare, Callable[..., int]]] = {
+    "demo": (demo_args, demo.cmd_demo), "visualize": (visualize_args, visualize.cmd_visualize),
+    "bank": (bank_args, data.cmd_bank), "search": (search_args, browse.cmd_search), "page": (page_args, browse.cmd_page),
+    "analyze": (analyze_args, data.cmd_analyze), "examples": (examples_args, data.cmd_examples),
+    "steer": (steer_args, visualize.cmd_steer), "atlas": (atlas_args, visualize.cmd_atlas),
+    "info": (info_args, files.cmd_info), "label": (label_args, data.cmd_label),
+    "convert": (convert_args, files.cmd_convert), "ablate": (ablate_args, demo.cmd_ablate),
 }
 
 
@@ -346,18 +352,17 @@ def build_parser() -> argparse.ArgumentParser:
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, title="commands",
                                 metavar="COMMAND")
-    for name, declare in SUBCOMMANDS.items():
-        func = getattr(commands, f"cmd_{name}")
+    for name, (declare, func) in COMMANDS.items():
         summary = " ".join(func.__doc__.split("\n\n")[0].split())
         declare(sub.add_parser(name, help=summary, description=summary, epilog=f"example:\n  {EXAMPLES[name]}",
                                formatter_class=argparse.RawDescriptionHelpFormatter))
         sub.choices[name].set_defaults(func=func)
-        commands.ARG_ACTIONS[name] = {a.dest: a for a in sub.choices[name]._actions if a.dest != "help"}
+        ARG_ACTIONS[name] = {a.dest: a for a in sub.choices[name]._actions if a.dest != "help"}
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, then run behind the error boundary (:func:`lvo_core.commands.run`): bad input is one line and status
-    2, an interrupt status 130, never a traceback."""
+    """Parse, then run behind the error boundary (:func:`lvo_core.commands.boundary.run`): bad input is one line and
+    status 2, an interrupt status 130, never a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    return commands.run(build_parser().parse_args(argv), argv)
+    return run(build_parser().parse_args(argv), argv)

@@ -13,8 +13,10 @@ from ..lvo_core.analysis.activity import (
     unit_activations,
 )
 from ..lvo_core.analysis.examples import maps_from_latents, overlay, rank_examples
+from ..lvo_core.analysis.selection import first_peak
 from ..lvo_core.errors import ActivityError, LVOError
-from ..lvo_core.runs.plots import WORDS, activity_chart, colour_bar, heat_tile, image_grid
+from ..lvo_core.runs.pictures import heatmap_grid
+from ..lvo_core.runs.plots import activity_chart
 from . import comfy_glue as glue
 from .comfy_glue import io
 from .sockets import ACTIVITY, UNITS
@@ -161,8 +163,7 @@ class LVODatasetExamples(io.ComfyNode):
         if unit not in units.units:
             raise LVOError(f"unit {unit} is not in the selection {list(units.units)}; add it in LVO Feature Hook")
         if timestep < 0:
-            peaks = activity.peaks(unit) if activity is not None else []
-            timestep = peaks[0] if peaks else 500
+            timestep, _ = first_peak(unit, activity)
         labels = [p for p in (prompts or "").splitlines() if p.strip()] or None
         if labels is not None and len(labels) != len(images):
             labels = None
@@ -171,19 +172,16 @@ class LVODatasetExamples(io.ComfyNode):
         maps = maps_from_latents(backend, z, unit, timestep, units.sae, seed)
         ranked = rank_examples(maps, k=min(k, len(images)), prompts=labels, timestep=timestep)
         vmax = max(float(ranked[0].heatmap.max()), 1e-8)
-        tiles = [overlay(images[e.index, ..., :3].cpu().numpy(), e.heatmap, vmax=vmax) for e in ranked]
-        columns = min(4, len(tiles))
-        cell = max(int(images.shape[1]), 96)
-        grid = image_grid([heat_tile(images[e.index, ..., :3].cpu().numpy(), e.heatmap, vmax=vmax, size=cell)
-                           for e in ranked],
-                          [f"#{i + 1}: image {e.index}" + (f" ({e.prompt})" if e.prompt else "")
-                           + f", activation {e.score:.3g}" for i, e in enumerate(ranked)], columns=columns, cell=cell,
-                          title=f"Dataset examples of {units.label(unit)} at {units.hookpoint}, t = {timestep}",
-                          subtitle=f"the {len(ranked)} of {len(images)} images it fires on most, best first",
-                          legend=[f"activation: the unit's spatial mean over the image's positions, the image encoded "
-                                  f"and noised to t = {timestep}", WORDS["heatmap"]],
-                          colour=colour_bar(columns * (cell + 4), vmax, "heatmap: the unit's activation at each "
-                                            "position (one scale for every tile)"))
+        pictures = [images[e.index, ..., :3].cpu().numpy() for e in ranked]
+        tiles = [overlay(picture, e.heatmap, vmax=vmax) for picture, e in zip(pictures, ranked)]
+        grid = heatmap_grid(pictures, [e.heatmap for e in ranked],
+                            [f"#{i + 1}: image {e.index}" + (f" ({e.prompt})" if e.prompt else "")
+                             + f", activation {e.score:.3g}" for i, e in enumerate(ranked)],
+                            cell=max(int(images.shape[1]), 96),
+                            title=f"Dataset examples of {units.label(unit)} at {units.hookpoint}, t = {timestep}",
+                            subtitle=f"the {len(ranked)} of {len(images)} images it fires on most, best first",
+                            legend=[f"activation: the unit's spatial mean over the image's positions, the image "
+                                    f"encoded and noised to t = {timestep}"])
         ranking = json.dumps({"unit": unit, "timestep": timestep,
                               "examples": [{"index": e.index, "score": e.score, "prompt": e.prompt} for e in ranked]})
         return io.NodeOutput(torch.from_numpy(np.stack(tiles)).float(), _to_image(grid), ranking)

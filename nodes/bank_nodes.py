@@ -7,11 +7,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..lvo_core.analysis.bank import BankSettings, build_bank
-from ..lvo_core.analysis.selection import SELECT_T, selection_timesteps
+from ..lvo_core.analysis.selection import SELECT_T
 from ..lvo_core.errors import LVOError
-from ..lvo_core.lvo.optimize import auto_precision
+from ..lvo_core.lvo.optimize import resolve_precision
 from ..lvo_core.lvo.pipeline import AFTER_STEPS
-from ..lvo_core.lvo.recipes import recipe, visualize_recipe
+from ..lvo_core.lvo.recipes import RunSpec, build_run, recipe, score_bank
 from ..lvo_core.model.units import parse_seeds
 from . import comfy_glue as glue
 from .checks import bank_folder_name, check_text, selection_rule
@@ -124,22 +124,17 @@ class LVOFaithful(io.ComfyNode):
         seed_list = parse_seeds(seeds)
         if not seed_list:
             raise LVOError("give at least one seed, e.g. '1, 2, 3, 4'")
-        rule = selection_rule(selection_t)
         base = recipe("faithful", raw=units.sae is None)
         config = replace(base.config, steps=max(polish_steps, 1), check_every=10,
-                         precision=auto_precision(glue.compute_device(model)) if precision == "auto" else precision)
-        chosen = replace(base, config=config, polish=polish_steps > 0, select_t=rule)
-        shape = tuple(bank.latents.shape[1:])
-        backend = glue.backend(model, units, vae, empty_prompt, shape)
+                         precision=resolve_precision(precision, glue.compute_device(model)))
+        chosen = replace(base, config=config, polish=polish_steps > 0, select_t=selection_rule(selection_t))
+        spec = RunSpec(chosen, list(units.units), seed_list, sae=units.sae, analysis=activity, bank=bank)
+        backend = glue.backend(model, units, vae, empty_prompt, tuple(bank.latents.shape[1:]))
         progress = glue.Progress(len(units.units) * len(seed_list) * (max(polish_steps, 1) + AFTER_STEPS),
                                  keep_partial=True)
         try:
-            timesteps, _ = selection_timesteps(units.units, rule, activity)
-            bank.check_matches(backend, units.sae)  # a foreign bank is refused before any scoring
-            bank.ensure_scores(backend, units.sae, sorted(set(timesteps.values())), on_progress=progress)
-            vis = visualize_recipe(backend, chosen, list(units.units), sae=units.sae, analysis=activity,
-                                   seeds=seed_list, bank=bank, batch_size="auto", on_progress=progress,
-                                   should_stop=progress.should_stop)
+            score_bank(backend, spec, on_progress=progress)  # a foreign bank is refused before any scoring
+            vis = build_run(backend, spec, batch_size="auto", on_progress=progress, should_stop=progress.should_stop)
             extra_mb = round(backend.copy_bytes / 2 ** 20, 1)
         finally:
             backend.release()

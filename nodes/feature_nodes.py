@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..lvo_core.analysis.metrics import display_images
+from ..lvo_core.analysis.selection import scored_bank
 from ..lvo_core.errors import LVOError
 from ..lvo_core.runs.feature_page import feature_card, feature_sheet
 from . import comfy_glue as glue
@@ -87,8 +88,7 @@ class LVOFeaturePage(io.ComfyNode):
             run_images.append(images)
         if bank is not None:
             backend = glue.backend(model, units, vae, empty_prompt, tuple(bank.latents.shape[1:]), trainable=False)
-            bank.check_matches(backend, units.sae)
-            bank.ensure_scores(backend, units.sae, [bank_t], on_progress=glue.Progress(1))
+            scored_bank(bank, backend, units.sae, [bank_t], glue.Progress(1))
         card = feature_card(unit, hookpoint=units.hookpoint, sae=units.sae, analysis=activity, bank=bank,
                             bank_t=bank_t, results=results, top=top, bins=bins, labels=labels)
         pictures: dict[str, list] = {}

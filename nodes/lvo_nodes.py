@@ -8,10 +8,11 @@ import numpy as np
 import torch
 
 from ..lvo_core.errors import LVOError
-from ..lvo_core.lvo.optimize import auto_precision
 from ..lvo_core.lvo.optimize import preset as make_preset
-from ..lvo_core.lvo.pipeline import AFTER_STEPS, visualize
+from ..lvo_core.lvo.optimize import resolve_precision
+from ..lvo_core.lvo.pipeline import AFTER_STEPS
 from ..lvo_core.lvo.priors import PriorTable
+from ..lvo_core.lvo.recipes import RunSpec, build_run, custom_recipe
 from ..lvo_core.model.sampling import seeded_noise
 from ..lvo_core.model.units import parse_seeds
 from ..lvo_core.runs.plots import image_grid, ratio_or_activation
@@ -148,7 +149,7 @@ class LVOOptimize(io.ComfyNode):
         kind = units.kind if preset == "auto" else preset
         config = make_preset(kind, robustness=robustness, steps=steps, lr=lr, noise=noise,
                              preview_every=preview_every, check_every=10,
-                             precision=auto_precision(glue.compute_device(model)) if precision == "auto" else precision)
+                             precision=resolve_precision(precision, glue.compute_device(model)))
         shape = start_shape(model, latent, prior)
         backend = glue.backend(model, units, vae, empty_prompt, shape)
         progress = glue.Progress(len(units.units) * len(seed_list) * (steps + AFTER_STEPS), keep_partial=True)
@@ -157,10 +158,11 @@ class LVOOptimize(io.ComfyNode):
             progress(progress.bar.current, progress.bar.total, images)
 
         prior = prior_function(model, latent, shape, prior)
+        run = custom_recipe(config, prior="given", value=objective, timesteps=row_timesteps(timesteps),
+                            raw=units.sae is None)
+        spec = RunSpec(run, list(units.units), seed_list, sae=units.sae, analysis=activity, prior=prior)
         try:
-            vis = visualize(backend, list(units.units), sae=units.sae, analysis=activity,
-                            timesteps=row_timesteps(timesteps), seeds=seed_list, prior=prior,
-                            config=config, value=objective, batch_size=batch_size or "auto", on_progress=progress,
+            vis = build_run(backend, spec, batch_size=batch_size or "auto", on_progress=progress,
                             on_preview=on_preview, should_stop=progress.should_stop)
             extra_mb = round(backend.copy_bytes / 2 ** 20, 1)
         finally:

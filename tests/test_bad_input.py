@@ -31,7 +31,8 @@ from lvo_core import errors
 from lvo_core.analysis.activity import analyze_activity, analyze_captured
 from lvo_core.analysis.steering import StrengthSchedule
 from lvo_core.cli import main
-from lvo_core.commands import load_analysis, priors_from_file, read_prompts
+from lvo_core.commands.lvo_run import priors_from_file
+from lvo_core.commands.setup import load_analysis, read_prompts
 from lvo_core.fileio import atomic_write
 from lvo_core.hookpoints import ldm_state_dict, resolve_hookpoint
 from lvo_core.lvo.objectives import Channel, SAEFeature

@@ -9,8 +9,7 @@ CORE = Path(__file__).resolve().parents[1] / "lvo_core"
 LAYERS = {"errors": 0, "fileio": 0, "hookpoints": 0, "identity": 0, "progress": 0, "sae": 1, "model": 2,
           "analysis": 3, "lvo": 4, "runs": 5, "toy": 6,
           "commands": 7, "cli": 8, "bench": 8, "__main__": 9}
-# A result object offering ``save()`` for its users reaches forward to the run record at call time only.
-LAZY_FORWARD = {("lvo.pipeline", "runs.record")}
+LAZY_FORWARD: set[tuple[str, str]] = set()  # (module, later stage's module) it may import at call time: none
 
 
 def stage(module: str) -> str:

@@ -252,7 +252,7 @@ def test_lvo_optimize_releases_its_copy_when_it_fails(fake_comfy, pack, host, mo
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(fake_comfy.glue, "backend", tracked)
-    monkeypatch.setattr(sys.modules["comfyui_lvo.nodes.lvo_nodes"], "visualize", failing)
+    monkeypatch.setattr(sys.modules["comfyui_lvo.nodes.lvo_nodes"], "build_run", failing)
     node = "LVOOptimize"
     with pytest.raises(RuntimeError, match="out of memory"):
         run(pack, node, fake_comfy.patcher, None, spec, empty_cond(), {"samples": torch.zeros(1, 4, 16, 16)}, "0",
@@ -478,3 +478,28 @@ def test_feature_page_node(fake_comfy, pack, monkeypatch, tmp_path):
     with pytest.raises(Exception, match="not the metrics JSON"):
         run(pack, "LVOFeaturePage", fake_comfy.patcher, None, spec, empty_cond(), 3, 4, 200, 5, None, None, None,
             None, "{oops")
+
+
+def test_cli_and_faithful_node_rows_carry_the_same_fields(fake_comfy, pack, tmp_path, capsys):
+    """One run builder: `visualize` on the tiny model and LVO Faithful on the same model, SAE, bank, units and seeds
+    give rows with the same fields — the bank start's pool_index and the fallback note included — and the same
+    numbers; the node adds only the unit's display label."""
+    from lvo_core.cli import main
+
+    out, bank_dir = tmp_path / "cli", tmp_path / "bank"
+    assert main(["visualize", "--model", "tiny", "--units", "3,8", "--seeds", "1,2", "--bank", str(bank_dir),
+                 "--bank-size", "4", "--select-t", "peak", "--steps", "2", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    cli_rows = json.loads((out / "result.json").read_text())["metrics"]
+    bank = sys.modules["comfyui_lvo.lvo_core.analysis.bank"].SampleBank.load(bank_dir)
+    spec = run(pack, "LVOFeatureHook", fake_comfy.patcher, "3, 8", "", random_sae()).args[0]
+    text = run(pack, "LVOFaithful", fake_comfy.patcher, None, spec, empty_cond(), bank, "1, 2", "peak", 2,
+               "fp32").args[2]
+    node_rows = json.loads(text)["metrics"]
+    assert len(cli_rows) == len(node_rows) == 4
+    for cli, node in zip(cli_rows, node_rows):
+        assert set(node) == set(cli) | {"label"}, set(node) ^ set(cli)
+        assert {k: cli[k] for k in ("unit", "seed", "timestep", "pool_index", "note")} == \
+               {k: node[k] for k in ("unit", "seed", "timestep", "pool_index", "note")}
+        assert "fallback timestep t = 200" in cli["note"] and cli["pool_index"] in range(4)
+        assert node["activation"] == pytest.approx(cli["activation"], rel=1e-4, abs=1e-6)

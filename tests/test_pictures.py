@@ -14,7 +14,7 @@ import torch
 
 from lvo_core.analysis.activity import analyze_captured
 from lvo_core.analysis.examples import overlay
-from lvo_core.commands import load_analysis
+from lvo_core.commands.setup import load_analysis
 from lvo_core.errors import LVOError
 from lvo_core.model.tiny import random_sae
 from lvo_core.runs.feature_page import feature_card, feature_sheet

@@ -11,7 +11,8 @@ import torch
 from conftest import random_sae
 
 from lvo_core.cli import build_parser
-from lvo_core.commands import lvo_config, recorded_args
+from lvo_core.commands.boundary import recorded_args
+from lvo_core.commands.lvo_run import lvo_config
 from lvo_core.lvo import regularizers
 from lvo_core.lvo.objectives import Channel, SAEFeature
 from lvo_core.lvo.optimize import PRESETS, ConfigError, LVOConfig, history_keys, optimize, preset

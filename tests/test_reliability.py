@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from lvo_core.analysis.bank import BankError, BankSettings, SampleBank, build_bank
 from lvo_core.analysis.feature_search import search_features
 from lvo_core.cli import build_parser, main
-from lvo_core.commands import rerun_settings
+from lvo_core.commands.boundary import rerun_settings
 from lvo_core.fileio import OutputPathError, atomic_write, ensure_folder, write_text
 from lvo_core.model.backend import DiffusersBackend
 from lvo_core.model.tiny import CharPromptEncoder, random_sae, sd15_scheduler, tiny_unet, tiny_vae

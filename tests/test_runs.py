@@ -24,7 +24,7 @@ from lvo_core.lvo.pipeline import Row, visualize
 from lvo_core.model.backend import DiffusersBackend
 from lvo_core.model.tiny import CharPromptEncoder, random_sae, sd15_scheduler, tiny_vae
 from lvo_core.runs.atlas import Cluster, build_atlas
-from lvo_core.runs.record import RunInterrupted, RunRecord, fingerprint, run_visualize
+from lvo_core.runs.record import RunInterrupted, RunRecord, fingerprint, run_visualize, save_visualization
 
 HP = "up_blocks.1.attentions.1"
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +96,7 @@ def test_an_interrupt_saves_the_partial_batch_unfinished_and_resume_equals_an_un
 
 def test_visualization_save_writes_the_same_run_folder(tmp_path, backend):
     vis = visualize(backend, [3], **KW)
-    result = vis.save(tmp_path / "saved")
+    result = save_visualization(vis, tmp_path / "saved")
     assert result["complete"] and result["images"] == ["feature3_t0_seed1.png", "feature3_t500_seed1.png"]
     assert torch.equal(load_file(tmp_path / "saved" / "latents.safetensors")["latents"], vis.latents)
     assert json.loads((tmp_path / "saved" / "result.json").read_text())["metrics"] == vis.metrics

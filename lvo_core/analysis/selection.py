@@ -12,7 +12,7 @@ unit show different samples.
 from __future__ import annotations
 
 import warnings
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -25,6 +25,25 @@ from .bank import SampleBank
 
 SELECT_T = 200  # the default selection timestep (measured on the toy world: python -m lvo_core ablate)
 FALLBACK_T = SELECT_T  # the "peak" rule's fallback for units no analysis saw active
+
+
+EXAMPLE_T = 500  # dataset examples' timestep for a unit without an activity peak
+
+
+def first_peak(unit: int, analysis: ActivityAnalysis | None, fallback: int = EXAMPLE_T) -> tuple[int, bool]:
+    """The unit's first (highest) activity peak, else ``fallback`` (no analysis, or one that never saw it active),
+    and whether it is the fallback. The one "first peak, else a fixed timestep" rule of the pack."""
+    peaks = analysis.peaks(unit) if analysis is not None else []
+    return (int(peaks[0]), False) if peaks else (int(fallback), True)
+
+
+def scored_bank(bank: SampleBank, backend: Backend, sae: SparseAutoencoder | None, timesteps: Sequence[int],
+                on_progress: Callable[[int, int], None] | None = None) -> SampleBank:
+    """A bank someone handed over, ready to rank by: one of another model, block, SAE or latent size is refused
+    before any work, then scored at ``timesteps`` where it is not yet (the scores are saved with it)."""
+    bank.check_matches(backend, sae)
+    bank.ensure_scores(backend, sae, sorted(set(int(t) for t in timesteps)), on_progress=on_progress)
+    return bank
 
 
 class SelectionWarning(UserWarning):
@@ -51,16 +70,11 @@ def selection_timesteps(units: Sequence[int], rule: str | int | Mapping[int, int
             continue
         if rule != "peak":
             raise LVOError(f"selection timestep rule must be 'peak' or an integer timestep, got '{rule}'")
-        peaks: list[int] = []
-        if analysis is not None:
-            try:
-                peaks = analysis.peaks(unit)
-            except UnitError:
-                peaks = []
-        if peaks:
-            chosen[unit] = int(peaks[0])
-        else:
-            chosen[unit] = int(fallback)
+        try:
+            chosen[unit], fell_back = first_peak(unit, analysis, fallback)
+        except UnitError:
+            chosen[unit], fell_back = int(fallback), True
+        if fell_back:
             why = "no activity analysis was given" if analysis is None else "the activity analysis never saw it active"
             notes[unit] = f"unit {unit}: {why}; selected at the fallback timestep t = {fallback}"
             warnings.warn(notes[unit], SelectionWarning, stacklevel=2)

@@ -153,6 +153,11 @@ def auto_precision(device: torch.device | str) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """A precision setting as run: ``auto`` becomes :func:`auto_precision` of ``device``; the others stay."""
+    return auto_precision(device) if precision == "auto" else precision
+
+
 def preset(name: str, robustness: str | None = None, **overrides: Any) -> LVOConfig:
     """A named preset, optionally with a robustness level (``L0``…``L3``) and any field overridden."""
     if name not in PRESETS:

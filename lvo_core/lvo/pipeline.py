@@ -7,7 +7,6 @@ units share batches — each row carries its own unit, timestep and seed.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -148,13 +147,6 @@ class Visualization:
     def complete(self) -> bool:
         return not self.interrupted and not self.stopped
 
-    def save(self, out: str | os.PathLike, settings: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Write this run as a run folder (one PNG per row, ``contact_sheet.png``, ``latents.safetensors``,
-        ``result.json``; see :mod:`lvo_core.runs.record`) and return the result JSON."""
-        from ..runs.record import save_visualization
-
-        return save_visualization(self, out, settings)
-
     def summary(self) -> dict[str, Any]:
         """JSON-friendly record of the run (history included), as written next to the images."""
         return {"unit_kind": self.unit_kind, "objective": self.objective, "prior": self.prior,
@@ -173,7 +165,7 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
               on_preview: Callable[[list[Row], int, Tensor], None] | None = None,
               should_stop: Callable[[], bool] | None = None, optimize_latents: bool = True,
               on_batch: Callable[[list[Row], LVOResult, list[dict[str, Any]], Tensor | None], None] | None = None,
-              skip: Sequence[Row] = ()) -> Visualization:
+              skip: Sequence[Row] = (), row_fields: Callable[[Row], dict[str, Any]] | None = None) -> Visualization:
     """LVO for ``units`` (SAE features when ``sae`` is given, raw channels otherwise); see the module docstring.
 
     ``prior``: ``"random"`` or a function ``(units, seeds) -> latents`` (e.g. a steering prior). ``config``
@@ -184,7 +176,8 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
     done so far plus the partial batch. ``on_batch(rows, result, metrics, images)`` runs after each batch, the
     interrupted or NaN-stopped one too (``result.complete`` tells them apart), so it can be saved at once. Batches
     are cut from the whole plan; a batch whose rows are all in ``skip`` is not run again, any other is run whole (see
-    :mod:`lvo_core.runs.record`). ``optimize_latents=False`` measures and decodes the starting latents as they are (e.g.
+    :mod:`lvo_core.runs.record`). ``row_fields(row)`` adds fields to a row's metrics before ``on_batch`` sees them
+    (a bank start's ``pool_index`` and fallback ``note``). ``optimize_latents=False`` measures and decodes the starting latents as they are (e.g.
     bank selection alone). ``batch_size="auto"`` starts from :func:`auto_batch_size`; whatever the start, an
     out-of-memory error halves the batches and redoes the rows.
     """
@@ -246,6 +239,9 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
                       unoptimized(init, batch, config, objective.name))
             batch_metrics = unit_metrics(backend, [r.unit for r in batch], result.latents, result.init_latents,
                                          result.timesteps, result.seeds, sae, analysis, samples=eval_samples)
+            if row_fields is not None:
+                for row, m in zip(batch, batch_metrics):
+                    m.update(row_fields(row))
             after(1)
             decoded = None
             if decode:

@@ -17,21 +17,28 @@ prior or plain noise, and how hard to steer), which SAE value is maximized and a
   unit's activity peak), then a short polish with ``best``'s settings at that timestep. Choosing among the
   model's samples keeps the picture on the data; the polish lifts the activation past the dataset maximum before
   it starts to trade the concept away (measured: ``python -m lvo_core ablate``).
+
+A hand-built run (the CLI's ``--recipe custom``, LVO Optimize) is a recipe too (:func:`custom_recipe`). Every caller —
+the CLI's ``visualize`` and ``atlas``, the nodes, the ablation — describes its run as a :class:`RunSpec` and gets
+``visualize``'s arguments from :func:`run_arguments` (or the finished run from :func:`build_run`), so their rows carry
+the same fields: a bank start's ``pool_index`` and, where the selection timestep was a fallback, its ``note``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import warnings
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 from ..analysis.activity import ActivityAnalysis
 from ..analysis.bank import SampleBank
-from ..analysis.selection import FALLBACK_T, SELECT_T, BankPrior, selection_timesteps
+from ..analysis.selection import FALLBACK_T, SELECT_T, BankPrior, SelectionWarning, scored_bank, selection_timesteps
+from ..analysis.steering import REFERENCE_SEEDS
 from ..errors import LVOError
 from ..model.backend import Backend
 from ..sae.model import SparseAutoencoder
 from .optimize import PRESETS, LVOConfig
-from .pipeline import PriorFn, Timesteps, Visualization, visualize
+from .pipeline import PriorFn, Row, Timesteps, Visualization, visualize
 from .regularizers import reference_settings
 
 SteerFactory = Callable[[SparseAutoencoder | None, ActivityAnalysis | None, float | None], PriorFn]
@@ -39,7 +46,8 @@ SteerFactory = Callable[[SparseAutoencoder | None, ActivityAnalysis | None, floa
 
 @dataclass(frozen=True)
 class Recipe:
-    """One way to run LVO: settings, start, value and timesteps."""
+    """One way to run LVO: settings, start, value and timesteps. ``prior``: ``steer`` (a steered generation),
+    ``random`` (N(0, I)), ``bank`` (the best pool image) or ``given`` (the caller's start: a priors file, a latent)."""
 
     name: str
     config: LVOConfig
@@ -56,8 +64,9 @@ class Recipe:
     fallback_t: int = FALLBACK_T
 
     def __post_init__(self) -> None:
-        if self.prior not in ("steer", "random", "bank"):
-            raise LVOError(f"recipe '{self.name}': prior must be 'steer', 'random' or 'bank', got '{self.prior}'")
+        if self.prior not in ("steer", "random", "bank", "given"):
+            raise LVOError(f"recipe '{self.name}': prior must be 'steer', 'random', 'bank' or 'given', got "
+                           f"'{self.prior}'")
         if self.prior != "bank" and not self.polish:
             raise LVOError(f"recipe '{self.name}': only a bank prior can skip the optimization (polish=False)")
         if self.value not in ("dense", "pre", "sparse"):
@@ -94,6 +103,7 @@ RECIPES: dict[str, Recipe] = {
                        timesteps="select", note="best-scoring pool sample at the selection timestep, short polish"),
 }
 DEFAULT_RECIPE = "faithful"
+CUSTOM = "custom"
 
 
 def recipe(name: str, raw: bool = False, **overrides: Any) -> Recipe:
@@ -104,9 +114,46 @@ def recipe(name: str, raw: bool = False, **overrides: Any) -> Recipe:
     return replace(chosen, **overrides) if overrides else chosen
 
 
+def custom_recipe(config: LVOConfig, *, prior: str = "steer", value: str = "dense",
+                  timesteps: str | Sequence[int] = "peaks", raw: bool = False) -> Recipe:
+    """A hand-built run as a recipe: the settings, start, value and row timesteps given (the CLI's ``--recipe
+    custom``, LVO Optimize)."""
+    rows = timesteps if isinstance(timesteps, str) else tuple(int(t) for t in timesteps)
+    return Recipe(CUSTOM, config, prior=prior, value=value, timesteps=rows, raw=raw, note="built from the settings")
+
+
+@dataclass
+class RunSpec:
+    """One LVO run besides the model: the recipe, which units and seeds, and what it reads. ``sae`` None means raw
+    channels; ``bank`` serves a bank recipe, ``steer(sae, analysis, strength)`` makes a steer recipe's prior, and
+    ``prior`` is a ``given`` recipe's start (a function ``(units, seeds) -> latents``)."""
+
+    recipe: Recipe
+    units: list[int]
+    seeds: list[int] = field(default_factory=lambda: list(REFERENCE_SEEDS))
+    sae: SparseAutoencoder | None = None
+    analysis: ActivityAnalysis | None = None
+    bank: SampleBank | None = None
+    steer: SteerFactory | None = None
+    prior: PriorFn | None = None
+
+
+def score_bank(backend: Backend, spec: RunSpec, on_progress: Callable[[int, int], None] | None = None) -> None:
+    """Refuse a bank of another model, block or SAE, then score it at the units' selection timesteps — before any
+    row starts, so the scoring shows as a step of its own (the fallbacks are announced where the rows start)."""
+    if spec.bank is None:
+        raise LVOError(f"recipe '{spec.recipe.name}' starts from a sample bank; build one (`python -m lvo_core bank`) "
+                       f"and pass it")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SelectionWarning)
+        chosen, _ = selection_timesteps(spec.units, spec.recipe.select_t, spec.analysis, spec.recipe.fallback_t)
+    scored_bank(spec.bank, backend, spec.sae, list(chosen.values()), on_progress)
+
+
 def recipe_start(backend: Backend, variant: Recipe, units: Sequence[int], *, sae: SparseAutoencoder | None,
                  analysis: ActivityAnalysis | None, seeds: Sequence[int], steer_prior: SteerFactory | None = None,
-                 bank: SampleBank | None = None) -> tuple[str | PriorFn, Timesteps, dict[int, str]]:
+                 bank: SampleBank | None = None,
+                 given: PriorFn | None = None) -> tuple[str | PriorFn, Timesteps, dict[int, str]]:
     """What a recipe's rows start from and at which timesteps: ``(prior, timesteps, notes)``; ``notes`` says per
     unit where a fallback was used. ``sae`` is None for raw channels."""
     notes: dict[int, str] = {}
@@ -117,6 +164,10 @@ def recipe_start(backend: Backend, variant: Recipe, units: Sequence[int], *, sae
         return steer_prior(sae, analysis, variant.steer_strength), timesteps, notes
     if variant.prior == "random":
         return "random", timesteps, notes
+    if variant.prior == "given":
+        if given is None:
+            raise LVOError(f"recipe '{variant.name}' starts from a given prior; pass the prior function")
+        return given, timesteps, notes
     if bank is None:
         raise LVOError(f"recipe '{variant.name}' starts from a sample bank; build one (`python -m lvo_core bank`) "
                        f"and pass it")
@@ -126,21 +177,36 @@ def recipe_start(backend: Backend, variant: Recipe, units: Sequence[int], *, sae
     return BankPrior(bank, backend, sae, chosen, seeds, variant.pool, ranked=variant.select), timesteps, notes
 
 
+def run_arguments(backend: Backend, spec: RunSpec) -> dict[str, Any]:
+    """The arguments of :func:`~lvo_core.lvo.pipeline.visualize` (after the backend and units) that run ``spec``:
+    its start, rows, settings and value, and ``row_fields`` giving a bank start's rows their ``pool_index`` and
+    fallback ``note``. The CLI passes them through the run record, the nodes straight to ``visualize``."""
+    prior, timesteps, notes = recipe_start(backend, spec.recipe, spec.units, sae=spec.sae, analysis=spec.analysis,
+                                           seeds=spec.seeds, steer_prior=spec.steer, bank=spec.bank, given=spec.prior)
+    arguments: dict[str, Any] = dict(sae=spec.sae, analysis=spec.analysis, seeds=list(spec.seeds),
+                                     timesteps=timesteps, prior=prior, config=spec.recipe.config,
+                                     value=spec.recipe.value, optimize_latents=spec.recipe.polish)
+    if isinstance(prior, BankPrior):
+        def row_fields(row: Row) -> dict[str, Any]:
+            fields = {"pool_index": prior.chosen.get((row.unit, row.seed))}
+            return {**fields, "note": notes[row.unit]} if row.unit in notes else fields
+        arguments["row_fields"] = row_fields
+    return arguments
+
+
+def build_run(backend: Backend, spec: RunSpec, **options: Any) -> Visualization:
+    """Run ``spec`` in memory: :func:`~lvo_core.lvo.pipeline.visualize` with :func:`run_arguments`; ``options`` go
+    to ``visualize`` (batch size, progress, previews, interrupts, …). The run's prior is named after its recipe."""
+    vis = visualize(backend, list(spec.units), **run_arguments(backend, spec), **options)
+    vis.prior = f"{spec.recipe.name}: {vis.prior}"
+    return vis
+
+
 def visualize_recipe(backend: Backend, variant: Recipe, units: Sequence[int], *, sae: SparseAutoencoder | None,
                      analysis: ActivityAnalysis | None = None, seeds: Sequence[int] = (1, 2, 3, 4),
                      steer_prior: SteerFactory | None = None, bank: SampleBank | None = None,
                      **options: Any) -> Visualization:
-    """:func:`~lvo_core.lvo.pipeline.visualize` under a recipe (``sae`` None: raw channels). Rows of a bank recipe
-    carry the pool image they started from (``pool_index``) and, where the selection timestep was a fallback, a
-    ``note`` saying so. ``options`` go to ``visualize`` (batch size, progress, previews, interrupts, …)."""
-    prior, timesteps, notes = recipe_start(backend, variant, units, sae=sae, analysis=analysis, seeds=seeds,
-                                           steer_prior=steer_prior, bank=bank)
-    vis = visualize(backend, list(units), sae=sae, analysis=analysis, timesteps=timesteps, seeds=seeds, prior=prior,
-                    config=variant.config, value=variant.value, optimize_latents=variant.polish, **options)
-    if isinstance(prior, BankPrior):
-        for m in vis.metrics:
-            m["pool_index"] = prior.chosen.get((m["unit"], m["seed"]))
-            if m["unit"] in notes:
-                m["note"] = notes[m["unit"]]
-    vis.prior = f"{variant.name}: {vis.prior}"
-    return vis
+    """:func:`build_run` with the spec's parts as arguments (Python callers, the README's example): ``sae`` None
+    means raw channels; ``options`` go to ``visualize``."""
+    spec = RunSpec(variant, list(units), list(seeds), sae=sae, analysis=analysis, bank=bank, steer=steer_prior)
+    return build_run(backend, spec, **options)

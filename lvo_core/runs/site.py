@@ -18,7 +18,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+import torch
+
+from ..analysis.bank import SampleBank
+from ..analysis.metrics import display_images
 from ..fileio import atomic_write
+from ..progress import StepFn
+from .feature_page import feature_card
 from .report import save_png
 
 STYLE = ("body{font:14px/1.4 system-ui,sans-serif;margin:0;background:#fafafa;color:#222}"
@@ -229,3 +235,34 @@ def atlas_site(out: str | Path, index: Mapping[str, Any] | None, *, atlas_dir: s
     hookpoint = (index or {}).get("hookpoint") or (labels.hookpoint if labels is not None else "")
     trusted = labels.settings.trusted if labels is not None else 0.85
     return write_site(out, entries, kind=kind, hookpoint=str(hookpoint), trusted=trusted)
+
+
+def write_atlas_site(out: str | Path, index: Mapping[str, Any], backend: Any, *, sae: Any, analysis: Any,
+                     bank: SampleBank | None, labels: Any = None, top: int = 4, kind: str = "feature",
+                     on_progress: StepFn | None = None) -> Path:
+    """The atlas's static site in ``out``: labels, feature cards from the bank and the analysis, each unit's top
+    ``top`` bank images (decoded with ``backend``), the atlas's pictures from ``index``."""
+    if labels is not None:
+        labels.check_matches(sae)
+    bank_t = None
+    if bank is not None:  # the bank's scores of this block and these units, at the first timestep it has them
+        bank.check_matches(backend, sae)
+        mine = bank.key(0, sae)[:3]
+        bank_t = next((key[3] for key in sorted(bank.scores) if key[:3] == mine), None)
+    hookpoint = backend.hookpoint.diffusers_name
+    cards, images = {}, {}
+    units = [e["unit"] for e in index["units"]]
+    for i, unit in enumerate(units):
+        use_bank = bank if bank_t is not None else None
+        cards[unit] = feature_card(unit, hookpoint=hookpoint, sae=sae, analysis=analysis, bank=use_bank,
+                                   bank_t=bank_t or 200, top=top)
+        if use_bank is not None and getattr(backend, "_decoder", None) is not None:
+            chosen = cards[unit]["bank"]["top"]
+            with torch.no_grad():
+                pics = display_images(backend.decode(use_bank.latents[[e["index"] for e in chosen]]
+                                                     .to(backend.device)).float().cpu()).numpy()
+            images[unit] = {"bank": [(p, f"pool {e['index']}: {e['score']:.3g}") for p, e in zip(pics, chosen)]}
+        if on_progress is not None:
+            on_progress(i + 1, len(units))
+    return atlas_site(Path(out) / "site", index, atlas_dir=out, labels=labels, cards=cards, images=images,
+                      kind=kind, units=units)

@@ -9,7 +9,6 @@ table row differs from another only by what its name says.
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -20,12 +19,11 @@ import torch
 from ..analysis.activity import ActivityAnalysis
 from ..analysis.bank import SampleBank
 from ..analysis.faithfulness import ConceptPurity, concept_agreement, reencode_report
-from ..analysis.selection import SelectionWarning, selection_timesteps
 from ..errors import LVOError
 from ..fileio import ensure_folder, write_text
 from ..lvo import regularizers
 from ..lvo.pipeline import PriorFn, Visualization
-from ..lvo.recipes import Recipe, SteerFactory, recipe, visualize_recipe
+from ..lvo.recipes import Recipe, RunSpec, SteerFactory, build_run, recipe, score_bank
 from ..lvo.transforms import ROBUSTNESS_LEVELS
 from ..model.backend import Backend
 from ..progress import ProgressFn, stage
@@ -161,16 +159,12 @@ def run_variant(backend: Backend, variant: Recipe, units: Sequence[int], *, sae:
     ``progress(label, done, total)`` sees the optimization and the judging."""
     start = time.perf_counter()
     unit_sae = None if variant.raw else sae
+    spec = RunSpec(variant, list(units), list(seeds), sae=unit_sae, analysis=analysis, bank=bank, steer=steer_prior)
     if bank is not None and variant.prior == "bank":  # score first, so that it shows as its own progress line
-        with warnings.catch_warnings():  # the fallbacks are announced again where the rows start
-            warnings.simplefilter("ignore", SelectionWarning)
-            chosen, _ = selection_timesteps(units, variant.select_t, analysis, variant.fallback_t)
-        bank.ensure_scores(backend, unit_sae, sorted(set(chosen.values())),
-                           on_progress=stage(progress, f"{variant.name}: scoring the bank (images × noise draws)"))
-    vis = visualize_recipe(backend, variant, units, sae=unit_sae, analysis=analysis, seeds=seeds,
-                           steer_prior=steer_prior, bank=bank, batch_size=batch_size, decode=False,
-                           should_stop=should_stop,
-                           on_progress=stage(progress, f"{variant.name}: LVO (rows × steps, then measure)"))
+        score_bank(backend, spec, on_progress=stage(progress, f"{variant.name}: scoring the bank (images × noise "
+                                                              f"draws)"))
+    vis = build_run(backend, spec, batch_size=batch_size, decode=False, should_stop=should_stop,
+                    on_progress=stage(progress, f"{variant.name}: LVO (rows × steps, then measure)"))
     judged = stage(progress, f"{variant.name}: decode, judge, re-encode")
     per_row = [dict(m) for m in vis.metrics]
     row_units = [r.unit for r in vis.rows]
