@@ -1,11 +1,11 @@
-"""The FLUX.1 backend: a diffusers ``FluxTransformer2DModel`` (or ComfyUI's Flux, through a call) behind the same
-:class:`~lvo_core.model.backend.Backend` seam as the UNets.
+"""FLUX.1's forward and backend: a diffusers ``FluxTransformer2DModel`` (or ComfyUI's Flux, through a call) behind
+the same :class:`~lvo_core.model.backend.Backend` seam as the UNets (part of the FLUX family, :mod:`.flux`).
 
-What differs from a UNet stays in here: latents ``[B, 16, H, W]`` are packed 2×2 into tokens ``[B, H/2·W/2, 64]``
-with position ids, conditioning is a :class:`~lvo_core.model.conditioning.Conditioning` of T5 tokens plus
-``pooled_projections`` (CLIP) and, for guidance-distilled models (FLUX.1-dev), ``guidance``; noise is flow
-matching (:class:`~lvo_core.model.flow.FlowMatchSchedule`) and the model predicts the velocity. Block tokens come
-from the hooked stream on the packed grid ``(H/2, W/2)``, so heatmaps work as on a UNet.
+Latents ``[B, 16, H, W]`` are packed 2×2 into tokens ``[B, H/2·W/2, 64]`` with position ids, conditioning is a
+:class:`~lvo_core.model.conditioning.Conditioning` of T5 tokens plus ``pooled_projections`` (CLIP) and, for
+guidance-distilled models (FLUX.1-dev), ``guidance``; noise is flow matching
+(:class:`~lvo_core.model.flow.FlowMatchSchedule`) and the model predicts the velocity. Block tokens come from the
+hooked stream on the packed grid ``(H/2, W/2)``, so heatmaps work as on a UNet.
 """
 
 from __future__ import annotations
@@ -16,26 +16,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import LVOError
-from ..hookpoints import (
-    Hookpoint,
-    flux_forward_order,
-    flux_layout,
-    list_hookpoints,
-    unwrap_unet,
-)
-from .backend import Decoder, ModuleBackend, copy_without, vae_decoder
-from .conditioning import Conditioning, extras_of, tokens_of
-from .flow import FlowMatchSchedule, shift_from_config
-from .hooks import TokenGrid
+from ...errors import LVOError
+from ...hookpoints import Hookpoint, unwrap_unet
+from ..backend import Decoder, ModuleBackend, vae_decoder
+from ..conditioning import Conditioning, extras_of, tokens_of
+from ..flow import FlowMatchSchedule, shift_from_config
+from ..hooks import TokenGrid
 
 DEFAULT_GUIDANCE = 3.5  # FLUX.1-dev's guidance_scale in diffusers' pipeline and ComfyUI's Flux conditioning
 DEFAULT_LATENT = 128  # 1024 px, FLUX.1's native resolution
 FluxCall = Callable[[nn.Module, Tensor, Tensor, Any], Tensor]
-
-
-def is_flux(model: nn.Module) -> bool:
-    return flux_layout(unwrap_unet(model)) is not None
 
 
 # ------------------------------------------------------------------------------------------------ packing
@@ -114,16 +104,6 @@ def diffusers_flux_call(model: nn.Module, x: Tensor, sigma: Tensor, context: Ten
     return unpack(out, hw)
 
 
-def flux_fn(model: nn.Module, scheduler) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
-    """``f(x, t, context)`` with integer ``t`` for a diffusers FLUX sampled by ``scheduler`` (a flow sampler from
-    :meth:`FlowMatchSchedule.sampler`), for the plain sampling loop."""
-    schedule = schedule_of(scheduler)
-
-    def fn(x: Tensor, t: Tensor, context: Tensor | Conditioning) -> Tensor:
-        return diffusers_flux_call(model, x, schedule.sigma(t, x), context)
-    return fn
-
-
 def schedule_of(scheduler) -> FlowMatchSchedule:
     """The fixed-shift flow schedule of a diffusers flow-matching scheduler (the one a FLUX is sampled with)."""
     config = getattr(scheduler, "config", None)
@@ -144,17 +124,6 @@ def default_flux_latent_shape(model: nn.Module) -> tuple[int, int, int]:
     channels = int(config.in_channels) // 4 if config is not None else int(getattr(model, "in_channels", 64)) // 4
     size = int(getattr(config, "sample_size", None) or DEFAULT_LATENT) if config is not None else DEFAULT_LATENT
     return channels, size, size
-
-
-# ------------------------------------------------------------------------------------------------ the copy
-def flux_trainable_copy(model: nn.Module, hookpoint: Hookpoint) -> tuple[nn.Module, int]:
-    """A non-inference copy of a FLUX transformer up to and including the hooked block (later blocks and the
-    output layers become placeholders, never copied) and the bytes of its weights. Why: as for UNets, ComfyUI's
-    weights are inference tensors that autograd cannot save, and the shared model must stay untouched."""
-    root = unwrap_unet(model)
-    order = flux_forward_order(hookpoint.diffusers_name)
-    later = [p.module for p in list_hookpoints(root) if flux_forward_order(p.diffusers_name) > order]
-    return copy_without(root, later + [getattr(root, n, None) for n in ("norm_out", "proj_out", "final_layer")])
 
 
 # ------------------------------------------------------------------------------------------------ the backend
@@ -202,13 +171,10 @@ class FluxBackend(ModuleBackend):
         self.encode_prompt = encode_prompt
 
     def _guided(self, context: Tensor | Conditioning) -> Tensor | Conditioning:
-        if needs_guidance(self.unet) and isinstance(context, Conditioning) and "guidance" not in context.extras:
+        if needs_guidance(self.denoiser) and isinstance(context, Conditioning) and "guidance" not in context.extras:
             g = torch.full((len(context),), self.guidance, device=context.device)
             return Conditioning(context.tokens, {**context.extras, "guidance": g})
         return context
-
-    def _trainable_copy(self) -> tuple[nn.Module, int]:
-        return flux_trainable_copy(self.unet, self.hookpoint)
 
     def _token_grid(self, x_t: Tensor, context: Tensor) -> TokenGrid:
         return TokenGrid(check_latents(x_t), tokens_of(context).shape[1])
