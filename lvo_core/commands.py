@@ -20,9 +20,6 @@ from .fileio import ensure_folder
 from .progress import Printer, ProgressFn, StepFn, stage
 
 DEFAULT_HOOKPOINT = "up_blocks.1.attentions.1"
-FLUX_HOOKPOINT = "transformer_blocks.18"  # where sdxl-unbox's FLUX.1 SAE reads the image stream
-TINY_FLUX_HOOKPOINT = "transformer_blocks.1"
-TINY_MODELS = ("tiny", "tiny-sdxl", "tiny-flux")  # built in code; each comes with its own random SAE
 TINY_PROMPTS = ["red circle", "blue square", "green triangle", "yellow ring", "red stripes", "blue circle",
                 "green square", "white ring"]
 NOT_RECORDED = ("func", "from_json", "resume")
@@ -84,7 +81,7 @@ def check_units(model, hookpoint: str, units: Sequence[int], sae) -> None:
     index must not cost a bank build first)."""
     from .model.units import make_unit_spec
 
-    make_unit_spec(model.unet, hookpoint, units, sae)
+    make_unit_spec(model.denoiser, hookpoint, units, sae)
 
 
 FILE_OUTPUTS = ("analyze",)  # commands whose --out is one file; the others write a folder
@@ -138,7 +135,7 @@ def run(s: Any, argv: Sequence[str] = ()) -> int:
             if getattr(s, "from_json", None):
                 s = rerun_settings(s, argv)
             status = s.func(check_settings(s))
-            if getattr(s, "model", None) in TINY_MODELS and status == 0:  # last, where a reader looks
+            if getattr(s, "model", None) in tiny_models() and status == 0:  # last, where a reader looks
                 print(f"note: --model {s.model} has random weights (a stand-in for checking the plumbing): its "
                       f"pictures are noise. For a trained model with known concepts use --model toy; for SD give "
                       f"a local folder.", file=sys.stderr)
@@ -220,7 +217,7 @@ def check_recorded(path: str, key: str, value: Any, action: Any) -> None:
 
 def read_prompts(path: str | None, model_source: str) -> list[str]:
     if path is None:
-        if model_source in TINY_MODELS:
+        if model_source in tiny_models():
             return list(TINY_PROMPTS)
         if model_source == "toy":
             from .toy.world import COLORS, SHAPES
@@ -248,16 +245,18 @@ def load_named_model(spec: str, **kwargs: Any):
     return load_model(spec, **kwargs)
 
 
-def tiny_sae(model_source: str):
-    """The random SAE that goes with a tiny model: on SD's ``up_blocks.1.attentions.1`` output, like sdxl-unbox's on
-    the SDXL-shaped model's ``up_blocks.0.attentions.1`` update (output − input), or on tiny FLUX's image stream."""
-    from .model.tiny import random_sae
+def tiny_models() -> tuple[str, ...]:
+    """The tiny random models of the registered model families (built in code; each with its own random SAE)."""
+    from .model.families import tiny_names
 
-    if model_source == "tiny-sdxl":
-        return random_sae(d_in=64, d_sae=256, input_kind="update", hookpoint="unet.up_blocks.0.attentions.1")
-    if model_source == "tiny-flux":
-        return random_sae(d_in=32, hookpoint=f"transformer.{TINY_FLUX_HOOKPOINT}")
-    return random_sae()
+    return tiny_names()
+
+
+def tiny_sae(model_source: str):
+    """The random SAE that goes with a tiny model (its family's: each says where it reads)."""
+    from .model.families import tiny_family
+
+    return tiny_family(model_source).tiny_sae()
 
 
 def setup(s: Any):
@@ -269,9 +268,10 @@ def setup(s: Any):
     if s.raw and s.sae:
         raise LVOError("give either --sae (SAE features) or --raw (raw channels), not both")
     sae = None
-    spec = None if s.raw else s.sae or (s.model if s.model in (*TINY_MODELS, "toy") else None)
+    tiny = tiny_models()
+    spec = None if s.raw else s.sae or (s.model if s.model in (*tiny, "toy") else None)
     if spec is not None:  # the SAE first: a feature index out of range is refused before the model (and diffusers)
-        sae = tiny_sae(spec) if spec in TINY_MODELS else load_sae(sae_path(spec), hookpoint=s.hookpoint)
+        sae = tiny_sae(spec) if spec in tiny else load_sae(sae_path(spec), hookpoint=s.hookpoint)
         sae = sae.to(device=s.device, dtype=torch.float32)
         named = [s.unit] if getattr(s, "unit", None) is not None else getattr(s, "units", None)
         if isinstance(named, list) and named:
@@ -279,9 +279,10 @@ def setup(s: Any):
     model = load_named_model(s.model, config=s.config, device=s.device)
     if not s.raw and sae is None:
         raise LVOError("give --sae PATH for SAE features, or --raw for raw channels")
-    hookpoint = s.hookpoint or (sae.hookpoint if sae is not None and sae.hookpoint else default_hookpoint(model.unet))
+    hookpoint = s.hookpoint or (sae.hookpoint if sae is not None and sae.hookpoint
+                                else default_hookpoint(model.denoiser))
     if sae is not None:
-        check_sae_fits(sae.d_in, resolve_hookpoint(model.unet, hookpoint), model.unet)
+        check_sae_fits(sae.d_in, resolve_hookpoint(model.denoiser, hookpoint), model.denoiser)
     return model, sae, hookpoint
 
 
@@ -294,17 +295,11 @@ def sae_path(spec: str) -> str:
     return spec
 
 
-def default_hookpoint(unet) -> str:
-    """SD's ``up_blocks.1.attentions.1``; on a FLUX transformer ``transformer_blocks.18`` (or its last double
-    block when it has fewer)."""
-    from .model.flux import is_flux
+def default_hookpoint(denoiser) -> str:
+    """The block its family hooks by default (SD's ``up_blocks.1.attentions.1``, FLUX's ``transformer_blocks.18``)."""
+    from .model.families import family_of
 
-    if not is_flux(unet):
-        return DEFAULT_HOOKPOINT
-    from .hookpoints import unwrap_unet
-
-    blocks = len(unwrap_unet(unet).transformer_blocks)
-    return FLUX_HOOKPOINT if blocks > 18 else f"transformer_blocks.{blocks - 1}"
+    return family_of(denoiser).default_hookpoint(denoiser)
 
 
 def load_analysis(path: str | None, model: Any = None, sae: Any = None, hookpoint: str | None = None):
@@ -339,16 +334,10 @@ def toy_analysis(model: Any, sae: Any, hookpoint: str | None):
 
 
 def backend_for(model, hookpoint: str, sae=None):
-    """A backend on the model's hooked block, reading there what ``sae`` was trained on (output or update)."""
-    from .model.backend import DiffusersBackend
-    from .model.flux import FluxBackend, is_flux, schedule_of
+    """A backend on the model's hooked block (its family's), reading there what ``sae`` was trained on."""
+    from .model.families import family_of
 
-    if is_flux(model.unet):
-        return FluxBackend(model.unet, hookpoint, schedule=schedule_of(model.scheduler), decoder=model.decoder,
-                           encode_prompt=model.require_prompts())
-    return DiffusersBackend(model.unet, hookpoint, scheduler=model.scheduler, decoder=model.decoder,
-                            encode_prompt=model.require_prompts(),
-                            reads=sae.input_kind if sae is not None else "output")
+    return family_of(model.denoiser).backend(model, hookpoint, reads=sae.input_kind if sae is not None else "output")
 
 
 def priors_from_file(path: str):
@@ -378,11 +367,11 @@ def steer_prior(model, sae, hookpoint: str, analysis, s: Any):
     """The steered-generation prior with the ``--mode/--scale/--strength/--window/--prior-steps`` settings."""
     from .analysis.steering import steer
 
-    empty = model.require_prompts()([""])
+    backend = backend_for(model, hookpoint)
 
     def prior(units: list[int], seeds: list[int]) -> torch.Tensor:
         progress = Progress(f"steer {len(units)} rows")
-        return steer(model.unet, model.scheduler, hookpoint, units, seeds, empty, sae=sae, analysis=analysis,
+        return steer(backend, units, seeds, sae=sae, analysis=analysis,
                      mode=s.mode, scale=s.scale, strength=s.strength, window=tuple(s.window), steps=s.prior_steps,
                      on_step=lambda i, n: progress(i + 1, n))
     prior.label = "steer"
@@ -518,7 +507,7 @@ def cmd_analyze(s: Any) -> int:
 
     model, sae, hookpoint = setup(s)
     prompts = read_prompts(s.prompts, model.source)
-    analysis = analyze_activity(model.unet, model.scheduler, hookpoint, prompts, model.require_prompts(), sae=sae,
+    analysis = analyze_activity(backend_for(model, hookpoint, sae), prompts, sae=sae,
                                 seeds=list(range(s.seed, s.seed + len(prompts))), steps=s.steps,
                                 guidance=s.guidance, top_n=s.top_n, batch_size=s.batch_size,
                                 on_progress=Progress("analyze (images × steps)"))
@@ -715,7 +704,6 @@ def cmd_search(s: Any) -> int:
     from .analysis.bank import SampleBank
     from .analysis.feature_search import ranking_for, search_features, unit_list
     from .analysis.metrics import display_images
-    from .model.sampling import sample
     from .runs.plots import search_sheet
     from .runs.report import save_json, save_png, versions
 
@@ -748,10 +736,9 @@ def cmd_search(s: Any) -> int:
         encode = model.require_prompts()
         generated = Progress("search: generating the prompts (steps)")
         with torch.no_grad():
-            latents.append(sample(model.unet, model.scheduler, encode(list(s.prompt)), uncond=encode([""]),
-                                  guidance=s.guidance, steps=s.steps, seeds=range(s.seed, s.seed + len(s.prompt)),
-                                  latent_shape=backend.latent_shape,
-                                  on_step=lambda i, _t, _x: generated(i + 1, s.steps)).float().cpu())
+            latents.append(backend.sample(encode(list(s.prompt)), uncond=encode([""]), guidance=s.guidance,
+                                          steps=s.steps, seeds=range(s.seed, s.seed + len(s.prompt)),
+                                          on_step=lambda i, _t, _x: generated(i + 1, s.steps)).float().cpu())
         names += list(s.prompt)
     z = torch.cat(latents)
     bank = SampleBank.load(s.bank) if s.bank else None
@@ -913,9 +900,9 @@ def cmd_examples(s: Any) -> int:
     if t is None:
         peaks = analysis.peaks(s.unit) if analysis is not None else []
         t = peaks[0] if peaks else 500
-    latents, maps, used = generate_with_maps(model.unet, model.scheduler, hookpoint, prompts, model.require_prompts(),
-                                             s.unit, t, sae=sae, seeds=range(s.seed, s.seed + len(prompts)),
-                                             steps=s.steps, guidance=s.guidance, batch_size=s.batch_size,
+    latents, maps, used = generate_with_maps(backend_for(model, hookpoint, sae), prompts, None, s.unit, t, sae=sae,
+                                             seeds=range(s.seed, s.seed + len(prompts)), steps=s.steps,
+                                             guidance=s.guidance, batch_size=s.batch_size,
                                              on_progress=Progress("examples (images × steps)"))
     ranked = rank_examples(maps, k=s.k, by=s.by, prompts=prompts, timestep=used)
     out = ensure_folder(s.out)
@@ -1005,7 +992,7 @@ def cmd_info(s: Any) -> int:
     from .sae import describe, load_sae
 
     report: dict = {}
-    if s.sae in TINY_MODELS:
+    if s.sae in tiny_models():
         report["sae"] = tiny_sae(s.sae).summary()
     elif s.sae:
         s.sae = sae_path(s.sae)
@@ -1016,7 +1003,7 @@ def cmd_info(s: Any) -> int:
             raise LVOError(f"--hookpoint {s.hookpoint}: {s.sae} holds one SAE, not a root of several; give --model "
                            f"too to check the SAE against that block")
     if s.model or not s.sae:
-        unet = load_named_model(s.model or "tiny", config=s.config).unet
+        unet = load_named_model(s.model or "tiny", config=s.config).denoiser
         report["hookpoints"] = [{"diffusers": p.diffusers_name, "ldm": p.ldm_name, "channels": p.channels,
                                  "kind": p.kind} for p in list_hookpoints(unet)]
         if s.hookpoint:
@@ -1024,7 +1011,7 @@ def cmd_info(s: Any) -> int:
             report["hookpoint"] = {"diffusers": point.diffusers_name, "ldm": point.ldm_name,
                                    "channels": point.channels}
         if s.sae:
-            sae = tiny_sae(s.sae) if s.sae in TINY_MODELS else load_sae(s.sae, hookpoint=s.hookpoint)
+            sae = tiny_sae(s.sae) if s.sae in tiny_models() else load_sae(s.sae, hookpoint=s.hookpoint)
             point = resolve_hookpoint(unet, s.hookpoint or sae.hookpoint or DEFAULT_HOOKPOINT)
             check_sae_fits(sae.d_in, point, unet)
             report["fit"] = f"SAE ({sae.d_in} channels) fits {point.diffusers_name} / {point.ldm_name}"

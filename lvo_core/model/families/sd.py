@@ -20,7 +20,8 @@ from . import ModelFamily, register_family
 
 HOOKPOINT = "up_blocks.1.attentions.1"  # SAeUron's block on SD1.4/1.5 (LDM: output_blocks.4.1)
 # the diffusers UNet config of runwayml/stable-diffusion-v1-5
-SD15 = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+SD15 = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+            block_out_channels=(320, 640, 1280, 1280),
             down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
             up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, cross_attention_dim=768, attention_head_dim=8)
 
