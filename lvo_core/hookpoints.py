@@ -378,7 +378,7 @@ class Layout:
 class _UNetLayout(Layout):
     """The UNet layout SD1.x/2.x and SDXL share, in diffusers' or LDM/ComfyUI naming."""
 
-    describe = "a diffusers UNet (down_blocks/up_blocks) or an LDM-layout UNet (input_blocks/output_blocks)"
+    describe = "a diffusers UNet (down_blocks/up_blocks), an LDM-layout UNet (input_blocks/output_blocks)"
     point_layouts = ("unet",)
     tail = ("conv_norm_out", "conv_act", "conv_out", "out")
 
@@ -428,8 +428,8 @@ def layout_for(model: nn.Module) -> Layout:
     for layout in layouts():
         if layout.owns(model):
             return layout
-    known = "; ".join(layout.describe for layout in layouts())
-    raise HookpointError(f"{type(model).__name__} is none of the block layouts LVO knows ({known}); cannot hook it")
+    known = [UNET_LAYOUT.describe, *(layout.describe for layout in _LAYOUTS)]
+    raise HookpointError(f"{type(model).__name__} is neither {', '.join(known[:-1])} nor {known[-1]}; cannot hook it")
 
 
 def layout_of_point(point: Hookpoint) -> Layout:
