@@ -88,7 +88,7 @@ def model_fingerprint(backend: Backend) -> str:
     even for SD-sized models) and the ᾱ schedule. The latent size is kept apart (:attr:`SampleBank.latent_shape`):
     feature search reads a bank beside images of any size."""
     h = hashlib.sha256()
-    unet = getattr(backend, "unet", None)
+    unet = backend.denoiser
     if unet is None:
         raise BankError("this backend exposes no model to fingerprint; a bank needs one to refuse foreign models")
     with torch.inference_mode(False), torch.no_grad():
