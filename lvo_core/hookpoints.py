@@ -1,16 +1,15 @@
 """Hookpoint names: resolve a block by its diffusers name (``up_blocks.1.attentions.1``) or its LDM/ComfyUI name
 (``output_blocks.4.1``), list what can be hooked, and the registry of block *layouts* that does both per family.
 
-The correspondence between the two UNet namings (shared by SD1.x/2.x and SDXL, kept here) is not a hand-written
-table. For an LDM-layout UNet it is read off diffusers' own checkpoint converter (``convert_ldm_unet_checkpoint``),
-run on the model's parameter *names* only. For a diffusers UNet we compute the inverse with the same index
-arithmetic the converter uses and check it by running the converter on the result: every block must map back to
-itself, or we refuse to guess.
+The two UNet namings (shared by SD1.x/2.x and SDXL, kept here) are matched without a hand-written table. For an
+LDM-layout UNet the correspondence is read off diffusers' own checkpoint converter (``convert_ldm_unet_checkpoint``),
+run on the model's parameter *names* only; for a diffusers UNet we compute the inverse with the converter's index
+arithmetic and check it by running the converter on the result: every block must map back to itself, or we refuse.
 
-Other architectures (DiTs) bring their own :class:`Layout` in their family module
-(``lvo_core/model/families/``) and register it with :func:`register_layout`. The built-in families are imported
-by module name on the first lookup (:data:`BUILTIN_FAMILIES`): this stage comes before the model stage, so it
-cannot import them, yet a DiT spelling must be recognised wherever a name is matched (an SAE folder, an analysis).
+Other architectures (DiTs) bring their own :class:`Layout` in their family module (``lvo_core/model/families/``),
+registered with :func:`register_layout`. The built-in families are imported by module name on the first lookup
+(:data:`BUILTIN_FAMILIES`): this stage comes before the model stage and cannot import them, yet a DiT spelling
+must be recognised wherever a name is matched (an SAE folder, an analysis).
 """
 
 from __future__ import annotations
@@ -70,8 +69,7 @@ def unwrap_unet(model: nn.Module) -> nn.Module:
 def layout_of(unet: nn.Module) -> str:
     """``diffusers`` or ``ldm``: which of the two UNet namings a UNet's modules carry."""
     if not UNET_LAYOUT.owns(unet):
-        layout_for(unet)  # raises, naming the layouts LVO knows, unless the model has another one
-        raise HookpointError(f"{type(unet).__name__} is not a UNet")
+        raise HookpointError(f"{type(unet).__name__} is not a UNet (down_blocks/up_blocks or input_blocks/...)")
     return "diffusers" if hasattr(unet, "down_blocks") else "ldm"
 
 
@@ -382,18 +380,12 @@ class _UNetLayout(Layout):
     point_layouts = ("unet",)
     tail = ("conv_norm_out", "conv_act", "conv_out", "out")
 
+    hookpoints, resolve, forward_order = (staticmethod(_unet_hookpoints), staticmethod(_resolve_unet),
+                                          staticmethod(_forward_order))
+
     def owns(self, model: nn.Module) -> bool:
         return (hasattr(model, "down_blocks") and hasattr(model, "up_blocks")) or \
             (hasattr(model, "input_blocks") and hasattr(model, "output_blocks"))
-
-    def hookpoints(self, model: nn.Module) -> list[Hookpoint]:
-        return _unet_hookpoints(model)
-
-    def resolve(self, model: nn.Module, name: str, stream: str | None) -> Hookpoint:
-        return _resolve_unet(model, name, stream)
-
-    def forward_order(self, diffusers_name: str) -> tuple:
-        return _forward_order(diffusers_name)
 
 
 UNET_LAYOUT = _UNetLayout()
@@ -430,14 +422,6 @@ def layout_for(model: nn.Module) -> Layout:
             return layout
     known = [UNET_LAYOUT.describe, *(layout.describe for layout in _LAYOUTS)]
     raise HookpointError(f"{type(model).__name__} is neither {', '.join(known[:-1])} nor {known[-1]}; cannot hook it")
-
-
-def layout_of_point(point: Hookpoint) -> Layout:
-    """The layout that made ``point`` (it knows the point's output container)."""
-    for layout in layouts():
-        if point.layout in layout.point_layouts:
-            return layout
-    raise HookpointError(f"no registered layout makes hookpoints of layout '{point.layout}'")
 
 
 def check_sae_reads(sae_input_kind: str, hookpoint: Hookpoint) -> None:

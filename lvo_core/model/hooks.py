@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import LVOError
-from ..hookpoints import Hookpoint, check_sae_fits, layout_of_point, resolve_hookpoint, unwrap_unet
+from ..hookpoints import Hookpoint, check_sae_fits, layouts, resolve_hookpoint, unwrap_unet
 from ..sae.model import SparseAutoencoder
 
 RowSelector = Callable[[int], Any]
@@ -113,7 +113,10 @@ def block_view(point: Hookpoint, output: Any, grid: TokenGrid | None = None, inp
     if point.reads != "output":
         raise LVOError(f"block '{point.diffusers_name}' is a DiT block: it is read as its output stream only "
                        f"(update reading is for UNet blocks, as sdxl-unbox's SDXL SAEs use it)")
-    return layout_of_point(point).stream_view(point, output, grid)
+    layout = next((layout for layout in layouts() if point.layout in layout.point_layouts), None)
+    if layout is None:
+        raise LVOError(f"no registered layout makes hookpoints of layout '{point.layout}'")
+    return layout.stream_view(point, output, grid)
 
 
 @contextmanager
