@@ -31,7 +31,10 @@ from lvo_core.model.schedule import DDPMSchedule
 from lvo_core.model.tiny import CharPromptEncoder, random_sae, sd15_scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILY_CODE = {ROOT / "lvo_core" / "model" / "families", ROOT / "nodes" / "comfy_backend.py"}
+# the family modules; FLUX's block layout (the naming stage needs it before models exist) and the line of the
+# naming stage's __init__ that imports it; ComfyUI's call adapter
+FAMILY_CODE = {ROOT / "lvo_core" / "model" / "families", ROOT / "lvo_core" / "hookpoints" / "flux.py",
+               ROOT / "lvo_core" / "hookpoints" / "__init__.py", ROOT / "nodes" / "comfy_backend.py"}
 NAMED = ("flux", "sdxl", "adm_channels")
 
 
@@ -66,14 +69,14 @@ def test_no_code_outside_the_family_modules_names_a_family():
         named = sorted(n for n in identifiers(ast.parse(path.read_text())) if any(w in n.lower() for w in NAMED))
         if named:
             offenders[str(path.relative_to(ROOT))] = named
-    assert not offenders, f"family knowledge outside lvo_core/model/families (and nodes/comfy_backend.py): {offenders}"
+    assert not offenders, f"family knowledge outside the family modules: {offenders}"
 
 
 def test_the_model_stage_has_no_import_cycle():
     """Function-local imports count: the generic modules never import a family, the families import them."""
     core = ROOT / "lvo_core"
     graph = {}
-    for path in [core / "hookpoints.py", *(core / "model").rglob("*.py")]:
+    for path in [*(core / "hookpoints").rglob("*.py"), *(core / "model").rglob("*.py")]:
         me = ".".join(path.relative_to(core).with_suffix("").parts).removesuffix(".__init__")
         graph[me] = {t for t, _ in imports(path)}
     modules = set(graph)
@@ -89,7 +92,7 @@ def test_the_model_stage_has_no_import_cycle():
         return seen
 
     assert not [m for m in graph if m in reach(m)]
-    generic = ("hookpoints", "model.backend", "model.hooks", "model.sampling", "model.schedule", "model.noise",
+    generic = ("hookpoints", "hookpoints.core", "model.backend", "model.hooks", "model.sampling", "model.schedule", "model.noise",
                "model.flow", "model.conditioning")
     assert not {m: reach(m) & {f for f in modules if f.startswith("model.families")} for m in generic
                 if reach(m) & {f for f in modules if f.startswith("model.families")}}

@@ -143,7 +143,7 @@ def test_flux_naming_round_trips_through_diffusers_converter():
         convert_flux_transformer_checkpoint_to_diffusers,
     )
 
-    from lvo_core.model.families.flux import _flux_conversion
+    from lvo_core.hookpoints.flux import _flux_conversion
 
     pairs, _ = _flux_conversion(19, 38, True)
     assert pairs["transformer_blocks.18"] == "double_blocks.18" and pairs["single_transformer_blocks.3"] == \
@@ -165,7 +165,7 @@ def _probe_names(double: int, single: int) -> list[str]:
         convert_flux_transformer_checkpoint_to_diffusers,
     )
 
-    from lvo_core.model.families.flux import _TaggedProbe
+    from lvo_core.hookpoints.flux import _TaggedProbe
 
     probe = _TaggedProbe(double, single, False)
     convert_flux_transformer_checkpoint_to_diffusers(probe)

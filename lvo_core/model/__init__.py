@@ -7,3 +7,5 @@ and the tiny random SD-shaped pieces the tests and benchmarks build. What differ
 FLUX) lives in :mod:`lvo_core.model.families`, one registered module per family; the generic modules never import
 them. Imports only :mod:`lvo_core.sae` and the shared helpers.
 """
+
+from . import families  # noqa: F401 - registers the built-in model families before any lookup

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ..errors import LVOError
 from ..fileio import write_text
-from .families import families, family_of, folder_family, tiny_family, tiny_names
+from .families.base import families, family_of, folder_family, tiny_family, tiny_names
 from .tiny import sd15_scheduler
 
 PromptEncoder = Callable[[list[str]], Tensor]

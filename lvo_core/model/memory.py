@@ -15,7 +15,7 @@ import torch
 from ..errors import LVOError
 from ..hookpoints import resolve_hookpoint
 from .backend import trainable_copy
-from .families import families
+from .families.base import families
 
 
 def architectures() -> dict[str, tuple]:

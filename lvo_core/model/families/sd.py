@@ -16,7 +16,7 @@ from ...errors import HookpointError
 from ...hookpoints import _diffusers_key_to_ldm, layout_of, unwrap_unet
 from ..backend import DiffusersBackend
 from ..tiny import CharPromptEncoder, random_sae, sd15_scheduler, tiny_unet, tiny_vae
-from . import ModelFamily, register_family
+from .base import ModelFamily, register_family
 
 HOOKPOINT = "up_blocks.1.attentions.1"  # SAeUron's block on SD1.4/1.5 (LDM: output_blocks.4.1)
 # the diffusers UNet config of runwayml/stable-diffusion-v1-5

@@ -17,7 +17,7 @@ from torch import nn
 from ...errors import LVOError
 from ..conditioning import Conditioning
 from ..tiny import CharPromptEncoder, random_sae, sd15_scheduler, tiny_vae
-from . import register_family
+from .base import register_family
 from .sd import SDFamily, meta_unet
 
 TIME_EMBED_DIM = 8  # per size/crop id; SDXL itself uses 256

@@ -5,16 +5,12 @@ The two UNet namings (shared by SD1.x/2.x and SDXL, kept here) are matched witho
 LDM-layout UNet the correspondence is read off diffusers' own checkpoint converter (``convert_ldm_unet_checkpoint``),
 run on the model's parameter *names* only; for a diffusers UNet we compute the inverse with the converter's index
 arithmetic and check it by running the converter on the result: every block must map back to itself, or we refuse.
-
-Other architectures (DiTs) bring their own :class:`Layout` in their family module (``lvo_core/model/families/``),
-registered with :func:`register_layout`. The built-in families are imported by module name on the first lookup
-(:data:`BUILTIN_FAMILIES`): this stage comes before the model stage and cannot import them, yet a DiT spelling
-must be recognised wherever a name is matched (an SAE folder, an analysis).
+Other architectures bring their own :class:`Layout` and register it with :func:`register_layout` (FLUX's is in
+:mod:`.flux`; a model family registers its layout with the family).
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -22,7 +18,7 @@ from typing import Any, Callable, Iterable
 
 from torch import Tensor, nn
 
-from .errors import HookpointError, SAEMismatchError
+from ..errors import HookpointError, SAEMismatchError
 
 _PREFIXES = ("model.diffusion_model.", "diffusion_model.", "unet.", "transformer.", "model.")
 READS = ("output", "update")  # what a hook reads at a block: its output, or output − input
@@ -390,8 +386,6 @@ class _UNetLayout(Layout):
 
 UNET_LAYOUT = _UNetLayout()
 _LAYOUTS: list[Layout] = []  # registered layouts, newest first; the UNet layout is always the last resort
-BUILTIN_FAMILIES = ".model.families"  # imported by name on the first lookup; see the module docstring
-_builtins: list[bool] = []
 
 
 def register_layout(layout: Layout) -> Layout:
@@ -407,10 +401,7 @@ def unregister_layout(layout: Layout) -> None:
 
 
 def layouts() -> list[Layout]:
-    """Every known layout, most specific first (the built-in families' are loaded on the first call)."""
-    if not _builtins:
-        _builtins.append(True)
-        importlib.import_module(BUILTIN_FAMILIES, __package__).load_builtins()
+    """Every known layout, most specific first."""
     return [*_LAYOUTS, UNET_LAYOUT]
 
 
