@@ -19,7 +19,7 @@ from ..lvo_core.errors import LVOError
 from ..lvo_core.model.backend import ModuleBackend
 from ..lvo_core.model.conditioning import Conditioning, extras_of, tokens_of
 from ..lvo_core.hookpoints.flux import is_flux
-from ..lvo_core.model.families.flux_model import DEFAULT_GUIDANCE, FluxBackend, split_conditioning
+from ..lvo_core.model.families.flux import DEFAULT_GUIDANCE, FluxBackend, split_conditioning
 from ..lvo_core.model.flow import FlowMatchSchedule
 from ..lvo_core.model.noise import alphas_from_sigmas
 from ..lvo_core.model.units import UnitSpec

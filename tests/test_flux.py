@@ -10,8 +10,15 @@ from lvo_core.errors import HookpointError, LVOError
 from lvo_core.hookpoints import equivalent_names, list_hookpoints, resolve_hookpoint
 from lvo_core.model.conditioning import Conditioning
 from lvo_core.model.flow import FlowMatchSchedule, dynamic_shift_mu, shift_from_config
-from lvo_core.model.families.flux import CharFluxPromptEncoder, tiny_flux, tiny_flux_vae
-from lvo_core.model.families.flux_model import FluxBackend, image_ids, pack, unpack
+from lvo_core.model.families.flux import (
+    CharFluxPromptEncoder,
+    FluxBackend,
+    image_ids,
+    pack,
+    tiny_flux,
+    tiny_flux_vae,
+    unpack,
+)
 from lvo_core.model.hooks import capture, edit, hook_count
 from lvo_core.model.sampling import sample_with
 from lvo_core.model.tiny import random_sae
@@ -187,7 +194,7 @@ def test_hookpoint_errors_name_the_fix(flux):
 @pytest.mark.parametrize("hookpoint", ["transformer_blocks.1", "double_blocks.0:text", "single_blocks.1",
                                        "single_transformer_blocks.0:text"])
 def test_block_tokens_are_the_blocks_stream_in_a_full_forward_on_both_layouts(flux, comfy_flux, hookpoint):
-    from lvo_core.model.families.flux_model import diffusers_flux_call
+    from lvo_core.model.families.flux import diffusers_flux_call
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 16, 6, 10, generator=g)  # non-square: a 3 × 5 token grid
@@ -211,7 +218,7 @@ def test_block_tokens_are_the_blocks_stream_in_a_full_forward_on_both_layouts(fl
 
 
 def _comfy_call(model, x, sigma, context):
-    from lvo_core.model.families.flux_model import split_conditioning
+    from lvo_core.model.families.flux import split_conditioning
 
     tokens, pooled, g = split_conditioning(model, context, x.shape[0], x)
     return model(x, sigma.expand(x.shape[0]), tokens, y=pooled, guidance=g, transformer_options={})
