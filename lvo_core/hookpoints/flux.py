@@ -1,5 +1,5 @@
-"""The FLUX.1 block layout: diffusers' ``transformer_blocks.N`` / ``single_transformer_blocks.N`` ↔ ComfyUI's and BFL's
-``double_blocks.N`` / ``single_blocks.N``, and which part of a block's output is the hooked token stream.
+"""The FLUX.1 block layout: diffusers' ``transformer_blocks.N`` / ``single_transformer_blocks.N`` ↔ ComfyUI's and
+BFL's ``double_blocks.N`` / ``single_blocks.N``, and which part of a block's output is the hooked token stream.
 
 The correspondence is read off diffusers' ``convert_flux_transformer_checkpoint_to_diffusers``, run on a probe whose
 every tensor is tagged with the block its name belongs to, so each converted name says which original block it
