@@ -202,7 +202,7 @@ class ComfyFlux(torch.nn.Module):
 
     def _forward(self, x, timestep, context, y=None, guidance=None, ref_latents=None, control=None,
                  transformer_options={}, **kwargs):
-        from lvo_core.model.flux import image_ids, pack, unpack
+        from lvo_core.model.families.flux import image_ids, pack, unpack
 
         hw = (x.shape[-2] // 2, x.shape[-1] // 2)
         ids = torch.cat([torch.zeros(context.shape[1], 3), image_ids(hw)]).to(x)

@@ -25,7 +25,8 @@ from lvo_core.analysis.examples import (
 )
 from lvo_core.errors import ActivityError, SAEFormatError, UnitError
 from lvo_core.model.hooks import capture, hook_count
-from lvo_core.model.sampling import sample
+from lvo_core.model.backend import DiffusersBackend, call_unet
+from lvo_core.model.sampling import sample_with
 from lvo_core.model.tiny import sd15_scheduler
 
 HP = "up_blocks.1.attentions.1"
@@ -129,9 +130,13 @@ def test_check_matches(synthetic):
 
 
 # ---------------------------------------------------------------------------------------------- on a model
+def on(unet, encode_prompt, hookpoint=HP):
+    return DiffusersBackend(unet, hookpoint, scheduler=sd15_scheduler(), encode_prompt=encode_prompt)
+
+
 @pytest.fixture(scope="module")
 def analysis(unet, encode_prompt, sae):
-    return analyze_activity(unet, sd15_scheduler(), HP, PROMPTS, encode_prompt, sae=sae, seeds=[5, 6, 7], steps=4,
+    return analyze_activity(on(unet, encode_prompt), PROMPTS, encode_prompt, sae=sae, seeds=[5, 6, 7], steps=4,
                             guidance=3.0, top_n=10, keep_examples=3, batch_size=2)
 
 
@@ -142,9 +147,9 @@ def test_analysis_matches_an_independent_capture_loop(unet, encode_prompt, sae, 
     for prompt, seed in zip(PROMPTS, [5, 6, 7]):
         steps = []
         with capture(unet, HP) as rec:  # whole CFG batch; take the conditional half by hand
-            sample(unet, sched, encode_prompt([prompt]), uncond=encode_prompt([""]), guidance=3.0, steps=4,
-                   seeds=[seed], latent_shape=(4, 16, 16),
-                   on_step=lambda i, t, x: steps.append(sae.dense_acts(rec.tokens[-1][1:]).mean(1)[0]))
+            sample_with(lambda x, t, c: call_unet(unet, x, t, c), sched, encode_prompt([prompt]),
+                        uncond=encode_prompt([""]), guidance=3.0, steps=4, seeds=[seed], latent_shape=(4, 16, 16),
+                        on_step=lambda i, t, x: steps.append(sae.dense_acts(rec.tokens[-1][1:]).mean(1)[0]))
         per_gen.append(torch.stack(steps))
     acts = torch.stack(per_gen).numpy()  # [G, T, U]
     assert hook_count(unet) == 0
@@ -167,26 +172,26 @@ def test_analysis_matches_an_independent_capture_loop(unet, encode_prompt, sae, 
 
 
 def test_analysis_is_deterministic(unet, encode_prompt, sae, analysis):
-    again = analyze_activity(unet, sd15_scheduler(), HP, PROMPTS, encode_prompt, sae=sae, seeds=[5, 6, 7], steps=4,
+    again = analyze_activity(on(unet, encode_prompt), PROMPTS, encode_prompt, sae=sae, seeds=[5, 6, 7], steps=4,
                              guidance=3.0, top_n=10, keep_examples=3, batch_size=3)
     np.testing.assert_array_equal(again.frequency, analysis.frequency)
     np.testing.assert_allclose(again.max, analysis.max, rtol=1e-6)  # batch size differs: same seeds per row
 
 
 def test_raw_channel_analysis_without_cfg(unet, encode_prompt):
-    a = analyze_activity(unet, sd15_scheduler(), "output_blocks.4.1", PROMPTS[:2], encode_prompt, steps=3,
+    a = analyze_activity(on(unet, encode_prompt, "output_blocks.4.1"), PROMPTS[:2], encode_prompt, steps=3,
                          guidance=1.0, top_n=5)
     assert a.unit_kind == "raw" and len(a.units) == 32 and a.hookpoint == HP
     per_step = a.frequency.sum(1)  # each generation puts at most top_n (positive) units in the top
     assert (per_step <= 5 + 1e-6).all() and per_step.max() == pytest.approx(5.0)
     with pytest.raises(ActivityError, match="no prompts"):
-        analyze_activity(unet, sd15_scheduler(), HP, [], encode_prompt)
+        analyze_activity(on(unet, encode_prompt), [], encode_prompt)
 
 
 # ---------------------------------------------------------------------------------------------- examples
 def test_generated_maps_agree_with_the_analysis(unet, encode_prompt, sae, analysis):
     unit = int(np.argmax(analysis.max[1]))
-    latents, maps, t = generate_with_maps(unet, sd15_scheduler(), HP, PROMPTS, encode_prompt, unit, 480, sae=sae,
+    latents, maps, t = generate_with_maps(on(unet, encode_prompt), PROMPTS, encode_prompt, unit, 480, sae=sae,
                                           seeds=[5, 6, 7], steps=4, guidance=3.0)
     assert t == 501 and maps.shape == (3, 16, 16) and latents.shape == (3, 4, 16, 16)
     ranked = rank_examples(maps, k=2, prompts=PROMPTS, timestep=t)

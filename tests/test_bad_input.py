@@ -34,11 +34,12 @@ from lvo_core.cli import main
 from lvo_core.commands.lvo_run import priors_from_file
 from lvo_core.commands.setup import load_analysis, read_prompts
 from lvo_core.fileio import atomic_write
-from lvo_core.hookpoints import ldm_state_dict, resolve_hookpoint
+from lvo_core.hookpoints import resolve_hookpoint
 from lvo_core.lvo.objectives import Channel, SAEFeature
 from lvo_core.lvo.optimize import LVOConfig, optimize, preset
 from lvo_core.lvo.pipeline import plan_rows, visualize
 from lvo_core.model.backend import DiffusersBackend
+from lvo_core.model.families.sd import ldm_state_dict
 from lvo_core.model.loading import load_model, save_model_folder
 from lvo_core.model.tiny import CharPromptEncoder, sd15_scheduler, tiny_vae
 from lvo_core.model.units import make_unit_spec, parse_units
@@ -109,7 +110,7 @@ def checkpoint(tmp: Path, bad_vae: bool = False) -> tuple[Path, Path]:
     """A single-file checkpoint of the tiny model and its config folder; optionally with broken VAE weights."""
     tiny = load_model("tiny")
     folder = save_model_folder(tiny, tmp / "model")
-    weights = ldm_state_dict(tiny.unet)
+    weights = ldm_state_dict(tiny.denoiser)
     if bad_vae:
         weights["first_stage_model.decoder.conv_in.weight"] = torch.zeros(3)
     save_file(weights, str(tmp / "sd.safetensors"))
@@ -251,8 +252,7 @@ CASES = [
          python=lambda tmp, unet, be: backend_without("scheduler", unet),
          not_for={"cli": NO_CLI}),
     Case("one seed per prompt", errors.LVOError, ["one seed per prompt"],
-         python=lambda tmp, unet, be: analyze_activity(unet, sd15_scheduler(), HP, ["a", "b"], CharPromptEncoder(),
-                                                       seeds=[1]),
+         python=lambda tmp, unet, be: analyze_activity(be, ["a", "b"], CharPromptEncoder(), seeds=[1]),
          not_for={"cli": "analyze derives one seed per prompt from --seed"}),
     Case("model that does not exist", errors.LVOError, ["nowhere", "does not exist"],
          cli=lambda tmp: VIS + ["--units", "1", "--model", "nowhere"],

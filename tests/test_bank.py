@@ -27,9 +27,9 @@ from lvo_core.analysis.selection import (
 )
 from lvo_core.errors import LVOError
 from lvo_core.lvo.recipes import DEFAULT_RECIPE, RECIPES, recipe, recipe_start
-from lvo_core.model.backend import DiffusersBackend
+from lvo_core.model.backend import DiffusersBackend, call_unet
 from lvo_core.model.noise import add_noise, alphas_from_scheduler, step_noise
-from lvo_core.model.sampling import ddim_from_alphas, sample
+from lvo_core.model.sampling import ddim_from_alphas, sample_with
 from lvo_core.model.tiny import (
     CharPromptEncoder,
     random_sae,
@@ -67,8 +67,9 @@ def test_pool_is_plain_unconditional_ddim_sampling(backend, bank):
     from lvo_core.model.tiny import SD15_BETAS
 
     few_step = DDIMScheduler(**SD15_BETAS, clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing")
-    expected = sample(backend.unet, few_step, backend.empty_context(1), steps=3, seeds=bank.seeds,
-                      latent_shape=backend.latent_shape)
+    unet = backend.denoiser
+    expected = sample_with(lambda x, t, c: call_unet(unet, x, t, c), few_step, backend.empty_context(1), steps=3,
+                           seeds=bank.seeds, latent_shape=backend.latent_shape)
     torch.testing.assert_close(bank.latents, expected, rtol=1e-4, atol=1e-4)
     alphas = alphas_from_scheduler(sd15_scheduler())
     torch.testing.assert_close(alphas_from_scheduler(ddim_from_alphas(alphas)), alphas, rtol=0, atol=1e-6)
@@ -146,12 +147,12 @@ def test_fingerprints_refuse_another_model_and_keep_blocks_and_saes_apart(backen
     bank.check_matches(backend, stranger)  # another SAE's scores are its own, never this one's
     with pytest.raises(BankError, match="no sae scores"):
         bank.table(200, stranger)
-    elsewhere = DiffusersBackend(backend.unet, "up_blocks.1.attentions.0", scheduler=sd15_scheduler(),
+    elsewhere = DiffusersBackend(backend.denoiser, "up_blocks.1.attentions.0", scheduler=sd15_scheduler(),
                                  encode_prompt=CharPromptEncoder())
     bank.check_matches(elsewhere, sae)
     with pytest.raises(BankError, match="no sae scores of up_blocks.1.attentions.0"):
         bank.table(200, sae)
-    small = DiffusersBackend(backend.unet, HP, scheduler=sd15_scheduler(), latent_shape=(4, 8, 8),
+    small = DiffusersBackend(backend.denoiser, HP, scheduler=sd15_scheduler(), latent_shape=(4, 8, 8),
                              encode_prompt=CharPromptEncoder())
     with pytest.raises(BankError, match="4×16×16 latents, this run makes 4×8×8"):
         bank.check_matches(small, sae)

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from lvo_core.analysis.activity import ActivityAnalysis
 from lvo_core.cli import main
-from lvo_core.hookpoints import ldm_state_dict
+from lvo_core.model.families.sd import ldm_state_dict
 from lvo_core.model.loading import load_model, save_model_folder
 
 
@@ -149,11 +149,11 @@ def test_model_folder_and_single_file_checkpoint(tmp_path, capsys):
     ctx = loaded.encode_prompt(["red circle"])
     torch.testing.assert_close(ctx, tiny.encode_prompt(["red circle"]))
     with torch.no_grad():
-        torch.testing.assert_close(loaded.unet(x, t, ctx).sample, tiny.unet(x, t, ctx).sample)
-    save_file(ldm_state_dict(tiny.unet), str(tmp_path / "sd.safetensors"))
+        torch.testing.assert_close(loaded.denoiser(x, t, ctx).sample, tiny.denoiser(x, t, ctx).sample)
+    save_file(ldm_state_dict(tiny.denoiser), str(tmp_path / "sd.safetensors"))
     single = load_model(str(tmp_path / "sd.safetensors"), config=str(folder))
     with torch.no_grad():
-        torch.testing.assert_close(single.unet(x, t, ctx).sample, tiny.unet(x, t, ctx).sample)
+        torch.testing.assert_close(single.denoiser(x, t, ctx).sample, tiny.denoiser(x, t, ctx).sample)
     assert single.vae is not None and single.info["vae"] == f"{folder}/vae"  # not in the checkpoint: said so
     assert main(["visualize", "--model", str(tmp_path / "sd.safetensors"), "--config", str(folder), "--sae", "tiny",
                  "--units", "3", "--seeds", "1", "--timesteps", "0", "--prior", "random", "--steps", "2",

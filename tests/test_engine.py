@@ -25,10 +25,10 @@ from lvo_core.lvo.optimize import (
 )
 from lvo_core.lvo.pipeline import Row, plan_rows, visualize
 from lvo_core.lvo.transforms import ROBUSTNESS_LEVELS, Augment
-from lvo_core.model.backend import DiffusersBackend
+from lvo_core.model.backend import DiffusersBackend, call_unet
 from lvo_core.model.hooks import capture, hook_count, run_to_block, to_tokens
 from lvo_core.model.noise import add_noise, alphas_from_scheduler, step_noise
-from lvo_core.model.sampling import sample, seeded_noise
+from lvo_core.model.sampling import sample_with, seeded_noise
 from lvo_core.model.tiny import CharPromptEncoder, sd15_scheduler, tiny_vae
 
 HP = "up_blocks.1.attentions.1"
@@ -295,22 +295,24 @@ def test_strength_schedule():
 def test_steering_changes_only_what_it_should(unet, encode_prompt):
     sae = random_sae()
     empty = encode_prompt([""])
-    plain = sample(unet, sd15_scheduler(), empty, steps=5, seeds=[1, 2], latent_shape=(4, 16, 16))
+    plain = sample_with(lambda x, t, c: call_unet(unet, x, t, c), sd15_scheduler(), empty, steps=5, seeds=[1, 2],
+                        latent_shape=(4, 16, 16))
     kw = dict(sae=sae, steps=5)
-    zero = steer(unet, sd15_scheduler(), HP, [3, 8], [1, 2], empty, strength=0.0, **kw)
+    be = DiffusersBackend(unet, HP, scheduler=sd15_scheduler(), encode_prompt=encode_prompt)
+    zero = steer(be, [3, 8], [1, 2], strength=0.0, **kw)
     torch.testing.assert_close(zero, plain)
-    unit_scale = steer(unet, sd15_scheduler(), HP, [3, 8], [1, 2], empty, mode="scale", strength=1.0, **kw)
+    unit_scale = steer(be, [3, 8], [1, 2], mode="scale", strength=1.0, **kw)
     torch.testing.assert_close(unit_scale, plain, rtol=1e-4, atol=1e-5)  # error preserved: a no-op
-    pushed = steer(unet, sd15_scheduler(), HP, [3, 8], [1, 2], empty, strength=20.0, **kw)
-    again = steer(unet, sd15_scheduler(), HP, [3, 8], [1, 2], empty, strength=20.0, **kw)
+    pushed = steer(be, [3, 8], [1, 2], strength=20.0, **kw)
+    again = steer(be, [3, 8], [1, 2], strength=20.0, **kw)
     assert torch.equal(pushed, again) and not torch.allclose(pushed, plain)
     with capture(unet, HP, sae=sae, features=[3]) as rec:
         run_pushed = layer_after(unet, pushed[:1], empty)
         run_plain = layer_after(unet, plain[:1], empty)
     assert run_pushed > run_plain  # the steered prior carries more of feature 3
-    icon = feature_icon(unet, sd15_scheduler(), HP, [3], [1], empty, sae=sae, steps=5)
+    icon = feature_icon(be, [3], [1], sae=sae, steps=5)
     assert icon.shape == (1, 4, 16, 16) and not torch.allclose(icon, plain[:1])
-    raw = steer(unet, sd15_scheduler(), HP, [5], [1], empty, strength=5.0, steps=5)
+    raw = steer(be, [5], [1], strength=5.0, steps=5)
     assert not torch.allclose(raw, plain[:1])
     assert hook_count(unet) == 0 and len(rec.codes) == 2
 

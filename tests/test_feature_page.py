@@ -114,7 +114,7 @@ def test_toy_world_card():
     from lvo_core.toy import load_toy_model
 
     model, sae, act = load_toy_model(), load_sae(SAE_PATH), ActivityAnalysis.load(ANALYSIS)
-    backend = DiffusersBackend(model.unet, act.hookpoint, scheduler=model.scheduler, decoder=model.decoder,
+    backend = DiffusersBackend(model.denoiser, act.hookpoint, scheduler=model.scheduler, decoder=model.decoder,
                                encode_prompt=model.require_prompts())
     b = build_bank(backend, BankSettings(size=12, steps=4, draws=1, batch_size=12), sae=sae, timesteps=[200])
     card = feature_card(319, hookpoint="output_blocks.4.1", sae=sae, analysis=act, bank=b, top=5)

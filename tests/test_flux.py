@@ -10,15 +10,18 @@ from lvo_core.errors import HookpointError, LVOError
 from lvo_core.hookpoints import equivalent_names, list_hookpoints, resolve_hookpoint
 from lvo_core.model.conditioning import Conditioning
 from lvo_core.model.flow import FlowMatchSchedule, dynamic_shift_mu, shift_from_config
-from lvo_core.model.flux import FluxBackend, image_ids, pack, unpack
-from lvo_core.model.hooks import capture, edit, hook_count
-from lvo_core.model.sampling import sample_with
-from lvo_core.model.tiny import (
+from lvo_core.model.families.flux import (
     CharFluxPromptEncoder,
-    random_sae,
+    FluxBackend,
+    image_ids,
+    pack,
     tiny_flux,
     tiny_flux_vae,
+    unpack,
 )
+from lvo_core.model.hooks import capture, edit, hook_count
+from lvo_core.model.sampling import sample_with
+from lvo_core.model.tiny import random_sae
 
 
 # ------------------------------------------------------------------------------------------------ the schedule
@@ -147,7 +150,7 @@ def test_flux_naming_round_trips_through_diffusers_converter():
         convert_flux_transformer_checkpoint_to_diffusers,
     )
 
-    from lvo_core.hookpoints import _flux_conversion
+    from lvo_core.hookpoints.flux import _flux_conversion
 
     pairs, _ = _flux_conversion(19, 38, True)
     assert pairs["transformer_blocks.18"] == "double_blocks.18" and pairs["single_transformer_blocks.3"] == \
@@ -169,7 +172,7 @@ def _probe_names(double: int, single: int) -> list[str]:
         convert_flux_transformer_checkpoint_to_diffusers,
     )
 
-    from lvo_core.hookpoints import _TaggedProbe
+    from lvo_core.hookpoints.flux import _TaggedProbe
 
     probe = _TaggedProbe(double, single, False)
     convert_flux_transformer_checkpoint_to_diffusers(probe)
@@ -191,7 +194,7 @@ def test_hookpoint_errors_name_the_fix(flux):
 @pytest.mark.parametrize("hookpoint", ["transformer_blocks.1", "double_blocks.0:text", "single_blocks.1",
                                        "single_transformer_blocks.0:text"])
 def test_block_tokens_are_the_blocks_stream_in_a_full_forward_on_both_layouts(flux, comfy_flux, hookpoint):
-    from lvo_core.model.flux import diffusers_flux_call
+    from lvo_core.model.families.flux import diffusers_flux_call
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 16, 6, 10, generator=g)  # non-square: a 3 × 5 token grid
@@ -215,7 +218,7 @@ def test_block_tokens_are_the_blocks_stream_in_a_full_forward_on_both_layouts(fl
 
 
 def _comfy_call(model, x, sigma, context):
-    from lvo_core.model.flux import split_conditioning
+    from lvo_core.model.families.flux import split_conditioning
 
     tokens, pooled, g = split_conditioning(model, context, x.shape[0], x)
     return model(x, sigma.expand(x.shape[0]), tokens, y=pooled, guidance=g, transformer_options={})
@@ -335,7 +338,7 @@ def test_interrupt_returns_the_partial_run_and_a_saved_flux_folder_loads_back(tm
     folder = save_model_folder(model, tmp_path / "flux")
     again = load_model(str(folder))
     assert again.info["shift"] == 3.0 and isinstance(again.encode_prompt, CharFluxPromptEncoder)
-    b1, b2 = (FluxBackend(m.unet, "double_blocks.1", schedule=FlowMatchSchedule(1000, 3.0),
+    b1, b2 = (FluxBackend(m.denoiser, "double_blocks.1", schedule=FlowMatchSchedule(1000, 3.0),
                           encode_prompt=m.encode_prompt) for m in (model, again))
     assert b2.latent_shape == (16, 16, 16)
     x, t = torch.randn(1, 16, 16, 16), torch.tensor([250])
@@ -344,4 +347,4 @@ def test_interrupt_returns_the_partial_run_and_a_saved_flux_folder_loads_back(tm
     vis = visualize(b1, [3], sae=random_sae(d_in=32), timesteps=[0], seeds=[1], prior="random",
                     config=preset("sae", steps=6), decode=False,
                     should_stop=lambda: calls.append(1) or len(calls) > 2)
-    assert vis.interrupted and len(vis.rows) == 1 and hook_count(model.unet) == 0
+    assert vis.interrupted and len(vis.rows) == 1 and hook_count(model.denoiser) == 0

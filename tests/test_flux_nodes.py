@@ -13,7 +13,8 @@ from comfy_standins import FakeFluxPatcher, fake_flux_sample, flux_cond, run
 
 from lvo_core.hookpoints import resolve_hookpoint
 from lvo_core.model.hooks import hook_count
-from lvo_core.model.tiny import random_sae, tiny_flux, tiny_flux_vae
+from lvo_core.model.families.flux import tiny_flux, tiny_flux_vae
+from lvo_core.model.tiny import random_sae
 
 
 class FluxVAE:
@@ -78,7 +79,8 @@ def assert_pristine(c):
 
 def test_flux_schedule_and_names_from_comfyui_model(comfy, pack):
     glue = comfy.glue
-    schedule = glue.flux_schedule(comfy.patcher.model.model_sampling)
+    adapter = sys.modules["comfyui_lvo.nodes.comfy_backend"]
+    schedule = adapter.flux_schedule(comfy.patcher.model.model_sampling)
     assert schedule.shift == pytest.approx(3.158192, abs=1e-5)  # ModelSamplingFlux shift 1.15 = μ, i.e. e^1.15
     ms = comfy.patcher.model.model_sampling
     assert torch.allclose(schedule.sigma([499]).float(), torch.tensor([ms.sigma(0.5)]), atol=1e-6)
@@ -91,7 +93,7 @@ def test_flux_schedule_and_names_from_comfyui_model(comfy, pack):
     text = resolve_hookpoint(glue.diffusion_model(comfy.patcher), "single_transformer_blocks.0:text")
     assert (text.module_path, text.stream) == ("single_blocks.0", "text")
     with pytest.raises(Exception, match="pooled CLIP output.*DualCLIPLoader"):
-        glue.flux_conditioning([[torch.zeros(1, 6, 32), {}]])
+        adapter.flux_conditioning([[torch.zeros(1, 6, 32), {}]])
 
 
 def test_lvo_optimize_node_on_flux_runs_on_a_copy_and_leaves_the_model_alone(comfy, pack):

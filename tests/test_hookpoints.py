@@ -11,11 +11,11 @@ from lvo_core.errors import HookpointError, SAEMismatchError
 from lvo_core.hookpoints import (
     check_sae_fits,
     equivalent_names,
-    ldm_state_dict,
     list_hookpoints,
     name_map,
     resolve_hookpoint,
 )
+from lvo_core.model.families.sd import ldm_state_dict
 
 
 def test_sd15_names_match_the_design_table(sd15_unet):

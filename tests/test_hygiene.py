@@ -54,8 +54,8 @@ def assert_pristine(w):
 def run(w, **kw):
     unet, enc = w["unet"], CharPromptEncoder()
     backend = DiffusersBackend(unet, HP, scheduler=sd15_scheduler(), decoder=tiny_vae(), encode_prompt=enc)
-    prior = lambda units, seeds: steer(unet, sd15_scheduler(), HP, units, seeds, enc([""]), sae=w["sae"],  # noqa
-                                       strength=4.0, steps=3)
+    prior = lambda units, seeds: steer(backend, units, seeds, sae=w["sae"], strength=4.0, steps=3,  # noqa
+                                       scheduler=sd15_scheduler())
     return visualize(backend, [3, 8], sae=w["sae"], timesteps=[0, 300], seeds=[1], prior=prior,
                      config=preset("sae", steps=4, preview_every=2), batch_size=2, on_preview=lambda *a: None, **kw)
 

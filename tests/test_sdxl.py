@@ -18,7 +18,7 @@ from lvo_core.analysis.activity import analyze_activity
 from lvo_core.analysis.bank import BankSettings, build_bank
 from lvo_core.analysis.steering import steer
 from lvo_core.errors import SAEMismatchError
-from lvo_core.hookpoints import ldm_state_dict, resolve_hookpoint
+from lvo_core.hookpoints import resolve_hookpoint
 from lvo_core.lvo.optimize import PRESETS
 from lvo_core.lvo.pipeline import visualize
 from lvo_core.lvo.recipes import recipe, visualize_recipe
@@ -27,13 +27,9 @@ from lvo_core.model.conditioning import Conditioning, cat
 from lvo_core.model.hooks import capture, hook_count, run_to_block
 from lvo_core.model.loading import load_model, save_model_folder
 from lvo_core.model.schedule import DDPMSchedule
-from lvo_core.model.tiny import (
-    CharSDXLPromptEncoder,
-    random_sae,
-    sd15_scheduler,
-    tiny_sdxl_unet,
-    tiny_vae,
-)
+from lvo_core.model.families.sd import ldm_state_dict
+from lvo_core.model.families.sdxl import CharSDXLPromptEncoder, tiny_sdxl_unet
+from lvo_core.model.tiny import random_sae, sd15_scheduler, tiny_vae
 
 UNBOX_BLOCKS = {"down_blocks.2.attentions.1": "input_blocks.8.1", "mid_block.attentions.0": "middle_block.1",
                 "up_blocks.0.attentions.0": "output_blocks.0.1", "up_blocks.0.attentions.1": "output_blocks.1.1"}
@@ -132,11 +128,12 @@ def test_lvo_steering_activity_and_faithful_run_on_sdxl(xl, encoder, update_sae)
     torch.testing.assert_close(vis.latents, again.latents, rtol=0, atol=0)  # same seed, same result
     gains = [m["activation"] - m["prior_activation"] for m in vis.metrics]
     assert vis.complete and len(gains) == 4 and sum(gains) / 4 > 0.01 and sum(g > 0 for g in gains) >= 3, gains
-    analysis = analyze_activity(xl, sd15_scheduler(), HOOK, ["red ring", "blue cross"], encoder, sae=update_sae,
+    out = backend_on(xl, encoder, reads="output")
+    analysis = analyze_activity(out, ["red ring", "blue cross"], encoder, sae=update_sae,
                                 steps=4, guidance=2.0)
     assert analysis.max.shape == (4, update_sae.d_sae) and float(analysis.max.max()) > 0
-    steered = steer(xl, sd15_scheduler(), HOOK, [3], [1], encoder([""]), sae=update_sae, strength=4.0, steps=3)
-    plain = steer(xl, sd15_scheduler(), HOOK, [3], [1], encoder([""]), sae=update_sae, strength=0.0, steps=3)
+    steered = steer(out, [3], [1], sae=update_sae, strength=4.0, steps=3)
+    plain = steer(out, [3], [1], sae=update_sae, strength=0.0, steps=3)
     assert steered.shape == (1, 4, 16, 16) and (steered - plain).abs().max() > 1e-3
     bank = build_bank(be, BankSettings(size=6, steps=2, batch_size=6), sae=update_sae, timesteps=[200])
     quick = recipe("faithful")
@@ -152,7 +149,7 @@ def test_tiny_sdxl_folder_round_trips(tmp_path):
     c1, c2 = model.encode_prompt(["ring"]), loaded.encode_prompt(["ring"])
     assert isinstance(c2, Conditioning) and torch.equal(c1.tokens, c2.tokens)
     assert torch.equal(c1.extras["text_embeds"], c2.extras["text_embeds"])
-    assert all(torch.equal(a, b) for a, b in zip(model.unet.state_dict().values(), loaded.unet.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(model.denoiser.state_dict().values(), loaded.denoiser.state_dict().values()))
 
 
 def test_cli_runs_on_the_sdxl_shaped_model(tmp_path, capsys):
@@ -184,7 +181,7 @@ class FakeSDXLBase:
 
 
 def test_glue_builds_y_for_sdxl_and_passes_it_to_the_ldm_forward(pack):
-    glue = sys.modules["comfyui_lvo.nodes.comfy_glue"]
+    glue = sys.modules["comfyui_lvo.nodes.comfy_backend"]
     base = FakeSDXLBase()
     model = types.SimpleNamespace(model=base)
     tokens, pooled = torch.randn(1, 6, 32), torch.randn(1, 32)

@@ -83,9 +83,9 @@ def test_trained_world_loads_like_any_model():
     from lvo_core.toy import load_toy_model
 
     model = load_toy_model()
-    point = resolve_hookpoint(model.unet, "output_blocks.4.1")
+    point = resolve_hookpoint(model.denoiser, "output_blocks.4.1")
     sae = load_sae(SAE_PATH)
-    check_sae_fits(sae.d_in, point, model.unet)
+    check_sae_fits(sae.d_in, point, model.denoiser)
     assert (point.diffusers_name, point.channels, sae.d_sae, sae.k) == ("up_blocks.1.attentions.1", 48, 384, 8)
     assert model.decoder(torch.zeros(1, 8, 8, 8)).shape == (1, 3, 32, 32)
     record = json.loads((WEIGHTS / "record.json").read_text())

@@ -23,14 +23,14 @@ import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.numpy import save_file
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..errors import ActivityError, LVOError, SAEFormatError, UnitError
 from ..fileio import atomic_write, check_safetensors_file, ensure_folder
-from ..hookpoints import Hookpoint, check_sae_fits, resolve_hookpoint
+from ..hookpoints import Hookpoint, check_sae_fits
 from ..identity import digest, float_prefix
+from ..model.backend import Backend
 from ..model.hooks import capture
-from ..model.sampling import default_latent_shape, sample
 from ..sae.model import SparseAutoencoder
 
 GRID = np.arange(1001)
@@ -266,30 +266,35 @@ def spatial_map(tokens: Tensor, hw: tuple[int, int], unit: int, sae: SparseAutoe
 
 
 @torch.no_grad()
-def analyze_activity(unet: nn.Module, scheduler, hookpoint: str, prompts: Sequence[str],
-                     encode_prompt: Callable[[list[str]], Tensor], *, sae: SparseAutoencoder | None = None,
-                     seeds: Sequence[int] | None = None, steps: int = 50, guidance: float = 7.5,
-                     latent_shape: Sequence[int] | None = None, top_n: int = 20, keep_examples: int = 8,
-                     batch_size: int = 4, rows: str = "cond",
+def analyze_activity(backend: Backend, prompts: Sequence[str],
+                     encode_prompt: Callable[[list[str]], Tensor] | None = None, *,
+                     sae: SparseAutoencoder | None = None, seeds: Sequence[int] | None = None, steps: int = 50,
+                     guidance: float = 7.5, latent_shape: Sequence[int] | None = None, top_n: int = 20,
+                     keep_examples: int = 8, batch_size: int = 4, rows: str = "cond",
                      on_generation: Callable[[int, int, Tensor], None] | None = None,
-                     on_progress: Callable[[int, int], None] | None = None) -> ActivityAnalysis:
-    """Generate one image per prompt (seeded) and accumulate every unit's activity at every timestep.
+                     on_progress: Callable[[int, int], None] | None = None, scheduler: Any = None) -> ActivityAnalysis:
+    """Generate one image per prompt (seeded) with the backend and accumulate every unit's activity at its hooked
+    block at every timestep.
 
-    With CFG the UNet sees ``[uncond; cond]``; statistics come from the conditional half (``rows="cond"``), which
-    fixes the reference's mix-up of halves. ``on_generation(first_id, count, final_latents)`` receives each batch's
-    final latents (to decode and keep the dataset images); ``on_progress(image-steps done, prompts × steps)`` after
-    every denoising step.
+    With CFG the model sees ``[uncond; cond]``; statistics come from the conditional half (``rows="cond"``), which
+    fixes the reference's mix-up of halves. ``encode_prompt`` defaults to the backend's; ``scheduler`` to its
+    sampler. ``on_generation(first_id, count, final_latents)`` receives each batch's final latents (to decode and
+    keep the dataset images); ``on_progress(image-steps done, prompts × steps)`` after every denoising step.
     """
     if not prompts:
         raise ActivityError("no prompts given; activity analysis needs at least one prompt")
-    point: Hookpoint = resolve_hookpoint(unet, hookpoint)
+    encode_prompt = encode_prompt or backend.encode_prompt
+    if encode_prompt is None:
+        raise LVOError("activity analysis encodes prompts: give encode_prompt (this backend has no prompt encoder)")
+    point: Hookpoint = backend.hookpoint
     if sae is not None:
-        check_sae_fits(sae.d_in, point, unet)
+        check_sae_fits(sae.d_in, point, backend.denoiser)
     seeds = list(seeds) if seeds is not None else list(range(len(prompts)))
     if len(seeds) != len(prompts):
         raise LVOError(f"got {len(seeds)} seeds for {len(prompts)} prompts; give one seed per prompt")
-    size = latent_shape or default_latent_shape(unet)
+    size = latent_shape or backend.latent_shape
     units = np.arange(sae.d_sae if sae is not None else point.channels)
+    scheduler = scheduler if scheduler is not None else backend.sampler(steps)
     scheduler.set_timesteps(steps)
     acc = ActivityAccumulator([int(t) for t in scheduler.timesteps], units, top_n, keep_examples)
     uncond = encode_prompt([""]) if guidance != 1.0 else None
@@ -297,15 +302,16 @@ def analyze_activity(unet: nn.Module, scheduler, hookpoint: str, prompts: Sequen
         chunk = list(prompts[start:start + batch_size])
         ids = list(range(start, start + len(chunk)))
         cond = encode_prompt(chunk)
-        with capture(unet, point, rows=rows if guidance != 1.0 else None) as rec:
+        with capture(backend.denoiser, point, rows=rows if guidance != 1.0 else None) as rec:
             def on_step(i: int, _t: int, _latents: Tensor) -> None:
                 acc.update(i, unit_activations(rec.tokens[-1], sae), ids)
                 rec.clear()
                 if on_progress is not None:
                     on_progress(start * steps + (i + 1) * len(chunk), len(prompts) * steps)
 
-            latents = sample(unet, scheduler, cond, uncond=uncond, guidance=guidance, steps=steps,
-                             seeds=seeds[start:start + len(chunk)], latent_shape=size, on_step=on_step)
+            latents = backend.sample(cond, uncond=uncond, guidance=guidance, steps=steps,
+                                     seeds=seeds[start:start + len(chunk)], latent_shape=size, on_step=on_step,
+                                     scheduler=scheduler)
         if on_generation is not None:
             on_generation(start, len(chunk), latents)
     return acc.result(unit_kind="raw" if sae is None else "sae", hookpoint=point.diffusers_name,

@@ -68,7 +68,7 @@ def model_fingerprint(backend: Backend) -> str:
     """A short hash of what decides the samples up to their size: a strided sample of every weight (bounded cost
     even for SD-sized models) and the ᾱ schedule. The latent size is kept apart (:attr:`SampleBank.latent_shape`):
     feature search reads a bank beside images of any size."""
-    unet = getattr(backend, "unet", None)
+    unet = backend.denoiser
     if unet is None:
         raise BankError("this backend exposes no model to fingerprint; a bank needs one to refuse foreign models")
     return digest(unet.named_parameters(), values=strided_sample(256), header=("name", "shape"),

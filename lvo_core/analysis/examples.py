@@ -7,17 +7,17 @@ spatial-mean activation and keep its per-position map, upsampled onto the image 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..errors import ActivityError, LVOError
-from ..hookpoints import check_sae_fits, resolve_hookpoint
+from ..hookpoints import check_sae_fits
+from ..model.backend import Backend
 from ..model.hooks import capture
-from ..model.sampling import default_latent_shape, sample
 from ..sae.model import SparseAutoencoder
 from .activity import spatial_map
 
@@ -73,25 +73,30 @@ def rank_examples(maps: Tensor | np.ndarray, k: int = 8, by: str = "mean",
 
 
 @torch.no_grad()
-def generate_with_maps(unet: nn.Module, scheduler, hookpoint: str, prompts: Sequence[str],
-                       encode_prompt: Callable[[list[str]], Tensor], unit: int, timestep: int, *,
-                       sae: SparseAutoencoder | None = None, seeds: Sequence[int] | None = None, steps: int = 50,
-                       guidance: float = 7.5, latent_shape: Sequence[int] | None = None,
-                       batch_size: int = 4, on_progress: Callable[[int, int], None] | None = None
+def generate_with_maps(backend: Backend, prompts: Sequence[str], encode_prompt: Callable[[list[str]], Tensor] | None,
+                       unit: int, timestep: int, *, sae: SparseAutoencoder | None = None,
+                       seeds: Sequence[int] | None = None, steps: int = 50, guidance: float = 7.5,
+                       latent_shape: Sequence[int] | None = None, batch_size: int = 4,
+                       on_progress: Callable[[int, int], None] | None = None, scheduler: Any = None
                        ) -> tuple[Tensor, Tensor, int]:
-    """Generate from ``prompts`` and record ``unit``'s map at the sampled timestep nearest ``timestep``.
+    """Generate from ``prompts`` with the backend and record ``unit``'s map at its hooked block at the sampled
+    timestep nearest ``timestep``; ``encode_prompt`` (None: the backend's) and ``scheduler`` (None: its sampler).
 
     Returns the final latents ``[N, C, h, w]``, the maps ``[N, H, W]`` and the timestep actually used;
     ``on_progress(image-steps done, prompts × steps)`` after every denoising step.
     """
-    point = resolve_hookpoint(unet, hookpoint)
+    point = backend.hookpoint
+    encode_prompt = encode_prompt or backend.encode_prompt
+    if encode_prompt is None:
+        raise LVOError("generating examples encodes prompts: give encode_prompt (this backend has no prompt encoder)")
     if sae is not None:
-        check_sae_fits(sae.d_in, point, unet)
+        check_sae_fits(sae.d_in, point, backend.denoiser)
         sae.check_features([unit])
     elif not 0 <= unit < point.channels:
         raise ActivityError(f"channel {unit} is out of range: block '{point.diffusers_name}' has {point.channels}")
     seeds = list(seeds) if seeds is not None else list(range(len(prompts)))
-    size = latent_shape or default_latent_shape(unet)
+    size = latent_shape or backend.latent_shape
+    scheduler = scheduler if scheduler is not None else backend.sampler(steps)
     scheduler.set_timesteps(steps)
     ts = [int(t) for t in scheduler.timesteps]
     step_index = int(np.argmin([abs(t - timestep) for t in ts]))
@@ -99,7 +104,7 @@ def generate_with_maps(unet: nn.Module, scheduler, hookpoint: str, prompts: Sequ
     latents, maps = [], []
     for start in range(0, len(prompts), batch_size):
         chunk = list(prompts[start:start + batch_size])
-        with capture(unet, point, rows="cond" if guidance != 1.0 else None) as rec:
+        with capture(backend.denoiser, point, rows="cond" if guidance != 1.0 else None) as rec:
             def on_step(i: int, _t: int, _x: Tensor) -> None:
                 if i == step_index:
                     maps.append(spatial_map(rec.tokens[-1], rec.hw, unit, sae))
@@ -107,9 +112,9 @@ def generate_with_maps(unet: nn.Module, scheduler, hookpoint: str, prompts: Sequ
                 if on_progress is not None:
                     on_progress(start * steps + (i + 1) * len(chunk), len(prompts) * steps)
 
-            latents.append(sample(unet, scheduler, encode_prompt(chunk), uncond=uncond, guidance=guidance,
-                                  steps=steps, seeds=seeds[start:start + len(chunk)], latent_shape=size,
-                                  on_step=on_step))
+            latents.append(backend.sample(encode_prompt(chunk), uncond=uncond, guidance=guidance, steps=steps,
+                                          seeds=seeds[start:start + len(chunk)], latent_shape=size, on_step=on_step,
+                                          scheduler=scheduler))
     return torch.cat(latents), torch.cat(maps), ts[step_index]
 
 

@@ -11,14 +11,15 @@ error preserved (SAeUron's steering). Many (unit, seed) rows steer in one batch,
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..errors import LVOError, UnitError
-from ..hookpoints import check_sae_fits, resolve_hookpoint
+from ..hookpoints import check_sae_fits
+from ..model.backend import Backend
 from ..model.hooks import (
     AddDirection,
     EditFeature,
@@ -26,7 +27,6 @@ from ..model.hooks import (
     TokenEdit,
     edit,
 )
-from ..model.sampling import default_latent_shape, sample
 from ..sae.model import SparseAutoencoder
 from .activity import ActivityAnalysis
 
@@ -123,20 +123,21 @@ def steering_edit(units: Sequence[int], sae: SparseAutoencoder | None, channels:
 
 
 @torch.no_grad()
-def steer(unet: nn.Module, scheduler, hookpoint: str, units: Sequence[int], seeds: Sequence[int],
-          empty_context: Tensor, *, sae: SparseAutoencoder | None = None, analysis: ActivityAnalysis | None = None,
-          mode: str = "add", scale: float | None = None, strength: float | None = None,
-          window: tuple[float, float] = (0.0, 1.0), steps: int = 50, latent_shape: Sequence[int] | None = None,
-          on_step: Callable[[int, int], None] | None = None) -> Tensor:
-    """Final latents ``[B, C, H, W]`` of an empty-prompt, CFG-free generation per (unit, seed) row, steered.
+def steer(backend: Backend, units: Sequence[int], seeds: Sequence[int], *, sae: SparseAutoencoder | None = None,
+          analysis: ActivityAnalysis | None = None, mode: str = "add", scale: float | None = None,
+          strength: float | None = None, window: tuple[float, float] = (0.0, 1.0), steps: int = 50,
+          latent_shape: Sequence[int] | None = None, on_step: Callable[[int, int], None] | None = None,
+          context: Tensor | None = None, scheduler: Any = None) -> Tensor:
+    """Final latents ``[B, C, H, W]`` of an empty-prompt (or ``context``), CFG-free generation per (unit, seed) row,
+    steered at the backend's hooked block; ``scheduler`` defaults to the backend's sampler.
 
     In ``scale`` mode the strength is the factor the feature's code is multiplied by (1 = no change).
     """
     if len(units) != len(seeds):
         raise LVOError(f"got {len(units)} units for {len(seeds)} seeds; give one unit per seed row")
-    point = resolve_hookpoint(unet, hookpoint)
+    point = backend.hookpoint
     if sae is not None:
-        check_sae_fits(sae.d_in, point, unet)
+        check_sae_fits(sae.d_in, point, backend.denoiser)
         sae.check_features(sorted(set(units)))
     if analysis is not None:
         analysis.check_matches(point.diffusers_name, sae)
@@ -154,24 +155,24 @@ def steer(unet: nn.Module, scheduler, hookpoint: str, units: Sequence[int], seed
         if on_step is not None:
             on_step(i, steps)
 
-    with edit(unet, point, editor):
-        return sample(unet, scheduler, empty_context, guidance=1.0, steps=steps, seeds=seeds,
-                      latent_shape=latent_shape or default_latent_shape(unet), before_step=before_step)
+    with edit(backend.denoiser, point, editor):
+        return backend.sample(backend.empty_context(1) if context is None else context, guidance=1.0, steps=steps,
+                              seeds=seeds, latent_shape=latent_shape, before_step=before_step, scheduler=scheduler)
 
 
 @torch.no_grad()
-def feature_icon(unet: nn.Module, scheduler, hookpoint: str, units: Sequence[int], seeds: Sequence[int],
-                 empty_context: Tensor, *, sae: SparseAutoencoder | None = None, steps: int = 50,
-                 latent_shape: Sequence[int] | None = None) -> Tensor:
-    """Final latents of an empty-prompt generation with the block's output replaced by each row's unit direction
-    (at the output's own mean token norm) at every step — a cheap baseline beside LVO."""
-    point = resolve_hookpoint(unet, hookpoint)
+def feature_icon(backend: Backend, units: Sequence[int], seeds: Sequence[int], *,
+                 sae: SparseAutoencoder | None = None, steps: int = 50, latent_shape: Sequence[int] | None = None,
+                 context: Tensor | None = None, scheduler: Any = None) -> Tensor:
+    """Final latents of an empty-prompt (or ``context``) generation with the hooked block's output replaced by each
+    row's unit direction (at the output's own mean token norm) at every step — a cheap baseline beside LVO."""
+    point = backend.hookpoint
     if sae is not None:
-        check_sae_fits(sae.d_in, point, unet)
+        check_sae_fits(sae.d_in, point, backend.denoiser)
     editor = ReplaceWithDirection(unit_directions(units, sae, point.channels))
-    with edit(unet, point, editor):
-        return sample(unet, scheduler, empty_context, guidance=1.0, steps=steps, seeds=seeds,
-                      latent_shape=latent_shape or default_latent_shape(unet))
+    with edit(backend.denoiser, point, editor):
+        return backend.sample(backend.empty_context(1) if context is None else context, guidance=1.0, steps=steps,
+                              seeds=seeds, latent_shape=latent_shape, scheduler=scheduler)
 
 
 class BlockSteer:

@@ -14,7 +14,7 @@ import torch
 from ..errors import LVOError
 from ..fileio import OutputPathError, check_file_target
 from ..progress import Printer, ProgressFn, StepFn, stage
-from .setup import TINY_MODELS
+from .setup import tiny_models
 
 NOT_RECORDED = ("func", "from_json", "resume")
 BANK_SAMPLING = "bank: sampling (images × denoising steps)"
@@ -117,7 +117,7 @@ def run(s: Any, argv: Sequence[str] = ()) -> int:
             if getattr(s, "from_json", None):
                 s = rerun_settings(s, argv)
             status = s.func(check_settings(s))
-            if getattr(s, "model", None) in TINY_MODELS and status == 0:  # last, where a reader looks
+            if getattr(s, "model", None) in tiny_models() and status == 0:  # last, where a reader looks
                 print(f"note: --model {s.model} has random weights (a stand-in for checking the plumbing): its "
                       f"pictures are noise. For a trained model with known concepts use --model toy; for SD give "
                       f"a local folder.", file=sys.stderr)

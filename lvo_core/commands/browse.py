@@ -17,7 +17,6 @@ from ..analysis.metrics import display_images
 from ..analysis.selection import scored_bank
 from ..errors import LVOError
 from ..fileio import ensure_folder
-from ..model.sampling import sample
 from .boundary import BANK_SCORING, Progress, recorded_args
 from .setup import backend_for, check_units, load_analysis, setup
 
@@ -59,10 +58,9 @@ def cmd_search(s: Any) -> int:
         encode = model.require_prompts()
         generated = Progress("search: generating the prompts (steps)")
         with torch.no_grad():
-            latents.append(sample(model.unet, model.scheduler, encode(list(s.prompt)), uncond=encode([""]),
-                                  guidance=s.guidance, steps=s.steps, seeds=range(s.seed, s.seed + len(s.prompt)),
-                                  latent_shape=backend.latent_shape,
-                                  on_step=lambda i, _t, _x: generated(i + 1, s.steps)).float().cpu())
+            latents.append(backend.sample(encode(list(s.prompt)), uncond=encode([""]), guidance=s.guidance,
+                                          steps=s.steps, seeds=range(s.seed, s.seed + len(s.prompt)),
+                                          on_step=lambda i, _t, _x: generated(i + 1, s.steps)).float().cpu())
         names += list(s.prompt)
     z = torch.cat(latents)
     bank = SampleBank.load(s.bank) if s.bank else None

@@ -24,7 +24,7 @@ def cmd_analyze(s: Any) -> int:
     """Time-step activity analysis over a prompt set."""
     model, sae, hookpoint = setup(s)
     prompts = read_prompts(s.prompts, model.source)
-    analysis = analyze_activity(model.unet, model.scheduler, hookpoint, prompts, model.require_prompts(), sae=sae,
+    analysis = analyze_activity(backend_for(model, hookpoint, sae), prompts, sae=sae,
                                 seeds=list(range(s.seed, s.seed + len(prompts))), steps=s.steps,
                                 guidance=s.guidance, top_n=s.top_n, batch_size=s.batch_size,
                                 on_progress=Progress("analyze (images × steps)"))
@@ -86,9 +86,9 @@ def cmd_examples(s: Any) -> int:
         raise LVOError(f"--timestep {t} is outside this model's schedule 0..{train_steps - 1}")
     if t is None:
         t, _ = first_peak(s.unit, analysis)
-    latents, maps, used = generate_with_maps(model.unet, model.scheduler, hookpoint, prompts, model.require_prompts(),
-                                             s.unit, t, sae=sae, seeds=range(s.seed, s.seed + len(prompts)),
-                                             steps=s.steps, guidance=s.guidance, batch_size=s.batch_size,
+    latents, maps, used = generate_with_maps(backend_for(model, hookpoint, sae), prompts, None, s.unit, t, sae=sae,
+                                             seeds=range(s.seed, s.seed + len(prompts)), steps=s.steps,
+                                             guidance=s.guidance, batch_size=s.batch_size,
                                              on_progress=Progress("examples (images × steps)"))
     ranked = rank_examples(maps, k=s.k, by=s.by, prompts=prompts, timestep=used)
     out = ensure_folder(s.out)

@@ -9,13 +9,13 @@ from typing import Any
 from ..errors import LVOError
 from ..hookpoints import check_sae_fits, list_hookpoints, resolve_hookpoint
 from ..sae import convert_to_safetensors, describe, load_sae
-from .setup import DEFAULT_HOOKPOINT, TINY_MODELS, load_named_model, sae_path, tiny_sae
+from .setup import DEFAULT_HOOKPOINT, load_named_model, sae_path, tiny_models, tiny_sae
 
 
 def cmd_info(s: Any) -> int:
     """Hookable blocks of a model, SAE summary, and whether they fit."""
     report: dict = {}
-    if s.sae in TINY_MODELS:
+    if s.sae in tiny_models():
         report["sae"] = tiny_sae(s.sae).summary()
     elif s.sae:
         s.sae = sae_path(s.sae)
@@ -26,7 +26,7 @@ def cmd_info(s: Any) -> int:
             raise LVOError(f"--hookpoint {s.hookpoint}: {s.sae} holds one SAE, not a root of several; give --model "
                            f"too to check the SAE against that block")
     if s.model or not s.sae:
-        unet = load_named_model(s.model or "tiny", config=s.config).unet
+        unet = load_named_model(s.model or "tiny", config=s.config).denoiser
         report["hookpoints"] = [{"diffusers": p.diffusers_name, "ldm": p.ldm_name, "channels": p.channels,
                                  "kind": p.kind} for p in list_hookpoints(unet)]
         if s.hookpoint:
@@ -34,7 +34,7 @@ def cmd_info(s: Any) -> int:
             report["hookpoint"] = {"diffusers": point.diffusers_name, "ldm": point.ldm_name,
                                    "channels": point.channels}
         if s.sae:
-            sae = tiny_sae(s.sae) if s.sae in TINY_MODELS else load_sae(s.sae, hookpoint=s.hookpoint)
+            sae = tiny_sae(s.sae) if s.sae in tiny_models() else load_sae(s.sae, hookpoint=s.hookpoint)
             point = resolve_hookpoint(unet, s.hookpoint or sae.hookpoint or DEFAULT_HOOKPOINT)
             check_sae_fits(sae.d_in, point, unet)
             report["fit"] = f"SAE ({sae.d_in} channels) fits {point.diffusers_name} / {point.ldm_name}"

@@ -31,11 +31,11 @@ def priors_from_file(path: str) -> PriorTable:
 
 def steer_prior(model, sae, hookpoint: str, analysis, s: Any):
     """The steered-generation prior with the ``--mode/--scale/--strength/--window/--prior-steps`` settings."""
-    empty = model.require_prompts()([""])
+    backend = backend_for(model, hookpoint)
 
     def prior(units: list[int], seeds: list[int]) -> torch.Tensor:
         progress = Progress(f"steer {len(units)} rows")
-        return steer(model.unet, model.scheduler, hookpoint, units, seeds, empty, sae=sae, analysis=analysis,
+        return steer(backend, units, seeds, sae=sae, analysis=analysis,
                      mode=s.mode, scale=s.scale, strength=s.strength, window=tuple(s.window), steps=s.prior_steps,
                      on_step=lambda i, n: progress(i + 1, n))
     prior.label = "steer"

@@ -2,7 +2,7 @@
 (prompts, an activity analysis, unit indices checked against the model before any sampling).
 
 The model-family functions here (``load_named_model``, ``tiny_sae``, ``setup``, ``default_hookpoint``, ``backend_for``
-and the ``DEFAULT``/``FLUX``/``TINY`` constants) are the commands' one seam to the model stage.
+``tiny_models``, ``DEFAULT_HOOKPOINT``) are the commands' one seam to the model stage.
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ from ..toy import ANALYSIS, RAW_ANALYSIS
 from ..toy.world import COLORS, SHAPES
 
 DEFAULT_HOOKPOINT = "up_blocks.1.attentions.1"
-FLUX_HOOKPOINT = "transformer_blocks.18"  # where sdxl-unbox's FLUX.1 SAE reads the image stream
-TINY_FLUX_HOOKPOINT = "transformer_blocks.1"
-TINY_MODELS = ("tiny", "tiny-sdxl", "tiny-flux")  # built in code; each comes with its own random SAE
 TINY_PROMPTS = ["red circle", "blue square", "green triangle", "yellow ring", "red stripes", "blue circle",
                 "green square", "white ring"]
 
@@ -38,16 +35,18 @@ def load_named_model(spec: str, **kwargs: Any):
     return load_model(spec, **kwargs)
 
 
-def tiny_sae(model_source: str):
-    """The random SAE that goes with a tiny model: on SD's ``up_blocks.1.attentions.1`` output, like sdxl-unbox's on
-    the SDXL-shaped model's ``up_blocks.0.attentions.1`` update (output − input), or on tiny FLUX's image stream."""
-    from ..model.tiny import random_sae
+def tiny_models() -> tuple[str, ...]:
+    """The tiny random models of the registered model families (built in code; each with its own random SAE)."""
+    from ..model.families import tiny_names
 
-    if model_source == "tiny-sdxl":
-        return random_sae(d_in=64, d_sae=256, input_kind="update", hookpoint="unet.up_blocks.0.attentions.1")
-    if model_source == "tiny-flux":
-        return random_sae(d_in=32, hookpoint=f"transformer.{TINY_FLUX_HOOKPOINT}")
-    return random_sae()
+    return tiny_names()
+
+
+def tiny_sae(model_source: str):
+    """The random SAE that goes with a tiny model (its family's: each says where it reads)."""
+    from ..model.families import tiny_family
+
+    return tiny_family(model_source).tiny_sae()
 
 
 def setup(s: Any):
@@ -59,9 +58,10 @@ def setup(s: Any):
     if s.raw and s.sae:
         raise LVOError("give either --sae (SAE features) or --raw (raw channels), not both")
     sae = None
-    spec = None if s.raw else s.sae or (s.model if s.model in (*TINY_MODELS, "toy") else None)
+    tiny = tiny_models()
+    spec = None if s.raw else s.sae or (s.model if s.model in (*tiny, "toy") else None)
     if spec is not None:  # the SAE first: a feature index out of range is refused before the model (and diffusers)
-        sae = tiny_sae(spec) if spec in TINY_MODELS else load_sae(sae_path(spec), hookpoint=s.hookpoint)
+        sae = tiny_sae(spec) if spec in tiny else load_sae(sae_path(spec), hookpoint=s.hookpoint)
         sae = sae.to(device=s.device, dtype=torch.float32)
         named = [s.unit] if getattr(s, "unit", None) is not None else getattr(s, "units", None)
         if isinstance(named, list) and named:
@@ -69,9 +69,10 @@ def setup(s: Any):
     model = load_named_model(s.model, config=s.config, device=s.device)
     if not s.raw and sae is None:
         raise LVOError("give --sae PATH for SAE features, or --raw for raw channels")
-    hookpoint = s.hookpoint or (sae.hookpoint if sae is not None and sae.hookpoint else default_hookpoint(model.unet))
+    hookpoint = s.hookpoint or (sae.hookpoint if sae is not None and sae.hookpoint
+                                else default_hookpoint(model.denoiser))
     if sae is not None:
-        check_sae_fits(sae.d_in, resolve_hookpoint(model.unet, hookpoint), model.unet)
+        check_sae_fits(sae.d_in, resolve_hookpoint(model.denoiser, hookpoint), model.denoiser)
     return model, sae, hookpoint
 
 
@@ -84,41 +85,29 @@ def sae_path(spec: str) -> str:
     return spec
 
 
-def default_hookpoint(unet) -> str:
-    """SD's ``up_blocks.1.attentions.1``; on a FLUX transformer ``transformer_blocks.18`` (or its last double
-    block when it has fewer)."""
-    from ..model.flux import is_flux
+def default_hookpoint(denoiser) -> str:
+    """The block its family hooks by default (SD's ``up_blocks.1.attentions.1``, FLUX's ``transformer_blocks.18``)."""
+    from ..model.families import family_of
 
-    if not is_flux(unet):
-        return DEFAULT_HOOKPOINT
-    from ..hookpoints import unwrap_unet
-
-    blocks = len(unwrap_unet(unet).transformer_blocks)
-    return FLUX_HOOKPOINT if blocks > 18 else f"transformer_blocks.{blocks - 1}"
+    return family_of(denoiser).default_hookpoint(denoiser)
 
 
 def backend_for(model, hookpoint: str, sae=None):
-    """A backend on the model's hooked block, reading there what ``sae`` was trained on (output or update)."""
-    from ..model.backend import DiffusersBackend
-    from ..model.flux import FluxBackend, is_flux, schedule_of
+    """A backend on the model's hooked block (its family's), reading there what ``sae`` was trained on."""
+    from ..model.families import family_of
 
-    if is_flux(model.unet):
-        return FluxBackend(model.unet, hookpoint, schedule=schedule_of(model.scheduler), decoder=model.decoder,
-                           encode_prompt=model.require_prompts())
-    return DiffusersBackend(model.unet, hookpoint, scheduler=model.scheduler, decoder=model.decoder,
-                            encode_prompt=model.require_prompts(),
-                            reads=sae.input_kind if sae is not None else "output")
+    return family_of(model.denoiser).backend(model, hookpoint, reads=sae.input_kind if sae is not None else "output")
 
 
 def check_units(model, hookpoint: str, units: Sequence[int], sae) -> None:
     """Unit indices, the SAE's width and the hookpoint checked against the model before any sampling (a bad
     index must not cost a bank build first)."""
-    make_unit_spec(model.unet, hookpoint, units, sae)
+    make_unit_spec(model.denoiser, hookpoint, units, sae)
 
 
 def read_prompts(path: str | None, model_source: str) -> list[str]:
     if path is None:
-        if model_source in TINY_MODELS:
+        if model_source in tiny_models():
             return list(TINY_PROMPTS)
         if model_source == "toy":
             return [f"{c} {s}" for c in COLORS for s in SHAPES]

@@ -187,7 +187,7 @@ def visualize(backend: Backend, units: Sequence[int], *, sae: SparseAutoencoder 
     if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size <= 0):
         raise LVOError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
     if sae is not None:
-        check_sae_fits(sae.d_in, backend.hookpoint, getattr(backend, "unet", None))
+        check_sae_fits(sae.d_in, backend.hookpoint, backend.denoiser)
         check_sae_reads(sae.input_kind, backend.hookpoint)
         sae.check_features(list(units))
     elif any(not 0 <= u < backend.hookpoint.channels for u in units):

@@ -9,17 +9,17 @@ from __future__ import annotations
 from contextlib import contextmanager
 from copy import deepcopy
 from dataclasses import replace
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import LVOError
-from ..hookpoints import Hookpoint, resolve_hookpoint
+from ..hookpoints import Hookpoint, layout_for, list_hookpoints, resolve_hookpoint, unwrap_unet
 from .conditioning import Conditioning
 from .hooks import TokenGrid, run_to_block_tokens
 from .noise import alphas_from_scheduler
-from .sampling import call_unet, default_latent_shape
+from .sampling import StepCallback, sample_with
 from .schedule import DDPMSchedule, NoiseSchedule, as_schedule
 
 Decoder = Callable[[Tensor], Tensor]
@@ -30,6 +30,8 @@ class Backend(Protocol):
 
     hookpoint: Hookpoint
     schedule: NoiseSchedule
+    denoiser: nn.Module  # the module whose weights identify the model (a UNet, a DiT)
+    encode_prompt: Callable[[list[str]], Tensor | Conditioning] | None  # None where prompts come from elsewhere
 
     @property
     def device(self) -> torch.device: ...
@@ -46,6 +48,16 @@ class Backend(Protocol):
 
     def predict_eps(self, x_t: Tensor, t: Tensor, context: Tensor) -> Tensor:
         """The full model's prediction as ε, without gradients (for the diffusion-prior regularizer)."""
+
+    def sampler(self, steps: int) -> Any:
+        """The diffusers scheduler :meth:`sample` steps with (``set_timesteps`` tells the timesteps it visits)."""
+
+    def sample(self, cond: Tensor, *, uncond: Tensor | None = None, guidance: float = 1.0, steps: int = 50,
+               seeds: Sequence[int], latent_shape: Sequence[int] | None = None,
+               on_step: StepCallback | None = None, before_step: Callable[[int, int], None] | None = None,
+               init_latents: Tensor | None = None, scheduler: Any = None) -> Tensor:
+        """Generated latents, one row per seed, with CFG and per-step callbacks (see
+        :func:`~lvo_core.model.sampling.sample_with`); ``scheduler`` replaces :meth:`sampler`'s."""
 
     def empty_context(self, batch: int) -> Tensor:
         """Conditioning of the empty prompt, ``[batch, L, D]``."""
@@ -83,21 +95,20 @@ def vae_decoder(vae: nn.Module) -> Decoder:
     return decode
 
 
-def trainable_copy(unet: nn.Module, hookpoint: Hookpoint) -> tuple[nn.Module, int]:
-    """A copy of ``unet`` with ordinary (non-inference) weights for everything up to and including the hooked
-    block; blocks that run after it are replaced by empty placeholders and never copied, since the forward stops at
-    the hook. Returns the copy and the bytes its weights occupy.
+def trainable_copy(model: nn.Module, hookpoint: Hookpoint) -> tuple[nn.Module, int]:
+    """A copy of ``model`` with ordinary (non-inference) weights for everything up to and including the hooked
+    block; blocks that run after it (in its layout's forward order) and the layout's output tail are replaced by
+    empty placeholders and never copied, since the forward stops at the hook. Returns the copy and the bytes its
+    weights occupy.
 
     Why: ComfyUI creates model weights under ``torch.inference_mode()``, and autograd cannot save inference tensors
     for backward — not even for a gradient with respect to the input only. The shared model is never touched.
     """
-    from ..hookpoints import _forward_order, list_hookpoints, unwrap_unet
-
-    unet = unwrap_unet(unet)
-    order = _forward_order(hookpoint.diffusers_name)
-    later = [p.module for p in list_hookpoints(unet) if _forward_order(p.diffusers_name) > order]
-    tails = [getattr(unet, name, None) for name in ("conv_norm_out", "conv_act", "conv_out", "out")]
-    return copy_without(unet, later + tails)
+    root = unwrap_unet(model)
+    layout = layout_for(root)
+    order = layout.forward_order(hookpoint.diffusers_name)
+    later = [p.module for p in list_hookpoints(root) if layout.forward_order(p.diffusers_name) > order]
+    return copy_without(root, later + [getattr(root, name, None) for name in layout.tail])
 
 
 def copy_without(model: nn.Module, skipped: Sequence[nn.Module | None]) -> tuple[nn.Module, int]:
@@ -114,10 +125,19 @@ def copy_without(model: nn.Module, skipped: Sequence[nn.Module | None]) -> tuple
 UNetCall = Callable[[nn.Module, Tensor, Tensor, Tensor], Tensor]
 
 
-class ModuleBackend:
-    """A UNet module with a hooked block: the shared logic of every backend.
+def call_unet(unet: nn.Module, x: Tensor, t: Tensor, context: Tensor | Conditioning) -> Tensor:
+    """A diffusers UNet2DConditionModel's output; a :class:`Conditioning` also passes its extras (e.g. SD-XL's
+    ``text_embeds`` and ``time_ids``) as ``added_cond_kwargs``."""
+    if isinstance(context, Conditioning):
+        return unet(x, t, encoder_hidden_states=context.tokens, added_cond_kwargs=dict(context.extras),
+                    return_dict=False)[0]
+    return unet(x, t, encoder_hidden_states=context, return_dict=False)[0]
 
-    ``call(unet, x, t, context)`` runs the model's own forward. ``copy_weights``: ``"auto"`` (copy when the weights
+
+class ModuleBackend:
+    """A denoiser module with a hooked block: the shared logic of every backend.
+
+    ``call(denoiser, x, t, context)`` runs the model's own forward. ``copy_weights``: ``"auto"`` (copy when the weights
     are inference tensors, as in ComfyUI), ``True`` or ``False``; the copy holds only the blocks up to the hook and
     its size is in :attr:`copy_bytes`.
     """
@@ -126,7 +146,9 @@ class ModuleBackend:
                  schedule: NoiseSchedule | Tensor, *,
                  decoder: Decoder | None = None, empty_context: Tensor | None = None,
                  latent_shape: Sequence[int] | None = None, copy_weights: bool | str = "auto", reads: str = "output"):
-        self.unet = unet
+        self.denoiser = unet
+        self.scheduler = None  # the model's own diffusers scheduler, where it has one (else one over ``schedule``)
+        self.encode_prompt = None
         point = hookpoint if isinstance(hookpoint, Hookpoint) else resolve_hookpoint(unet, hookpoint)
         self.hookpoint = point.reading(reads)
         self._call = call
@@ -142,11 +164,11 @@ class ModuleBackend:
 
     @property
     def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
+        return next(self.denoiser.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.unet.parameters()).dtype
+        return next(self.denoiser.parameters()).dtype
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -155,8 +177,8 @@ class ModuleBackend:
         return self._latent_shape
 
     def _trainable_copy(self) -> tuple[nn.Module, int]:
-        """The copy of the model up to the hook, and its bytes (each architecture knows what comes after)."""
-        return trainable_copy(self.unet, self.hookpoint)
+        """The copy of the model up to the hook, and its bytes (its layout knows what comes after)."""
+        return trainable_copy(self.denoiser, self.hookpoint)
 
     def _token_grid(self, x_t: Tensor, context: Tensor) -> TokenGrid | None:
         """The image-token grid of one call, for DiT blocks; a UNet block's output carries its own (None)."""
@@ -164,7 +186,7 @@ class ModuleBackend:
 
     def _runner(self) -> tuple[nn.Module, Hookpoint]:
         if not self.copy_weights:
-            return self.unet, self.hookpoint
+            return self.denoiser, self.hookpoint
         if self._copy is None:
             copy, self.copy_bytes = self._trainable_copy()
             self._copy = (copy, replace(self.hookpoint, module=copy.get_submodule(self.hookpoint.module_path)))
@@ -190,11 +212,24 @@ class ModuleBackend:
     def predict(self, x_t: Tensor, t: Tensor, context: Tensor) -> Tensor:
         """The full model's output, without gradients (the shared weights serve; nothing is saved)."""
         with torch.no_grad():
-            return self._call(self.unet, x_t.to(self.dtype), t.to(self.device),
+            return self._call(self.denoiser, x_t.to(self.dtype), t.to(self.device),
                               context.to(device=self.device, dtype=self.dtype))
 
     def predict_eps(self, x_t: Tensor, t: Tensor, context: Tensor) -> Tensor:
         return self.schedule.to_eps(self.predict(x_t, t, context), x_t, t)
+
+    def sampler(self, steps: int) -> Any:
+        return self.scheduler if self.scheduler is not None else self.schedule.sampler(steps)
+
+    @torch.no_grad()
+    def sample(self, cond: Tensor, *, uncond: Tensor | None = None, guidance: float = 1.0, steps: int = 50,
+               seeds: Sequence[int], latent_shape: Sequence[int] | None = None,
+               on_step: StepCallback | None = None, before_step: Callable[[int, int], None] | None = None,
+               init_latents: Tensor | None = None, scheduler: Any = None) -> Tensor:
+        return sample_with(self.predict, scheduler if scheduler is not None else self.sampler(steps), cond,
+                           uncond=uncond, guidance=guidance, steps=steps, seeds=seeds,
+                           latent_shape=latent_shape or self.latent_shape, device=self.device, dtype=self.dtype,
+                           on_step=on_step, before_step=before_step, init_latents=init_latents)
 
     def empty_context(self, batch: int) -> Tensor:
         if self._empty is None:
@@ -211,7 +246,7 @@ class ModuleBackend:
 
 
 class DiffusersBackend(ModuleBackend):
-    """A diffusers ``UNet2DConditionModel`` (SD1.x/2.x, or SDXL with its added conditioning carried by a
+    """A diffusers ``UNet2DConditionModel`` (SD1.x/2.x, or SD-XL with its added conditioning carried by a
     :class:`~lvo_core.model.conditioning.Conditioning`) with a hooked block, its training ᾱ schedule, a decoder and
     the empty-prompt conditioning."""
 
@@ -230,7 +265,8 @@ class DiffusersBackend(ModuleBackend):
         spacing = getattr(getattr(scheduler, "config", None), "timestep_spacing", "leading")
         super().__init__(unet, hookpoint, call_unet, DDPMSchedule(alphas, spacing),
                          decoder=vae_decoder(decoder) if isinstance(decoder, nn.Module) else decoder,
-                         empty_context=empty_context, latent_shape=latent_shape or default_latent_shape(unet),
+                         empty_context=empty_context,
+                         latent_shape=latent_shape or (unet.config.in_channels, *(unet.config.sample_size,) * 2),
                          copy_weights=copy_weights, reads=reads)
         self.scheduler = scheduler
         self.encode_prompt = encode_prompt

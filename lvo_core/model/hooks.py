@@ -5,11 +5,10 @@ on between prompts and must never keep a stray hook. Block outputs are handled a
 ``(H, W)`` kept alongside (no square-image assumption), whatever the block returns: a tensor (LDM), a tuple
 (diffusers blocks called with ``return_dict=False``) or an output object with ``.sample``.
 
-DiT (FLUX) blocks already output tokens, in two streams: :func:`block_view` picks the hookpoint's stream out of
-the block's container (diffusers: ``(text, image)``; ComfyUI: ``(image, text)`` for double blocks and one
-``[text; image]`` sequence for single blocks) and puts edits back in it. The image tokens' grid — the packed
-``(H/2, W/2)``, needed for heatmaps and to split a single block's sequence — is read from the model's own inputs
-by a pre-hook on the model (:func:`token_grid`).
+DiT blocks already output tokens, in two streams: :func:`block_view` asks the block's layout (registered by its
+model family) to pick the hookpoint's stream out of the block's container and put edits back in it. The image
+tokens' grid — e.g. FLUX's packed ``(H/2, W/2)``, needed for heatmaps and to split a single block's sequence — is
+read from the model's own inputs by a pre-hook on the model (:func:`token_grid`).
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import LVOError
-from ..hookpoints import Hookpoint, check_sae_fits, resolve_hookpoint, unwrap_unet
+from ..hookpoints import Hookpoint, check_sae_fits, layouts, resolve_hookpoint, unwrap_unet
 from ..sae.model import SparseAutoencoder
 
 RowSelector = Callable[[int], Any]
@@ -106,7 +105,7 @@ def block_view(point: Hookpoint, output: Any, grid: TokenGrid | None = None, inp
         -> tuple[Tensor, tuple[int, int], Callable[[Tensor], Any]]:
     """The hooked stream of a block's output (or, for a UNet block read as its update, output − input) as tokens
     ``[B, N, C]``, its grid, and a function that puts edited tokens back into the same container (UNet blocks:
-    ``[B, C, H, W]`` ↔ tokens)."""
+    ``[B, C, H, W]`` ↔ tokens; DiT blocks: their layout's :meth:`~lvo_core.hookpoints.Layout.stream_view`)."""
     if point.stream is None:
         x, rewrap = block_value(point, inputs, output)
         tokens, hw = to_tokens(x)
@@ -114,30 +113,10 @@ def block_view(point: Hookpoint, output: Any, grid: TokenGrid | None = None, inp
     if point.reads != "output":
         raise LVOError(f"block '{point.diffusers_name}' is a DiT block: it is read as its output stream only "
                        f"(update reading is for UNet blocks, as sdxl-unbox's SDXL SAEs use it)")
-    text = point.stream == "text"
-    if isinstance(output, (tuple, list)):
-        index = (0 if text else 1) if point.layout == "flux" else (1 if text else 0)
-        tokens = output[index]
-
-        def rewrap(new: Tensor) -> Any:
-            return type(output)([new if i == index else part for i, part in enumerate(output)])
-    elif isinstance(output, Tensor):
-        if grid is None:
-            raise LVOError(f"block '{point.diffusers_name}' outputs one [text; image] sequence; splitting it needs "
-                           f"the call's token grid (hook the model through lvo_core.model.hooks)")
-        cut = output.shape[1] - grid.image_len
-        tokens = output[:, :cut] if text else output[:, cut:]
-
-        def rewrap(new: Tensor) -> Any:
-            return torch.cat([new, output[:, cut:]] if text else [output[:, :cut], new], dim=1)
-    else:
-        raise TypeError(f"cannot read token streams from a block output of type {type(output).__name__}")
-    if text:
-        return tokens, (1, tokens.shape[1]), rewrap
-    if grid is None or grid.image_len != tokens.shape[1]:
-        raise LVOError(f"block '{point.diffusers_name}' gave {tokens.shape[1]} image tokens but the call's grid is "
-                       f"{None if grid is None else grid.hw}; cannot lay them out for heatmaps")
-    return tokens, grid.hw, rewrap
+    layout = next((layout for layout in layouts() if point.layout in layout.point_layouts), None)
+    if layout is None:
+        raise LVOError(f"no registered layout makes hookpoints of layout '{point.layout}'")
+    return layout.stream_view(point, output, grid)
 
 
 @contextmanager

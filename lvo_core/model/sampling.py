@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..errors import LVOError
-from .conditioning import Conditioning, cat
+from .conditioning import cat
 
 StepCallback = Callable[[int, int, Tensor], None]
 
@@ -25,63 +25,22 @@ def seeded_noise(seeds: Sequence[int], shape: Sequence[int], device: torch.devic
     return torch.stack(rows).to(device=device, dtype=dtype)
 
 
-def default_latent_shape(unet: nn.Module) -> tuple[int, int, int]:
-    """``(C, H, W)`` of the latents a diffusers UNet (or FLUX transformer) was configured for."""
-    from .flux import default_flux_latent_shape, is_flux
-
-    if is_flux(unet):
-        return default_flux_latent_shape(unet)
-    config = unet.config
-    return config.in_channels, config.sample_size, config.sample_size
-
-
-def call_unet(unet: nn.Module, x: Tensor, t: Tensor, context: Tensor | Conditioning) -> Tensor:
-    """A diffusers UNet2DConditionModel's output; a :class:`Conditioning` also passes its extras (SDXL's
-    ``text_embeds`` and ``time_ids``) as ``added_cond_kwargs``."""
-    if isinstance(context, Conditioning):
-        return unet(x, t, encoder_hidden_states=context.tokens, added_cond_kwargs=dict(context.extras),
-                    return_dict=False)[0]
-    return unet(x, t, encoder_hidden_states=context, return_dict=False)[0]
-
-
-def unet_eps(unet: nn.Module) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
-    """ε-prediction of a diffusers UNet2DConditionModel as ``f(x, t, context)``."""
-    def eps(x: Tensor, t: Tensor, context: Tensor | Conditioning) -> Tensor:
-        return call_unet(unet, x, t, context)
-    return eps
-
-
-@torch.no_grad()
-def sample(unet: nn.Module, scheduler, cond: Tensor, *, uncond: Tensor | None = None, guidance: float = 1.0,
-           steps: int = 50, seeds: Sequence[int], latent_shape: Sequence[int],
-           on_step: StepCallback | None = None, before_step: Callable[[int, int], None] | None = None,
-           init_latents: Tensor | None = None) -> Tensor:
-    """Generate ``len(seeds)`` latents with ``scheduler`` (its own ``set_timesteps``/``step``).
-
-    ``cond`` is ``[B, L, D]`` (or ``[1, L, D]``, broadcast); with ``guidance != 1`` and ``uncond`` given, each UNet
-    call sees the batch ``[uncond; cond]`` (diffusers' layout). ``on_step(i, t, latents)`` runs after each UNet
-    call, before the scheduler step, so a hook's records for step ``i`` are complete when it is called;
-    ``before_step(i, t)`` runs before it (to switch or scale an edit per timestep).
-    """
-    from .flux import flux_fn, is_flux
-
-    param = next(unet.parameters())
-    model_fn = flux_fn(unet, scheduler) if is_flux(unet) else unet_eps(unet)
-    return sample_with(model_fn, scheduler, cond, uncond=uncond, guidance=guidance, steps=steps, seeds=seeds,
-                       latent_shape=latent_shape, device=param.device, dtype=param.dtype, on_step=on_step,
-                       before_step=before_step, init_latents=init_latents)
-
-
 @torch.no_grad()
 def sample_with(eps_fn: Callable[[Tensor, Tensor, Tensor], Tensor], scheduler, cond: Tensor, *,
                 uncond: Tensor | None = None, guidance: float = 1.0, steps: int = 50, seeds: Sequence[int],
                 latent_shape: Sequence[int], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                 on_step: StepCallback | None = None, before_step: Callable[[int, int], None] | None = None,
                 init_latents: Tensor | None = None) -> Tensor:
-    """:func:`sample` over any model ``eps_fn(x, t, context)`` (``t`` one timestep per row) whose output is what
-    ``scheduler`` steps with — e.g. a :class:`~lvo_core.model.backend.Backend`'s ``predict`` with its
-    ``schedule.sampler()`` — so every backend samples the same way. ``cond``/``uncond`` may be tensors or
-    :class:`Conditioning`."""
+    """Generate ``len(seeds)`` latents with ``scheduler`` (its own ``set_timesteps``/``step``) over any model
+    ``eps_fn(x, t, context)`` (``t`` one timestep per row) whose output is what ``scheduler`` steps with — a
+    :class:`~lvo_core.model.backend.Backend`'s ``predict`` with its ``sampler()`` — so every backend samples the
+    same way (:meth:`~lvo_core.model.backend.Backend.sample` is this loop).
+
+    ``cond`` is ``[B, L, D]`` (or ``[1, L, D]``, broadcast), a tensor or a :class:`Conditioning`; with
+    ``guidance != 1`` and ``uncond`` given, each model call sees the batch ``[uncond; cond]`` (diffusers' layout).
+    ``on_step(i, t, latents)`` runs after each model call, before the scheduler step, so a hook's records for step
+    ``i`` are complete when it is called; ``before_step(i, t)`` runs before it (to switch or scale an edit per
+    timestep)."""
     if steps <= 0:
         raise LVOError(f"steps must be positive, got {steps}")
     batch = len(seeds)

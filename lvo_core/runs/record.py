@@ -273,7 +273,7 @@ def visualize_settings(backend: "Backend", *, sae=None, analysis=None, config=No
     from ..lvo.optimize import PRESETS
 
     kind = "sae" if sae is not None else "raw"
-    module = getattr(backend, "unet", None)
+    module = backend.denoiser
     return {"lvo_core": __version__, "hookpoint": backend.hookpoint.diffusers_name, "unit_kind": kind,
             "config": (config or PRESETS[kind]).to_dict(), "sae": None if sae is None else sae_digest(sae),
             "analysis": analysis_digest(analysis), "value": value, "display": display,

@@ -131,18 +131,19 @@ def shuffled_agreement(rows: Sequence[dict[str, Any]]) -> float:
     return float(np.mean(hits)) if hits else 0.0
 
 
-def steer_factory(unet: torch.nn.Module, scheduler, hookpoint: str, empty_context: torch.Tensor,
+def steer_factory(backend: Backend, scheduler, empty_context: torch.Tensor,
                   steps: int = 50, progress: ProgressFn | None = None) -> SteerFactory:
-    """Steering priors for :func:`run_variant`: the reference protocol (dataset max × scale at active timesteps)
-    when the strength is None, else that fixed strength over the whole sampling."""
+    """Steering priors for :func:`run_variant` at the backend's block, sampled with ``scheduler``: the reference
+    protocol (dataset max × scale at active timesteps) when the strength is None, else that fixed strength over the
+    whole sampling."""
     from ..analysis.steering import steer
 
     def factory(sae: SparseAutoencoder | None, analysis: ActivityAnalysis | None, strength: float | None) -> PriorFn:
         def prior(units: list[int], seeds: list[int]) -> torch.Tensor:
             step = stage(progress, f"steering prior, {len(units)} rows (steps)")
-            return steer(unet, scheduler, hookpoint, units, seeds, empty_context, sae=sae,
-                         analysis=analysis if strength is None else None, strength=strength, steps=steps,
-                         on_step=lambda i, n: step(i + 1, n))
+            return steer(backend, units, seeds, sae=sae, analysis=analysis if strength is None else None,
+                         strength=strength, steps=steps, on_step=lambda i, n: step(i + 1, n), context=empty_context,
+                         scheduler=scheduler)
         prior.label = "steer" if strength is None else f"steer {strength:g}"
         return prior
     return factory

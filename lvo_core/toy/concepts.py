@@ -40,7 +40,7 @@ class ToyWorld:
         from ..sae import load_sae
 
         model = load_toy_model(device=device)
-        backend = DiffusersBackend(model.unet, HOOKPOINT, scheduler=model.scheduler, decoder=model.decoder,
+        backend = DiffusersBackend(model.denoiser, HOOKPOINT, scheduler=model.scheduler, decoder=model.decoder,
                                    encode_prompt=model.encode_prompt)
         return cls(backend, load_sae(SAE_PATH).to(device=device), model.info["decoder"], model.encode_prompt,
                    Judge.load(WEIGHTS / "judge.safetensors"))
@@ -162,7 +162,7 @@ def prepare_study(count: int = 10, raw_count: int = 4, images: int = 1000, prior
     units, raw_units, held = ablation_units(purity, raw_purity, analysis, raw_analysis, count, raw_count, held_out)
     with torch.no_grad():
         empty = world.encode_prompt([""])
-    factory = steer_factory(world.backend.unet, sd15_scheduler(), HOOKPOINT, empty, prior_steps, progress)
+    factory = steer_factory(world.backend, sd15_scheduler(), empty, prior_steps, progress)
     return ToyStudy(world, data, purity, raw_purity, analysis, raw_analysis, units, raw_units, factory,
                     Judging(purity, raw_purity, world.read, world.encode_images), held)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ..model.sampling import sample
+from ..model.backend import DiffusersBackend
 from ..model.tiny import sd15_scheduler
 from ..progress import Printer, StepFn, stage
 from ..runs.report import save_json, save_png
@@ -41,13 +41,19 @@ def load_world(folder: Path = WEIGHTS):
     return unet, PatchPCACodec.load(folder / "codec.safetensors"), load_toy_encoder(folder)
 
 
+def toy_backend(unet, encoder):
+    """The world's UNet behind the backend seam, hooked where its SAE reads, sampled with DDIM (SD1.5's settings)."""
+    return DiffusersBackend(unet, "up_blocks.1.attentions.1", scheduler=sd15_scheduler(), encode_prompt=encoder)
+
+
 @torch.no_grad()
 def generate(unet, codec, encoder, prompts: list[str], seeds: list[int], guidance: float = 3.0,
              steps: int = 25, on_step: StepFn | None = None) -> torch.Tensor:
     """Images ``[N, 3, 32, 32]`` in [-1, 1] for prompts (one seed each), DDIM with classifier-free guidance."""
-    latents = sample(unet, sd15_scheduler(), encoder(prompts), uncond=encoder([""]), guidance=guidance, steps=steps,
-                     seeds=seeds, latent_shape=(codec.channels, 8, 8),
-                     on_step=None if on_step is None else (lambda i, _t, _x: on_step(i + 1, steps)))
+    latents = toy_backend(unet, encoder).sample(
+        encoder(prompts), uncond=encoder([""]), guidance=guidance, steps=steps, seeds=seeds,
+        latent_shape=(codec.channels, 8, 8),
+        on_step=None if on_step is None else (lambda i, _t, _x: on_step(i + 1, steps)))
     return codec.decode(latents).clamp(-1, 1)
 
 
@@ -78,7 +84,7 @@ def analyze_world(unet, encoder, raw: bool, folder: Path = WEIGHTS, on_progress:
 
     prompts = [f"{c} {s}" for c in COLORS for s in SHAPES] * ANALYSIS_REPEATS
     sae = None if raw else load_sae(folder / "sae" / "unet.up_blocks.1.attentions.1")
-    return analyze_activity(unet, sd15_scheduler(), "up_blocks.1.attentions.1", prompts, encoder, sae=sae,
+    return analyze_activity(toy_backend(unet, encoder), prompts, encoder, sae=sae,
                             seeds=list(range(len(prompts))), steps=25, guidance=3.0, top_n=20, keep_examples=4,
                             batch_size=50, on_progress=on_progress)
 

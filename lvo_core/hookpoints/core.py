@@ -1,16 +1,12 @@
 """Hookpoint names: resolve a block by its diffusers name (``up_blocks.1.attentions.1``) or its LDM/ComfyUI name
-(``output_blocks.4.1``) on either kind of UNet, and list what can be hooked.
+(``output_blocks.4.1``), list what can be hooked, and the registry of block *layouts* that does both per family.
 
-The correspondence between the two namings is not kept in a hand-written table. For an LDM-layout UNet it is read
-off diffusers' own checkpoint converter (``convert_ldm_unet_checkpoint``), run on the model's parameter *names*
-only. For a diffusers UNet we compute the inverse with the same index arithmetic the converter uses and check it by
-running the converter on the result: every block must map back to itself, or we refuse to guess.
-
-FLUX-shaped DiTs (diffusers' ``transformer_blocks.N`` / ``single_transformer_blocks.N``, ComfyUI's and BFL's
-``double_blocks.N`` / ``single_blocks.N``) get their correspondence the same way, from diffusers'
-``convert_flux_transformer_checkpoint_to_diffusers``: it is run on a probe whose every tensor is tagged with the
-block its name belongs to, so each converted name says which original block it came from. A DiT block has two
-token streams; a hookpoint reads the image stream unless asked for ``stream="text"`` (or a ``:text`` suffix).
+The two UNet namings (shared by SD1.x/2.x and SDXL, kept here) are matched without a hand-written table. For an
+LDM-layout UNet the correspondence is read off diffusers' own checkpoint converter (``convert_ldm_unet_checkpoint``),
+run on the model's parameter *names* only; for a diffusers UNet we compute the inverse with the converter's index
+arithmetic and check it by running the converter on the result: every block must map back to itself, or we refuse.
+Other architectures bring their own :class:`Layout` and register it with :func:`register_layout` (FLUX's is in
+:mod:`.flux`; a model family registers its layout with the family).
 """
 
 from __future__ import annotations
@@ -18,12 +14,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
-import torch
 from torch import Tensor, nn
 
-from .errors import HookpointError, SAEMismatchError
+from ..errors import HookpointError, SAEMismatchError
 
 _PREFIXES = ("model.diffusion_model.", "diffusion_model.", "unet.", "transformer.", "model.")
 READS = ("output", "update")  # what a hook reads at a block: its output, or output − input
@@ -68,26 +63,10 @@ def unwrap_unet(model: nn.Module) -> nn.Module:
 
 
 def layout_of(unet: nn.Module) -> str:
-    """``diffusers`` / ``ldm`` (UNets), ``flux`` (diffusers FLUX) or ``flux-ldm`` (ComfyUI/BFL FLUX)."""
-    flux = flux_layout(unet)
-    if flux is not None:
-        return flux
-    if hasattr(unet, "down_blocks") and hasattr(unet, "up_blocks"):
-        return "diffusers"
-    if hasattr(unet, "input_blocks") and hasattr(unet, "output_blocks"):
-        return "ldm"
-    raise HookpointError(f"{type(unet).__name__} is neither a diffusers UNet (down_blocks/up_blocks), an "
-                         f"LDM-layout UNet (input_blocks/output_blocks) nor a FLUX transformer "
-                         f"(transformer_blocks/single_transformer_blocks or double_blocks/single_blocks); cannot hook it")
-
-
-def flux_layout(model: nn.Module) -> str | None:
-    """``flux`` for a diffusers FluxTransformer2DModel, ``flux-ldm`` for ComfyUI's Flux, else None."""
-    if hasattr(model, "transformer_blocks") and hasattr(model, "single_transformer_blocks"):
-        return "flux"
-    if hasattr(model, "double_blocks") and hasattr(model, "single_blocks"):
-        return "flux-ldm"
-    return None
+    """``diffusers`` or ``ldm``: which of the two UNet namings a UNet's modules carry."""
+    if not UNET_LAYOUT.owns(unet):
+        raise HookpointError(f"{type(unet).__name__} is not a UNet (down_blocks/up_blocks or input_blocks/...)")
+    return "diffusers" if hasattr(unet, "down_blocks") else "ldm"
 
 
 # ------------------------------------------------------------------------------------------- name correspondence
@@ -198,15 +177,10 @@ def equivalent_names(name: str, layers_per_block: int = 2) -> list[str]:
     """
     base = expand_alias(strip_prefix(name))
     names = [base]
-    flux = _flux_name(base)
-    if flux is not None:
-        block, stream = flux
-        index = int(block.rsplit(".", 1)[1])
-        counts = (index + 1, 1) if block.split(".")[0] in ("transformer_blocks", "double_blocks") else (1, index + 1)
-        pairs = _flux_block_map(*counts)
-        other = pairs.get(block) or {v: k for k, v in pairs.items()}.get(block)
-        suffix = ":text" if stream == "text" else ""
-        return list(dict.fromkeys([block + suffix, other + suffix]))
+    for layout in layouts()[:-1]:
+        spelled = layout.spellings(base)
+        if spelled is not None:
+            return spelled
     m = _DIFFUSERS_BLOCK.match(base)
     if m and "samplers" not in m.group(1):
         names.append(_diffusers_key_to_ldm(base, layers_per_block, set()) or base)
@@ -240,7 +214,7 @@ class Hookpoint:
     channels: int
     kind: str
     stream: str | None = None  # DiT blocks: "image" or "text"; None for a UNet block's single output
-    layout: str = "unet"  # whose output container the block returns: "unet", "flux" (diffusers), "flux-ldm"
+    layout: str = "unet"  # whose output container the block returns: a name in some Layout's point_layouts
     reads: str = "output"
 
     def __post_init__(self):
@@ -286,8 +260,10 @@ def _get(unet: nn.Module, path: str) -> nn.Module | None:
 def list_hookpoints(model: nn.Module) -> list[Hookpoint]:
     """Every hookable block of ``model`` (resnets, attentions, samplers) in forward order, with its channels."""
     unet = unwrap_unet(model)
-    if flux_layout(unet) is not None:
-        return _flux_hookpoints(unet)
+    return layout_for(unet).hookpoints(unet)
+
+
+def _unet_hookpoints(unet: nn.Module) -> list[Hookpoint]:
     nmap = name_map(unet)
     layout = layout_of(unet)
     points = []
@@ -319,13 +295,15 @@ def resolve_hookpoint(model: nn.Module, name: str, stream: str | None = None) ->
 
     Deeper paths inside an attention block (``up_blocks.1.attentions.1.transformer_blocks.0``) resolve too, since
     attention internals share their names across layouts. Unknown names raise :class:`HookpointError` listing the
-    valid ones. On a FLUX transformer ``stream`` (or a ``:image``/``:text`` suffix) picks the token stream.
+    valid ones. On a DiT ``stream`` (or an ``:image``/``:text`` suffix) picks the token stream.
     """
     unet = unwrap_unet(model)
-    if flux_layout(unet) is not None:
-        return _resolve_flux(unet, name, stream)
+    return layout_for(unet).resolve(unet, name, stream)
+
+
+def _resolve_unet(unet: nn.Module, name: str, stream: str | None) -> Hookpoint:
     if stream is not None or ":" in name:
-        raise HookpointError(f"'{name}': token streams exist only on DiT (FLUX) blocks; a UNet block has one output")
+        raise HookpointError(f"'{name}': token streams exist only on DiT blocks; a UNet block has one output")
     layout = layout_of(unet)
     wanted = expand_alias(strip_prefix(name))
     nmap = name_map(unet)
@@ -358,140 +336,83 @@ def resolve_hookpoint(model: nn.Module, name: str, stream: str | None = None) ->
                          f"{', '.join(valid)} (LDM names such as 'output_blocks.4.1' work too; "
                          f"`python -m lvo_core info` lists all)")
 
-# ------------------------------------------------------------------------------------------- FLUX-shaped DiTs
-STREAMS = ("image", "text")
-_FLUX_BLOCK = re.compile(r"^((?:transformer_blocks|single_transformer_blocks|double_blocks|single_blocks)\.\d+)"
-                         r"(?::(\w+))?$")
-_FLUX_PROBE_LEN = 3 * 3072 + 4 * 3072  # the converter splits single-block weights by FLUX.1's fixed sizes
+# ------------------------------------------------------------------------------------------- layout registry
+class Layout:
+    """How one family of models names, orders and outputs its hookable blocks, registered with
+    :func:`register_layout` by the family module that knows the architecture: ``owns(model)`` (a bare module),
+    ``hookpoints(model)`` in forward order, ``resolve(model, name, stream)`` (any spelling it knows, else a
+    :class:`HookpointError` listing valid ones), ``forward_order(name)`` (a sort key), ``spellings(name)`` (every
+    spelling without a model, None when the name is not this layout's: SAE folders and analyses are matched by
+    these), ``stream_view(point, output, grid)`` (a DiT block's hooked token stream, its grid and a function putting
+    edited tokens back)."""
+
+    describe = "a block layout"  # for error messages: what the model has that this layout recognises
+    point_layouts: tuple[str, ...] = ()  # the ``Hookpoint.layout`` values of the points it makes
+    tail: tuple[str, ...] = ()  # modules that run after every block (never copied into a trainable copy)
+
+    def owns(self, model: nn.Module) -> bool:
+        raise NotImplementedError
+
+    def hookpoints(self, model: nn.Module) -> list[Hookpoint]:
+        raise NotImplementedError
+
+    def resolve(self, model: nn.Module, name: str, stream: str | None) -> Hookpoint:
+        raise NotImplementedError
+
+    def forward_order(self, diffusers_name: str) -> tuple:
+        raise NotImplementedError
+
+    def spellings(self, name: str) -> list[str] | None:
+        return None
+
+    def stream_view(self, point: Hookpoint, output: Any, grid: Any) -> tuple[Tensor, tuple[int, int], Callable]:
+        raise HookpointError(f"block '{point.diffusers_name}' has no token streams")
 
 
-class _TaggedProbe(dict):
-    """A stand-in checkpoint for diffusers' FLUX converter: any name it pops yields a tensor tagged with the
-    block that name belongs to (views of one element, so the probe costs nothing), and the names are recorded."""
+class _UNetLayout(Layout):
+    """The UNet layout SD1.x/2.x and SDXL share, in diffusers' or LDM/ComfyUI naming."""
 
-    def __init__(self, num_double: int, num_single: int, guidance: bool):
-        super().__init__({f"double_blocks.{i}.": None for i in range(num_double)})
-        self.update({f"single_blocks.{i}.": None for i in range(num_single)})
-        if guidance:
-            self["guidance_in."] = None
-        self.blocks: list[str] = []
-        self.popped: list[str] = []
+    describe = "a diffusers UNet (down_blocks/up_blocks), an LDM-layout UNet (input_blocks/output_blocks)"
+    point_layouts = ("unet",)
+    tail = ("conv_norm_out", "conv_act", "conv_out", "out")
 
-    def pop(self, key, *default):
-        self.popped.append(key)
-        m = re.match(r"^((?:double_blocks|single_blocks)\.\d+)\.", key)
-        tag = -1
-        if m:
-            if m.group(1) not in self.blocks:
-                self.blocks.append(m.group(1))
-            tag = self.blocks.index(m.group(1))
-        return torch.full((1,), tag, dtype=torch.int32).expand(_FLUX_PROBE_LEN)
+    hookpoints, resolve, forward_order = (staticmethod(_unet_hookpoints), staticmethod(_resolve_unet),
+                                          staticmethod(_forward_order))
+
+    def owns(self, model: nn.Module) -> bool:
+        return (hasattr(model, "down_blocks") and hasattr(model, "up_blocks")) or \
+            (hasattr(model, "input_blocks") and hasattr(model, "output_blocks"))
 
 
-@lru_cache(maxsize=16)
-def _flux_conversion(num_double: int, num_single: int, guidance: bool = False) -> tuple[dict[str, str], tuple]:
-    """({diffusers block: ComfyUI/BFL block}, converted parameter names) as diffusers' converter maps them."""
-    from diffusers.loaders.single_file_utils import (
-        convert_flux_transformer_checkpoint_to_diffusers,
-    )
-
-    probe = _TaggedProbe(num_double, num_single, guidance)
-    converted = convert_flux_transformer_checkpoint_to_diffusers(probe)
-    pairs: dict[str, str] = {}
-    for key, value in converted.items():
-        tag = int(value.reshape(-1)[0])
-        block = re.match(r"^((?:transformer_blocks|single_transformer_blocks)\.\d+)\.", key)
-        if tag >= 0 and block and pairs.setdefault(block.group(1), probe.blocks[tag]) != probe.blocks[tag]:
-            raise HookpointError(f"diffusers' FLUX converter maps {block.group(1)} from two blocks")
-    return pairs, tuple(converted)
+UNET_LAYOUT = _UNetLayout()
+_LAYOUTS: list[Layout] = []  # registered layouts, newest first; the UNet layout is always the last resort
 
 
-def _flux_block_map(num_double: int, num_single: int, guidance: bool = False) -> dict[str, str]:
-    return _flux_conversion(num_double, num_single, guidance)[0]
+def register_layout(layout: Layout) -> Layout:
+    """Make ``layout`` known to every lookup (newest first, so a specific layout wins over a general one)."""
+    if layout not in _LAYOUTS:
+        _LAYOUTS.insert(0, layout)
+    return layout
 
 
-def _flux_counts(model: nn.Module) -> tuple[int, int]:
-    if flux_layout(model) == "flux":
-        return len(model.transformer_blocks), len(model.single_transformer_blocks)
-    return len(model.double_blocks), len(model.single_blocks)
+def unregister_layout(layout: Layout) -> None:
+    if layout in _LAYOUTS:
+        _LAYOUTS.remove(layout)
 
 
-def flux_name_map(model: nn.Module) -> dict[str, str]:
-    """{diffusers block: ComfyUI block} for a FLUX transformer of either layout. On a diffusers model the converted
-    parameter names are checked against the model's own, so a DiT that merely looks like FLUX is refused."""
-    layout = flux_layout(model)
-    double, single = _flux_counts(model)
-    guidance = any(k.startswith(("time_text_embed.guidance_embedder.", "guidance_in.")) for k, _ in
-                   model.named_parameters())
-    pairs, converted = _flux_conversion(double, single, guidance)
-    if layout == "flux":
-        own = {k for k, _ in model.named_parameters()}
-        missing = sorted(k for k in converted if re.match(r"^(single_)?transformer_blocks\.", k) and k not in own)
-        if missing:
-            raise HookpointError(f"{type(model).__name__} has FLUX's block names but not its parameters (e.g. "
-                                 f"{missing[0]}); cannot map its blocks to ComfyUI names")
-    return pairs
+def layouts() -> list[Layout]:
+    """Every known layout, most specific first."""
+    return [*_LAYOUTS, UNET_LAYOUT]
 
 
-def flux_inner_dim(model: nn.Module) -> int:
-    """Width of both token streams (3072 for FLUX.1)."""
-    for attr in ("inner_dim", "hidden_size"):
-        value = getattr(model, attr, None)
-        if isinstance(value, int):
-            return value
-    raise HookpointError(f"cannot tell the width of {type(model).__name__}'s token streams")
-
-
-def _flux_name(name: str) -> tuple[str, str | None] | None:
-    m = _FLUX_BLOCK.match(name)
-    return (m.group(1), m.group(2)) if m else None
-
-
-def _flux_point(model: nn.Module, block: str, stream: str, pairs: dict[str, str]) -> Hookpoint:
-    layout = flux_layout(model)
-    other = pairs[block]
-    path = block if layout == "flux" else other
-    suffix = ":text" if stream == "text" else ""
-    kind = "double" if block.startswith("transformer_blocks") else "single"
-    return Hookpoint(block + suffix, other + suffix, path, model.get_submodule(path), flux_inner_dim(model), kind,
-                     stream, layout)
-
-
-def _flux_hookpoints(model: nn.Module) -> list[Hookpoint]:
-    pairs = flux_name_map(model)
-    points = [_flux_point(model, block, "image", pairs) for block in pairs]
-    points.sort(key=lambda p: flux_forward_order(p.diffusers_name))
-    return points
-
-
-def flux_forward_order(diffusers_name: str) -> tuple[int, int]:
-    """Sort key following the forward pass: double-stream blocks, then single-stream blocks."""
-    block = diffusers_name.split(":")[0]
-    return (0 if block.startswith("transformer_blocks") else 1, int(block.rsplit(".", 1)[1]))
-
-
-def _resolve_flux(model: nn.Module, name: str, stream: str | None) -> Hookpoint:
-    wanted = strip_prefix(name)
-    parsed = _flux_name(wanted)
-    pairs = flux_name_map(model)
-    if parsed is not None:
-        block, suffix = parsed
-        if suffix is not None and stream is not None and suffix != stream:
-            raise HookpointError(f"'{name}' names the {suffix} stream but stream='{stream}' was asked for")
-        chosen = stream or suffix or "image"
-        if chosen not in STREAMS:
-            raise HookpointError(f"unknown token stream '{chosen}' in '{name}': a FLUX block has the streams "
-                                 f"{', '.join(STREAMS)}")
-        if block not in pairs:
-            block = {v: k for k, v in pairs.items()}.get(block, block)
-        if block in pairs:
-            return _flux_point(model, block, chosen, pairs)
-    double, single = _flux_counts(model)
-    hint = (" FLUX hooks whole blocks; the sdxl-unbox FLUX SAE reads 'transformer_blocks.18'."
-            if parsed is None else f" This model has {double} double-stream and {single} single-stream blocks.")
-    raise HookpointError(f"unknown hookpoint '{name}' on a FLUX transformer.{hint} Valid: transformer_blocks.0…"
-                         f"{double - 1} (ComfyUI: double_blocks.N), single_transformer_blocks.0…{single - 1} "
-                         f"(single_blocks.N), optionally with ':text' for the text stream")
+def layout_for(model: nn.Module) -> Layout:
+    """The layout of ``model`` (wrappers removed), or :class:`HookpointError` naming the layouts LVO knows."""
+    model = unwrap_unet(model)
+    for layout in layouts():
+        if layout.owns(model):
+            return layout
+    known = [UNET_LAYOUT.describe, *(layout.describe for layout in _LAYOUTS)]
+    raise HookpointError(f"{type(model).__name__} is neither {', '.join(known[:-1])} nor {known[-1]}; cannot hook it")
 
 
 def check_sae_reads(sae_input_kind: str, hookpoint: Hookpoint) -> None:
@@ -515,19 +436,3 @@ def check_sae_fits(sae_d_in: int, hookpoint: Hookpoint, model: nn.Module | None 
     raise SAEMismatchError(f"the SAE reads {sae_d_in} channels but block '{hookpoint.diffusers_name}' "
                            f"({hookpoint.ldm_name}) outputs {hookpoint.channels}.{fits}")
 
-
-def ldm_state_dict(unet: nn.Module, prefix: str = "model.diffusion_model.") -> dict[str, Tensor]:
-    """A diffusers UNet's weights under LDM names (what single-file SD checkpoints and ComfyUI use); diffusers'
-    own converter maps it back exactly (tested), so ``from_single_file`` loads the result."""
-    unet = unwrap_unet(unet)
-    if layout_of(unet) != "diffusers":
-        raise HookpointError("ldm_state_dict needs a diffusers UNet")
-    lpb = int(unet.config.layers_per_block)
-    levels = {i for i, b in enumerate(unet.up_blocks) if getattr(b, "attentions", None)}
-    out = {}
-    for key, value in unet.state_dict().items():
-        ldm = _diffusers_key_to_ldm(key, lpb, levels)
-        if ldm is None:
-            raise HookpointError(f"no LDM name for parameter '{key}'")
-        out[prefix + ldm] = value.contiguous()
-    return out
