@@ -35,7 +35,7 @@ def hand_built() -> tuple[torch.nn.Module, SparseAutoencoder]:
 
 def test_digests_of_a_hand_built_model_and_sae_are_pinned():
     model, sae = hand_built()
-    backend = SimpleNamespace(unet=model, schedule=SimpleNamespace(signature=lambda: b"alphas:0.5,0.25"))
+    backend = SimpleNamespace(denoiser=model, schedule=SimpleNamespace(signature=lambda: b"alphas:0.5,0.25"))
     assert model_fingerprint(backend) == "61900c531ef317b8"
     assert weights_digest(model) == "8e4eeb4435826f3dce7adff5c013281b6966723cbed5ef323b56a092b1d1dced"
     assert sae_digest(sae) == "393ba55438222ae8ad9c14771f17797e5ffafb1d54f30e7b41f8b0c169cdebbe"

@@ -102,12 +102,14 @@ def test_the_first_toy_world_commands_run_as_written(tmp_path, monkeypatch, caps
 def test_bad_input_is_refused_before_any_model_work(argv, says, tmp_path, monkeypatch, capsys):
     """Nothing is sampled, scored or optimized before a bad unit, k or hookpoint is refused."""
     import lvo_core.analysis.bank as bank
+    import lvo_core.model.backend as backend
     import lvo_core.model.sampling as sampling
     import lvo_core.toy.demo as demo
 
     def forbidden(*_args, **_kwargs):
         raise AssertionError("model work started before the input was checked")
-    for module, name in ((bank, "build_bank"), (bank, "score_latents"), (sampling, "sample"), (demo, "run_demo")):
+    for module, name in ((bank, "build_bank"), (bank, "score_latents"), (bank, "sample_with"),
+                         (sampling, "sample_with"), (backend, "sample_with"), (demo, "run_demo")):
         monkeypatch.setattr(module, name, forbidden)
     assert main([*argv, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
