@@ -62,6 +62,10 @@ class Backend(Protocol):
     def empty_context(self, batch: int) -> Tensor:
         """Conditioning of the empty prompt, ``[batch, L, D]``."""
 
+    @property
+    def can_decode(self) -> bool:
+        """Whether :meth:`decode` has a VAE to call (a headless analysis may load none)."""
+
     def decode(self, latents: Tensor) -> Tensor:
         """Latents → images ``[B, 3, H, W]`` (any range; callers scale for display)."""
 
@@ -235,6 +239,10 @@ class ModuleBackend:
         if self._empty is None:
             raise LVOError("this backend has no empty-prompt conditioning")
         return self._empty.to(device=self.device, dtype=self.dtype).expand(batch, -1, -1)
+
+    @property
+    def can_decode(self) -> bool:
+        return self._decoder is not None
 
     def decode(self, latents: Tensor) -> Tensor:
         if self._decoder is None:

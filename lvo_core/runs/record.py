@@ -34,7 +34,7 @@ import torch
 
 from ..errors import LVOError
 from ..fileio import check_file_target, ensure_folder
-from ..identity import digest
+from ..identity import digest, file_digest
 from .plots import WORDS, ratio_or_activation
 from .report import contact_sheet, save_json, save_png, save_tensors, versions
 
@@ -65,11 +65,7 @@ def content_digest(path: str | os.PathLike) -> str:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _digests:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-        _digests[key] = h.hexdigest()
+        _digests[key] = file_digest(path)
     return _digests[key]
 
 

@@ -256,7 +256,7 @@ def write_atlas_site(out: str | Path, index: Mapping[str, Any], backend: Any, *,
         use_bank = bank if bank_t is not None else None
         cards[unit] = feature_card(unit, hookpoint=hookpoint, sae=sae, analysis=analysis, bank=use_bank,
                                    bank_t=bank_t or 200, top=top)
-        if use_bank is not None and getattr(backend, "_decoder", None) is not None:
+        if use_bank is not None and backend.can_decode:
             chosen = cards[unit]["bank"]["top"]
             with torch.no_grad():
                 pics = display_images(backend.decode(use_bank.latents[[e["index"] for e in chosen]]
