@@ -74,7 +74,7 @@ DEFAULT_DOC = ("row", "See the node's description.")
 # ------------------------------------------------------------------------------------------------ schemas
 def schemas() -> dict:
     """Each node's schema (id → V3-style Schema), the pack imported as ComfyUI imports it."""
-    core = json.loads(wt.REFERENCE.read_text())
+    core = wt.core_reference()
     with wt.loaded_pack(core) as pack:
         return {node_id: cls.define_schema() for node_id, cls in wt.node_classes(pack).items()}
 

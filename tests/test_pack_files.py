@@ -12,13 +12,15 @@ import pack_files as pf
 import pytest
 import workflow_tools as wt
 
+pytestmark = wt.needs_reference
+
 
 @pytest.fixture(scope="module")
 def pack_modules():
     """The stand-in V3 ``io`` and the pack's ``v3_fields`` module, imported as ComfyUI imports the pack."""
     import sys
 
-    with wt.loaded_pack(json.loads(wt.REFERENCE.read_text())):
+    with wt.loaded_pack(wt.core_reference()):
         return (sys.modules["comfy_api.v0_0_2"].io, sys.modules["comfyui_lvo_wf.nodes.v3_fields"])
 
 
