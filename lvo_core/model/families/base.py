@@ -12,6 +12,7 @@ from torch import nn
 from ...errors import LVOError
 from ...hookpoints import Layout, register_layout, unregister_layout, unwrap_unet
 
+
 class ModelFamily:
     """What LVO needs to know about one architecture. Subclasses override what differs; ``None`` where a family
     has no such thing (no tiny model, no folder loader of its own: the UNet loader of ``loading`` then serves)."""
