@@ -31,13 +31,13 @@ from lvo_core import errors
 from lvo_core.analysis.activity import analyze_activity, analyze_captured
 from lvo_core.analysis.steering import StrengthSchedule
 from lvo_core.cli import main
-from lvo_core.commands.lvo_run import priors_from_file
 from lvo_core.commands.setup import load_analysis, read_prompts
 from lvo_core.fileio import atomic_write
 from lvo_core.hookpoints import resolve_hookpoint
 from lvo_core.lvo.objectives import Channel, SAEFeature
 from lvo_core.lvo.optimize import LVOConfig, optimize, preset
 from lvo_core.lvo.pipeline import plan_rows, visualize
+from lvo_core.lvo.priors import PriorTable
 from lvo_core.model.backend import DiffusersBackend
 from lvo_core.model.families.sd import ldm_state_dict
 from lvo_core.model.loading import load_model, save_model_folder
@@ -267,7 +267,7 @@ CASES = [
     Case("priors file without the unit", errors.LVOError, ["no latent for unit 9", "run `steer`"],
          cli=lambda tmp: VIS[:1] + ["--units", "9", "--seeds", "1", "--timesteps", "0", "--prior",
                                     str(priors_file(tmp))],
-         python=lambda tmp, unet, be: priors_from_file(str(priors_file(tmp)))([9], [1])),
+         python=lambda tmp, unet, be: PriorTable.load(str(priors_file(tmp)))([9], [1])),
     Case("--raw and --sae together", errors.LVOError, ["not both"],
          cli=lambda tmp: VIS + ["--units", "1", "--sae", "tiny", "--raw"],
          not_for={"python": "Python passes an SAE or none; there is no flag pair to contradict"}),

@@ -24,11 +24,6 @@ from .boundary import BANK_SAMPLING, BANK_SCORING, Progress, recorded_args
 from .setup import backend_for, check_units, load_analysis, setup
 
 
-def priors_from_file(path: str) -> PriorTable:
-    """A prior ``(units, seeds) -> latents`` read from ``steer``'s ``priors.safetensors`` (labelled ``file:PATH``)."""
-    return PriorTable.load(path)
-
-
 def steer_prior(model, sae, hookpoint: str, analysis, s: Any):
     """The steered-generation prior with the ``--mode/--scale/--strength/--window/--prior-steps`` settings."""
     backend = backend_for(model, hookpoint)
@@ -130,7 +125,7 @@ def lvo_setup(s: Any, cluster: Any = None):
         return steer_prior(model, unit_sae, hookpoint, unit_analysis, flags)
 
     spec = RunSpec(variant, todo, list(s.seeds), sae=sae, analysis=analysis, steer=steering,
-                   prior=priors_from_file(s.prior) if variant.prior == "given" else None)
+                   prior=PriorTable.load(s.prior) if variant.prior == "given" else None)
     if variant.prior == "bank":
         spec.bank = bank_for(s, backend, spec, cluster)
     kwargs = dict(run_arguments(backend, spec), batch_size=s.batch_size, display=s.display,

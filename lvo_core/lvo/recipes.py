@@ -138,16 +138,22 @@ class RunSpec:
     prior: PriorFn | None = None
 
 
+def required_bank(variant: Recipe, bank: SampleBank | None) -> SampleBank:
+    """The bank a bank recipe starts from; refused, saying how to make one, when there is none."""
+    if bank is None:
+        raise LVOError(f"recipe '{variant.name}' starts from a sample bank; build one (`python -m lvo_core bank`) "
+                       f"and pass it")
+    return bank
+
+
 def score_bank(backend: Backend, spec: RunSpec, on_progress: Callable[[int, int], None] | None = None) -> None:
     """Refuse a bank of another model, block or SAE, then score it at the units' selection timesteps — before any
     row starts, so the scoring shows as a step of its own (the fallbacks are announced where the rows start)."""
-    if spec.bank is None:
-        raise LVOError(f"recipe '{spec.recipe.name}' starts from a sample bank; build one (`python -m lvo_core bank`) "
-                       f"and pass it")
+    bank = required_bank(spec.recipe, spec.bank)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SelectionWarning)
         chosen, _ = selection_timesteps(spec.units, spec.recipe.select_t, spec.analysis, spec.recipe.fallback_t)
-    scored_bank(spec.bank, backend, spec.sae, list(chosen.values()), on_progress)
+    scored_bank(bank, backend, spec.sae, list(chosen.values()), on_progress)
 
 
 def recipe_start(backend: Backend, variant: Recipe, units: Sequence[int], *, sae: SparseAutoencoder | None,
@@ -168,9 +174,7 @@ def recipe_start(backend: Backend, variant: Recipe, units: Sequence[int], *, sae
         if given is None:
             raise LVOError(f"recipe '{variant.name}' starts from a given prior; pass the prior function")
         return given, timesteps, notes
-    if bank is None:
-        raise LVOError(f"recipe '{variant.name}' starts from a sample bank; build one (`python -m lvo_core bank`) "
-                       f"and pass it")
+    bank = required_bank(variant, bank)
     chosen, notes = selection_timesteps(units, variant.select_t, analysis, variant.fallback_t)
     if variant.timesteps == "select":
         timesteps = {u: [t] for u, t in chosen.items()}
